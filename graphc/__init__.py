@@ -1,0 +1,32 @@
+"""graphc: a JIT compiler for neural-network computation graphs.
+
+Build MXNet-style symbolic graphs, differentiate them as graphs, and evaluate them with
+the NumPy reference executor.
+
+>>> import graphc as gc
+>>> x = gc.Variable("x")
+>>> y = gc.FullyConnected(x, num_hidden=4, name="fc1")
+>>> y.infer_shape(x=(2, 3))[0]
+[(2, 3), (4, 3), (4,)]
+"""
+
+from graphc.ir import (
+    DTypeError,
+    GradientError,
+    GraphcError,
+    GraphFormatError,
+    Group,
+    MissingInputError,
+    ShapeError,
+    Symbol,
+    Variable,
+    evaluate,
+    grad,
+    gradcheck,
+    load,
+    load_json,
+    var,
+)
+from graphc.ir.ops import *  # noqa: F403 - every op constructor at the top level, as mx.sym.*
+
+__version__ = "0.1.0"

@@ -1,0 +1,82 @@
+"""Every op graphc knows, one module per family; importing this registers them all."""
+
+from graphc.ir.ops import (  # noqa: F401 - imported to register the ops
+    broadcast,
+    dense,
+    dropout,
+    elementwise,
+    indexing,
+    loss,
+    reduce,
+    shape_ops,
+    softmax,
+)
+from graphc.ir.ops.dropout import BlockGrad, Dropout, stop_gradient
+from graphc.ir.ops.indexing import Embedding, one_hot, pick
+from graphc.ir.ops.loss import (
+    LinearRegressionOutput,
+    LogisticRegressionOutput,
+    MakeLoss,
+    SoftmaxOutput,
+    softmax_cross_entropy,
+)
+from graphc.ir.ops.softmax import log_softmax, softmax
+from graphc.ir.ops.broadcast import add_n, broadcast_like, ones_like, sum_to_like, zeros_like
+from graphc.ir.ops.dense import FullyConnected, batch_dot, dot
+from graphc.ir.ops.elementwise import (
+    Activation,
+    LeakyReLU,
+    abs,
+    add,
+    divide,
+    equal,
+    exp,
+    greater,
+    greater_equal,
+    lesser,
+    lesser_equal,
+    log,
+    maximum,
+    minimum,
+    multiply,
+    negative,
+    not_equal,
+    power,
+    relu,
+    sigmoid,
+    sign,
+    softrelu,
+    sqrt,
+    square,
+    subtract,
+    tanh,
+)
+from graphc.ir.ops.reduce import max, mean, min, size_array, sum
+from graphc.ir.ops.shape_ops import (
+    Concat,
+    Flatten,
+    Reshape,
+    SliceChannel,
+    concat,
+    expand_dims,
+    flatten,
+    reshape,
+    reshape_like,
+    slice_axis,
+    split,
+    transpose,
+)
+
+# MXNet's names for the broadcasting arithmetic.
+broadcast_add = broadcast_plus = add
+broadcast_sub = broadcast_minus = subtract
+broadcast_mul = multiply
+broadcast_div = divide
+broadcast_power = power
+broadcast_maximum = maximum
+broadcast_minimum = minimum
+elemwise_add = add
+elemwise_sub = subtract
+elemwise_mul = multiply
+elemwise_div = divide
+

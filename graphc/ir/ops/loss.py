@@ -1,0 +1,281 @@
+"""Loss heads, with MXNet's semantics: the forward is the prediction, and the gradient rule
+supplies the loss's gradient itself, ignoring any incoming gradient (MXNet's backward).
+
+Each head's gradient is a composition of primitives. Each head also carries, as ``loss``,
+the loss function that gradient belongs to, so that gradcheck can verify it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from graphc.ir.ops.broadcast import ones_like
+from graphc.ir.ops.elementwise import greater, maximum, not_equal
+from graphc.ir.ops.indexing import as_indices, one_hot_like, pick
+from graphc.ir.ops.reduce import size_array
+from graphc.ir.ops.reduce import sum as reduce_sum
+from graphc.ir.ops.shape_ops import Reshape, expand_dims, reshape_like
+from graphc.ir.ops.softmax import log_softmax
+from graphc.ir.registry import Attr, OpDef, fill, get_op, known, register, require, size_of
+from graphc.ir.symbol import Symbol, make_constructor
+
+# -- SoftmaxOutput -----------------------------------------------------------------------------
+
+
+def _softmax_axis(attrs) -> int:
+    return 1 if attrs["multi_output"] else -1
+
+
+def _softmax_label_shape(attrs, data: tuple) -> tuple:
+    if attrs["multi_output"]:
+        require(len(data) >= 2, f"multi_output needs (N, C, ...) data, not {data}")
+        return (data[0],) + tuple(data[2:])
+    if attrs["preserve_shape"]:
+        return tuple(data[:-1])
+    return (data[0],)
+
+
+def _softmax_output_shape(attrs, in_shapes):
+    data = known(in_shapes[0], "data")
+    require(len(data) >= 1, "data must have at least 1 dimension")
+    label = fill(in_shapes[1], _softmax_label_shape(attrs, data), "label")
+    return [data, label], [data]
+
+
+def _stable_softmax(values: np.ndarray, axis: int) -> np.ndarray:
+    shifted = values - values.max(axis=axis, keepdims=True)
+    exps = np.exp(shifted)
+    return exps / exps.sum(axis=axis, keepdims=True)
+
+
+def _as_classes(attrs, data: np.ndarray) -> np.ndarray:
+    """The data viewed so that classes lie on the softmax axis."""
+    if attrs["multi_output"] or attrs["preserve_shape"]:
+        return data
+    return data.reshape(data.shape[0], -1)
+
+
+def _softmax_output_forward(attrs, inputs, ctx):
+    data = inputs[0]
+    return [_stable_softmax(_as_classes(attrs, data), _softmax_axis(attrs)).reshape(data.shape)]
+
+
+def _valid_mask(attrs, label: np.ndarray) -> np.ndarray:
+    if attrs["use_ignore"]:
+        return label != attrs["ignore_label"]
+    return np.ones(label.shape, dtype=bool)
+
+
+def _normalizer(attrs, data: np.ndarray, valid: np.ndarray) -> float:
+    if attrs["normalization"] == "batch":
+        return float(data.shape[0])
+    if attrs["normalization"] == "valid":
+        return float(max(valid.sum(), 1))
+    return 1.0
+
+
+def _softmax_output_loss(attrs, inputs, outputs) -> float:
+    """grad_scale / normalizer * sum over valid positions of -log p[label]."""
+    data, label = inputs
+    axis = _softmax_axis(attrs)
+    probs = _as_classes(attrs, outputs[0])
+    valid = _valid_mask(attrs, label)
+    classes = probs.shape[axis]
+    safe_label = np.where(valid, label, 0)
+    indices = np.expand_dims(as_indices(safe_label, classes, "SoftmaxOutput label"), axis)
+    picked = np.squeeze(np.take_along_axis(probs, indices, axis=axis), axis=axis)
+    total = -np.sum(np.log(picked) * valid)
+    return attrs["grad_scale"] * total / _normalizer(attrs, data, valid)
+
+
+def _softmax_output_grad(args):
+    attrs = args.attrs
+    data, label = args.inputs
+    prob = args.outputs[0]
+    axis = _softmax_axis(attrs)
+    flat = not (attrs["multi_output"] or attrs["preserve_shape"])
+    classes = Reshape(prob, shape=(0, -1)) if flat else prob
+    diff = classes - one_hot_like(label, classes, axis=axis)
+    if attrs["use_ignore"]:
+        keep = not_equal(label, float(attrs["ignore_label"]))
+        diff = diff * expand_dims(keep, axis=axis)
+    else:
+        keep = ones_like(label)
+    normalization = attrs["normalization"]
+    if normalization == "batch":
+        diff = diff / size_array(data, axis=0)
+    elif normalization == "valid":
+        diff = diff / maximum(reduce_sum(keep), 1.0)
+    if attrs["grad_scale"] != 1.0:
+        diff = diff * attrs["grad_scale"]
+    return [reshape_like(diff, data) if flat else diff, None]
+
+
+register(
+    OpDef(
+        name="SoftmaxOutput",
+        inputs=("data", "label"),
+        labels=("label",),
+        attrs=(
+            Attr("grad_scale", "float", 1.0),
+            Attr("ignore_label", "float", -1.0),
+            Attr("use_ignore", "bool", False),
+            Attr("multi_output", "bool", False),
+            Attr("preserve_shape", "bool", False),
+            Attr("normalization", "str", "null", choices=("null", "batch", "valid")),
+        ),
+        infer_shape=_softmax_output_shape,
+        forward=_softmax_output_forward,
+        grad=_softmax_output_grad,
+        loss=_softmax_output_loss,
+        doc="Softmax probabilities forward; backward (p - onehot(label)) * grad_scale, divided"
+        " by the batch size ('batch') or the number of non-ignored labels ('valid'). Classes"
+        " lie on axis 1 with multi_output, on the last axis with preserve_shape, and otherwise"
+        " data is flattened to (N, classes) and label is (N,).",
+    )
+)
+
+
+# -- Regression heads --------------------------------------------------------------------------
+
+
+def _regression_shape(attrs, in_shapes):
+    data = known(in_shapes[0], "data")
+    label = in_shapes[1]
+    if label is None:
+        label = data
+    require(
+        size_of(label) == size_of(data) and (not data or label[0] == data[0]),
+        f"label {tuple(label)} does not match data {tuple(data)}",
+    )
+    return [data, tuple(label)], [data]
+
+
+def _outputs_per_sample(data: np.ndarray) -> float:
+    return float(data.size / data.shape[0]) if data.ndim else 1.0
+
+
+def _regression_grad(args):
+    data, label = args.inputs
+    prediction = args.outputs[0]
+    per_sample = size_array(label) / size_array(label, axis=0)
+    diff = (prediction - reshape_like(label, prediction)) / per_sample
+    if args.attrs["grad_scale"] != 1.0:
+        diff = diff * args.attrs["grad_scale"]
+    return [diff, None]
+
+
+def _linear_loss(attrs, inputs, outputs) -> float:
+    data, label = inputs
+    residual = outputs[0] - label.reshape(outputs[0].shape)
+    return attrs["grad_scale"] * 0.5 * float(np.sum(residual**2)) / _outputs_per_sample(data)
+
+
+def _logistic_loss(attrs, inputs, outputs) -> float:
+    data, label = inputs
+    target = label.reshape(data.shape)
+    # -[l log p + (1 - l) log(1 - p)] with p = sigmoid(x), written stably in x.
+    per_element = np.logaddexp(0.0, data) - target * data
+    return attrs["grad_scale"] * float(np.sum(per_element)) / _outputs_per_sample(data)
+
+
+def _sigmoid(values: np.ndarray) -> np.ndarray:
+    return 0.5 * (np.tanh(0.5 * values) + 1.0)
+
+
+_REGRESSION_ATTRS = (Attr("grad_scale", "float", 1.0),)
+
+register(
+    OpDef(
+        name="LinearRegressionOutput",
+        inputs=("data", "label"),
+        labels=("label",),
+        attrs=_REGRESSION_ATTRS,
+        infer_shape=_regression_shape,
+        forward=lambda attrs, inputs, ctx: [inputs[0].copy()],
+        grad=_regression_grad,
+        loss=_linear_loss,
+        doc="Identity forward; backward (out - label) * grad_scale / outputs per sample: the"
+        " gradient of half the squared error.",
+    )
+)
+register(
+    OpDef(
+        name="LogisticRegressionOutput",
+        inputs=("data", "label"),
+        labels=("label",),
+        attrs=_REGRESSION_ATTRS,
+        infer_shape=_regression_shape,
+        forward=lambda attrs, inputs, ctx: [_sigmoid(inputs[0])],
+        grad=_regression_grad,
+        loss=_logistic_loss,
+        doc="sigmoid(x) forward; backward (sigmoid(x) - label) * grad_scale / outputs per"
+        " sample: the gradient of binary cross-entropy.",
+    )
+)
+
+
+# -- MakeLoss ----------------------------------------------------------------------------------
+
+
+def _make_loss_norm(attrs, data: np.ndarray) -> float:
+    if attrs["normalization"] == "batch":
+        return float(data.shape[0])
+    if attrs["normalization"] == "valid":
+        return float(max(np.sum(data > attrs["valid_thresh"]), 1))
+    return 1.0
+
+
+def _make_loss_grad(args):
+    data = args.inputs[0]
+    grad = ones_like(data)
+    if args.attrs["normalization"] == "batch":
+        grad = grad / size_array(data, axis=0)
+    elif args.attrs["normalization"] == "valid":
+        grad = grad / maximum(reduce_sum(greater(data, args.attrs["valid_thresh"])), 1.0)
+    if args.attrs["grad_scale"] != 1.0:
+        grad = grad * args.attrs["grad_scale"]
+    return [grad]
+
+
+register(
+    OpDef(
+        name="MakeLoss",
+        attrs=(
+            Attr("grad_scale", "float", 1.0),
+            Attr("valid_thresh", "float", 0.0),
+            Attr("normalization", "str", "null", choices=("null", "batch", "valid")),
+        ),
+        infer_shape=lambda attrs, shapes: (shapes, [known(shapes[0])]),
+        forward=lambda attrs, inputs, ctx: [inputs[0].copy()],
+        grad=_make_loss_grad,
+        loss=lambda attrs, inputs, outputs: attrs["grad_scale"]
+        * float(np.sum(inputs[0]))
+        / _make_loss_norm(attrs, inputs[0]),
+        doc="Turn any symbol into a loss: identity forward, gradient grad_scale (divided by the"
+        " batch size or the count of elements above valid_thresh under 'batch'/'valid').",
+    )
+)
+
+
+def softmax_cross_entropy(data: Symbol, label: Symbol, name: str | None = None) -> Symbol:
+    """Sum over the batch of -log softmax(data)[label], shape (1,) as in MXNet.
+
+    >>> import graphc as gc
+    >>> loss = gc.softmax_cross_entropy(gc.Variable("x"), gc.Variable("y"))
+    >>> round(float(gc.evaluate(loss, {"x": [[0.0, 0.0]], "y": [1.0]})[0][0]), 4)
+    0.6931
+    """
+    picked = pick(log_softmax(data, axis=-1), label, axis=-1)
+    return Reshape(-reduce_sum(picked), shape=(1,), name=name)
+
+
+SoftmaxOutput = make_constructor(get_op("SoftmaxOutput"))
+LinearRegressionOutput = make_constructor(get_op("LinearRegressionOutput"))
+LogisticRegressionOutput = make_constructor(get_op("LogisticRegressionOutput"))
+MakeLoss = make_constructor(get_op("MakeLoss"))
+
+__all__ = [
+    "LinearRegressionOutput", "LogisticRegressionOutput", "MakeLoss", "SoftmaxOutput",
+    "softmax_cross_entropy",
+]
