@@ -10,6 +10,7 @@ the NumPy reference executor.
 [(2, 3), (4, 3), (4,)]
 """
 
+from graphc import models  # noqa: E402 - models build on the ops above
 from graphc.ir import (
     DTypeError,
     GradientError,

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from optable import CASES
 
 import graphc as gc
-from optable import CASES
 
 GRADCHECK_TOLERANCE = 1e-6
 
@@ -43,7 +43,9 @@ def test_float32_follows_float64(case):
     symbol = case.build()
     values = _inputs(case)
     outputs64 = gc.evaluate(symbol, values, is_train=case.is_train)
-    outputs32 = gc.evaluate(symbol, {k: v.astype(np.float32) for k, v in values.items()}, is_train=case.is_train)
+    outputs32 = gc.evaluate(
+        symbol, {k: v.astype(np.float32) for k, v in values.items()}, is_train=case.is_train
+    )
     for out32, out64 in zip(outputs32, outputs64):
         assert out32.dtype == np.float32
         np.testing.assert_allclose(out32, out64, rtol=2e-5, atol=2e-5)

@@ -34,3 +34,7 @@ class RuleViolation(Exception):
 
 class ShapeUnknown(Exception):
     """Raised by a shape rule that needs an input shape nobody has inferred yet."""
+
+
+class BackendError(GraphcError, RuntimeError):
+    """A backend cannot run a graph (an op it has no kernel for, a bad binding)."""

@@ -76,7 +76,9 @@ def _resolve_wrt(graph: Graph, wrt) -> list[Node]:
             continue
         node = item.node
         if not node.is_variable:
-            raise GradientError(f"grad: wrt must be Variables or their names, not {node.name} ({node.op})")
+            raise GradientError(
+                f"grad: wrt must be Variables or their names, not {node.name} ({node.op})"
+            )
         targets.append(node)
     return targets
 

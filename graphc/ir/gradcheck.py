@@ -52,11 +52,15 @@ def gradcheck(
     """
     values = {name: np.array(value, dtype=np.float64) for name, value in args.items()}
     skip = non_differentiable_arguments(symbol)
-    names = [name for name in symbol.list_arguments() if name not in skip] if wrt is None else list(wrt)
+    names = (
+        [name for name in symbol.list_arguments() if name not in skip] if wrt is None else list(wrt)
+    )
     rng = np.random.default_rng(seed)
     heads = _projections(symbol, values, is_train, rng)
 
-    head_vars = [None if weight is None else Variable(f"_head_grad{i}") for i, weight in enumerate(heads)]
+    head_vars = [
+        None if weight is None else Variable(f"_head_grad{i}") for i, weight in enumerate(heads)
+    ]
     feeds = dict(values)
     feeds.update({var.name: weight for var, weight in zip(head_vars, heads) if var is not None})
     grads = grad(symbol, names, head_grads=head_vars)

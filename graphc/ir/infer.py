@@ -109,9 +109,7 @@ def infer_shapes(graph: Graph, given: Mapping[str, tuple], partial: bool = False
             raise MissingInputError(
                 "cannot infer the shapes of " + ", ".join(describe(node) for node in unresolved)
             )
-    return Inferred(
-        shapes, {name: shapes[NodeOutput(node, 0)] for name, node in variables.items()}
-    )
+    return Inferred(shapes, {name: shapes[NodeOutput(node, 0)] for name, node in variables.items()})
 
 
 def _apply_shape_rule(node: Node, shapes: dict) -> bool:
@@ -159,7 +157,11 @@ def infer_dtypes(graph: Graph, given: Mapping[str, object]) -> Inferred:
     for node in graph.variables:
         declared = node.attrs.get("dtype")
         supplied = given.get(node.name)
-        if supplied is not None and declared is not None and np.dtype(supplied) != np.dtype(declared):
+        if (
+            supplied is not None
+            and declared is not None
+            and np.dtype(supplied) != np.dtype(declared)
+        ):
             raise DTypeError(
                 f"{node.name} (Variable) at {node.source}: declared {declared} but given"
                 f" {np.dtype(supplied).name}"
@@ -178,9 +180,7 @@ def infer_dtypes(graph: Graph, given: Mapping[str, object]) -> Inferred:
             for node in graph.nodes:
                 if not node.is_variable:
                     changed |= _apply_type_rule(node, dtypes, defaults_applied)
-    return Inferred(
-        dtypes, {name: dtypes[NodeOutput(node, 0)] for name, node in variables.items()}
-    )
+    return Inferred(dtypes, {name: dtypes[NodeOutput(node, 0)] for name, node in variables.items()})
 
 
 def _apply_type_rule(node: Node, dtypes: dict, final: bool) -> bool:

@@ -237,7 +237,9 @@ class OpDef:
         unknown = sorted(set(given) - set(self.schema))
         if unknown:
             allowed = ", ".join(self.schema) or "none"
-            raise ValueError(f"{where}: unknown attribute(s) {unknown}; {self.name} takes: {allowed}")
+            raise ValueError(
+                f"{where}: unknown attribute(s) {unknown}; {self.name} takes: {allowed}"
+            )
         parsed = {}
         for attr in self.attrs:
             if attr.name in given:
@@ -287,7 +289,10 @@ def fill(shape: Shape | None, expected: Shape, what: str) -> Shape:
     """An input shape that is either unknown (then it becomes ``expected``) or must equal it."""
     if shape is None:
         return tuple(expected)
-    require(tuple(shape) == tuple(expected), f"{what} has shape {shape} but {tuple(expected)} is expected")
+    require(
+        tuple(shape) == tuple(expected),
+        f"{what} has shape {shape} but {tuple(expected)} is expected",
+    )
     return tuple(shape)
 
 

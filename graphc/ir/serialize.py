@@ -69,7 +69,10 @@ def load_json(text: str) -> Symbol:
     nodes: list[Node] = []
     for position, record in enumerate(document["nodes"]):
         nodes.append(_load_node(position, record, nodes))
-    heads = [_load_edge(edge, nodes, len(nodes), "heads", visible_only=True) for edge in document["heads"]]
+    heads = [
+        _load_edge(edge, nodes, len(nodes), "heads", visible_only=True)
+        for edge in document["heads"]
+    ]
     return Symbol(heads)
 
 
@@ -100,7 +103,9 @@ def _load_node(position: int, record: Any, earlier: list[Node]) -> Node:
         raise GraphFormatError(f"{where}: {exc}") from None
     expected = opdef.input_names(parsed)
     if len(edges) != len(expected):
-        raise GraphFormatError(f"{where}: {op} takes inputs {list(expected)}, the file gives {len(edges)}")
+        raise GraphFormatError(
+            f"{where}: {op} takes inputs {list(expected)}, the file gives {len(edges)}"
+        )
     return Node(op, name, edges, freeze_attrs(parsed), source)
 
 
@@ -118,8 +123,12 @@ def _variable_attrs(attrs: dict, where: str) -> dict:
     return result
 
 
-def _load_edge(edge: Any, earlier: list[Node], limit: int, where: str, visible_only: bool = False) -> NodeOutput:
-    if not (isinstance(edge, list) and len(edge) in (2, 3) and all(isinstance(x, int) for x in edge)):
+def _load_edge(
+    edge: Any, earlier: list[Node], limit: int, where: str, visible_only: bool = False
+) -> NodeOutput:
+    if not (
+        isinstance(edge, list) and len(edge) in (2, 3) and all(isinstance(x, int) for x in edge)
+    ):
         raise GraphFormatError(f"{where}: an edge is [node_index, output_index], not {edge!r}")
     node_index, output_index = edge[0], edge[1]
     if not 0 <= node_index < min(limit, len(earlier)):
@@ -129,7 +138,9 @@ def _load_edge(edge: Any, earlier: list[Node], limit: int, where: str, visible_o
         count = 1
     else:
         opdef = REGISTRY[node.op]
-        count = opdef.num_visible_outputs(node.attrs) if visible_only else opdef.num_outputs(node.attrs)
+        count = (
+            opdef.num_visible_outputs(node.attrs) if visible_only else opdef.num_outputs(node.attrs)
+        )
     if not 0 <= output_index < count:
         raise GraphFormatError(f"{where}: {node.name} has no output {output_index}")
     return NodeOutput(node, output_index)

@@ -57,7 +57,9 @@ class Symbol:
 
     def _require_single(self, what: str) -> None:
         if len(self._entries) != 1:
-            raise ValueError(f"{what} needs a single-output symbol; this one has {len(self)} outputs")
+            raise ValueError(
+                f"{what} needs a single-output symbol; this one has {len(self)} outputs"
+            )
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -291,7 +293,9 @@ def Variable(
     if dtype is not None:
         values["dtype"] = np.dtype(dtype).name
     if init is not None:
-        values["init"] = init if isinstance(init, str) else getattr(init, "dumps", lambda: str(init))()
+        values["init"] = (
+            init if isinstance(init, str) else getattr(init, "dumps", lambda: str(init))()
+        )
     if lr_mult is not None:
         values["lr_mult"] = float(lr_mult)
     if wd_mult is not None:
@@ -353,7 +357,9 @@ def make_constructor(opdef: OpDef, public_name: str | None = None):
     ``gc.FullyConnected(data, num_hidden=10, name="fc1")`` or with explicit parameters
     ``gc.FullyConnected(data=x, weight=w, bias=b, num_hidden=10)``."""
 
-    def constructor(*args: Any, name: str | None = None, attr: Mapping | None = None, **kwargs: Any):
+    def constructor(
+        *args: Any, name: str | None = None, attr: Mapping | None = None, **kwargs: Any
+    ):
         if opdef.variadic:
             inputs = list(args)
             kwargs.setdefault("num_args", len(inputs))

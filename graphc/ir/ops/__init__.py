@@ -2,27 +2,22 @@
 
 from graphc.ir.ops import (  # noqa: F401 - imported to register the ops
     broadcast,
+    conv,
     dense,
     dropout,
     elementwise,
     indexing,
     loss,
+    lstm,
+    pool,
+    probability,
     reduce,
     shape_ops,
-    softmax,
 )
-from graphc.ir.ops.dropout import BlockGrad, Dropout, stop_gradient
-from graphc.ir.ops.indexing import Embedding, one_hot, pick
-from graphc.ir.ops.loss import (
-    LinearRegressionOutput,
-    LogisticRegressionOutput,
-    MakeLoss,
-    SoftmaxOutput,
-    softmax_cross_entropy,
-)
-from graphc.ir.ops.softmax import log_softmax, softmax
 from graphc.ir.ops.broadcast import add_n, broadcast_like, ones_like, sum_to_like, zeros_like
+from graphc.ir.ops.conv import Convolution
 from graphc.ir.ops.dense import FullyConnected, batch_dot, dot
+from graphc.ir.ops.dropout import BlockGrad, Dropout, stop_gradient
 from graphc.ir.ops.elementwise import (
     Activation,
     LeakyReLU,
@@ -51,6 +46,17 @@ from graphc.ir.ops.elementwise import (
     subtract,
     tanh,
 )
+from graphc.ir.ops.indexing import Embedding, one_hot, pick
+from graphc.ir.ops.loss import (
+    LinearRegressionOutput,
+    LogisticRegressionOutput,
+    MakeLoss,
+    SoftmaxOutput,
+    softmax_cross_entropy,
+)
+from graphc.ir.ops.lstm import LSTM
+from graphc.ir.ops.pool import Pooling
+from graphc.ir.ops.probability import log_softmax, softmax
 from graphc.ir.ops.reduce import max, mean, min, size_array, sum
 from graphc.ir.ops.shape_ops import (
     Concat,
@@ -79,4 +85,3 @@ elemwise_add = add
 elemwise_sub = subtract
 elemwise_mul = multiply
 elemwise_div = divide
-

@@ -150,7 +150,9 @@ register(
 
 def _batch_dot_shape(attrs, in_shapes):
     left, right = known(in_shapes[0], "lhs"), known(in_shapes[1], "rhs")
-    require(len(left) == 3 and len(right) == 3, f"batch_dot needs 3-D inputs, not {left} and {right}")
+    require(
+        len(left) == 3 and len(right) == 3, f"batch_dot needs 3-D inputs, not {left} and {right}"
+    )
     require(left[0] == right[0], f"batch sizes differ: {left[0]} vs {right[0]}")
     rows, inner = (left[2], left[1]) if attrs["transpose_a"] else (left[1], left[2])
     inner_b, cols = (right[2], right[1]) if attrs["transpose_b"] else (right[1], right[2])
@@ -173,9 +175,17 @@ def _batch_dot_grad(args):
     ta, tb = args.attrs["transpose_a"], args.attrs["transpose_b"]
     da = db = None
     if args.wants[0]:
-        da = batch_dot(b, dy, transpose_a=tb, transpose_b=True) if ta else batch_dot(dy, b, transpose_b=not tb)
+        da = (
+            batch_dot(b, dy, transpose_a=tb, transpose_b=True)
+            if ta
+            else batch_dot(dy, b, transpose_b=not tb)
+        )
     if args.wants[1]:
-        db = batch_dot(dy, a, transpose_a=True, transpose_b=ta) if tb else batch_dot(a, dy, transpose_a=not ta)
+        db = (
+            batch_dot(dy, a, transpose_a=True, transpose_b=ta)
+            if tb
+            else batch_dot(a, dy, transpose_a=not ta)
+        )
     return [da, db]
 
 

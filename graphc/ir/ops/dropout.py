@@ -30,7 +30,9 @@ def splitmix64(values: np.ndarray) -> np.ndarray:
 
 def uniform_from_counter(seed: int, step: int, size: int) -> np.ndarray:
     """``size`` floats in [0, 1): element i is a hash of (seed, step, i)."""
-    key = splitmix64(np.array([(seed & 0xFFFFFFFF) << 32 | (step & 0xFFFFFFFF)], dtype=np.uint64))[0]
+    key = splitmix64(np.array([(seed & 0xFFFFFFFF) << 32 | (step & 0xFFFFFFFF)], dtype=np.uint64))[
+        0
+    ]
     with np.errstate(over="ignore"):
         bits = splitmix64(np.arange(size, dtype=np.uint64) ^ key)
     return (bits >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
@@ -75,8 +77,13 @@ register(
 )
 
 
-def Dropout(data: Symbol, p: float = 0.5, mode: str = "training", seed: int | None = None,
-            name: str | None = None) -> Symbol:
+def Dropout(
+    data: Symbol,
+    p: float = 0.5,
+    mode: str = "training",
+    seed: int | None = None,
+    name: str | None = None,
+) -> Symbol:
     """Dropout with a reproducible mask; ``seed`` defaults to a hash of the node's name."""
     from graphc.ir.node import NAMES
 

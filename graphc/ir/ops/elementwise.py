@@ -82,16 +82,38 @@ _unary("log", np.log, lambda x, y, dy: dy / x, "math.log({0})", "Natural logarit
 _unary("sqrt", np.sqrt, lambda x, y, dy: dy / (y * 2.0), "math.sqrt({0})", "Square root.")
 _unary("square", np.square, lambda x, y, dy: dy * x * 2.0, "({0} * {0})", "x squared.")
 _unary("abs", np.abs, lambda x, y, dy: dy * sign(x), "abs({0})", "Absolute value.")
-_unary("sign", np.sign, lambda x, y, dy: None, "math.copysign(1.0, {0}) if {0} != 0.0 else 0.0",
-       "Sign of x (-1, 0 or 1); its gradient is zero.")
+_unary(
+    "sign",
+    np.sign,
+    lambda x, y, dy: None,
+    "math.copysign(1.0, {0}) if {0} != 0.0 else 0.0",
+    "Sign of x (-1, 0 or 1); its gradient is zero.",
+)
 _unary("negative", np.negative, lambda x, y, dy: -dy, "(-{0})", "Negation.")
-_unary("tanh", np.tanh, lambda x, y, dy: dy * (1.0 - y * y), "math.tanh({0})", "Hyperbolic tangent.")
-_unary("sigmoid", _sigmoid, lambda x, y, dy: dy * y * (1.0 - y),
-       "(1.0 / (1.0 + math.exp(-{0})))", "Logistic sigmoid 1 / (1 + exp(-x)).")
-_unary("relu", lambda x: np.maximum(x, 0), lambda x, y, dy: dy * greater(x, 0.0),
-       "({0} if {0} > 0.0 else 0.0)", "max(x, 0).")
-_unary("softrelu", _softrelu, lambda x, y, dy: dy * sigmoid(x),
-       "(max({0}, 0.0) + math.log1p(math.exp(-abs({0}))))", "log(1 + exp(x)) (softplus).")
+_unary(
+    "tanh", np.tanh, lambda x, y, dy: dy * (1.0 - y * y), "math.tanh({0})", "Hyperbolic tangent."
+)
+_unary(
+    "sigmoid",
+    _sigmoid,
+    lambda x, y, dy: dy * y * (1.0 - y),
+    "(1.0 / (1.0 + math.exp(-{0})))",
+    "Logistic sigmoid 1 / (1 + exp(-x)).",
+)
+_unary(
+    "relu",
+    lambda x: np.maximum(x, 0),
+    lambda x, y, dy: dy * greater(x, 0.0),
+    "({0} if {0} > 0.0 else 0.0)",
+    "max(x, 0).",
+)
+_unary(
+    "softrelu",
+    _softrelu,
+    lambda x, y, dy: dy * sigmoid(x),
+    "(max({0}, 0.0) + math.log1p(math.exp(-abs({0}))))",
+    "log(1 + exp(x)) (softplus).",
+)
 
 
 def _add_vjp(a, b, y, dy, wants):
@@ -135,19 +157,58 @@ _binary("subtract", np.subtract, _subtract_vjp, "({0} - {1})", "a - b with broad
 _binary("multiply", np.multiply, _multiply_vjp, "({0} * {1})", "a * b with broadcasting.")
 _binary("divide", np.divide, _divide_vjp, "({0} / {1})", "a / b with broadcasting.")
 _binary("power", np.power, _power_vjp, "({0} ** {1})", "a ** b with broadcasting.")
-_binary("maximum", np.maximum, _maximum_vjp, "max({0}, {1})",
-        "Elementwise maximum; a tie sends the gradient to a.")
-_binary("minimum", np.minimum, _minimum_vjp, "min({0}, {1})",
-        "Elementwise minimum; a tie sends the gradient to a.")
-_binary("greater", _compare(np.greater), _no_grads, "(1.0 if {0} > {1} else 0.0)", "1 where a > b, else 0.")
-_binary("greater_equal", _compare(np.greater_equal), _no_grads, "(1.0 if {0} >= {1} else 0.0)",
-        "1 where a >= b, else 0.")
-_binary("lesser", _compare(np.less), _no_grads, "(1.0 if {0} < {1} else 0.0)", "1 where a < b, else 0.")
-_binary("lesser_equal", _compare(np.less_equal), _no_grads, "(1.0 if {0} <= {1} else 0.0)",
-        "1 where a <= b, else 0.")
-_binary("equal", _compare(np.equal), _no_grads, "(1.0 if {0} == {1} else 0.0)", "1 where a == b, else 0.")
-_binary("not_equal", _compare(np.not_equal), _no_grads, "(1.0 if {0} != {1} else 0.0)",
-        "1 where a != b, else 0.")
+_binary(
+    "maximum",
+    np.maximum,
+    _maximum_vjp,
+    "max({0}, {1})",
+    "Elementwise maximum; a tie sends the gradient to a.",
+)
+_binary(
+    "minimum",
+    np.minimum,
+    _minimum_vjp,
+    "min({0}, {1})",
+    "Elementwise minimum; a tie sends the gradient to a.",
+)
+_binary(
+    "greater",
+    _compare(np.greater),
+    _no_grads,
+    "(1.0 if {0} > {1} else 0.0)",
+    "1 where a > b, else 0.",
+)
+_binary(
+    "greater_equal",
+    _compare(np.greater_equal),
+    _no_grads,
+    "(1.0 if {0} >= {1} else 0.0)",
+    "1 where a >= b, else 0.",
+)
+_binary(
+    "lesser", _compare(np.less), _no_grads, "(1.0 if {0} < {1} else 0.0)", "1 where a < b, else 0."
+)
+_binary(
+    "lesser_equal",
+    _compare(np.less_equal),
+    _no_grads,
+    "(1.0 if {0} <= {1} else 0.0)",
+    "1 where a <= b, else 0.",
+)
+_binary(
+    "equal",
+    _compare(np.equal),
+    _no_grads,
+    "(1.0 if {0} == {1} else 0.0)",
+    "1 where a == b, else 0.",
+)
+_binary(
+    "not_equal",
+    _compare(np.not_equal),
+    _no_grads,
+    "(1.0 if {0} != {1} else 0.0)",
+    "1 where a != b, else 0.",
+)
 
 
 def _leaky_relu(x: np.ndarray, attrs) -> np.ndarray:
@@ -228,15 +289,40 @@ def Activation(data: Symbol, act_type: str, name: str | None = None) -> Symbol:
     if act_type not in _ACTIVATIONS:
         allowed = ", ".join(repr(kind) for kind in _ACTIVATIONS)
         where = f"{name or 'activation'} (Activation)"
-        raise ValueError(f"{where}: attribute act_type={act_type!r} is not allowed; allowed: {allowed}")
+        raise ValueError(
+            f"{where}: attribute act_type={act_type!r} is not allowed; allowed: {allowed}"
+        )
     from graphc.ir.symbol import apply_op
 
     return apply_op(_ACTIVATIONS[act_type], [data], {}, name=name)
 
 
 __all__ = [
-    "Activation", "LeakyReLU", "abs", "add", "divide", "equal", "exp", "greater",
-    "greater_equal", "lesser", "lesser_equal", "log", "maximum", "minimum", "multiply",
-    "negative", "not_equal", "power", "relu", "sigmoid", "sign", "softrelu", "sqrt", "square",
-    "subtract", "tanh", "scalar",
+    "Activation",
+    "LeakyReLU",
+    "abs",
+    "add",
+    "divide",
+    "equal",
+    "exp",
+    "greater",
+    "greater_equal",
+    "lesser",
+    "lesser_equal",
+    "log",
+    "maximum",
+    "minimum",
+    "multiply",
+    "negative",
+    "not_equal",
+    "power",
+    "relu",
+    "sigmoid",
+    "sign",
+    "softrelu",
+    "sqrt",
+    "square",
+    "subtract",
+    "tanh",
+    "scalar",
 ]

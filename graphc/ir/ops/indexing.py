@@ -17,7 +17,7 @@ def as_indices(values: np.ndarray, limit: int, what: str) -> np.ndarray:
     indices = np.asarray(values).astype(np.int64)
     bad = (indices != values) | (indices < 0) | (indices >= limit)
     if np.any(bad):
-        first = np.asarray(values)[bad].flat[0]
+        first = np.asarray(values)[bad].flat[0].item()
         raise ValueError(f"{what}: index {first!r} is not an integer in [0, {limit})")
     return indices
 
@@ -44,7 +44,9 @@ def _embedding_forward(attrs, inputs, ctx):
 def _embedding_grad(args):
     data, weight = args.inputs
     dy = args.out_grads[0]
-    dweight = apply_op("_embedding_backward", [dy, data], dict(args.attrs)) if args.wants[1] else None
+    dweight = (
+        apply_op("_embedding_backward", [dy, data], dict(args.attrs)) if args.wants[1] else None
+    )
     return [None, dweight]
 
 
@@ -90,7 +92,10 @@ register(
         infer_shape=_embedding_backward_shape,
         infer_type=lambda attrs, dtypes: (dtypes, dtypes[0]),
         forward=_embedding_backward_forward,
-        grad=lambda args: [apply_op("Embedding", [args.inputs[1], args.out_grads[0]], dict(args.attrs)), None],
+        grad=lambda args: [
+            apply_op("Embedding", [args.inputs[1], args.out_grads[0]], dict(args.attrs)),
+            None,
+        ],
         doc="Scatter-add of an Embedding's output gradient into the rows it looked up.",
     )
 )
@@ -176,7 +181,9 @@ register(
 def _pick_backward_shape(attrs, in_shapes):
     like = known(in_shapes[2], "like")
     _, (expected,) = _pick_shape(attrs, [like, None])
-    require(tuple(known(in_shapes[0])) == expected, f"gradient {in_shapes[0]} does not match {expected}")
+    require(
+        tuple(known(in_shapes[0])) == expected, f"gradient {in_shapes[0]} does not match {expected}"
+    )
     return in_shapes, [like]
 
 
@@ -201,7 +208,11 @@ register(
         infer_shape=_pick_backward_shape,
         infer_type=lambda attrs, dtypes: (dtypes, dtypes[2]),
         forward=_pick_backward_forward,
-        grad=lambda args: [apply_op("pick", [args.out_grads[0], args.inputs[1]], dict(args.attrs)), None, None],
+        grad=lambda args: [
+            apply_op("pick", [args.out_grads[0], args.inputs[1]], dict(args.attrs)),
+            None,
+            None,
+        ],
         doc="Place each value of data at its index along axis, zeros elsewhere (pick's gradient);"
         " the result takes the dtype of like.",
     )

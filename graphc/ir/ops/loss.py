@@ -12,10 +12,10 @@ import numpy as np
 from graphc.ir.ops.broadcast import ones_like
 from graphc.ir.ops.elementwise import greater, maximum, not_equal
 from graphc.ir.ops.indexing import as_indices, one_hot_like, pick
+from graphc.ir.ops.probability import log_softmax
 from graphc.ir.ops.reduce import size_array
 from graphc.ir.ops.reduce import sum as reduce_sum
 from graphc.ir.ops.shape_ops import Reshape, expand_dims, reshape_like
-from graphc.ir.ops.softmax import log_softmax
 from graphc.ir.registry import Attr, OpDef, fill, get_op, known, register, require, size_of
 from graphc.ir.symbol import Symbol, make_constructor
 
@@ -249,9 +249,9 @@ register(
         infer_shape=lambda attrs, shapes: (shapes, [known(shapes[0])]),
         forward=lambda attrs, inputs, ctx: [inputs[0].copy()],
         grad=_make_loss_grad,
-        loss=lambda attrs, inputs, outputs: attrs["grad_scale"]
-        * float(np.sum(inputs[0]))
-        / _make_loss_norm(attrs, inputs[0]),
+        loss=lambda attrs, inputs, outputs: (
+            attrs["grad_scale"] * float(np.sum(inputs[0])) / _make_loss_norm(attrs, inputs[0])
+        ),
         doc="Turn any symbol into a loss: identity forward, gradient grad_scale (divided by the"
         " batch size or the count of elements above valid_thresh under 'batch'/'valid').",
     )
@@ -276,6 +276,9 @@ LogisticRegressionOutput = make_constructor(get_op("LogisticRegressionOutput"))
 MakeLoss = make_constructor(get_op("MakeLoss"))
 
 __all__ = [
-    "LinearRegressionOutput", "LogisticRegressionOutput", "MakeLoss", "SoftmaxOutput",
+    "LinearRegressionOutput",
+    "LogisticRegressionOutput",
+    "MakeLoss",
+    "SoftmaxOutput",
     "softmax_cross_entropy",
 ]

@@ -7,7 +7,16 @@ import numpy as np
 from graphc.ir.ops.broadcast import broadcast_like
 from graphc.ir.ops.elementwise import equal
 from graphc.ir.ops.shape_ops import expand_dims
-from graphc.ir.registry import Attr, OpDef, get_op, known, normalize_axis, register, require, size_of
+from graphc.ir.registry import (
+    Attr,
+    OpDef,
+    get_op,
+    known,
+    normalize_axis,
+    register,
+    require,
+    size_of,
+)
 from graphc.ir.symbol import Symbol, apply_op, make_constructor
 
 

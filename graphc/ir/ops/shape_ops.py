@@ -5,7 +5,16 @@ from __future__ import annotations
 import numpy as np
 
 from graphc.ir.ops.broadcast import zeros_like
-from graphc.ir.registry import Attr, OpDef, get_op, known, normalize_axis, register, require, size_of
+from graphc.ir.registry import (
+    Attr,
+    OpDef,
+    get_op,
+    known,
+    normalize_axis,
+    register,
+    require,
+    size_of,
+)
 from graphc.ir.symbol import Symbol, apply_op, make_constructor
 
 
@@ -244,7 +253,9 @@ def _concat_shape(attrs, in_shapes):
     first = shapes[0]
     axis = normalize_axis(attrs["dim"], len(first), "dim")
     for index, shape in enumerate(shapes):
-        require(len(shape) == len(first), f"arg{index} has {len(shape)} dims, arg0 has {len(first)}")
+        require(
+            len(shape) == len(first), f"arg{index} has {len(shape)} dims, arg0 has {len(first)}"
+        )
         for a, (dim, ref) in enumerate(zip(shape, first)):
             require(
                 a == axis or dim == ref,
@@ -257,7 +268,11 @@ def _concat_shape(attrs, in_shapes):
 
 def _concat_grad(args):
     dim = args.attrs["dim"]
-    parts = apply_op("_split_like", [args.out_grads[0], *args.inputs], {"axis": dim, "num_args": len(args.inputs)})
+    parts = apply_op(
+        "_split_like",
+        [args.out_grads[0], *args.inputs],
+        {"axis": dim, "num_args": len(args.inputs)},
+    )
     return list(parts)
 
 
@@ -307,10 +322,16 @@ register(
         infer_shape=_split_like_shape,
         infer_type=lambda attrs, dtypes: (dtypes, dtypes[0]),
         forward=_split_like_forward,
-        grad=lambda args: [
-            apply_op("Concat", list(args.out_grads), {"dim": args.attrs["axis"], "num_args": len(args.out_grads)})
-        ]
-        + [None] * (len(args.inputs) - 1),
+        grad=lambda args: (
+            [
+                apply_op(
+                    "Concat",
+                    list(args.out_grads),
+                    {"dim": args.attrs["axis"], "num_args": len(args.out_grads)},
+                )
+            ]
+            + [None] * (len(args.inputs) - 1)
+        ),
         doc="Split ``data`` along ``axis`` into parts shaped like the ``like`` inputs (Concat's gradient).",
     )
 )
@@ -327,7 +348,9 @@ def _slice_channel_shape(attrs, in_shapes):
     source = known(in_shapes[0])
     axis = normalize_axis(attrs["axis"], len(source))
     parts = attrs["num_outputs"]
-    require(source[axis] % parts == 0, f"axis {axis} of size {source[axis]} does not split into {parts}")
+    require(
+        source[axis] % parts == 0, f"axis {axis} of size {source[axis]} does not split into {parts}"
+    )
     out = list(source)
     out[axis] = source[axis] // parts
     if attrs["squeeze_axis"]:
@@ -373,7 +396,10 @@ def _slice_bounds(attrs, size: int) -> tuple[int, int]:
     end = size if attrs["end"] is None else attrs["end"]
     begin = begin + size if begin < 0 else begin
     end = end + size if end < 0 else end
-    require(0 <= begin < end <= size, f"slice [{attrs['begin']}, {attrs['end']}) is empty or out of range for size {size}")
+    require(
+        0 <= begin < end <= size,
+        f"slice [{attrs['begin']}, {attrs['end']}) is empty or out of range for size {size}",
+    )
     return begin, end
 
 
@@ -403,7 +429,9 @@ register(
         attrs=_SLICE_ATTRS,
         infer_shape=_slice_axis_shape,
         forward=_slice_axis_forward,
-        grad=lambda args: [apply_op("_slice_axis_backward", [args.out_grads[0], args.inputs[0]], dict(args.attrs))],
+        grad=lambda args: [
+            apply_op("_slice_axis_backward", [args.out_grads[0], args.inputs[0]], dict(args.attrs))
+        ],
         doc="Take [begin, end) along ``axis`` (negative indices count from the end).",
     )
 )
@@ -412,7 +440,10 @@ register(
 def _slice_backward_shape(attrs, in_shapes):
     grad_shape, like = known(in_shapes[0]), known(in_shapes[1])
     _, (expected,) = _slice_axis_shape(attrs, [like])
-    require(tuple(grad_shape) == expected, f"gradient {_fmt(grad_shape)} does not match slice {_fmt(expected)}")
+    require(
+        tuple(grad_shape) == expected,
+        f"gradient {_fmt(grad_shape)} does not match slice {_fmt(expected)}",
+    )
     return in_shapes, [like]
 
 
@@ -453,6 +484,17 @@ reshape = Reshape
 flatten = Flatten
 
 __all__ = [
-    "Concat", "Flatten", "Reshape", "SliceChannel", "concat", "expand_dims", "flatten",
-    "reshape", "reshape_like", "slice_axis", "split", "transpose", "zeros_like",
+    "Concat",
+    "Flatten",
+    "Reshape",
+    "SliceChannel",
+    "concat",
+    "expand_dims",
+    "flatten",
+    "reshape",
+    "reshape_like",
+    "slice_axis",
+    "split",
+    "transpose",
+    "zeros_like",
 ]

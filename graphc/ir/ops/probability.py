@@ -17,7 +17,9 @@ def _shifted(data: Symbol, axis: int) -> Symbol:
     return data - BlockGrad(reduce_max(data, axis=axis, keepdims=True))
 
 
-def softmax(data: Symbol, axis: int = -1, temperature: float | None = None, name: str | None = None) -> Symbol:
+def softmax(
+    data: Symbol, axis: int = -1, temperature: float | None = None, name: str | None = None
+) -> Symbol:
     """exp(x) / sum(exp(x)) along ``axis``, computed stably.
 
     >>> import graphc as gc
@@ -31,7 +33,9 @@ def softmax(data: Symbol, axis: int = -1, temperature: float | None = None, name
     return apply_op("divide", [exps, reduce_sum(exps, axis=axis, keepdims=True)], {}, name=name)
 
 
-def log_softmax(data: Symbol, axis: int = -1, temperature: float | None = None, name: str | None = None) -> Symbol:
+def log_softmax(
+    data: Symbol, axis: int = -1, temperature: float | None = None, name: str | None = None
+) -> Symbol:
     """x - log(sum(exp(x))) along ``axis``, computed stably."""
     if temperature is not None:
         data = data / float(temperature)
