@@ -10,7 +10,8 @@ the NumPy reference executor.
 [(2, 3), (4, 3), (4,)]
 """
 
-from graphc import models  # noqa: E402 - models build on the ops above
+from graphc import codegen_cpu, models  # noqa: E402 - backends and models build on the ops
+from graphc.runtime import Context, Executor, KernelCacheWarning, cpu, gpu  # noqa: E402
 from graphc.ir import (
     DTypeError,
     GradientError,

@@ -404,4 +404,57 @@ CASES = [
             )
         ],
     ),
+    # Layers whose forward values are checked against naive loops in their own test files
+    # (test_ops_conv_pool.py, test_ops_lstm.py); here they join the gradient and backend checks.
+    OpCase(
+        "convolution",
+        lambda: gc.Convolution(
+            a, kernel=(3, 2), num_filter=2, stride=(2, 1), pad=(1, 0), name="cv"
+        ),
+        {"a": normal(2, 3, 5, 4), "cv_weight": normal(2, 3, 3, 2), "cv_bias": normal(2)},
+    ),
+    OpCase(
+        "convolution_1x1_nobias",
+        lambda: gc.Convolution(a, kernel=1, num_filter=3, no_bias=True, name="cv"),
+        {"a": normal(1, 2, 3, 1), "cv_weight": normal(3, 2, 1, 1)},
+    ),
+    OpCase(
+        "max_pool",
+        lambda: gc.Pooling(a, kernel=(2, 2), stride=(2, 1), pad=(1, 0), pool_type="max"),
+        {"a": normal(2, 3, 5, 3)},
+    ),
+    OpCase(
+        "avg_pool_exclude_pad",
+        lambda: gc.Pooling(a, kernel=3, stride=2, pad=1, pool_type="avg", count_include_pad=False),
+        {"a": normal(1, 2, 7, 5)},
+    ),
+    OpCase(
+        "global_avg_pool",
+        lambda: gc.Pooling(a, kernel=1, pool_type="avg", global_pool=True),
+        {"a": normal(2, 3, 3, 2)},
+    ),
+    OpCase(
+        "lstm",
+        lambda: gc.LSTM(a, num_hidden=3, name="rnn"),
+        {
+            "a": normal(3, 2, 5),
+            "rnn_i2h_weight": normal(12, 5),
+            "rnn_h2h_weight": normal(12, 3),
+            "rnn_i2h_bias": normal(12),
+            "rnn_h2h_bias": normal(12),
+        },
+    ),
+    OpCase(
+        "lstm_with_state",
+        lambda: gc.LSTM(a, num_hidden=2, state=b, state_cell=c, name="rnn"),
+        {
+            "a": normal(2, 1, 3),
+            "b": normal(1, 2),
+            "c": normal(1, 2),
+            "rnn_i2h_weight": normal(8, 3),
+            "rnn_h2h_weight": normal(8, 2),
+            "rnn_i2h_bias": normal(8),
+            "rnn_h2h_bias": normal(8),
+        },
+    ),
 ]

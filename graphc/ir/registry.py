@@ -186,6 +186,9 @@ class OpDef:
     loss(attrs, inputs, outputs) -> float: marks a loss head, whose gradient rule ignores the
         incoming gradient; this is the loss that gradient belongs to (gradcheck uses it).
     labels, integer_inputs: inputs that hold class labels or indices; they get no gradient.
+    expr: for an elementwise op, its scalar expression (``{0}``, ``{1}`` the operands,
+        ``{name}`` an attribute; Python's ``math`` module), or a function of the attributes
+        returning one. Backends generate their elementwise kernels from it.
     """
 
     name: str
@@ -204,7 +207,7 @@ class OpDef:
     variadic: bool = False
     broadcasting: bool = False
     loss: Callable | None = None
-    expr: str | None = None
+    expr: str | Callable[[Mapping], str] | None = None
     doc: str = ""
     schema: Mapping[str, Attr] = field(init=False, repr=False)
 

@@ -176,6 +176,20 @@ class Symbol:
 
         save(self, fname)
 
+    # -- binding (the runtime builds executors) ---------------------------------------------
+
+    def simple_bind(self, ctx=None, grad_req="write", type_dict=None, **shapes):
+        """Allocate arguments and gradients from input shapes and bind an Executor."""
+        from graphc.runtime.bind import simple_bind
+
+        return simple_bind(self, ctx, grad_req=grad_req, type_dict=type_dict, **shapes)
+
+    def bind(self, ctx, args, args_grad=None, grad_req="write", aux_states=None):
+        """Bind to caller-owned arrays (read and written in place)."""
+        from graphc.runtime.bind import bind
+
+        return bind(self, ctx, args, args_grad=args_grad, grad_req=grad_req, aux_states=aux_states)
+
     # -- operators -------------------------------------------------------------------------
 
     def __add__(self, other):

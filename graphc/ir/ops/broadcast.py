@@ -157,6 +157,7 @@ register(
         infer_shape=_broadcast_like_shape,
         infer_type=_first_input_type,
         forward=lambda attrs, inputs, ctx: [np.broadcast_to(inputs[0], inputs[1].shape).copy()],
+        expr="{0}",
         grad=lambda args: [sum_to_like(args.out_grads[0], args.inputs[0]), None],
         doc="Broadcast ``data`` to the shape of ``like`` (NumPy rules).",
     )

@@ -218,6 +218,12 @@ def _leaky_relu(x: np.ndarray, attrs) -> np.ndarray:
     return np.where(x > 0, x, slope * np.expm1(np.minimum(x, 0)))
 
 
+def _leaky_relu_expr(attrs) -> str:
+    if attrs["act_type"] == "leaky":
+        return "({0} if {0} > 0.0 else {slope} * {0})"
+    return "({0} if {0} > 0.0 else {slope} * math.expm1({0}))"
+
+
 def _leaky_relu_grad(args: GradArgs) -> list:
     x, y, dy = args.inputs[0], args.outputs[0], args.out_grads[0]
     slope = args.attrs["slope"]
@@ -237,6 +243,7 @@ register(
         infer_shape=_same_shape,
         forward=lambda attrs, inputs, ctx: [_leaky_relu(inputs[0], attrs)],
         grad=_leaky_relu_grad,
+        expr=_leaky_relu_expr,
         doc="Leaky ReLU (x if x > 0 else slope * x) or ELU (slope * (exp(x) - 1) for x <= 0).",
     )
 )

@@ -1,0 +1,400 @@
+"""CPU kernels for ``Convolution`` and its two gradient primitives: im2col, one GEMM, col2im.
+
+What the ops compute is defined by their NumPy references in ``graphc/ir/ops/conv.py``.
+These kernels compute the same sums as three matrix products over a column matrix:
+
+- ``cols`` is (C*kh*kw, rows*W'): row ``k = (c*kh + i)*kw + j`` holds, for every output
+  position of the chunk, the input cell that kernel tap (c, i, j) meets there (zero in the
+  padding). A chunk is a run of output rows ``r`` counted over (n, h') together, so column
+  ``(r - first)*W' + w'`` belongs to image ``r // H'``, output row ``r % H'``, column w'.
+- forward: ``product (F, rows*W') = weight (F, C*kh*kw) @ cols``, then the product is
+  copied into ``out[n, :, h', :]`` with the bias added;
+- weight gradient: ``dweight (F, C*kh*kw) += dy_rows (F, rows*W') @ cols.T``;
+- data gradient: ``cols = weight.T @ dy_rows``, then col2im adds every column entry back
+  into the input cell it was read from.
+
+One big ``np.dot`` per chunk keeps BLAS efficient whatever the image size (LeNet's second
+layer has only 8x8 outputs per image). Chunks are sized for the cache: about
+``CHUNK_COLUMNS`` GEMM columns (whole output rows, across image boundaries), so BLAS reads
+the column matrix im2col has just written from cache. The workspace is also bounded:
+``options["im2col_bytes"]`` (64 MiB by default) caps the chunk so that all the buffers the
+lowering declares sum to at most the bound, and a bound too small for one output row is a
+BackendError. Buffers are declared flat and viewed as 2-D prefixes, so the last, shorter
+chunk is still a C-contiguous matrix for BLAS.
+
+All functions are ``numba.njit(cache=True)`` at module level and compiled once per dtype and
+input layout, whatever the geometry. The geometry (kernel, stride, pad and rows per chunk)
+is not in the calling convention, so the last workspace entry is a *geometry descriptor*:
+a zero-byte int64 buffer of shape ``(0, kh, kw, sh, sw, ph, pw, rows)`` that the runtime
+allocates like any other (it costs nothing) and the kernel reads the numbers off its shape.
+The alternative, an entry point generated per geometry with the numbers as constants, costs
+a Numba compile per distinct convolution, because Numba links and re-optimises everything
+it calls: measured 1.3-1.6 s each here, which made a cold run of this file's tests 97 s.
+Inputs may have any strides; outputs are C-contiguous, as ``lowering.py`` promises.
+
+The loops are serial. OpenBLAS already runs the GEMMs on both cores, and a ``prange`` over
+the channels of im2col or col2im did not measurably help on the 2-core machine: per chunk
+of LeNet's conv2, 0.2-0.4 ms serial against 0.14 ms to 8 ms in parallel (the OpenMP
+threading layer waiting a whole scheduler slice for a busy core; 0.4-0.5 ms with Numba's
+workqueue layer).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+
+import numba
+import numpy as np
+
+from graphc.codegen_cpu.lowering import Kernel, NodeSpec, lowering
+from graphc.ir.errors import BackendError
+
+DEFAULT_IM2COL_BYTES = 64 * 2**20
+# GEMM columns per chunk. LeNet, batch 100, float32, one BLAS thread, forward / weight grad /
+# data grad in ms on a shared 2-core VM (noisy, +-20%): conv1 0.9 / 1.3 / 1.1 with 1024
+# columns, 2.2 / 2.4 / 2.3 with the whole batch in one chunk; conv2 5.2 / 5.4 / 5.2 against
+# 7.5 / 5.7 / 6.4. 256 to 2048 do about as well as 1024 for conv2; conv1 slows from 2048.
+CHUNK_COLUMNS = 1024
+
+
+# -- column matrix ----------------------------------------------------------------------------
+
+
+# Inner loops index with unsigned integers (``_u``): Numba cannot tell that a signed index is
+# non-negative, so it adds a wraparound select to every access, which stops LLVM from
+# vectorising the loop. Measured on LeNet's conv2 im2col (float32, batch 100): 5.9 ms signed,
+# 1.9 ms unsigned. Every index cast this way is non-negative by construction.
+_u = numba.uint64
+
+
+@numba.njit(cache=True)
+def _valid_columns(j, stride_w, pad_w, width, out_w):
+    """The output columns [low, high) whose tap ``j`` lands inside the input's width."""
+    low = min(out_w, max(0, -((j - pad_w) // stride_w)))
+    high = min(out_w, (width - 1 + pad_w - j) // stride_w + 1)
+    return low, max(low, high)
+
+
+@numba.njit(cache=True)
+def _im2col(data, cols, first_row, geometry, out_h, out_w):
+    """Fill ``cols`` (C*kh*kw, rows*W') with the windows of output rows first_row, ...
+
+    The innermost loop runs along an output row, over contiguous columns of ``cols``."""
+    kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w = geometry
+    channels, height, width = data.shape[1], data.shape[2], data.shape[3]
+    rows = cols.shape[1] // out_w
+    for c in range(channels):
+        for i in range(kernel_h):
+            for j in range(kernel_w):
+                tap = (c * kernel_h + i) * kernel_w + j
+                low, high = _valid_columns(j, stride_w, pad_w, width, out_w)
+                first_w = low * stride_w - pad_w + j
+                n, oh = divmod(first_row, out_h)
+                for base in range(0, rows * out_w, out_w):
+                    h = oh * stride_h - pad_h + i
+                    if 0 <= h < height:
+                        for ow in range(low):
+                            cols[tap, _u(base + ow)] = 0
+                        for ow in range(high - low):
+                            cols[tap, _u(base + low + ow)] = data[
+                                n, c, h, _u(first_w + ow * stride_w)
+                            ]
+                        for ow in range(high, out_w):
+                            cols[tap, _u(base + ow)] = 0
+                    else:
+                        for ow in range(out_w):
+                            cols[tap, _u(base + ow)] = 0
+                    oh += 1
+                    if oh == out_h:
+                        oh = 0
+                        n += 1
+
+
+@numba.njit(cache=True)
+def _col2im(cols, data_grad, first_row, geometry, out_h, out_w):
+    """The adjoint of :func:`_im2col`: add every entry of ``cols`` into the input cell it
+    was read from (entries read from the padding are dropped)."""
+    kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w = geometry
+    channels, height, width = data_grad.shape[1], data_grad.shape[2], data_grad.shape[3]
+    rows = cols.shape[1] // out_w
+    for c in range(channels):
+        for i in range(kernel_h):
+            for j in range(kernel_w):
+                tap = (c * kernel_h + i) * kernel_w + j
+                low, high = _valid_columns(j, stride_w, pad_w, width, out_w)
+                first_w = low * stride_w - pad_w + j
+                n, oh = divmod(first_row, out_h)
+                for base in range(0, rows * out_w, out_w):
+                    h = oh * stride_h - pad_h + i
+                    if 0 <= h < height:
+                        for ow in range(high - low):
+                            data_grad[n, c, h, _u(first_w + ow * stride_w)] += cols[
+                                tap, _u(base + low + ow)
+                            ]
+                    oh += 1
+                    if oh == out_h:
+                        oh = 0
+                        n += 1
+
+
+# -- moving rows between (N, F, H', W') arrays and (F, rows*W') matrices ------------------------
+
+
+@numba.njit(cache=True)
+def _gather_rows(source, matrix, first_row):
+    """matrix[f, (r - first_row)*W' + w'] = source[n, f, h', w'] for output rows r = (n, h')."""
+    filters, out_h, out_w = source.shape[1], source.shape[2], source.shape[3]
+    rows = matrix.shape[1] // out_w
+    for f in range(filters):
+        n, oh = divmod(first_row, out_h)
+        for base in range(0, rows * out_w, out_w):
+            for ow in range(out_w):
+                matrix[f, _u(base + ow)] = source[n, f, oh, _u(ow)]
+            oh += 1
+            if oh == out_h:
+                oh = 0
+                n += 1
+
+
+@numba.njit(cache=True)
+def _scatter_rows(matrix, bias, out, first_row):
+    """The inverse of :func:`_gather_rows`, adding ``bias[f]`` unless ``bias`` is None."""
+    filters, out_h, out_w = out.shape[1], out.shape[2], out.shape[3]
+    rows = matrix.shape[1] // out_w
+    for f in range(filters):
+        shift = 0.0
+        if bias is not None:
+            shift = bias[f]
+        n, oh = divmod(first_row, out_h)
+        for base in range(0, rows * out_w, out_w):
+            for ow in range(out_w):
+                out[n, f, oh, _u(ow)] = matrix[f, _u(base + ow)] + shift
+            oh += 1
+            if oh == out_h:
+                oh = 0
+                n += 1
+
+
+@numba.njit(cache=True)
+def _copy_weight(weight, matrix):
+    """``weight`` (F, C, kh, kw), any strides, into the C-contiguous (F, C*kh*kw) ``matrix``."""
+    filters, channels, kernel_h, kernel_w = weight.shape
+    for f in range(filters):
+        for c in range(channels):
+            for i in range(kernel_h):
+                for j in range(kernel_w):
+                    matrix[f, (c * kernel_h + i) * kernel_w + j] = weight[f, c, i, j]
+
+
+# -- the three passes ---------------------------------------------------------------------------
+
+
+@numba.njit(cache=True)
+def _unpack(descriptor):
+    """((kh, kw, sh, sw, ph, pw), chunk_rows) from the shape of a geometry descriptor."""
+    _, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, chunk_rows = descriptor.shape
+    return (kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w), chunk_rows
+
+
+@numba.njit(cache=True)
+def _forward(data, weight, bias, out, cols_buffer, product_buffer, weight_buffer, descriptor):
+    geometry, chunk_rows = _unpack(descriptor)
+    batch, filters, out_h, out_w = out.shape
+    taps = weight.shape[1] * weight.shape[2] * weight.shape[3]
+    weight_matrix = weight_buffer.reshape(filters, taps)
+    _copy_weight(weight, weight_matrix)
+    total_rows = batch * out_h
+    for first_row in range(0, total_rows, chunk_rows):
+        columns = min(chunk_rows, total_rows - first_row) * out_w
+        cols = cols_buffer[: taps * columns].reshape(taps, columns)
+        product = product_buffer[: filters * columns].reshape(filters, columns)
+        _im2col(data, cols, first_row, geometry, out_h, out_w)
+        np.dot(weight_matrix, cols, product)
+        _scatter_rows(product, bias, out, first_row)
+
+
+@numba.njit(cache=True)
+def convolution_forward(data, weight, bias, out, cols, product, weight_matrix, descriptor):
+    """out = Convolution(data, weight) + bias, one GEMM per chunk of output rows."""
+    _forward(data, weight, bias, out, cols, product, weight_matrix, descriptor)
+
+
+@numba.njit(cache=True)
+def convolution_forward_no_bias(data, weight, out, cols, product, weight_matrix, descriptor):
+    """out = Convolution(data, weight), one GEMM per chunk of output rows."""
+    _forward(data, weight, None, out, cols, product, weight_matrix, descriptor)
+
+
+@numba.njit(cache=True)
+def convolution_backward_weight(
+    dy, data, weight_grad, cols_buffer, dy_buffer, partial_buffer, descriptor
+):
+    """weight_grad = _conv_backward_weight(dy, data): the sum over chunks of dy_rows @ cols.T."""
+    geometry, chunk_rows = _unpack(descriptor)
+    batch, filters, out_h, out_w = dy.shape
+    taps = weight_grad.size // filters
+    grad_matrix = weight_grad.reshape(filters, taps)
+    total_rows = batch * out_h
+    for first_row in range(0, total_rows, chunk_rows):
+        columns = min(chunk_rows, total_rows - first_row) * out_w
+        cols = cols_buffer[: taps * columns].reshape(taps, columns)
+        dy_rows = dy_buffer[: filters * columns].reshape(filters, columns)
+        _im2col(data, cols, first_row, geometry, out_h, out_w)
+        _gather_rows(dy, dy_rows, first_row)
+        if first_row == 0:
+            np.dot(dy_rows, cols.T, grad_matrix)
+        else:
+            partial = partial_buffer.reshape(filters, taps)
+            np.dot(dy_rows, cols.T, partial)
+            for f in range(filters):
+                for tap in range(taps):
+                    grad_matrix[f, tap] += partial[f, tap]
+
+
+@numba.njit(cache=True)
+def convolution_backward_data(
+    dy, weight, like, data_grad, cols_buffer, dy_buffer, weight_buffer, descriptor
+):
+    """data_grad = _conv_backward_data(dy, weight): col2im of weight.T @ dy_rows per chunk."""
+    geometry, chunk_rows = _unpack(descriptor)
+    batch, filters, out_h, out_w = dy.shape
+    taps = weight.shape[1] * weight.shape[2] * weight.shape[3]
+    weight_matrix = weight_buffer.reshape(filters, taps)
+    _copy_weight(weight, weight_matrix)
+    data_grad[...] = 0
+    total_rows = batch * out_h
+    for first_row in range(0, total_rows, chunk_rows):
+        columns = min(chunk_rows, total_rows - first_row) * out_w
+        cols = cols_buffer[: taps * columns].reshape(taps, columns)
+        dy_rows = dy_buffer[: filters * columns].reshape(filters, columns)
+        _gather_rows(dy, dy_rows, first_row)
+        np.dot(weight_matrix.T, dy_rows, cols)
+        _col2im(cols, data_grad, first_row, geometry, out_h, out_w)
+
+
+# -- lowerings ----------------------------------------------------------------------------------
+
+
+def geometry_descriptor(spec: NodeSpec, last: int) -> tuple:
+    """The zero-byte workspace entry whose shape carries (kh, kw, sh, sw, ph, pw, last)."""
+    kernel_h, kernel_w = spec.attrs["kernel"]
+    numbers = (kernel_h, kernel_w, *spec.attrs["stride"], *spec.attrs["pad"], last)
+    return ((0, *numbers), np.dtype(np.int64))
+
+
+def _float_dtype(spec: NodeSpec) -> np.dtype:
+    """The one float dtype of every input and output; BackendError otherwise."""
+    dtypes = {np.dtype(dtype) for dtype in (*spec.in_dtypes, *spec.out_dtypes)}
+    if len(dtypes) != 1 or next(iter(dtypes)) not in (np.float32, np.float64):
+        names = sorted(str(dtype) for dtype in dtypes)
+        raise BackendError(
+            f"{spec.name} ({spec.op}): the CPU kernel takes float32 or float64 inputs and "
+            f"outputs of one dtype, not {names}"
+        )
+    return next(iter(dtypes))
+
+
+def chunk_rows(spec: NodeSpec, out_shape: tuple, row_elements: int, fixed_elements: int) -> int:
+    """Output rows per chunk: about ``CHUNK_COLUMNS`` GEMM columns, and never so many that
+    the workspace exceeds ``options["im2col_bytes"]``.
+
+    ``row_elements`` is the scratch one output row needs (its column-matrix and GEMM-operand
+    columns), ``fixed_elements`` what the workspace needs whatever the chunk. The rows are
+    spread evenly over the fewest chunks of that size, so no chunk is a small remainder.
+
+    >>> import numpy as np
+    >>> spec = NodeSpec("Convolution", "conv", {}, (), (np.dtype("float32"),), (), (),
+    ...                 {"im2col_bytes": 3600})
+    >>> chunk_rows(spec, (2, 4, 10, 10), row_elements=100, fixed_elements=0)
+    7
+    """
+    itemsize = np.dtype(_float_dtype(spec)).itemsize
+    bound = spec.options.get("im2col_bytes", DEFAULT_IM2COL_BYTES)
+    fitting = (bound // itemsize - fixed_elements) // row_elements
+    if fitting < 1:
+        raise BackendError(
+            f"{spec.name} ({spec.op}): inputs {list(spec.in_shapes)} need"
+            f" {(fixed_elements + row_elements) * itemsize} bytes of im2col workspace for"
+            f" one output row, more than the im2col_bytes bound of {bound}; raise the bound"
+        )
+    total_rows = out_shape[0] * out_shape[2]
+    wanted = min(fitting, total_rows, math.ceil(CHUNK_COLUMNS / out_shape[3]))
+    chunks = math.ceil(total_rows / wanted)
+    return math.ceil(total_rows / chunks)
+
+
+def _flat(elements: int, dtype: np.dtype) -> tuple:
+    return ((elements,), dtype)
+
+
+def _kernel(fn, workspace: tuple) -> Kernel:
+    source = "\n\n".join(inspect.getsource(f.py_func) for f in (fn, _im2col))
+    return Kernel(fn=fn, workspace=workspace, name=fn.__name__, source=source)
+
+
+@lowering("Convolution")
+def lower_convolution(spec: NodeSpec) -> Kernel:
+    """im2col + GEMM forward; workspace: the column matrix, the GEMM product, the weight as
+    a contiguous (F, C*kh*kw) matrix (all flat) and the geometry descriptor.
+
+    >>> import numpy as np
+    >>> f32 = np.dtype("float32")
+    >>> spec = NodeSpec("Convolution", "conv", {"kernel": (3, 3), "stride": (1, 1),
+    ...     "pad": (1, 1), "num_filter": 4, "no_bias": True}, ((2, 3, 5, 5), (4, 3, 3, 3)),
+    ...     (f32, f32), ((2, 4, 5, 5),), (f32,))
+    >>> [shape for shape, dtype in lower_convolution(spec).workspace]
+    [(1350,), (200,), (108,), (0, 3, 3, 1, 1, 1, 1, 10)]
+    """
+    dtype = _float_dtype(spec)
+    out_shape = spec.out_shapes[0]
+    filters, out_w = out_shape[1], out_shape[3]
+    taps = math.prod(spec.in_shapes[1][1:])
+    rows = chunk_rows(spec, out_shape, (taps + filters) * out_w, filters * taps)
+    workspace = (
+        _flat(taps * rows * out_w, dtype),
+        _flat(filters * rows * out_w, dtype),
+        _flat(filters * taps, dtype),
+        geometry_descriptor(spec, rows),
+    )
+    fn = convolution_forward_no_bias if spec.attrs["no_bias"] else convolution_forward
+    return _kernel(fn, workspace)
+
+
+@lowering("_conv_backward_weight")
+def lower_conv_backward_weight(spec: NodeSpec) -> Kernel:
+    """GEMM of dy rows by the column matrix; workspace: the column matrix, dy as (F, rows*W'),
+    one chunk's partial sum (F, C*kh*kw) when there is more than one chunk, and the
+    geometry descriptor."""
+    dtype = _float_dtype(spec)
+    dy_shape = spec.in_shapes[0]
+    filters, out_w = dy_shape[1], dy_shape[3]
+    taps = math.prod(spec.out_shapes[0][1:])
+    rows = chunk_rows(spec, dy_shape, (taps + filters) * out_w, filters * taps)
+    one_chunk = rows == dy_shape[0] * dy_shape[2]
+    workspace = (
+        _flat(taps * rows * out_w, dtype),
+        _flat(filters * rows * out_w, dtype),
+        _flat(0 if one_chunk else filters * taps, dtype),
+        geometry_descriptor(spec, rows),
+    )
+    return _kernel(convolution_backward_weight, workspace)
+
+
+@lowering("_conv_backward_data")
+def lower_conv_backward_data(spec: NodeSpec) -> Kernel:
+    """GEMM of the transposed weight by dy rows, then col2im; workspace: the column matrix,
+    dy as (F, rows*W'), the weight as a contiguous (F, C*kh*kw) matrix and the geometry
+    descriptor."""
+    dtype = _float_dtype(spec)
+    dy_shape = spec.in_shapes[0]
+    filters, out_w = dy_shape[1], dy_shape[3]
+    taps = math.prod(spec.in_shapes[1][1:])
+    rows = chunk_rows(spec, dy_shape, (taps + filters) * out_w, filters * taps)
+    workspace = (
+        _flat(taps * rows * out_w, dtype),
+        _flat(filters * rows * out_w, dtype),
+        _flat(filters * taps, dtype),
+        geometry_descriptor(spec, rows),
+    )
+    return _kernel(convolution_backward_data, workspace)

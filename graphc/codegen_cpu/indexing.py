@@ -1,0 +1,176 @@
+"""CPU kernels for the ops that index with integer-valued arrays: ``Embedding``,
+``_embedding_backward``, ``one_hot``, ``pick`` and ``_pick_backward``.
+
+What each op computes is defined by its NumPy reference in ``graphc/ir/ops/indexing.py``.
+Indices arrive as floats, as in MXNet. A value that is not an integer in range (NaN
+included) raises ValueError naming the op, the position of the element in C order and the
+allowed range; nothing is ever clipped or wrapped. Inputs may have any strides: they are
+read through ``.flat`` in C order, and outputs, C-contiguous, are written through flat
+views.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from pathlib import Path
+
+import numba
+
+from graphc.codegen_cpu.lowering import Kernel, NodeSpec, lowering
+from graphc.ir.registry import normalize_axis
+from graphc.runtime.cache import load_kernel
+
+_MODULE_HASH = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+
+
+@numba.njit(cache=True)
+def checked_index(value, limit, position, what):
+    """``value`` as an int, or ValueError unless it is an integer in [0, limit)."""
+    if not (value >= 0 and value < limit) or value != math.floor(value):
+        element = what + ": index element " + str(position)
+        raise ValueError(element + " is not an integer in [0, " + str(limit) + ")")
+    return int(value)
+
+
+# -- Embedding ---------------------------------------------------------------------------------
+
+
+@numba.njit(cache=True)
+def embedding_kernel(data, weight, out):
+    """out[..., :] = weight[data[...], :]: one row of weight per index."""
+    input_dim, output_dim = weight.shape
+    rows = out.reshape((data.size, output_dim))
+    position = 0
+    for value in data.flat:
+        row = checked_index(value, input_dim, position, "Embedding")
+        for j in range(output_dim):
+            rows[position, j] = weight[row, j]
+        position += 1
+
+
+@numba.njit(cache=True)
+def embedding_backward_kernel(dy, indices, out):
+    """out = zeros, then out[indices[k], :] += dy row k, for k in C order.
+
+    The rows hit by repeated indices are added in index order, as ``np.add.at`` does, so
+    the result equals the reference bit for bit."""
+    input_dim, output_dim = out.shape
+    out[:] = 0
+    gradients = iter(dy.flat)
+    position = 0
+    for value in indices.flat:
+        row = checked_index(value, input_dim, position, "Embedding")
+        for j in range(output_dim):
+            out[row, j] += next(gradients)
+        position += 1
+
+
+@lowering("Embedding")
+def lower_embedding(spec: NodeSpec) -> Kernel:
+    return Kernel(fn=embedding_kernel, name="embedding")
+
+
+@lowering("_embedding_backward")
+def lower_embedding_backward(spec: NodeSpec) -> Kernel:
+    return Kernel(fn=embedding_backward_kernel, name="embedding_backward")
+
+
+# -- one_hot and pick --------------------------------------------------------------------------
+
+
+@numba.njit(cache=True)
+def one_hot_kernel(indices, out, on_value, off_value):
+    """out[..., k] = on_value where k == indices[...], off_value elsewhere."""
+    depth = out.shape[-1]
+    rows = out.reshape((indices.size, depth))
+    rows[:] = off_value
+    position = 0
+    for value in indices.flat:
+        rows[position, checked_index(value, depth, position, "one_hot")] = on_value
+        position += 1
+
+
+@numba.njit(cache=True)
+def pick_kernel(data, index, out, outer, axis_length, inner):
+    """With data as (outer, axis_length, inner) and index, out as (outer, inner) in C order:
+    out[o, i] = data[o, index[o, i], i]."""
+    source = data.flat
+    flat_out = out.reshape(out.size)
+    position = 0
+    for value in index.flat:
+        o = position // inner
+        i = position - o * inner
+        j = checked_index(value, axis_length, position, "pick")
+        flat_out[position] = source[(o * axis_length + j) * inner + i]
+        position += 1
+
+
+@numba.njit(cache=True)
+def pick_backward_kernel(dy, index, out, outer, axis_length, inner):
+    """out = zeros of (outer, axis_length, inner), then out[o, index[o, i], i] = dy[o, i]."""
+    flat_out = out.reshape(out.size)
+    flat_out[:] = 0
+    gradients = iter(dy.flat)
+    position = 0
+    for value in index.flat:
+        o = position // inner
+        i = position - o * inner
+        j = checked_index(value, axis_length, position, "pick")
+        flat_out[(o * axis_length + j) * inner + i] = next(gradients)
+        position += 1
+
+
+# The entry point each lowering generates: attributes and geometry are constants in it. It
+# names this file's hash because Numba's cache of the entry point does not notice when the
+# functions it calls here change.
+_ENTRY_POINT = """\
+# graphc {op} kernel; calls graphc/codegen_cpu/indexing.py (sha256 {module_hash})
+import numba
+
+from graphc.codegen_cpu.indexing import {function}
+
+
+@numba.njit(cache=True)
+def kernel({params}):
+    {function}({args})
+"""
+
+
+def _entry_point(spec: NodeSpec, function: str, params: str, args: str) -> Kernel:
+    source = _ENTRY_POINT.format(
+        op=spec.op, module_hash=_MODULE_HASH, function=function, params=params, args=args
+    )
+    return Kernel(fn=load_kernel(source), name=function.removesuffix("_kernel"), source=source)
+
+
+@lowering("one_hot")
+def lower_one_hot(spec: NodeSpec) -> Kernel:
+    on_value, off_value = float(spec.attrs["on_value"]), float(spec.attrs["off_value"])
+    args = f"indices, out, {on_value!r}, {off_value!r}"
+    return _entry_point(spec, "one_hot_kernel", "indices, out", args)
+
+
+def pick_geometry(shape: tuple[int, ...], axis: int) -> tuple[int, int, int]:
+    """(outer, axis_length, inner) of ``shape`` around ``axis``.
+
+    >>> pick_geometry((2, 3, 5), -2)
+    (2, 3, 5)
+    """
+    axis = normalize_axis(axis, len(shape))
+    return math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1 :])
+
+
+@lowering("pick")
+def lower_pick(spec: NodeSpec) -> Kernel:
+    outer, axis_length, inner = pick_geometry(spec.in_shapes[0], spec.attrs["axis"])
+    args = f"data, index, out, {outer}, {axis_length}, {inner}"
+    return _entry_point(spec, "pick_kernel", "data, index, out", args)
+
+
+@lowering("_pick_backward")
+def lower_pick_backward(spec: NodeSpec) -> Kernel:
+    """Inputs (dy, index, like); ``like`` only lends its shape."""
+    outer, axis_length, inner = pick_geometry(spec.in_shapes[2], spec.attrs["axis"])
+    args = f"dy, index, out, {outer}, {axis_length}, {inner}"
+    return _entry_point(spec, "pick_backward_kernel", "dy, index, like, out", args)

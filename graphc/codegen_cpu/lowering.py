@@ -1,0 +1,80 @@
+"""How an op becomes a CPU kernel: the lowering table and the kernel calling convention.
+
+A lowering is a function ``NodeSpec -> Kernel`` registered for an op name. It reads the
+op's attributes and the node's inferred shapes and dtypes, and returns a Numba-compiled
+function; it never redefines what the op means (the registry's NumPy reference is the
+oracle the kernel is tested against).
+
+Calling convention: ``kernel.fn(*inputs, *outputs, *workspace)``, optionally followed by
+the step counter when ``kernel.needs_step``. Inputs are C-contiguous NumPy arrays of the node's input shapes
+(the runtime only ever hands out whole buffers or reshaped views of them); outputs and workspace buffers are
+C-contiguous arrays allocated by the runtime from its memory plan, which the kernel
+overwrites completely. Kernels allocate nothing in the steady state, so that a generated
+step function can call them from inside Numba over buffers planned at bind time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from graphc.ir.errors import BackendError
+
+Shape = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """Everything a lowering may read about one node."""
+
+    op: str
+    name: str
+    attrs: Mapping[str, Any]
+    in_shapes: tuple[Shape, ...]
+    in_dtypes: tuple[np.dtype, ...]
+    out_shapes: tuple[Shape, ...]
+    out_dtypes: tuple[np.dtype, ...]
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """A compiled kernel and the scratch buffers it needs (shape, dtype) per call.
+
+    A kernel with ``view_of`` set has no function: its single output is input ``view_of``
+    reshaped (Reshape, expand_dims), so the runtime binds a view and runs nothing."""
+
+    fn: Callable | None
+    workspace: tuple[tuple[Shape, np.dtype], ...] = ()
+    needs_step: bool = False
+    name: str = ""
+    source: str = ""
+    view_of: int | None = None
+
+
+LOWERINGS: dict[str, Callable[[NodeSpec], Kernel]] = {}
+
+
+def lowering(*ops: str):
+    """Register the decorated function as the lowering of ``ops``."""
+
+    def register(function: Callable[[NodeSpec], Kernel]) -> Callable[[NodeSpec], Kernel]:
+        for op in ops:
+            if op in LOWERINGS:
+                raise ValueError(f"op {op!r} has two CPU lowerings")
+            LOWERINGS[op] = function
+        return function
+
+    return register
+
+
+def lower(spec: NodeSpec) -> Kernel:
+    """The kernel for one node, by its op."""
+    try:
+        lowering_fn = LOWERINGS[spec.op]
+    except KeyError:
+        raise BackendError(f"{spec.name} ({spec.op}): the CPU backend has no kernel for {spec.op}") from None
+    return lowering_fn(spec)

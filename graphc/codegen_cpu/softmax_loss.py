@@ -1,0 +1,231 @@
+"""CPU kernels for the loss heads' forwards and the ops that copy forward: ``SoftmaxOutput``,
+``LinearRegressionOutput``, ``LogisticRegressionOutput``, ``MakeLoss``, ``BlockGrad`` and
+``Dropout``.
+
+What each op computes is defined by its NumPy reference (``graphc/ir/ops/loss.py`` and
+``graphc/ir/ops/dropout.py``); the heads' gradients are compositions of primitives and need
+no kernel here. Labels are inputs of the heads but their forwards do not read them. Inputs
+may have any strides: they are read through ``.flat`` in C order.
+
+Dropout and the training flag. Dropout's kernel has ``needs_step=True``: the runtime passes
+the step counter as its last argument, and that argument also carries the training flag.
+A step >= 0 means a training forward at that step; the runtime passes step = -1 for an
+inference forward. So one kernel serves both, and the runtime need not lower the forward
+twice:
+
+- step >= 0, or mode='always' at any step: mask = 1/(1-p) where the SplitMix64 counter
+  hash of (seed, step, element index) is >= p, else 0 (``dropout_mask`` in the reference,
+  reproduced exactly with uint64 arithmetic), and out = data * mask;
+- step < 0 with mode='training', or p == 0: out = data and mask = 1.
+
+With mode='always' at inference the mask is the one of step -1, which is what the
+reference gives for ``evaluate(..., is_train=False, step=-1)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from pathlib import Path
+
+import numba
+import numpy as np
+
+from graphc.codegen_cpu.lowering import Kernel, NodeSpec, lowering
+from graphc.codegen_cpu.reduce import sum_workspace, tree_sum, tree_sum_rows
+from graphc.ir.errors import BackendError
+
+# The hash's constants come from the op's definition, so the two cannot drift apart.
+from graphc.ir.ops.dropout import _GOLDEN, _MIX1, _MIX2
+from graphc.runtime.cache import load_kernel
+
+_MODULE_HASH = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+
+
+# -- SoftmaxOutput -----------------------------------------------------------------------------
+
+
+@numba.njit(cache=True)
+def copy_kernel(data, out):
+    """out = data, element by element in C order."""
+    flat_out = out.reshape(out.size)
+    position = 0
+    for value in data.flat:
+        flat_out[position] = value
+        position += 1
+
+
+@numba.njit(cache=True)
+def softmax_kernel(data, out, outer, classes, inner, lanes, partials, column_max, column_sum):
+    """With data and out as (outer, classes, inner): out = softmax of data over classes.
+
+    The maximum over classes is subtracted before exp (it cancels in the ratio, and no exp
+    overflows); the sum of the exps is a tree sum (``reduce.py``). ``column_max`` has
+    ``inner`` values of data's dtype, ``column_sum`` ``inner`` float64 values, ``lanes``
+    and ``partials`` are the tree sum's scratch for ``classes`` rows of ``inner``."""
+    copy_kernel(data, out)
+    probabilities = out.reshape((outer, classes, inner))
+    for o in range(outer):
+        block = probabilities[o]
+        for i in range(inner):
+            column_max[i] = block[0, i]
+        for c in range(1, classes):
+            for i in range(inner):
+                value = block[c, i]
+                if value > column_max[i] or value != value:
+                    column_max[i] = value
+        for c in range(classes):
+            for i in range(inner):
+                block[c, i] = math.exp(block[c, i] - column_max[i])
+        if inner == 1:
+            column_sum[0] = tree_sum(block.flat, 0, classes, partials)
+        else:
+            tree_sum_rows(block.flat, 0, classes, lanes, partials, column_sum)
+        for c in range(classes):
+            for i in range(inner):
+                block[c, i] = block[c, i] / column_sum[i]
+
+
+def softmax_geometry(attrs, shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """(outer, classes, inner) of SoftmaxOutput's data: classes on axis 1 with multi_output,
+    on the last axis with preserve_shape, and otherwise everything after axis 0.
+
+    >>> softmax_geometry({"multi_output": True, "preserve_shape": False}, (2, 3, 5, 7))
+    (2, 3, 35)
+    >>> softmax_geometry({"multi_output": False, "preserve_shape": False}, (2, 3, 5))
+    (2, 15, 1)
+    """
+    if attrs["multi_output"]:
+        return shape[0], shape[1], math.prod(shape[2:])
+    if attrs["preserve_shape"]:
+        return math.prod(shape[:-1]), shape[-1], 1
+    return shape[0], math.prod(shape[1:]), 1
+
+
+# The entry point each lowering generates: attributes and geometry are constants in it. It
+# names this file's hash because Numba's cache of the entry point does not notice when the
+# functions it calls here change.
+_ENTRY_POINT = """\
+# graphc {op} kernel; calls graphc/codegen_cpu/softmax_loss.py (sha256 {module_hash})
+import numba
+
+from graphc.codegen_cpu.softmax_loss import {function}
+
+
+@numba.njit(cache=True)
+def kernel({params}):
+    {function}({args})
+"""
+
+
+def _entry_point(spec: NodeSpec, function: str, params: str, args: str) -> tuple:
+    source = _ENTRY_POINT.format(
+        op=spec.op, module_hash=_MODULE_HASH, function=function, params=params, args=args
+    )
+    return load_kernel(source), source
+
+
+def _float_dtype(spec: NodeSpec) -> np.dtype:
+    dtype = np.dtype(spec.out_dtypes[0])
+    if dtype not in (np.float32, np.float64):
+        raise BackendError(
+            f"{spec.name} ({spec.op}): the CPU kernel takes float32 or float64, not {dtype}"
+        )
+    return dtype
+
+
+@lowering("SoftmaxOutput")
+def lower_softmax_output(spec: NodeSpec) -> Kernel:
+    """Softmax probabilities; workspace: the tree sum's lanes and partials, the maximum and
+    the sum of each column (inner values each)."""
+    dtype = _float_dtype(spec)
+    outer, classes, inner = softmax_geometry(spec.attrs, spec.in_shapes[0])
+    workspace = (*sum_workspace(classes, inner), ((inner,), dtype), ((inner,), np.float64))
+    args = f"data, out, {outer}, {classes}, {inner}, lanes, partials, column_max, column_sum"
+    params = "data, label, out, lanes, partials, column_max, column_sum"
+    fn, source = _entry_point(spec, "softmax_kernel", params, args)
+    return Kernel(fn=fn, workspace=workspace, name="softmax_output", source=source)
+
+
+# -- regression heads and copies ---------------------------------------------------------------
+
+
+@numba.njit(cache=True)
+def copy_data_kernel(data, label, out):
+    """out = data; the label lends nothing to the forward."""
+    copy_kernel(data, out)
+
+
+@numba.njit(cache=True)
+def logistic_kernel(data, label, out):
+    """out = sigmoid(data), as 0.5 * (tanh(x / 2) + 1): no exp that can overflow."""
+    flat_out = out.reshape(out.size)
+    position = 0
+    for value in data.flat:
+        flat_out[position] = 0.5 * (math.tanh(0.5 * value) + 1.0)
+        position += 1
+
+
+@lowering("LinearRegressionOutput")
+def lower_linear_regression_output(spec: NodeSpec) -> Kernel:
+    return Kernel(fn=copy_data_kernel, name="copy")
+
+
+@lowering("LogisticRegressionOutput")
+def lower_logistic_regression_output(spec: NodeSpec) -> Kernel:
+    return Kernel(fn=logistic_kernel, name="sigmoid")
+
+
+@lowering("MakeLoss", "BlockGrad")
+def lower_copy(spec: NodeSpec) -> Kernel:
+    return Kernel(fn=copy_kernel, name="copy")
+
+
+# -- Dropout -----------------------------------------------------------------------------------
+
+_LOW_32_BITS = 0xFFFFFFFF
+
+
+@numba.njit(cache=True)
+def splitmix64(value):
+    """SplitMix64's finalizer on a uint64 (wrapping), as ``graphc.ir.ops.dropout``."""
+    z = value + _GOLDEN
+    z = (z ^ (z >> np.uint64(30))) * _MIX1
+    z = (z ^ (z >> np.uint64(27))) * _MIX2
+    return z ^ (z >> np.uint64(31))
+
+
+@numba.njit(cache=True)
+def dropout_kernel(data, out, mask, step, p, seed, always):
+    """out = data * mask with the reference's mask; see the module docstring for ``step``.
+
+    ``seed`` is the attribute's low 32 bits; ``always`` is mode == 'always'."""
+    flat_out = out.reshape(out.size)
+    flat_mask = mask.reshape(mask.size)
+    position = 0
+    if (step < 0 and not always) or p == 0.0:
+        for value in data.flat:
+            flat_out[position] = value
+            flat_mask[position] = 1
+            position += 1
+        return
+    key = splitmix64((np.uint64(seed) << np.uint64(32)) | np.uint64(step & _LOW_32_BITS))
+    scale = 1.0 / (1.0 - p)
+    unit = 1.0 / 9007199254740992.0  # 2**-53: 53 random bits become a float in [0, 1)
+    for value in data.flat:
+        bits = splitmix64(np.uint64(position) ^ key)
+        uniform = float(bits >> np.uint64(11)) * unit
+        flat_mask[position] = scale if uniform >= p else 0.0
+        flat_out[position] = value * flat_mask[position]
+        position += 1
+
+
+@lowering("Dropout")
+def lower_dropout(spec: NodeSpec) -> Kernel:
+    """Outputs (out, mask); the step, last argument, is -1 at inference."""
+    _float_dtype(spec)
+    attrs = spec.attrs
+    seed = attrs["seed"] & _LOW_32_BITS
+    args = f"data, out, mask, step, {float(attrs['p'])!r}, {seed}, {attrs['mode'] == 'always'}"
+    fn, source = _entry_point(spec, "dropout_kernel", "data, out, mask, step", args)
+    return Kernel(fn=fn, needs_step=True, name="dropout", source=source)

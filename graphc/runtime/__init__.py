@@ -1,0 +1,6 @@
+"""Run-time: contexts, the kernel cache, memory plans, and the executor."""
+
+from graphc.runtime.bind import bind, simple_bind
+from graphc.runtime.cache import KernelCacheWarning, cache_dir
+from graphc.runtime.context import Context, cpu, gpu
+from graphc.runtime.executor import Executor

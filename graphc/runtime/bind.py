@@ -1,0 +1,94 @@
+"""``Symbol.simple_bind`` and ``Symbol.bind``: from a symbol to an Executor."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from graphc.ir.errors import DTypeError, MissingInputError, ShapeError
+from graphc.ir.gradcheck import non_differentiable_arguments
+from graphc.ir.symbol import Symbol
+from graphc.runtime.context import Context, cpu
+from graphc.runtime.executor import GRAD_REQS, Executor
+
+
+def _grad_reqs(symbol: Symbol, grad_req) -> dict[str, str]:
+    """One request per argument; labels and indices never get a gradient."""
+    arguments = symbol.list_arguments()
+    skip = non_differentiable_arguments(symbol)
+    if isinstance(grad_req, str):
+        requests = {name: grad_req for name in arguments}
+    elif isinstance(grad_req, Mapping):
+        unknown = sorted(set(grad_req) - set(arguments))
+        if unknown:
+            raise MissingInputError(f"grad_req names {unknown}, which are not arguments: {arguments}")
+        requests = {name: grad_req.get(name, "null") for name in arguments}
+    else:
+        requests = dict(zip(arguments, grad_req))
+    for name, request in requests.items():
+        if request not in GRAD_REQS:
+            raise ValueError(f"grad_req for {name!r} is {request!r}; allowed: {', '.join(GRAD_REQS)}")
+    return {name: ("null" if name in skip else request) for name, request in requests.items()}
+
+
+def simple_bind(symbol: Symbol, ctx: Context | None = None, grad_req="write", type_dict=None,
+                options: Mapping | None = None, **shapes) -> Executor:
+    """Allocate every argument (zeros) and gradient from the given input shapes and bind.
+
+    >>> import graphc as gc
+    >>> exe = gc.models.mlp().simple_bind(gc.cpu(), data=(4, 784))
+    >>> exe.arg_dict["fc1_weight"].shape, exe.grad_dict["fc1_weight"].shape
+    ((64, 784), (64, 784))
+    """
+    arg_shapes, _, aux_shapes = symbol.infer_shape(**shapes)
+    arg_types, _, aux_types = symbol.infer_type(**dict(type_dict or {}))
+    names = symbol.list_arguments()
+    args = {name: np.zeros(shape, dtype=dtype) for name, shape, dtype in zip(names, arg_shapes, arg_types)}
+    aux = {
+        name: np.zeros(shape, dtype=dtype)
+        for name, shape, dtype in zip(symbol.list_auxiliary_states(), aux_shapes, aux_types)
+    }
+    requests = _grad_reqs(symbol, grad_req)
+    grads = {name: np.zeros_like(args[name]) for name, request in requests.items() if request != "null"}
+    return Executor(symbol, ctx or cpu(), args, grads, requests, aux, options)
+
+
+def bind(symbol: Symbol, ctx: Context | None, args, args_grad=None, grad_req="write", aux_states=None,
+         options: Mapping | None = None) -> Executor:
+    """Bind to arrays the caller owns: the executor reads and writes them in place."""
+    names = symbol.list_arguments()
+    args = _as_dict(args, names, "args")
+    requests = _grad_reqs(symbol, grad_req)
+    if args_grad is None:
+        requests = {name: "null" for name in names}
+        grads = {}
+    else:
+        grads = _as_dict(args_grad, names, "args_grad", allow_missing=True)
+        requests = {name: (req if name in grads else "null") for name, req in requests.items()}
+    aux = _as_dict(aux_states or {}, symbol.list_auxiliary_states(), "aux_states")
+    shapes = {name: array.shape for name, array in args.items()}
+    arg_shapes, _, _ = symbol.infer_shape(**shapes)
+    arg_types, _, _ = symbol.infer_type(**{name: array.dtype for name, array in args.items()})
+    for name, shape, dtype in zip(names, arg_shapes, arg_types):
+        for kind, table in (("args_grad", grads),):
+            if name in table and (table[name].shape != shape or table[name].dtype != dtype):
+                raise ShapeError(f"bind: {kind}[{name!r}] is {table[name].shape} {table[name].dtype}, expected {shape} {dtype}")
+    return Executor(symbol, ctx or cpu(), args, grads, requests, aux, options)
+
+
+def _as_dict(arrays, names: Sequence[str], what: str, allow_missing: bool = False) -> dict[str, np.ndarray]:
+    if not isinstance(arrays, Mapping):
+        arrays = dict(zip(names, arrays))
+    missing = [name for name in names if name not in arrays]
+    if missing and not allow_missing:
+        raise MissingInputError(f"bind: {what} lacks {missing}")
+    unknown = sorted(set(arrays) - set(names))
+    if unknown:
+        raise MissingInputError(f"bind: {what} has {unknown}, which the symbol does not take; it takes {list(names)}")
+    result = {}
+    for name, array in arrays.items():
+        if not isinstance(array, np.ndarray) or not array.flags.c_contiguous or not array.flags.writeable:
+            raise DTypeError(f"bind: {what}[{name!r}] must be a writeable C-contiguous numpy array")
+        result[name] = array
+    return result

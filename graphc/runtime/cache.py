@@ -1,0 +1,204 @@
+"""The kernel cache: generated kernel source in content-addressed files, in memory and on disk.
+
+Generated source is written to ``<cache dir>/kernels/k_<key>.py`` (``GRAPHC_CACHE_DIR``,
+default ``~/.cache/graphc``) and imported from there, so Numba's own ``cache=True`` keeps the
+compiled machine code beside it and a second process loads it instead of compiling. The key
+hashes the source together with the versions of graphc, Numba and llvmlite and the target,
+so an upgrade never loads a stale kernel.
+
+Writes go to a temporary file that is renamed into place under an exclusive lock, so two
+processes compiling the same graph at once both succeed. Every file starts with a header
+holding the hash of its body: a truncated or corrupted entry is detected, reported once as
+a :class:`KernelCacheWarning`, and rewritten (Numba's cached machine code for it is dropped
+too); it never crashes a run.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import importlib.util
+import os
+import sys
+import tempfile
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import llvmlite
+import numba
+
+TARGET = "cpu"
+_HEADER = "# graphc kernel sha256="
+_loaded: dict[str, Callable] = {}
+_warned: set[str] = set()
+
+
+class KernelCacheWarning(UserWarning):
+    """A cache entry was unreadable or corrupt and has been rebuilt."""
+
+
+def cache_dir() -> Path:
+    """The root of graphc's on-disk cache."""
+    root = os.environ.get("GRAPHC_CACHE_DIR") or os.path.join(Path.home(), ".cache", "graphc")
+    return Path(root)
+
+
+def version_salt() -> str:
+    from graphc import __version__
+
+    return f"graphc={__version__};numba={numba.__version__};llvmlite={llvmlite.__version__};target={TARGET}"
+
+
+def cache_key(source: str) -> str:
+    return hashlib.sha256((version_salt() + "\n" + source).encode()).hexdigest()[:32]
+
+
+def _body_hash(body: str) -> str:
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def load_kernel(source: str, function_name: str = "kernel") -> Callable:
+    """The compiled function ``function_name`` defined by ``source`` (a Numba module).
+
+    The source is cached in memory by key and on disk as a content-addressed file."""
+    key = cache_key(source)
+    cached = _loaded.get(key)
+    if cached is not None:
+        return cached
+    directory = cache_dir() / "kernels"
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"k_{key}.py"
+    _ensure_file(path, source)
+    module = _import(path, f"graphc_kernels.k_{key}")
+    function = getattr(module, function_name)
+    _loaded[key] = function
+    return function
+
+
+def _ensure_file(path: Path, source: str) -> None:
+    expected = _HEADER + _body_hash(source) + "\n" + source
+    status = _check(path, source)
+    if status == "ok":
+        return
+    if status == "corrupt":
+        _warn_once(path, "is corrupt or truncated; it has been rebuilt")
+    with _locked(path.parent / ".lock"):
+        if _check(path, source) == "ok":
+            return
+        _drop_numba_cache(path)
+        _write_atomic(path, expected)
+
+
+def _check(path: Path, source: str) -> str:
+    """'ok', 'missing' or 'corrupt'."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return "missing"
+    except (OSError, UnicodeDecodeError):
+        return "corrupt"
+    header, _, body = text.partition("\n")
+    if header != _HEADER + _body_hash(body) or body != source:
+        return "corrupt"
+    return "ok"
+
+
+def _warn_once(path: Path, what: str) -> None:
+    if str(path) in _warned:
+        return
+    _warned.add(str(path))
+    warnings.warn(f"graphc kernel cache entry {path} {what}", KernelCacheWarning, stacklevel=4)
+
+
+class _locked:
+    """An exclusive advisory lock on a file, held for a ``with`` block."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __enter__(self):
+        self.handle = open(self.path, "a+")  # noqa: SIM115 - closed in __exit__
+        fcntl.flock(self.handle, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        fcntl.flock(self.handle, fcntl.LOCK_UN)
+        self.handle.close()
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".py")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+
+
+def _drop_numba_cache(path: Path) -> None:
+    """Remove Numba's cached machine code for a kernel file we are about to rewrite."""
+    pycache = path.parent / "__pycache__"
+    if not pycache.is_dir():
+        return
+    for entry in pycache.glob(path.stem + ".*"):
+        try:
+            entry.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def _import(path: Path, module_name: str):
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception:
+        sys.modules.pop(module_name, None)
+        raise
+    return module
+
+
+def call_repairing(function: Callable, *args):
+    """Call a Numba kernel; if loading Numba's cached machine code for it fails (a truncated
+    or corrupted ``__pycache__`` entry), warn once, drop the entry and call again, which
+    recompiles. Any other error propagates untouched."""
+    try:
+        return function(*args)
+    except Exception as exc:
+        broken = _numba_cache_files(exc)
+        if not broken:
+            raise
+        for index_path in broken:
+            _warn_once(Path(index_path), f"could not be loaded ({type(exc).__name__}); recompiling")
+            _drop_index(Path(index_path))
+    return function(*args)
+
+
+def _numba_cache_files(exc: BaseException) -> list[str]:
+    """Index files of the Numba caches whose loading raised ``exc``."""
+    paths = []
+    traceback = exc.__traceback__
+    while traceback is not None:
+        frame = traceback.tb_frame
+        if frame.f_code.co_filename.endswith(os.path.join("numba", "core", "caching.py")):
+            owner = frame.f_locals.get("self")
+            index_path = getattr(owner, "_index_path", None)
+            if index_path and index_path not in paths:
+                paths.append(index_path)
+        traceback = traceback.tb_next
+    return paths
+
+
+def _drop_index(index_path: Path) -> None:
+    """Remove a Numba cache index and the data files that belong to it."""
+    stem = index_path.name[: -len(".nbi")] if index_path.name.endswith(".nbi") else index_path.name
+    for entry in index_path.parent.glob(stem + "*"):
+        try:
+            entry.unlink()
+        except FileNotFoundError:
+            pass

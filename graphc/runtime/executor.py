@@ -1,0 +1,339 @@
+"""The executor: a symbol bound to arrays, run by compiled kernels (MXNet's Executor).
+
+At bind the executor builds the training graph (the forward outputs and, when gradients
+are requested, the gradient graph from ``gc.grad``), infers every shape and dtype, lowers
+each node to a kernel and fixes a memory plan. ``forward`` and ``backward`` then call the
+kernels in schedule order over the planned buffers; nothing is allocated per step.
+
+>>> import numpy as np, graphc as gc
+>>> net = gc.FullyConnected(gc.Variable("x"), num_hidden=2, name="fc")
+>>> exe = net.simple_bind(gc.cpu(), x=(3, 4))
+>>> exe.arg_dict["fc_weight"][:] = 1.0
+>>> exe.forward(x=np.ones((3, 4), dtype=np.float32))[0].tolist()
+[[4.0, 4.0], [4.0, 4.0], [4.0, 4.0]]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from graphc.codegen_cpu.lowering import Kernel, NodeSpec
+from graphc.ir.errors import BackendError, DTypeError, ShapeError
+from graphc.ir.grad import grad as build_gradients
+from graphc.ir.graph import Graph
+from graphc.ir.infer import infer_dtypes, infer_shapes
+from graphc.ir.node import Node, NodeOutput
+from graphc.ir.registry import get_op
+from graphc.ir.symbol import Symbol, Variable
+from graphc.runtime.cache import call_repairing
+from graphc.runtime.context import Context
+from graphc.runtime.kernels import kernel_for
+from graphc.runtime.memory_plan import FOREVER, BufferRequest, plan_memory
+
+GRAD_REQS = ("write", "add", "null")
+
+
+@dataclass
+class Step:
+    """One kernel call: the node it computes and its bound arguments."""
+
+    node: Node
+    kernel: Kernel
+    args: tuple
+
+
+class Executor:
+    """A bound symbol. Use ``Symbol.simple_bind`` or ``Symbol.bind`` to make one."""
+
+    def __init__(
+        self,
+        symbol: Symbol,
+        ctx: Context,
+        arg_dict: dict[str, np.ndarray],
+        grad_dict: dict[str, np.ndarray],
+        grad_req: dict[str, str],
+        aux_dict: dict[str, np.ndarray],
+        options: Mapping | None = None,
+    ) -> None:
+        if ctx.device_type != "cpu":
+            raise BackendError(f"bind: no backend for {ctx}; graphc runs on gc.cpu() for now")
+        self.symbol = symbol
+        self.ctx = ctx
+        self.arg_dict = arg_dict
+        self.grad_dict = grad_dict
+        self.grad_req = grad_req
+        self.aux_dict = aux_dict
+        self.options = dict(options or {})
+        self._train_step = 0
+        self._build()
+
+    # -- bind ----------------------------------------------------------------------------------
+
+    def _build(self) -> None:
+        symbol = self.symbol
+        wrt = [name for name in symbol.list_arguments() if self.grad_req.get(name, "null") != "null"]
+        self._head_vars = self._head_gradient_variables() if wrt else []
+        grads = build_gradients(symbol, wrt, head_grads=self._head_vars) if wrt else []
+        self._grad_entries = dict(zip(wrt, (g.entries[0] for g in grads)))
+        entries = list(symbol.entries) + list(self._grad_entries.values())
+        graph = Graph(tuple(entries))
+        values = dict(self.arg_dict)
+        values.update(self.aux_dict)
+        self._head_arrays = self._allocate_head_gradients(values)
+        values.update(self._head_arrays)
+        self._shapes = infer_shapes(graph, {name: a.shape for name, a in values.items() if name in _names(graph)})
+        self._dtypes = infer_dtypes(graph, {name: a.dtype for name, a in values.items() if name in _names(graph)})
+        forward_nodes = set(symbol.graph.nodes)
+        schedule = [node for node in graph.nodes if not node.is_variable]
+        self._forward_count = sum(1 for node in schedule if node in forward_nodes)
+        schedule.sort(key=lambda node: node not in forward_nodes)  # stable: forward first
+        self.graph = graph
+        self.schedule = schedule
+        self._kernels = [self._lower(node) for node in schedule]
+        self._bind_buffers(values)
+
+    def _head_gradient_variables(self) -> list:
+        heads = []
+        for index, entry in enumerate(self.symbol.entries):
+            node = entry.node
+            is_loss = not node.is_variable and get_op(node.op).is_loss_head
+            heads.append(None if is_loss else Variable(f"_head_grad{index}"))
+        return heads
+
+    def _allocate_head_gradients(self, values: dict) -> dict[str, np.ndarray]:
+        heads = [var for var in self._head_vars if var is not None]
+        if not heads:
+            return {}
+        shapes = infer_shapes(self.symbol.graph, {n: a.shape for n, a in values.items() if n in _names(self.symbol.graph)})
+        dtypes = infer_dtypes(self.symbol.graph, {n: a.dtype for n, a in values.items() if n in _names(self.symbol.graph)})
+        arrays = {}
+        for var, entry in zip(self._head_vars, self.symbol.entries):
+            if var is not None:
+                arrays[var.name] = np.ones(shapes[entry], dtype=dtypes[entry])
+        return arrays
+
+    def _lower(self, node: Node) -> Kernel:
+        opdef = get_op(node.op)
+        count = opdef.num_outputs(node.attrs)
+        outputs = [NodeOutput(node, i) for i in range(count)]
+        spec = NodeSpec(
+            op=node.op,
+            name=node.name,
+            attrs=node.attrs,
+            in_shapes=tuple(self._shapes[e] for e in node.inputs),
+            in_dtypes=tuple(self._dtypes[e] for e in node.inputs),
+            out_shapes=tuple(self._shapes[e] for e in outputs),
+            out_dtypes=tuple(self._dtypes[e] for e in outputs),
+            options=self.options,
+        )
+        return kernel_for(spec)
+
+    def _bind_buffers(self, values: dict[str, np.ndarray]) -> None:
+        """Plan and allocate every intermediate, then bind each step's arguments."""
+        storage: dict[NodeOutput, NodeOutput] = {}  # entry -> the entry whose memory it uses
+        last_use: dict[NodeOutput, int] = {}
+        first_def: dict[NodeOutput, int] = {}
+        for position, (node, kernel) in enumerate(zip(self.schedule, self._kernels)):
+            for entry in node.inputs:
+                root = storage.get(entry, entry)
+                last_use[root] = position
+            for index in range(get_op(node.op).num_outputs(node.attrs)):
+                entry = NodeOutput(node, index)
+                if kernel.view_of is not None:
+                    storage[entry] = storage.get(node.inputs[kernel.view_of], node.inputs[kernel.view_of])
+                else:
+                    first_def[entry] = position
+        end = len(self.schedule)
+        for entry in list(self.symbol.entries) + list(self._grad_entries.values()):
+            last_use[storage.get(entry, entry)] = FOREVER if entry in self.symbol.entries else end
+        requests = [
+            BufferRequest(entry, _nbytes(self._shapes[entry], self._dtypes[entry]), first, max(first, last_use.get(entry, first)))
+            for entry, first in first_def.items()
+        ]
+        workspace_requests = []
+        for position, kernel in enumerate(self._kernels):
+            for slot, (shape, dtype) in enumerate(kernel.workspace):
+                workspace_requests.append(BufferRequest(("ws", position, slot), _nbytes(shape, dtype), position, position))
+        self.memory_plan = plan_memory(requests + workspace_requests)
+        self._blocks = self.memory_plan.allocate()
+
+        arrays: dict[NodeOutput, np.ndarray] = {}
+        for node in self.graph.variables:
+            arrays[NodeOutput(node, 0)] = values[node.name]
+        for entry in first_def:
+            arrays[entry] = self._block_view(entry, self._shapes[entry], self._dtypes[entry])
+        steps = []
+        for position, (node, kernel) in enumerate(zip(self.schedule, self._kernels)):
+            count = get_op(node.op).num_outputs(node.attrs)
+            if kernel.view_of is not None:
+                source = arrays[node.inputs[kernel.view_of]]
+                arrays[NodeOutput(node, 0)] = source.reshape(self._shapes[NodeOutput(node, 0)])
+                continue
+            inputs = tuple(arrays[e] for e in node.inputs)
+            outputs = tuple(arrays[NodeOutput(node, i)] for i in range(count))
+            workspace = tuple(
+                self._block_view(("ws", position, slot), shape, dtype) for slot, (shape, dtype) in enumerate(kernel.workspace)
+            )
+            steps.append((position, Step(node, kernel, inputs + outputs + workspace)))
+        self._forward_steps = [step for position, step in steps if position < self._forward_count]
+        self._backward_steps = [step for position, step in steps if position >= self._forward_count]
+        self.outputs = [arrays[entry] for entry in self.symbol.entries]
+        self._grad_sources = {name: arrays[entry] for name, entry in self._grad_entries.items()}
+
+    def _block_view(self, key, shape, dtype) -> np.ndarray:
+        block = self._blocks[self.memory_plan.assignment[key]]
+        nbytes = _nbytes(shape, dtype)
+        return block[:nbytes].view(dtype).reshape(shape)
+
+    # -- run -----------------------------------------------------------------------------------
+
+    def forward(self, is_train: bool = False, **inputs: np.ndarray) -> list[np.ndarray]:
+        """Copy the given inputs into their arguments and compute the outputs.
+
+        Inputs must have exactly the bound shape and dtype: nothing is broadcast or cast."""
+        for name, value in inputs.items():
+            self._assign_input(name, value)
+        step_value = self._train_step if is_train else -1
+        for step in self._forward_steps:
+            _call(step, step_value)
+        self._last_forward_step = step_value
+        if is_train:
+            self._train_step += 1
+        return self.outputs
+
+    def backward(self, out_grads=None) -> None:
+        """Compute the gradients of the last forward pass into ``grad_dict``.
+
+        Loss heads supply their own gradient; other outputs take ``out_grads`` (one array per
+        output) or ones."""
+        if not self._grad_entries:
+            raise BackendError("backward: this executor was bound with grad_req='null' for every argument")
+        self._set_head_gradients(out_grads)
+        step_value = getattr(self, "_last_forward_step", -1)
+        for step in self._backward_steps:
+            _call(step, step_value)
+        for name, source in self._grad_sources.items():
+            target = self.grad_dict[name]
+            if self.grad_req[name] == "add":
+                target += source
+            else:
+                np.copyto(target, source)
+
+    def _assign_input(self, name: str, value) -> None:
+        if name not in self.arg_dict:
+            raise KeyError(f"forward: {name!r} is not an argument; arguments are {list(self.arg_dict)}")
+        target = self.arg_dict[name]
+        value = np.asarray(value)
+        if value.shape != target.shape:
+            raise ShapeError(f"forward: argument {name!r} expects shape {target.shape}, given {value.shape}")
+        if value.dtype != target.dtype:
+            raise DTypeError(f"forward: argument {name!r} expects dtype {target.dtype}, given {value.dtype}")
+        np.copyto(target, value)
+
+    def _set_head_gradients(self, out_grads) -> None:
+        heads = [(var, entry) for var, entry in zip(self._head_vars, self.symbol.entries)]
+        if out_grads is None:
+            for var, _ in heads:
+                if var is not None:
+                    self._head_arrays[var.name].fill(1)
+            return
+        if isinstance(out_grads, np.ndarray):
+            out_grads = [out_grads]
+        if len(out_grads) != len(heads):
+            raise ValueError(f"backward: {len(out_grads)} out_grads for {len(heads)} outputs")
+        for (var, _), value in zip(heads, out_grads):
+            if var is None or value is None:
+                continue
+            target = self._head_arrays[var.name]
+            value = np.asarray(value)
+            if value.shape != target.shape or value.dtype != target.dtype:
+                raise ShapeError(
+                    f"backward: out_grad for output {var.name} expects {target.shape} {target.dtype},"
+                    f" given {value.shape} {value.dtype}"
+                )
+            np.copyto(target, value)
+
+    # -- MXNet's conveniences ----------------------------------------------------------------
+
+    @property
+    def arg_arrays(self) -> list[np.ndarray]:
+        return [self.arg_dict[name] for name in self.symbol.list_arguments()]
+
+    @property
+    def grad_arrays(self) -> list[np.ndarray | None]:
+        return [self.grad_dict.get(name) for name in self.symbol.list_arguments()]
+
+    @property
+    def aux_arrays(self) -> list[np.ndarray]:
+        return [self.aux_dict[name] for name in self.symbol.list_auxiliary_states()]
+
+    @property
+    def output_dict(self) -> dict[str, np.ndarray]:
+        return dict(zip(self.symbol.list_outputs(), self.outputs))
+
+    def copy_params_from(self, arg_params: Mapping, aux_params: Mapping | None = None,
+                         allow_extra_params: bool = False) -> None:
+        """Copy parameter values into the bound arrays (shapes and dtypes must match)."""
+        for source, target in ((arg_params, self.arg_dict), (aux_params or {}, self.aux_dict)):
+            for name, value in source.items():
+                if name not in target:
+                    if allow_extra_params:
+                        continue
+                    raise KeyError(f"copy_params_from: {name!r} is not bound here; bound: {list(target)}")
+                value = np.asarray(value)
+                if value.shape != target[name].shape:
+                    raise ShapeError(f"copy_params_from: {name!r} expects {target[name].shape}, given {value.shape}")
+                np.copyto(target[name], value.astype(target[name].dtype, copy=False))
+
+    def reshape(self, **new_shapes: tuple) -> Executor:
+        """A new executor for new input shapes, sharing parameter values; kernels whose key is
+        unchanged come from the cache."""
+        from graphc.runtime.bind import simple_bind
+
+        shapes = {name: array.shape for name, array in self.arg_dict.items()}
+        shapes.update({name: tuple(shape) for name, shape in new_shapes.items()})
+        arg_shapes, _, _ = self.symbol.infer_shape(**{n: s for n, s in shapes.items() if n in new_shapes})
+        type_dict = {name: array.dtype for name, array in self.arg_dict.items()}
+        executor = simple_bind(self.symbol, self.ctx, grad_req=dict(self.grad_req), type_dict=type_dict,
+                               options=self.options, **dict(zip(self.symbol.list_arguments(), arg_shapes)))
+        for name, array in self.arg_dict.items():
+            if executor.arg_dict[name].shape == array.shape and name not in new_shapes:
+                np.copyto(executor.arg_dict[name], array)
+        return executor
+
+    def stats(self) -> dict[str, int]:
+        """Nodes, kernels launched per forward+backward, and the planned intermediate bytes."""
+        return {
+            "nodes": len(self.schedule),
+            "kernels_per_step": len(self._forward_steps) + len(self._backward_steps),
+            "forward_kernels": len(self._forward_steps),
+            "backward_kernels": len(self._backward_steps),
+            "planned_peak_bytes": self.memory_plan.planned_peak_bytes,
+        }
+
+    def debug_str(self) -> str:
+        """The bound graph with shapes, and the memory plan's lifetime table."""
+        lines = [self.symbol.debug_str(**{n: a.shape for n, a in self.arg_dict.items()}), "", "buffer lifetimes:"]
+        for key, (first, last) in self.memory_plan.lifetimes.items():
+            last_text = "end" if last >= len(self.schedule) else str(last)
+            lines.append(f"  {key!r:<28} steps {first}..{last_text} block {self.memory_plan.assignment[key]}")
+        lines.append(f"planned peak: {self.memory_plan.planned_peak_bytes:,} bytes")
+        return "\n".join(lines)
+
+
+def _call(step: Step, step_value: int) -> None:
+    if step.kernel.needs_step:
+        call_repairing(step.kernel.fn, *step.args, step_value)
+    else:
+        call_repairing(step.kernel.fn, *step.args)
+
+
+def _nbytes(shape, dtype) -> int:
+    return int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+
+
+def _names(graph: Graph) -> set[str]:
+    return {node.name for node in graph.variables}

@@ -1,0 +1,88 @@
+"""The kernel cache: content-addressed files, concurrent compiles, corruption, warm starts."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import numpy as np
+
+import graphc as gc
+from graphc.runtime import cache
+
+PROGRAM = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    import graphc as gc
+    x = gc.Variable("x")
+    net = gc.tanh(gc.FullyConnected(x, num_hidden=3, name="fc")) * 2.0 + 1.0
+    exe = net.simple_bind(gc.cpu(), x=(4, 5))
+    exe.arg_dict["fc_weight"][:] = np.arange(15, dtype=np.float32).reshape(3, 5) / 10
+    out = exe.forward(x=np.ones((4, 5), dtype=np.float32))[0]
+    misses = sum(sum(step.kernel.fn.stats.cache_misses.values()) for step in exe._forward_steps)
+    print(json.dumps({"out": out.tolist(), "misses": misses}))
+    """
+)
+
+
+def _run(cache_dir, count=1):
+    env = dict(os.environ, GRAPHC_CACHE_DIR=str(cache_dir))
+    processes = [
+        subprocess.Popen([sys.executable, "-c", PROGRAM], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(count)
+    ]
+    results = []
+    for process in processes:
+        out, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err
+        results.append((out, err))
+    return results
+
+
+def test_two_processes_compiling_at_once_both_succeed_and_a_third_starts_warm(tmp_path):
+    import json
+
+    first, second = _run(tmp_path, count=2)
+    assert json.loads(first[0])["out"] == json.loads(second[0])["out"]
+    kernels = list((tmp_path / "kernels").glob("k_*.py"))
+    assert kernels, "generated kernels are stored as real files"
+    (warm,) = _run(tmp_path)
+    assert json.loads(warm[0])["misses"] == 0, "the second process recompiled"
+
+
+def test_corrupted_source_entry_is_rebuilt_with_one_warning(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
+    source = "import numba\n\n\n@numba.njit(cache=True)\ndef kernel(a, out):\n    out[0] = a[0] + 41.0\n"
+    path = tmp_path / "kernels" / f"k_{cache.cache_key(source)}.py"
+    path.parent.mkdir(parents=True)
+    path.write_text("# graphc kernel sha256=0\nimport numba\ndef kernel(a, out):\n    out[0] = -1.0\n")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        function = cache.load_kernel(source)
+    assert [w.category for w in caught] == [cache.KernelCacheWarning]
+    assert "corrupt" in str(caught[0].message)
+    out = np.zeros(1)
+    function(np.ones(1), out)
+    assert out[0] == 42.0
+
+
+def test_truncated_numba_cache_is_recompiled_with_a_warning(tmp_path):
+    _run(tmp_path)
+    for entry in (tmp_path / "kernels" / "__pycache__").iterdir():
+        entry.write_bytes(entry.read_bytes()[:10])
+    (out, err) = _run(tmp_path)[0]
+    assert "KernelCacheWarning" in err
+    assert "recompiling" in err
+
+
+def test_cache_dir_follows_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path / "here"))
+    assert cache.cache_dir() == tmp_path / "here"
+    monkeypatch.delenv("GRAPHC_CACHE_DIR")
+    assert str(cache.cache_dir()).endswith(os.path.join(".cache", "graphc"))
+    assert "numba=" in cache.version_salt() and "llvmlite=" in cache.version_salt()
+    assert gc.__version__ in cache.version_salt()

@@ -1,0 +1,172 @@
+"""The compiled CPU backend against the NumPy reference, op by op and model by model:
+forward and backward, grad_req write and add, float64 to 1e-10 and float32 to 1e-4."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc.ir.gradcheck import non_differentiable_arguments
+from graphc.ir.registry import get_op
+from optable import CASES
+
+TOLERANCE = {np.float64: 1e-10, np.float32: 1e-4}
+
+
+def _inputs(case, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    return {name: make(rng).astype(dtype) for name, make in case.inputs.items()}
+
+
+def _reference(symbol, values, wrt, head_values, is_train, step):
+    heads = []
+    for index, entry in enumerate(symbol.entries):
+        is_loss = not entry.node.is_variable and get_op(entry.node.op).is_loss_head
+        heads.append(None if is_loss else gc.Variable(f"_ref_head{index}"))
+    forward = gc.evaluate(symbol, values, is_train=is_train, step=step)
+    if not wrt:
+        return forward, []
+    grads = gc.grad(symbol, wrt, head_grads=heads)
+    feeds = dict(values)
+    for var, value in zip(heads, head_values):
+        if var is not None:
+            feeds[var.name] = value
+    group = gc.Group(grads)
+    needed = set(group.list_inputs())
+    return forward, gc.evaluate(group, {k: v for k, v in feeds.items() if k in needed}, is_train=is_train, step=step)
+
+
+def assert_close(got, want, dtype, what):
+    tolerance = TOLERANCE[dtype]
+    scale = max(float(np.max(np.abs(want))), 1.0) if want.size else 1.0
+    error = float(np.max(np.abs(got - want))) / scale if want.size else 0.0
+    assert got.dtype == want.dtype, f"{what}: dtype {got.dtype} != {want.dtype}"
+    assert error <= tolerance, f"{what}: relative error {error:.3g} > {tolerance:g}"
+
+
+def check_against_reference(symbol, values, dtype, grad_req="write", is_train=False, seed=1):
+    rng = np.random.default_rng(seed)
+    skip = non_differentiable_arguments(symbol)
+    wrt = [name for name in symbol.list_arguments() if name not in skip]
+    exe = symbol.simple_bind(gc.cpu(), grad_req=grad_req if wrt else "null",
+                             type_dict={n: v.dtype for n, v in values.items()},
+                             **{n: v.shape for n, v in values.items()})
+    for name, value in values.items():
+        exe.arg_dict[name][:] = value
+    initial = {name: rng.standard_normal(g.shape).astype(g.dtype) for name, g in exe.grad_dict.items()}
+    for name, value in initial.items():
+        exe.grad_dict[name][:] = value
+    outputs = [out.copy() for out in exe.forward(is_train=is_train)]
+    head_values = [rng.standard_normal(out.shape).astype(out.dtype) for out in outputs]
+    ref_outputs, ref_grads = _reference(symbol, values, wrt, head_values, is_train, step=0)
+    for index, (got, want) in enumerate(zip(outputs, ref_outputs)):
+        assert_close(got, want, dtype, f"output {index}")
+    if not wrt:
+        return exe
+    exe.backward(out_grads=head_values)
+    for name, want in zip(wrt, ref_grads):
+        expected = want + initial[name] if grad_req == "add" else want
+        assert_close(exe.grad_dict[name], expected.astype(dtype), dtype, f"gradient of {name} ({grad_req})")
+    return exe
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("case", CASES, ids=repr)
+def test_op_matches_reference(case, dtype):
+    check_against_reference(case.build(), _inputs(case, dtype), dtype, is_train=case.is_train)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.differentiable], ids=repr)
+def test_op_gradient_accumulates_with_grad_req_add(case):
+    check_against_reference(case.build(), _inputs(case, np.float64), np.float64, grad_req="add", is_train=case.is_train)
+
+
+def _model_inputs(symbol, shapes, dtype, label_high, seed=0):
+    rng = np.random.default_rng(seed)
+    arg_shapes, _, _ = symbol.infer_shape(**shapes)
+    values = {}
+    for name, shape in zip(symbol.list_arguments(), arg_shapes):
+        values[name] = (rng.standard_normal(shape) * 0.3).astype(dtype)
+    for name in non_differentiable_arguments(symbol):
+        values[name] = rng.integers(0, label_high, values[name].shape).astype(dtype)
+    return values
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize(
+    "model, shapes, label_high",
+    [
+        (lambda: gc.models.mlp(), {"data": (5, 1, 4, 7)}, 10),
+        (lambda: gc.models.lenet(), {"data": (3, 1, 28, 28)}, 10),
+        (lambda: gc.models.charlm(vocab_size=11, embed=6, hidden=7), {"data": (5, 3)}, 11),
+        (lambda: gc.models.linreg(), {"data": (7, 13)}, 1),
+    ],
+    ids=["mlp", "lenet", "charlm", "linreg"],
+)
+def test_models_end_to_end(model, shapes, label_high, dtype):
+    symbol = model()
+    values = _model_inputs(symbol, shapes, dtype, label_high)
+    if "lro_label" in values:
+        values["lro_label"] = np.random.default_rng(2).standard_normal(values["lro_label"].shape).astype(dtype)
+    check_against_reference(symbol, values, dtype)
+
+
+def test_wrong_input_shape_or_dtype_is_an_error_naming_the_argument():
+    exe = gc.models.mlp().simple_bind(gc.cpu(), data=(4, 6))
+    with pytest.raises(gc.ShapeError, match=r"argument 'data' expects shape \(4, 6\), given \(4, 7\)"):
+        exe.forward(data=np.zeros((4, 7), dtype=np.float32))
+    with pytest.raises(gc.ShapeError, match=r"expects shape \(4, 6\), given \(6,\)"):
+        exe.forward(data=np.zeros(6, dtype=np.float32))
+    with pytest.raises(gc.DTypeError, match=r"argument 'data' expects dtype float32, given float64"):
+        exe.forward(data=np.zeros((4, 6)))
+
+
+def test_arrays_are_shared_in_place_and_reshape_keeps_parameters():
+    net = gc.models.mlp(hidden=(3,))
+    exe = net.simple_bind(gc.cpu(), data=(2, 5))
+    rng = np.random.default_rng(0)
+    for name, array in exe.arg_dict.items():
+        array[:] = rng.standard_normal(array.shape)
+    first = exe.forward()[0].copy()
+    exe.arg_dict["fc2_bias"][:] += 1.0  # a softmax is invariant to a shared shift
+    np.testing.assert_allclose(exe.forward()[0], first, rtol=1e-5)
+    exe.arg_dict["fc2_bias"][0] += 5.0
+    assert not np.allclose(exe.forward()[0], first)
+    bigger = exe.reshape(data=(6, 5))
+    assert bigger.arg_dict["data"].shape == (6, 5)
+    np.testing.assert_array_equal(bigger.arg_dict["fc1_weight"], exe.arg_dict["fc1_weight"])
+    bigger.arg_dict["data"][:2] = exe.arg_dict["data"]
+    np.testing.assert_allclose(bigger.forward()[0][:2], exe.forward()[0], rtol=1e-6)
+
+
+def test_memory_plan_reuses_buffers_and_reports_peak():
+    exe = gc.models.lenet().simple_bind(gc.cpu(), data=(2, 1, 28, 28))
+    stats = exe.stats()
+    assert stats["planned_peak_bytes"] == sum(block.nbytes for block in exe._blocks)
+    requested = exe.memory_plan.requested_bytes
+    assert stats["planned_peak_bytes"] < 0.7 * requested, "liveness-based reuse shares memory"
+    assert stats["kernels_per_step"] > 0 and stats["nodes"] >= stats["kernels_per_step"]
+    assert "planned peak" in exe.debug_str()
+
+
+def test_no_allocation_in_steady_state():
+    """After a warm-up, no kernel of a training step allocates: Numba's allocation counter
+    grows by exactly one per array argument (the wrapper it makes to pass a NumPy array in
+    from Python, which a compiled step function will not need) and by nothing else."""
+    from numba.core.runtime import rtsys
+
+    from graphc.runtime.executor import _call
+
+    exe = gc.models.lenet().simple_bind(gc.cpu(), data=(2, 1, 28, 28))
+    exe.forward(is_train=True)
+    exe.backward()
+    offenders = []
+    for step in exe._forward_steps + exe._backward_steps:
+        arrays = sum(isinstance(arg, np.ndarray) for arg in step.args)
+        before = rtsys.get_allocation_stats().alloc
+        _call(step, 0)
+        extra = rtsys.get_allocation_stats().alloc - before - arrays
+        if extra:
+            offenders.append(f"{step.node.name} ({step.node.op}): {extra}")
+    assert not offenders, offenders
