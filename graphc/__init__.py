@@ -11,7 +11,6 @@ the NumPy reference executor.
 """
 
 from graphc import codegen_cpu, models  # noqa: E402 - backends and models build on the ops
-from graphc.runtime import Context, Executor, KernelCacheWarning, cpu, gpu  # noqa: E402
 from graphc.ir import (
     DTypeError,
     GradientError,
@@ -30,5 +29,6 @@ from graphc.ir import (
     var,
 )
 from graphc.ir.ops import *  # noqa: F403 - every op constructor at the top level, as mx.sym.*
+from graphc.runtime import Context, Executor, KernelCacheWarning, cpu, gpu  # noqa: E402
 
 __version__ = "0.1.0"

@@ -61,12 +61,13 @@ def poisoned(shape, dtype) -> np.ndarray:
     return np.full(shape, np.iinfo(dtype).max if dtype.kind in "iu" else True, dtype=dtype)
 
 
-def kernel_arguments(kernel: Kernel, spec: NodeSpec, inputs, step: int) -> list:
-    """The runtime's argument list: inputs, fresh poisoned outputs and workspace, and the
-    step when the kernel asks for it."""
-    outputs = [poisoned(shape, dtype) for shape, dtype in zip(spec.out_shapes, spec.out_dtypes)]
+def kernel_arguments(kernel: Kernel, spec: NodeSpec, inputs, step: int, outputs=None) -> list:
+    """The runtime's argument list: inputs, fresh poisoned outputs (unless given) and
+    workspace as the kernel prepares them, and the step when the kernel asks for it."""
+    if outputs is None:
+        outputs = [poisoned(shape, dtype) for shape, dtype in zip(spec.out_shapes, spec.out_dtypes)]
     workspace = [poisoned(shape, dtype) for shape, dtype in kernel.workspace]
-    args = [*inputs, *outputs, *workspace]
+    args = list(kernel.arguments(tuple(inputs), tuple(outputs), tuple(workspace)))
     if kernel.needs_step:
         args.append(step)
     return args
@@ -74,9 +75,12 @@ def kernel_arguments(kernel: Kernel, spec: NodeSpec, inputs, step: int) -> list:
 
 def call_kernel(kernel: Kernel, spec: NodeSpec, inputs, step: int) -> list[np.ndarray]:
     """Call ``kernel`` on ``inputs`` over fresh poisoned outputs and workspace; the outputs."""
-    args = kernel_arguments(kernel, spec, inputs, step)
-    kernel.fn(*args)
-    return args[len(inputs) : len(inputs) + len(spec.out_shapes)]
+    outputs = [poisoned(shape, dtype) for shape, dtype in zip(spec.out_shapes, spec.out_dtypes)]
+    if kernel.view_of is not None:  # the runtime binds a view and runs nothing
+        np.copyto(outputs[0], np.asarray(inputs[kernel.view_of]).reshape(spec.out_shapes[0]))
+        return outputs
+    kernel.fn(*kernel_arguments(kernel, spec, inputs, step, outputs))
+    return outputs
 
 
 def run_kernel(

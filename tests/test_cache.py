@@ -31,8 +31,15 @@ PROGRAM = textwrap.dedent(
 
 def _run(cache_dir, count=1):
     env = dict(os.environ, GRAPHC_CACHE_DIR=str(cache_dir))
+    env.pop("NUMBA_CACHE_DIR", None)  # Numba then keeps machine code beside each kernel file
     processes = [
-        subprocess.Popen([sys.executable, "-c", PROGRAM], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", PROGRAM],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(count)
     ]
     results = []
@@ -56,10 +63,14 @@ def test_two_processes_compiling_at_once_both_succeed_and_a_third_starts_warm(tm
 
 def test_corrupted_source_entry_is_rebuilt_with_one_warning(tmp_path, monkeypatch):
     monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
-    source = "import numba\n\n\n@numba.njit(cache=True)\ndef kernel(a, out):\n    out[0] = a[0] + 41.0\n"
+    source = (
+        "import numba\n\n\n@numba.njit(cache=True)\ndef kernel(a, out):\n    out[0] = a[0] + 41.0\n"
+    )
     path = tmp_path / "kernels" / f"k_{cache.cache_key(source)}.py"
     path.parent.mkdir(parents=True)
-    path.write_text("# graphc kernel sha256=0\nimport numba\ndef kernel(a, out):\n    out[0] = -1.0\n")
+    path.write_text(
+        "# graphc kernel sha256=0\nimport numba\ndef kernel(a, out):\n    out[0] = -1.0\n"
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         function = cache.load_kernel(source)

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from optable import CASES
 
 import graphc as gc
 from graphc.ir.gradcheck import non_differentiable_arguments
 from graphc.ir.registry import get_op
-from optable import CASES
 
 TOLERANCE = {np.float64: 1e-10, np.float32: 1e-4}
 
@@ -34,7 +34,9 @@ def _reference(symbol, values, wrt, head_values, is_train, step):
             feeds[var.name] = value
     group = gc.Group(grads)
     needed = set(group.list_inputs())
-    return forward, gc.evaluate(group, {k: v for k, v in feeds.items() if k in needed}, is_train=is_train, step=step)
+    return forward, gc.evaluate(
+        group, {k: v for k, v in feeds.items() if k in needed}, is_train=is_train, step=step
+    )
 
 
 def assert_close(got, want, dtype, what):
@@ -49,12 +51,17 @@ def check_against_reference(symbol, values, dtype, grad_req="write", is_train=Fa
     rng = np.random.default_rng(seed)
     skip = non_differentiable_arguments(symbol)
     wrt = [name for name in symbol.list_arguments() if name not in skip]
-    exe = symbol.simple_bind(gc.cpu(), grad_req=grad_req if wrt else "null",
-                             type_dict={n: v.dtype for n, v in values.items()},
-                             **{n: v.shape for n, v in values.items()})
+    exe = symbol.simple_bind(
+        gc.cpu(),
+        grad_req=grad_req if wrt else "null",
+        type_dict={n: v.dtype for n, v in values.items()},
+        **{n: v.shape for n, v in values.items()},
+    )
     for name, value in values.items():
         exe.arg_dict[name][:] = value
-    initial = {name: rng.standard_normal(g.shape).astype(g.dtype) for name, g in exe.grad_dict.items()}
+    initial = {
+        name: rng.standard_normal(g.shape).astype(g.dtype) for name, g in exe.grad_dict.items()
+    }
     for name, value in initial.items():
         exe.grad_dict[name][:] = value
     outputs = [out.copy() for out in exe.forward(is_train=is_train)]
@@ -67,7 +74,9 @@ def check_against_reference(symbol, values, dtype, grad_req="write", is_train=Fa
     exe.backward(out_grads=head_values)
     for name, want in zip(wrt, ref_grads):
         expected = want + initial[name] if grad_req == "add" else want
-        assert_close(exe.grad_dict[name], expected.astype(dtype), dtype, f"gradient of {name} ({grad_req})")
+        assert_close(
+            exe.grad_dict[name], expected.astype(dtype), dtype, f"gradient of {name} ({grad_req})"
+        )
     return exe
 
 
@@ -79,7 +88,9 @@ def test_op_matches_reference(case, dtype):
 
 @pytest.mark.parametrize("case", [c for c in CASES if c.differentiable], ids=repr)
 def test_op_gradient_accumulates_with_grad_req_add(case):
-    check_against_reference(case.build(), _inputs(case, np.float64), np.float64, grad_req="add", is_train=case.is_train)
+    check_against_reference(
+        case.build(), _inputs(case, np.float64), np.float64, grad_req="add", is_train=case.is_train
+    )
 
 
 def _model_inputs(symbol, shapes, dtype, label_high, seed=0):
@@ -108,17 +119,23 @@ def test_models_end_to_end(model, shapes, label_high, dtype):
     symbol = model()
     values = _model_inputs(symbol, shapes, dtype, label_high)
     if "lro_label" in values:
-        values["lro_label"] = np.random.default_rng(2).standard_normal(values["lro_label"].shape).astype(dtype)
+        values["lro_label"] = (
+            np.random.default_rng(2).standard_normal(values["lro_label"].shape).astype(dtype)
+        )
     check_against_reference(symbol, values, dtype)
 
 
 def test_wrong_input_shape_or_dtype_is_an_error_naming_the_argument():
     exe = gc.models.mlp().simple_bind(gc.cpu(), data=(4, 6))
-    with pytest.raises(gc.ShapeError, match=r"argument 'data' expects shape \(4, 6\), given \(4, 7\)"):
+    with pytest.raises(
+        gc.ShapeError, match=r"argument 'data' expects shape \(4, 6\), given \(4, 7\)"
+    ):
         exe.forward(data=np.zeros((4, 7), dtype=np.float32))
     with pytest.raises(gc.ShapeError, match=r"expects shape \(4, 6\), given \(6,\)"):
         exe.forward(data=np.zeros(6, dtype=np.float32))
-    with pytest.raises(gc.DTypeError, match=r"argument 'data' expects dtype float32, given float64"):
+    with pytest.raises(
+        gc.DTypeError, match=r"argument 'data' expects dtype float32, given float64"
+    ):
         exe.forward(data=np.zeros((4, 6)))
 
 
@@ -126,7 +143,7 @@ def test_arrays_are_shared_in_place_and_reshape_keeps_parameters():
     net = gc.models.mlp(hidden=(3,))
     exe = net.simple_bind(gc.cpu(), data=(2, 5))
     rng = np.random.default_rng(0)
-    for name, array in exe.arg_dict.items():
+    for array in exe.arg_dict.values():
         array[:] = rng.standard_normal(array.shape)
     first = exe.forward()[0].copy()
     exe.arg_dict["fc2_bias"][:] += 1.0  # a softmax is invariant to a shared shift

@@ -196,7 +196,7 @@ def test_sum_of_ten_million_float32_is_accurate_and_deterministic():
     results = []
     for _ in range(2):
         out = np.full((), np.nan, np.float32)
-        kernel.fn(values, out, *workspace)
+        kernel.fn(*kernel.arguments((values,), (out,), tuple(workspace)))
         results.append(out.copy())
     tree_error = abs(float(results[0]) - exact) / abs(exact)
     naive_error = abs(float(naive_float32_sum(values)) - exact) / abs(exact)

@@ -39,8 +39,10 @@ def _index(in_shape: tuple, out_shape: tuple) -> str:
     if not in_shape:
         return "[()]"
     offset = len(out_shape) - len(in_shape)
-    parts = [f"i{offset + axis}" if dim != 1 or out_shape[offset + axis] == 1 else "0"
-             for axis, dim in enumerate(in_shape)]
+    parts = [
+        f"i{offset + axis}" if dim != 1 or out_shape[offset + axis] == 1 else "0"
+        for axis, dim in enumerate(in_shape)
+    ]
     return "[" + ", ".join(parts) + "]"
 
 
@@ -49,7 +51,9 @@ def render_kernel(op: str, attrs, in_shapes: Sequence[tuple], out_shape: tuple) 
     used = len(in_shapes) - _UNUSED_TRAILING_INPUTS.get(op, 0)
     params = [f"in{i}" for i in range(len(in_shapes))] + ["out0"]
     lines = [HEADER + DECORATOR + f"def kernel({', '.join(params)}):"]
-    flat = all(tuple(shape) == tuple(out_shape) for shape in in_shapes[:used]) and len(out_shape) != 0
+    flat = (
+        all(tuple(shape) == tuple(out_shape) for shape in in_shapes[:used]) and len(out_shape) != 0
+    )
     if flat:
         lines.append("    flat_out = out0.ravel()")
         for i in range(used):
@@ -63,7 +67,9 @@ def render_kernel(op: str, attrs, in_shapes: Sequence[tuple], out_shape: tuple) 
         lines.append(f"{indent}for i{axis} in range(out0.shape[{axis}]):")
         indent += "    "
     operands = [f"in{i}{_index(tuple(in_shapes[i]), tuple(out_shape))}" for i in range(used)]
-    target = "out0" + ("[()]" if not out_shape else "[" + ", ".join(f"i{a}" for a in range(len(out_shape))) + "]")
+    target = "out0" + (
+        "[()]" if not out_shape else "[" + ", ".join(f"i{a}" for a in range(len(out_shape))) + "]"
+    )
     lines.append(f"{indent}{target} = {render_expression(op, attrs, operands)}")
     return "\n".join(lines) + "\n"
 
@@ -75,5 +81,7 @@ def lower_elementwise(spec: NodeSpec) -> Kernel:
 
 # Every op that defines a scalar expression is elementwise, except BlockGrad (a copy kernel
 # elsewhere, so its gradient-stopping role stays visible in profiles).
-_OPS = sorted(name for name, opdef in REGISTRY.items() if opdef.expr is not None and name != "BlockGrad")
+_OPS = sorted(
+    name for name, opdef in REGISTRY.items() if opdef.expr is not None and name != "BlockGrad"
+)
 lowering(*_OPS)(lower_elementwise)

@@ -69,7 +69,12 @@ def _dot_tt(a, b, out):
     np.dot(a.T, b.T, out)
 
 
-_DOT = {(False, False): _dot_nn, (False, True): _dot_nt, (True, False): _dot_tn, (True, True): _dot_tt}
+_DOT = {
+    (False, False): _dot_nn,
+    (False, True): _dot_nt,
+    (True, False): _dot_tn,
+    (True, True): _dot_tt,
+}
 
 
 @lowering("dot")

@@ -11,17 +11,12 @@ views.
 
 from __future__ import annotations
 
-import hashlib
 import math
-from pathlib import Path
 
 import numba
 
 from graphc.codegen_cpu.lowering import Kernel, NodeSpec, lowering
 from graphc.ir.registry import normalize_axis
-from graphc.runtime.cache import load_kernel
-
-_MODULE_HASH = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
 
 
 @numba.njit(cache=True)
@@ -121,34 +116,19 @@ def pick_backward_kernel(dy, index, out, outer, axis_length, inner):
         position += 1
 
 
-# The entry point each lowering generates: attributes and geometry are constants in it. It
-# names this file's hash because Numba's cache of the entry point does not notice when the
-# functions it calls here change.
-_ENTRY_POINT = """\
-# graphc {op} kernel; calls graphc/codegen_cpu/indexing.py (sha256 {module_hash})
-import numba
+def _bound(function, name: str, *constants) -> Kernel:
+    """A kernel whose shape-derived constants follow its arrays, bound once at bind."""
 
-from graphc.codegen_cpu.indexing import {function}
+    def prepare(inputs, outputs, workspace):
+        return (*inputs, *outputs, *constants)
 
-
-@numba.njit(cache=True)
-def kernel({params}):
-    {function}({args})
-"""
-
-
-def _entry_point(spec: NodeSpec, function: str, params: str, args: str) -> Kernel:
-    source = _ENTRY_POINT.format(
-        op=spec.op, module_hash=_MODULE_HASH, function=function, params=params, args=args
-    )
-    return Kernel(fn=load_kernel(source), name=function.removesuffix("_kernel"), source=source)
+    return Kernel(fn=function, name=name, prepare=prepare)
 
 
 @lowering("one_hot")
 def lower_one_hot(spec: NodeSpec) -> Kernel:
     on_value, off_value = float(spec.attrs["on_value"]), float(spec.attrs["off_value"])
-    args = f"indices, out, {on_value!r}, {off_value!r}"
-    return _entry_point(spec, "one_hot_kernel", "indices, out", args)
+    return _bound(one_hot_kernel, "one_hot", on_value, off_value)
 
 
 def pick_geometry(shape: tuple[int, ...], axis: int) -> tuple[int, int, int]:
@@ -164,13 +144,16 @@ def pick_geometry(shape: tuple[int, ...], axis: int) -> tuple[int, int, int]:
 @lowering("pick")
 def lower_pick(spec: NodeSpec) -> Kernel:
     outer, axis_length, inner = pick_geometry(spec.in_shapes[0], spec.attrs["axis"])
-    args = f"data, index, out, {outer}, {axis_length}, {inner}"
-    return _entry_point(spec, "pick_kernel", "data, index, out", args)
+    return _bound(pick_kernel, "pick", outer, axis_length, inner)
 
 
 @lowering("_pick_backward")
 def lower_pick_backward(spec: NodeSpec) -> Kernel:
     """Inputs (dy, index, like); ``like`` only lends its shape."""
     outer, axis_length, inner = pick_geometry(spec.in_shapes[2], spec.attrs["axis"])
-    args = f"dy, index, out, {outer}, {axis_length}, {inner}"
-    return _entry_point(spec, "pick_backward_kernel", "dy, index, like, out", args)
+
+    def prepare(inputs, outputs, workspace):
+        dy, index, _like = inputs
+        return (dy, index, *outputs, outer, axis_length, inner)
+
+    return Kernel(fn=pick_backward_kernel, name="pick_backward", prepare=prepare)

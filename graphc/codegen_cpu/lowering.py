@@ -45,7 +45,12 @@ class Kernel:
     """A compiled kernel and the scratch buffers it needs (shape, dtype) per call.
 
     A kernel with ``view_of`` set has no function: its single output is input ``view_of``
-    reshaped (Reshape, expand_dims), so the runtime binds a view and runs nothing."""
+    reshaped (Reshape, expand_dims), so the runtime binds a view and runs nothing.
+
+    ``prepare(inputs, outputs, workspace)``, when given, turns the planned arrays into the
+    argument tuple once, at bind: it may pass views (a transposed reading order, a 2-D
+    view of an output) and constants (a reduction's length), so that one shape-generic
+    compiled function serves every shape instead of one compile per shape."""
 
     fn: Callable | None
     workspace: tuple[tuple[Shape, np.dtype], ...] = ()
@@ -53,6 +58,13 @@ class Kernel:
     name: str = ""
     source: str = ""
     view_of: int | None = None
+    prepare: Callable | None = None
+
+    def arguments(self, inputs: tuple, outputs: tuple, workspace: tuple = ()) -> tuple:
+        """The arguments ``fn`` is called with (without the step counter)."""
+        if self.prepare is not None:
+            return tuple(self.prepare(tuple(inputs), tuple(outputs), tuple(workspace)))
+        return (*inputs, *outputs, *workspace)
 
 
 LOWERINGS: dict[str, Callable[[NodeSpec], Kernel]] = {}
@@ -76,5 +88,7 @@ def lower(spec: NodeSpec) -> Kernel:
     try:
         lowering_fn = LOWERINGS[spec.op]
     except KeyError:
-        raise BackendError(f"{spec.name} ({spec.op}): the CPU backend has no kernel for {spec.op}") from None
+        raise BackendError(
+            f"{spec.name} ({spec.op}): the CPU backend has no kernel for {spec.op}"
+        ) from None
     return lowering_fn(spec)

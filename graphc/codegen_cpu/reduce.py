@@ -6,8 +6,9 @@ What each op computes is defined by its NumPy reference (``graphc/ir/ops/reduce.
 shape ``(outer, length, inner)``: ``length`` runs over the reduced axes, ``outer`` and
 ``inner`` over the kept axes before and after them. When the reduced axes are not one run
 (after dropping axes of size 1), the input is read through a transposed view that puts them
-last, so ``inner`` is 1. Values are read by position through ``.flat`` of the input or of
-that view, whatever the strides, and nothing is copied or allocated.
+last, so ``inner`` is 1; the view is made once, at bind. Values are read by position through
+``.flat`` of the input or of that view, whatever the strides, and nothing is copied or
+allocated.
 
 Summation order. Sums are trees, fixed for a given ``length``, so results are identical run
 to run and their rounding error grows like log(length) rather than length. They accumulate
@@ -35,10 +36,8 @@ order and in float64: ((a0 + a1) + (a2 + a3)) + a4.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import numba
 import numpy as np
@@ -50,8 +49,6 @@ from graphc.runtime.cache import load_kernel
 
 BLOCK = 128
 LANES = 8
-
-_MODULE_HASH = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
 
 
 # -- tree sums ---------------------------------------------------------------------------------
@@ -243,21 +240,6 @@ class ReductionLayout:
     length: int
     inner: int
 
-    def source_expression(self, name: str) -> str:
-        """Source text reading ``name``'s values by position in the layout's order.
-
-        The permuted view is built with ``as_strided``: Numba's ``np.transpose`` with an axes
-        tuple allocates four small arrays per call, and a kernel must allocate nothing.
-
-        >>> ReductionLayout((1, 0), 3, 2, 1).source_expression("data")
-        'as_strided(data, (data.shape[1], data.shape[0]), (data.strides[1], data.strides[0])).flat'
-        """
-        if self.order is None:
-            return f"{name}.flat"
-        shape = ", ".join(f"{name}.shape[{axis}]" for axis in self.order)
-        strides = ", ".join(f"{name}.strides[{axis}]" for axis in self.order)
-        return f"as_strided({name}, ({shape}), ({strides})).flat"
-
 
 def reduction_layout(shape: tuple[int, ...], axes: tuple[int, ...]) -> ReductionLayout:
     """The layout of a reduction of ``shape`` over ``axes`` (non-negative).
@@ -298,33 +280,27 @@ def sum_to_like_axes(shape: tuple[int, ...], like: tuple[int, ...]) -> tuple[int
 
 
 # -- lowerings ----------------------------------------------------------------------------------
-
-# The entry point each lowering generates: the layout is written into it as constants. It
-# names this file's hash because Numba's cache of the entry point does not notice when the
-# functions it calls here change.
-_ENTRY_POINT = """\
-# graphc {op} kernel; calls graphc/codegen_cpu/reduce.py (sha256 {module_hash})
-import numba
-from numpy.lib.stride_tricks import as_strided
-
-from graphc.codegen_cpu.reduce import {function}
+#
+# The layout's numbers and the reading order are bound once, at bind, by each kernel's
+# ``prepare``: the compiled functions are shape-generic, so one compile per dtype and rank
+# serves every reduction (generating an entry point per shape cost a compile per shape,
+# about 0.8 s each, which dominated cold starts).
 
 
 @numba.njit(cache=True)
-def kernel({params}):
-    {body}
-"""
+def sum_entry(data, out, length, lanes, partials):
+    """Tree sum of ``data`` read in C order as (outer, length, inner) into ``out``."""
+    sum_kernel(data.flat, out, length, lanes, partials)
 
 
-def _entry_point(spec: NodeSpec, function: str, params: list[str], body: str) -> tuple:
-    source = _ENTRY_POINT.format(
-        op=spec.op,
-        module_hash=_MODULE_HASH,
-        function=function,
-        params=", ".join(params),
-        body=body,
-    )
-    return load_kernel(source), source
+@numba.njit(cache=True)
+def extremum_entry(data, out, length, take_max):
+    extremum_kernel(data.flat, out, length, take_max)
+
+
+def reading_view(array: np.ndarray, layout: ReductionLayout) -> np.ndarray:
+    """``array`` itself, or a transposed view of it that puts the reduced axes last."""
+    return array if layout.order is None else np.transpose(array, layout.order)
 
 
 def _float_dtype(spec: NodeSpec) -> np.dtype:
@@ -336,16 +312,17 @@ def _float_dtype(spec: NodeSpec) -> np.dtype:
     return dtype
 
 
-def _sum_lowering(spec: NodeSpec, axes: tuple[int, ...], params: list[str]) -> Kernel:
+def _sum_lowering(spec: NodeSpec, axes: tuple[int, ...]) -> Kernel:
     _float_dtype(spec)
     layout = reduction_layout(spec.in_shapes[0], axes)
+
+    def prepare(inputs, outputs, workspace):
+        lanes, partials = workspace
+        out = outputs[0].reshape(layout.outer, layout.inner)
+        return (reading_view(inputs[0], layout), out, layout.length, lanes, partials)
+
     workspace = sum_workspace(layout.length, layout.inner)
-    body = (
-        f"sum_kernel({layout.source_expression('data')},"
-        f" out.reshape(({layout.outer}, {layout.inner})), {layout.length}, lanes, partials)"
-    )
-    fn, source = _entry_point(spec, "sum_kernel", [*params, "out", "lanes", "partials"], body)
-    return Kernel(fn=fn, workspace=workspace, name=f"{spec.op}_tree", source=source)
+    return Kernel(fn=sum_entry, workspace=workspace, name=f"{spec.op}_tree", prepare=prepare)
 
 
 @lowering("sum")
@@ -360,14 +337,17 @@ def lower_sum(spec: NodeSpec) -> Kernel:
     [(8, 7), (3, 7)]
     """
     axes = reduced_axes(spec.attrs["axis"], len(spec.in_shapes[0]))
-    return _sum_lowering(spec, axes, ["data"])
+    return _sum_lowering(spec, axes)
 
 
 @lowering("sum_to_like")
 def lower_sum_to_like(spec: NodeSpec) -> Kernel:
-    """Tree sum over the axes broadcasting added; ``like`` only lends its shape."""
+    """Tree sum over the axes broadcasting added; ``like`` only lends its shape. Where
+    nothing was broadcast the output is a view of the input and no kernel runs."""
+    if tuple(spec.in_shapes[0]) == tuple(spec.out_shapes[0]):
+        return Kernel(fn=None, view_of=0, name="sum_to_like_identity")
     axes = sum_to_like_axes(spec.in_shapes[0], spec.in_shapes[1])
-    return _sum_lowering(spec, axes, ["data", "like"])
+    return _sum_lowering(spec, axes)
 
 
 @lowering("max", "min")
@@ -378,12 +358,13 @@ def lower_extremum(spec: NodeSpec) -> Kernel:
     layout = reduction_layout(shape, axes)
     if layout.length == 0 and layout.outer * layout.inner:
         raise BackendError(f"{spec.name} ({spec.op}): a reduction over zero elements of {shape}")
-    body = (
-        f"extremum_kernel({layout.source_expression('data')},"
-        f" out.reshape(({layout.outer}, {layout.inner})), {layout.length}, {spec.op == 'max'})"
-    )
-    fn, source = _entry_point(spec, "extremum_kernel", ["data", "out"], body)
-    return Kernel(fn=fn, name=spec.op, source=source)
+    take_max = spec.op == "max"
+
+    def prepare(inputs, outputs, workspace):
+        out = outputs[0].reshape(layout.outer, layout.inner)
+        return (reading_view(inputs[0], layout), out, layout.length, take_max)
+
+    return Kernel(fn=extremum_entry, name=spec.op, prepare=prepare)
 
 
 @numba.njit(cache=True)
@@ -395,11 +376,10 @@ def fill_scalar(out, value):
 def lower_size(spec: NodeSpec) -> Kernel:
     """Writes the (shape-derived, constant) element count over ``axis``."""
     shape = spec.in_shapes[0]
-    count = math.prod(shape[axis] for axis in reduced_axes(spec.attrs["axis"], len(shape)))
-    fn, source = _entry_point(
-        spec, "fill_scalar", ["data", "out"], f"fill_scalar(out, {float(count)!r})"
+    count = float(math.prod(shape[axis] for axis in reduced_axes(spec.attrs["axis"], len(shape))))
+    return Kernel(
+        fn=fill_scalar, name="size", prepare=lambda inputs, outputs, ws: (outputs[0], count)
     )
-    return Kernel(fn=fn, name="size", source=source)
 
 
 def pairwise_expression(operands: list[str]) -> str:

@@ -25,7 +25,12 @@ def _slice_text(ndim: int, axis: int, begin: int, end: int) -> str:
 
 
 def _load(name: str, body: list[str], params: list[str]) -> Kernel:
-    source = HEADER + f"def kernel({', '.join(params)}):\n" + "\n".join("    " + line for line in body) + "\n"
+    source = (
+        HEADER
+        + f"def kernel({', '.join(params)}):\n"
+        + "\n".join("    " + line for line in body)
+        + "\n"
+    )
     return Kernel(fn=load_kernel(source), name=name, source=source)
 
 
@@ -54,7 +59,9 @@ def lower_concat(spec: NodeSpec) -> Kernel:
     axis = spec.attrs["dim"] % len(out_shape)
     body, offset = [], 0
     for index, shape in enumerate(spec.in_shapes):
-        body.append(f"out0{_slice_text(len(out_shape), axis, offset, offset + shape[axis])} = in{index}")
+        body.append(
+            f"out0{_slice_text(len(out_shape), axis, offset, offset + shape[axis])} = in{index}"
+        )
         offset += shape[axis]
     params = [f"in{i}" for i in range(len(spec.in_shapes))] + ["out0"]
     return _load("concat", body, params)
@@ -93,7 +100,11 @@ def lower_slice_axis(spec: NodeSpec) -> Kernel:
     shape = spec.in_shapes[0]
     axis = spec.attrs["axis"] % len(shape)
     begin, end = _slice_bounds(spec.attrs, shape[axis])
-    return _load("slice_axis", [f"out0[...] = in0{_slice_text(len(shape), axis, begin, end)}"], ["in0", "out0"])
+    return _load(
+        "slice_axis",
+        [f"out0[...] = in0{_slice_text(len(shape), axis, begin, end)}"],
+        ["in0", "out0"],
+    )
 
 
 @lowering("_slice_axis_backward")

@@ -24,9 +24,7 @@ reference gives for ``evaluate(..., is_train=False, step=-1)``.
 
 from __future__ import annotations
 
-import hashlib
 import math
-from pathlib import Path
 
 import numba
 import numpy as np
@@ -37,10 +35,6 @@ from graphc.ir.errors import BackendError
 
 # The hash's constants come from the op's definition, so the two cannot drift apart.
 from graphc.ir.ops.dropout import _GOLDEN, _MIX1, _MIX2
-from graphc.runtime.cache import load_kernel
-
-_MODULE_HASH = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
-
 
 # -- SoftmaxOutput -----------------------------------------------------------------------------
 
@@ -102,29 +96,6 @@ def softmax_geometry(attrs, shape: tuple[int, ...]) -> tuple[int, int, int]:
     return shape[0], math.prod(shape[1:]), 1
 
 
-# The entry point each lowering generates: attributes and geometry are constants in it. It
-# names this file's hash because Numba's cache of the entry point does not notice when the
-# functions it calls here change.
-_ENTRY_POINT = """\
-# graphc {op} kernel; calls graphc/codegen_cpu/softmax_loss.py (sha256 {module_hash})
-import numba
-
-from graphc.codegen_cpu.softmax_loss import {function}
-
-
-@numba.njit(cache=True)
-def kernel({params}):
-    {function}({args})
-"""
-
-
-def _entry_point(spec: NodeSpec, function: str, params: str, args: str) -> tuple:
-    source = _ENTRY_POINT.format(
-        op=spec.op, module_hash=_MODULE_HASH, function=function, params=params, args=args
-    )
-    return load_kernel(source), source
-
-
 def _float_dtype(spec: NodeSpec) -> np.dtype:
     dtype = np.dtype(spec.out_dtypes[0])
     if dtype not in (np.float32, np.float64):
@@ -141,10 +112,13 @@ def lower_softmax_output(spec: NodeSpec) -> Kernel:
     dtype = _float_dtype(spec)
     outer, classes, inner = softmax_geometry(spec.attrs, spec.in_shapes[0])
     workspace = (*sum_workspace(classes, inner), ((inner,), dtype), ((inner,), np.float64))
-    args = f"data, out, {outer}, {classes}, {inner}, lanes, partials, column_max, column_sum"
-    params = "data, label, out, lanes, partials, column_max, column_sum"
-    fn, source = _entry_point(spec, "softmax_kernel", params, args)
-    return Kernel(fn=fn, workspace=workspace, name="softmax_output", source=source)
+
+    def prepare(inputs, outputs, workspace):
+        # The label lends nothing to the forward; the geometry is bound here, at bind, so
+        # one compiled kernel serves every shape.
+        return (inputs[0], outputs[0], outer, classes, inner, *workspace)
+
+    return Kernel(fn=softmax_kernel, workspace=workspace, name="softmax_output", prepare=prepare)
 
 
 # -- regression heads and copies ---------------------------------------------------------------
@@ -220,12 +194,20 @@ def dropout_kernel(data, out, mask, step, p, seed, always):
         position += 1
 
 
+@numba.njit(cache=True)
+def dropout_entry(data, out, mask, p, seed, always, step):
+    """``dropout_kernel`` with the step last, where the runtime passes it."""
+    dropout_kernel(data, out, mask, step, p, seed, always)
+
+
 @lowering("Dropout")
 def lower_dropout(spec: NodeSpec) -> Kernel:
     """Outputs (out, mask); the step, last argument, is -1 at inference."""
     _float_dtype(spec)
     attrs = spec.attrs
-    seed = attrs["seed"] & _LOW_32_BITS
-    args = f"data, out, mask, step, {float(attrs['p'])!r}, {seed}, {attrs['mode'] == 'always'}"
-    fn, source = _entry_point(spec, "dropout_kernel", "data, out, mask, step", args)
-    return Kernel(fn=fn, needs_step=True, name="dropout", source=source)
+    constants = (float(attrs["p"]), attrs["seed"] & _LOW_32_BITS, attrs["mode"] == "always")
+
+    def prepare(inputs, outputs, workspace):
+        return (inputs[0], *outputs, *constants)
+
+    return Kernel(fn=dropout_entry, needs_step=True, name="dropout", prepare=prepare)

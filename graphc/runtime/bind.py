@@ -22,18 +22,28 @@ def _grad_reqs(symbol: Symbol, grad_req) -> dict[str, str]:
     elif isinstance(grad_req, Mapping):
         unknown = sorted(set(grad_req) - set(arguments))
         if unknown:
-            raise MissingInputError(f"grad_req names {unknown}, which are not arguments: {arguments}")
+            raise MissingInputError(
+                f"grad_req names {unknown}, which are not arguments: {arguments}"
+            )
         requests = {name: grad_req.get(name, "null") for name in arguments}
     else:
         requests = dict(zip(arguments, grad_req))
     for name, request in requests.items():
         if request not in GRAD_REQS:
-            raise ValueError(f"grad_req for {name!r} is {request!r}; allowed: {', '.join(GRAD_REQS)}")
+            raise ValueError(
+                f"grad_req for {name!r} is {request!r}; allowed: {', '.join(GRAD_REQS)}"
+            )
     return {name: ("null" if name in skip else request) for name, request in requests.items()}
 
 
-def simple_bind(symbol: Symbol, ctx: Context | None = None, grad_req="write", type_dict=None,
-                options: Mapping | None = None, **shapes) -> Executor:
+def simple_bind(
+    symbol: Symbol,
+    ctx: Context | None = None,
+    grad_req="write",
+    type_dict=None,
+    options: Mapping | None = None,
+    **shapes,
+) -> Executor:
     """Allocate every argument (zeros) and gradient from the given input shapes and bind.
 
     >>> import graphc as gc
@@ -44,18 +54,30 @@ def simple_bind(symbol: Symbol, ctx: Context | None = None, grad_req="write", ty
     arg_shapes, _, aux_shapes = symbol.infer_shape(**shapes)
     arg_types, _, aux_types = symbol.infer_type(**dict(type_dict or {}))
     names = symbol.list_arguments()
-    args = {name: np.zeros(shape, dtype=dtype) for name, shape, dtype in zip(names, arg_shapes, arg_types)}
+    args = {
+        name: np.zeros(shape, dtype=dtype)
+        for name, shape, dtype in zip(names, arg_shapes, arg_types)
+    }
     aux = {
         name: np.zeros(shape, dtype=dtype)
         for name, shape, dtype in zip(symbol.list_auxiliary_states(), aux_shapes, aux_types)
     }
     requests = _grad_reqs(symbol, grad_req)
-    grads = {name: np.zeros_like(args[name]) for name, request in requests.items() if request != "null"}
+    grads = {
+        name: np.zeros_like(args[name]) for name, request in requests.items() if request != "null"
+    }
     return Executor(symbol, ctx or cpu(), args, grads, requests, aux, options)
 
 
-def bind(symbol: Symbol, ctx: Context | None, args, args_grad=None, grad_req="write", aux_states=None,
-         options: Mapping | None = None) -> Executor:
+def bind(
+    symbol: Symbol,
+    ctx: Context | None,
+    args,
+    args_grad=None,
+    grad_req="write",
+    aux_states=None,
+    options: Mapping | None = None,
+) -> Executor:
     """Bind to arrays the caller owns: the executor reads and writes them in place."""
     names = symbol.list_arguments()
     args = _as_dict(args, names, "args")
@@ -73,11 +95,15 @@ def bind(symbol: Symbol, ctx: Context | None, args, args_grad=None, grad_req="wr
     for name, shape, dtype in zip(names, arg_shapes, arg_types):
         for kind, table in (("args_grad", grads),):
             if name in table and (table[name].shape != shape or table[name].dtype != dtype):
-                raise ShapeError(f"bind: {kind}[{name!r}] is {table[name].shape} {table[name].dtype}, expected {shape} {dtype}")
+                raise ShapeError(
+                    f"bind: {kind}[{name!r}] is {table[name].shape} {table[name].dtype}, expected {shape} {dtype}"
+                )
     return Executor(symbol, ctx or cpu(), args, grads, requests, aux, options)
 
 
-def _as_dict(arrays, names: Sequence[str], what: str, allow_missing: bool = False) -> dict[str, np.ndarray]:
+def _as_dict(
+    arrays, names: Sequence[str], what: str, allow_missing: bool = False
+) -> dict[str, np.ndarray]:
     if not isinstance(arrays, Mapping):
         arrays = dict(zip(names, arrays))
     missing = [name for name in names if name not in arrays]
@@ -85,10 +111,16 @@ def _as_dict(arrays, names: Sequence[str], what: str, allow_missing: bool = Fals
         raise MissingInputError(f"bind: {what} lacks {missing}")
     unknown = sorted(set(arrays) - set(names))
     if unknown:
-        raise MissingInputError(f"bind: {what} has {unknown}, which the symbol does not take; it takes {list(names)}")
+        raise MissingInputError(
+            f"bind: {what} has {unknown}, which the symbol does not take; it takes {list(names)}"
+        )
     result = {}
     for name, array in arrays.items():
-        if not isinstance(array, np.ndarray) or not array.flags.c_contiguous or not array.flags.writeable:
+        if (
+            not isinstance(array, np.ndarray)
+            or not array.flags.c_contiguous
+            or not array.flags.writeable
+        ):
             raise DTypeError(f"bind: {what}[{name!r}] must be a writeable C-contiguous numpy array")
         result[name] = array
     return result

@@ -74,7 +74,9 @@ class Executor:
 
     def _build(self) -> None:
         symbol = self.symbol
-        wrt = [name for name in symbol.list_arguments() if self.grad_req.get(name, "null") != "null"]
+        wrt = [
+            name for name in symbol.list_arguments() if self.grad_req.get(name, "null") != "null"
+        ]
         self._head_vars = self._head_gradient_variables() if wrt else []
         grads = build_gradients(symbol, wrt, head_grads=self._head_vars) if wrt else []
         self._grad_entries = dict(zip(wrt, (g.entries[0] for g in grads)))
@@ -84,8 +86,12 @@ class Executor:
         values.update(self.aux_dict)
         self._head_arrays = self._allocate_head_gradients(values)
         values.update(self._head_arrays)
-        self._shapes = infer_shapes(graph, {name: a.shape for name, a in values.items() if name in _names(graph)})
-        self._dtypes = infer_dtypes(graph, {name: a.dtype for name, a in values.items() if name in _names(graph)})
+        self._shapes = infer_shapes(
+            graph, {name: a.shape for name, a in values.items() if name in _names(graph)}
+        )
+        self._dtypes = infer_dtypes(
+            graph, {name: a.dtype for name, a in values.items() if name in _names(graph)}
+        )
         forward_nodes = set(symbol.graph.nodes)
         schedule = [node for node in graph.nodes if not node.is_variable]
         self._forward_count = sum(1 for node in schedule if node in forward_nodes)
@@ -107,8 +113,14 @@ class Executor:
         heads = [var for var in self._head_vars if var is not None]
         if not heads:
             return {}
-        shapes = infer_shapes(self.symbol.graph, {n: a.shape for n, a in values.items() if n in _names(self.symbol.graph)})
-        dtypes = infer_dtypes(self.symbol.graph, {n: a.dtype for n, a in values.items() if n in _names(self.symbol.graph)})
+        shapes = infer_shapes(
+            self.symbol.graph,
+            {n: a.shape for n, a in values.items() if n in _names(self.symbol.graph)},
+        )
+        dtypes = infer_dtypes(
+            self.symbol.graph,
+            {n: a.dtype for n, a in values.items() if n in _names(self.symbol.graph)},
+        )
         arrays = {}
         for var, entry in zip(self._head_vars, self.symbol.entries):
             if var is not None:
@@ -143,20 +155,29 @@ class Executor:
             for index in range(get_op(node.op).num_outputs(node.attrs)):
                 entry = NodeOutput(node, index)
                 if kernel.view_of is not None:
-                    storage[entry] = storage.get(node.inputs[kernel.view_of], node.inputs[kernel.view_of])
+                    storage[entry] = storage.get(
+                        node.inputs[kernel.view_of], node.inputs[kernel.view_of]
+                    )
                 else:
                     first_def[entry] = position
         end = len(self.schedule)
         for entry in list(self.symbol.entries) + list(self._grad_entries.values()):
             last_use[storage.get(entry, entry)] = FOREVER if entry in self.symbol.entries else end
         requests = [
-            BufferRequest(entry, _nbytes(self._shapes[entry], self._dtypes[entry]), first, max(first, last_use.get(entry, first)))
+            BufferRequest(
+                entry,
+                _nbytes(self._shapes[entry], self._dtypes[entry]),
+                first,
+                max(first, last_use.get(entry, first)),
+            )
             for entry, first in first_def.items()
         ]
         workspace_requests = []
         for position, kernel in enumerate(self._kernels):
             for slot, (shape, dtype) in enumerate(kernel.workspace):
-                workspace_requests.append(BufferRequest(("ws", position, slot), _nbytes(shape, dtype), position, position))
+                workspace_requests.append(
+                    BufferRequest(("ws", position, slot), _nbytes(shape, dtype), position, position)
+                )
         self.memory_plan = plan_memory(requests + workspace_requests)
         self._blocks = self.memory_plan.allocate()
 
@@ -175,9 +196,12 @@ class Executor:
             inputs = tuple(arrays[e] for e in node.inputs)
             outputs = tuple(arrays[NodeOutput(node, i)] for i in range(count))
             workspace = tuple(
-                self._block_view(("ws", position, slot), shape, dtype) for slot, (shape, dtype) in enumerate(kernel.workspace)
+                self._block_view(("ws", position, slot), shape, dtype)
+                for slot, (shape, dtype) in enumerate(kernel.workspace)
             )
-            steps.append((position, Step(node, kernel, inputs + outputs + workspace)))
+            steps.append(
+                (position, Step(node, kernel, kernel.arguments(inputs, outputs, workspace)))
+            )
         self._forward_steps = [step for position, step in steps if position < self._forward_count]
         self._backward_steps = [step for position, step in steps if position >= self._forward_count]
         self.outputs = [arrays[entry] for entry in self.symbol.entries]
@@ -210,7 +234,9 @@ class Executor:
         Loss heads supply their own gradient; other outputs take ``out_grads`` (one array per
         output) or ones."""
         if not self._grad_entries:
-            raise BackendError("backward: this executor was bound with grad_req='null' for every argument")
+            raise BackendError(
+                "backward: this executor was bound with grad_req='null' for every argument"
+            )
         self._set_head_gradients(out_grads)
         step_value = getattr(self, "_last_forward_step", -1)
         for step in self._backward_steps:
@@ -224,13 +250,19 @@ class Executor:
 
     def _assign_input(self, name: str, value) -> None:
         if name not in self.arg_dict:
-            raise KeyError(f"forward: {name!r} is not an argument; arguments are {list(self.arg_dict)}")
+            raise KeyError(
+                f"forward: {name!r} is not an argument; arguments are {list(self.arg_dict)}"
+            )
         target = self.arg_dict[name]
         value = np.asarray(value)
         if value.shape != target.shape:
-            raise ShapeError(f"forward: argument {name!r} expects shape {target.shape}, given {value.shape}")
+            raise ShapeError(
+                f"forward: argument {name!r} expects shape {target.shape}, given {value.shape}"
+            )
         if value.dtype != target.dtype:
-            raise DTypeError(f"forward: argument {name!r} expects dtype {target.dtype}, given {value.dtype}")
+            raise DTypeError(
+                f"forward: argument {name!r} expects dtype {target.dtype}, given {value.dtype}"
+            )
         np.copyto(target, value)
 
     def _set_head_gradients(self, out_grads) -> None:
@@ -274,18 +306,26 @@ class Executor:
     def output_dict(self) -> dict[str, np.ndarray]:
         return dict(zip(self.symbol.list_outputs(), self.outputs))
 
-    def copy_params_from(self, arg_params: Mapping, aux_params: Mapping | None = None,
-                         allow_extra_params: bool = False) -> None:
+    def copy_params_from(
+        self,
+        arg_params: Mapping,
+        aux_params: Mapping | None = None,
+        allow_extra_params: bool = False,
+    ) -> None:
         """Copy parameter values into the bound arrays (shapes and dtypes must match)."""
         for source, target in ((arg_params, self.arg_dict), (aux_params or {}, self.aux_dict)):
             for name, value in source.items():
                 if name not in target:
                     if allow_extra_params:
                         continue
-                    raise KeyError(f"copy_params_from: {name!r} is not bound here; bound: {list(target)}")
+                    raise KeyError(
+                        f"copy_params_from: {name!r} is not bound here; bound: {list(target)}"
+                    )
                 value = np.asarray(value)
                 if value.shape != target[name].shape:
-                    raise ShapeError(f"copy_params_from: {name!r} expects {target[name].shape}, given {value.shape}")
+                    raise ShapeError(
+                        f"copy_params_from: {name!r} expects {target[name].shape}, given {value.shape}"
+                    )
                 np.copyto(target[name], value.astype(target[name].dtype, copy=False))
 
     def reshape(self, **new_shapes: tuple) -> Executor:
@@ -295,10 +335,18 @@ class Executor:
 
         shapes = {name: array.shape for name, array in self.arg_dict.items()}
         shapes.update({name: tuple(shape) for name, shape in new_shapes.items()})
-        arg_shapes, _, _ = self.symbol.infer_shape(**{n: s for n, s in shapes.items() if n in new_shapes})
+        arg_shapes, _, _ = self.symbol.infer_shape(
+            **{n: s for n, s in shapes.items() if n in new_shapes}
+        )
         type_dict = {name: array.dtype for name, array in self.arg_dict.items()}
-        executor = simple_bind(self.symbol, self.ctx, grad_req=dict(self.grad_req), type_dict=type_dict,
-                               options=self.options, **dict(zip(self.symbol.list_arguments(), arg_shapes)))
+        executor = simple_bind(
+            self.symbol,
+            self.ctx,
+            grad_req=dict(self.grad_req),
+            type_dict=type_dict,
+            options=self.options,
+            **dict(zip(self.symbol.list_arguments(), arg_shapes)),
+        )
         for name, array in self.arg_dict.items():
             if executor.arg_dict[name].shape == array.shape and name not in new_shapes:
                 np.copyto(executor.arg_dict[name], array)
@@ -316,10 +364,16 @@ class Executor:
 
     def debug_str(self) -> str:
         """The bound graph with shapes, and the memory plan's lifetime table."""
-        lines = [self.symbol.debug_str(**{n: a.shape for n, a in self.arg_dict.items()}), "", "buffer lifetimes:"]
+        lines = [
+            self.symbol.debug_str(**{n: a.shape for n, a in self.arg_dict.items()}),
+            "",
+            "buffer lifetimes:",
+        ]
         for key, (first, last) in self.memory_plan.lifetimes.items():
             last_text = "end" if last >= len(self.schedule) else str(last)
-            lines.append(f"  {key!r:<28} steps {first}..{last_text} block {self.memory_plan.assignment[key]}")
+            lines.append(
+                f"  {key!r:<28} steps {first}..{last_text} block {self.memory_plan.assignment[key]}"
+            )
         lines.append(f"planned peak: {self.memory_plan.planned_peak_bytes:,} bytes")
         return "\n".join(lines)
 

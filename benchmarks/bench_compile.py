@@ -1,0 +1,84 @@
+"""Cold compile and warm start of a bound training step, each in a fresh process.
+
+    .venv/bin/python benchmarks/bench_compile.py            # LeNet, batch 100
+    .venv/bin/python benchmarks/bench_compile.py --model mlp
+
+Cold: empty graphc and Numba caches, so every kernel is generated and compiled. Warm: a
+second process over the caches the first one left. Each figure is wall time from process
+start to the first training step's result (forward and backward done), median of runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+
+from common import print_table
+
+CHILD = textwrap.dedent(
+    """
+    import time
+    start = time.perf_counter()
+    import numpy as np
+    import graphc as gc
+    imported = time.perf_counter()
+    net = getattr(gc.models, "{model}")()
+    exe = net.simple_bind(gc.cpu(), data={shape})
+    bound = time.perf_counter()
+    exe.forward(is_train=True)
+    exe.backward()
+    done = time.perf_counter()
+    print(imported - start, bound - imported, done - bound)
+    """
+)
+
+SHAPES = {
+    "lenet": (100, 1, 28, 28),
+    "mlp": (100, 784),
+    "softmax_regression": (100, 784),
+    "linreg": (506, 13),
+}
+
+
+def run_once(model: str, cache: str) -> tuple[float, list[float]]:
+    env = dict(
+        os.environ,
+        GRAPHC_CACHE_DIR=os.path.join(cache, "graphc"),
+        NUMBA_CACHE_DIR=os.path.join(cache, "numba"),
+    )
+    code = CHILD.format(model=model, shape=SHAPES[model])
+    start = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    wall = time.perf_counter() - start
+    return wall, [float(value) for value in result.stdout.split()]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="lenet", choices=sorted(SHAPES))
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    cold, warm = [], []
+    for _ in range(args.runs):
+        with tempfile.TemporaryDirectory() as cache:
+            cold.append(run_once(args.model, cache))
+            warm.append(run_once(args.model, cache))
+    rows = []
+    for label, runs in (("cold (empty caches)", cold), ("warm (second process)", warm)):
+        walls = [wall for wall, _ in runs]
+        parts = [statistics.median(part[i] for _, part in runs) for i in range(3)]
+        rows.append([label, statistics.median(walls), parts[0], parts[1], parts[2]])
+    print(f"model: {args.model}, data {SHAPES[args.model]}, median of {args.runs} runs")
+    print_table(["start", "to first result s", "import s", "bind s", "first step s"], rows)
+
+
+if __name__ == "__main__":
+    main()
