@@ -32,7 +32,9 @@ def _models(vocab: int):
 
 
 def graphc_step(symbol, shapes, classes, seed=0):
-    exe = symbol.simple_bind(gc.cpu(), **shapes)
+    # Like the PyTorch peer, no gradient for the input data.
+    grad_req = {name: ("null" if name == "data" else "write") for name in symbol.list_arguments()}
+    exe = symbol.simple_bind(gc.cpu(), grad_req=grad_req, **shapes)
     rng = np.random.default_rng(seed)
     for array in exe.arg_dict.values():
         array[:] = rng.standard_normal(array.shape) * 0.05

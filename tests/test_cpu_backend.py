@@ -187,3 +187,27 @@ def test_no_allocation_in_steady_state():
         if extra:
             offenders.append(f"{step.node.name} ({step.node.op}): {extra}")
     assert not offenders, offenders
+
+
+def test_options_reach_code_generation():
+    """fastmath is off by default and on when asked; the im2col bound reaches the kernel."""
+    x = gc.Variable("x")
+    net = gc.Convolution(gc.exp(x) * 2.0, kernel=3, num_filter=2, name="conv")
+    plain = net.simple_bind(gc.cpu(), grad_req="null", x=(2, 1, 6, 6))
+    fast = net.simple_bind(
+        gc.cpu(), grad_req="null", options={"fastmath": True, "im2col_bytes": 4096}, x=(2, 1, 6, 6)
+    )
+    sources = {step.node.op: step.kernel.source for step in plain._forward_steps}
+    assert "fastmath=False" in sources["exp"]
+    assert "fastmath=True" in {s.node.op: s.kernel.source for s in fast._forward_steps}["exp"]
+    conv_workspace = next(
+        s.kernel.workspace for s in fast._forward_steps if s.node.op == "Convolution"
+    )
+    assert (
+        sum(int(np.prod(shape)) * np.dtype(dtype).itemsize for shape, dtype in conv_workspace)
+        <= 4096
+    )
+    values = np.random.default_rng(0).standard_normal((2, 1, 6, 6)).astype(np.float32)
+    for exe in (plain, fast):
+        exe.arg_dict["conv_weight"][:] = 0.5
+    np.testing.assert_allclose(fast.forward(x=values)[0], plain.forward(x=values)[0], rtol=1e-5)

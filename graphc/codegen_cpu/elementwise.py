@@ -17,7 +17,7 @@ from graphc.ir.registry import REGISTRY, get_op
 from graphc.runtime.cache import load_kernel
 
 HEADER = "import math\n\nimport numba\n\n\n"
-DECORATOR = "@numba.njit(cache=True, error_model='numpy')\n"
+DECORATOR = "@numba.njit(cache=True, error_model='numpy', fastmath={fastmath})\n"
 
 # Ops whose expression reads only some inputs; the others only lend a shape.
 _UNUSED_TRAILING_INPUTS = {"zeros_like": 1, "ones_like": 1, "broadcast_like": 1}
@@ -46,11 +46,17 @@ def _index(in_shape: tuple, out_shape: tuple) -> str:
     return "[" + ", ".join(parts) + "]"
 
 
-def render_kernel(op: str, attrs, in_shapes: Sequence[tuple], out_shape: tuple) -> str:
-    """Source of a Numba kernel computing one elementwise op into ``out0``."""
+def render_kernel(
+    op: str, attrs, in_shapes: Sequence[tuple], out_shape: tuple, fastmath: bool = False
+) -> str:
+    """Source of a Numba kernel computing one elementwise op into ``out0``.
+
+    fastmath is off unless asked for: results then match the reference bit for bit in
+    order of operations, and NaN and infinity behave as in NumPy."""
     used = len(in_shapes) - _UNUSED_TRAILING_INPUTS.get(op, 0)
     params = [f"in{i}" for i in range(len(in_shapes))] + ["out0"]
-    lines = [HEADER + DECORATOR + f"def kernel({', '.join(params)}):"]
+    decorator = DECORATOR.format(fastmath=bool(fastmath))
+    lines = [HEADER + decorator + f"def kernel({', '.join(params)}):"]
     flat = (
         all(tuple(shape) == tuple(out_shape) for shape in in_shapes[:used]) and len(out_shape) != 0
     )
@@ -75,7 +81,8 @@ def render_kernel(op: str, attrs, in_shapes: Sequence[tuple], out_shape: tuple) 
 
 
 def lower_elementwise(spec: NodeSpec) -> Kernel:
-    source = render_kernel(spec.op, spec.attrs, spec.in_shapes, spec.out_shapes[0])
+    fastmath = bool(spec.options.get("fastmath", False))
+    source = render_kernel(spec.op, spec.attrs, spec.in_shapes, spec.out_shapes[0], fastmath)
     return Kernel(fn=load_kernel(source), name=f"elementwise_{spec.op}", source=source)
 
 

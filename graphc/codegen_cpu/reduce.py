@@ -298,6 +298,45 @@ def extremum_entry(data, out, length, take_max):
     extremum_kernel(data.flat, out, length, take_max)
 
 
+@numba.njit(cache=True)
+def sum_around_entry(
+    data, out, before, kept, after, lanes, partials, rows, row_lanes, row_partials
+):
+    """Sum of (before, kept, after) data over ``before`` and ``after`` (the bias gradient of
+    a convolution: axes 0, 2, 3 of NCHW) in two tree stages that both stream contiguous
+    memory: each contiguous run of ``after`` values is tree-summed into the float64 rows
+    (before, kept), then the rows are tree-summed over ``before``. Reading the transposed
+    view element by element instead measured 16 ms for LeNet's conv1 (100, 20, 24, 24)."""
+    sum_kernel(data.flat, rows.reshape(before * kept, 1), after, lanes, partials)
+    sum_kernel(rows.reshape(rows.size), out.reshape(1, kept), before, row_lanes, row_partials)
+
+
+def _sum_around(spec: NodeSpec, layout: ReductionLayout, around: tuple[int, int, int]) -> Kernel:
+    before, kept, after = around
+    workspace = (
+        *sum_workspace(after, 1),
+        ((before, kept), np.float64),
+        *sum_workspace(before, kept),
+    )
+
+    def prepare(inputs, outputs, workspace):
+        return (inputs[0], outputs[0], before, kept, after, *workspace)
+
+    return Kernel(fn=sum_around_entry, workspace=workspace, name=f"{spec.op}_tree", prepare=prepare)
+
+
+def kept_run(shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[int, int, int] | None:
+    """(before, kept, after) sizes when the kept axes form one run between reduced ones."""
+    kept = [axis for axis in range(len(shape)) if axis not in axes and shape[axis] != 1]
+    if not kept or kept != list(range(kept[0], kept[-1] + 1)):
+        return None
+    return (
+        math.prod(shape[: kept[0]]),
+        math.prod(shape[kept[0] : kept[-1] + 1]),
+        math.prod(shape[kept[-1] + 1 :]),
+    )
+
+
 def reading_view(array: np.ndarray, layout: ReductionLayout) -> np.ndarray:
     """``array`` itself, or a transposed view of it that puts the reduced axes last."""
     return array if layout.order is None else np.transpose(array, layout.order)
@@ -315,6 +354,9 @@ def _float_dtype(spec: NodeSpec) -> np.dtype:
 def _sum_lowering(spec: NodeSpec, axes: tuple[int, ...]) -> Kernel:
     _float_dtype(spec)
     layout = reduction_layout(spec.in_shapes[0], axes)
+    around = kept_run(spec.in_shapes[0], axes) if layout.order is not None else None
+    if around is not None:
+        return _sum_around(spec, layout, around)
 
     def prepare(inputs, outputs, workspace):
         lanes, partials = workspace

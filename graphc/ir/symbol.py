@@ -178,17 +178,30 @@ class Symbol:
 
     # -- binding (the runtime builds executors) ---------------------------------------------
 
-    def simple_bind(self, ctx=None, grad_req="write", type_dict=None, **shapes):
-        """Allocate arguments and gradients from input shapes and bind an Executor."""
+    def simple_bind(self, ctx=None, grad_req="write", type_dict=None, options=None, **shapes):
+        """Allocate arguments and gradients from input shapes and bind an Executor.
+
+        ``options`` tunes code generation: ``fastmath`` (default False) and ``im2col_bytes``
+        (the convolution workspace bound, default 64 MiB)."""
         from graphc.runtime.bind import simple_bind
 
-        return simple_bind(self, ctx, grad_req=grad_req, type_dict=type_dict, **shapes)
+        return simple_bind(
+            self, ctx, grad_req=grad_req, type_dict=type_dict, options=options, **shapes
+        )
 
-    def bind(self, ctx, args, args_grad=None, grad_req="write", aux_states=None):
+    def bind(self, ctx, args, args_grad=None, grad_req="write", aux_states=None, options=None):
         """Bind to caller-owned arrays (read and written in place)."""
         from graphc.runtime.bind import bind
 
-        return bind(self, ctx, args, args_grad=args_grad, grad_req=grad_req, aux_states=aux_states)
+        return bind(
+            self,
+            ctx,
+            args,
+            args_grad=args_grad,
+            grad_req=grad_req,
+            aux_states=aux_states,
+            options=options,
+        )
 
     # -- operators -------------------------------------------------------------------------
 
