@@ -77,12 +77,12 @@ def check_kernels(symbol, inputs: dict, ops, options=None, views: bool = False) 
             arguments = [strided(array) for array in arguments]
         outputs = [poisoned(shape, dtype) for shape, dtype in zip(spec.out_shapes, spec.out_dtypes)]
         workspace = [poisoned(shape, dtype) for shape, dtype in kernel.workspace]
-        kernel.fn(*arguments, *outputs, *workspace)
+        arrays = kernel.arguments(tuple(arguments), tuple(outputs), tuple(workspace))
+        kernel.fn(*arrays)
         for index, output in enumerate(outputs):
             assert_matches(output, values[NodeOutput(node, index)], f"{node.op} output {index}")
 
         first = [output.copy() for output in outputs]
-        arrays = (*arguments, *outputs, *workspace)
         assert allocations(kernel.fn, arrays) == allocations(_no_op, arrays), f"{node.op} allocated"
         for again, once in zip(outputs, first):
             np.testing.assert_array_equal(again, once, err_msg=f"{node.op} called twice")

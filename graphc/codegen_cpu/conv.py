@@ -24,10 +24,9 @@ chunk is still a C-contiguous matrix for BLAS.
 
 All functions are ``numba.njit(cache=True)`` at module level and compiled once per dtype and
 input layout, whatever the geometry. The geometry (kernel, stride, pad and rows per chunk)
-is not in the calling convention, so the last workspace entry is a *geometry descriptor*:
-a zero-byte int64 buffer of shape ``(0, kh, kw, sh, sw, ph, pw, rows)`` that the runtime
-allocates like any other (it costs nothing) and the kernel reads the numbers off its shape.
-The alternative, an entry point generated per geometry with the numbers as constants, costs
+is bound at bind by each kernel's ``prepare`` as a tuple of ints, the last argument
+``descriptor = (0, kh, kw, sh, sw, ph, pw, rows)``. The alternative, an entry point
+generated per geometry with the numbers as constants, costs
 a Numba compile per distinct convolution, because Numba links and re-optimises everything
 it calls: measured 1.3-1.6 s each here, which made a cold run of this file's tests 97 s.
 Inputs may have any strides; outputs are C-contiguous, as ``lowering.py`` promises.
@@ -192,8 +191,8 @@ def _copy_weight(weight, matrix):
 
 @numba.njit(cache=True)
 def _unpack(descriptor):
-    """((kh, kw, sh, sw, ph, pw), chunk_rows) from the shape of a geometry descriptor."""
-    _, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, chunk_rows = descriptor.shape
+    """((kh, kw, sh, sw, ph, pw), chunk_rows) from a geometry descriptor tuple."""
+    _, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, chunk_rows = descriptor
     return (kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w), chunk_rows
 
 
@@ -276,11 +275,10 @@ def convolution_backward_data(
 # -- lowerings ----------------------------------------------------------------------------------
 
 
-def geometry_descriptor(spec: NodeSpec, last: int) -> tuple:
-    """The zero-byte workspace entry whose shape carries (kh, kw, sh, sw, ph, pw, last)."""
+def geometry_descriptor(spec: NodeSpec, last: int) -> tuple[int, ...]:
+    """The ints (0, kh, kw, sh, sw, ph, pw, last) the kernels read their geometry from."""
     kernel_h, kernel_w = spec.attrs["kernel"]
-    numbers = (kernel_h, kernel_w, *spec.attrs["stride"], *spec.attrs["pad"], last)
-    return ((0, *numbers), np.dtype(np.int64))
+    return (0, kernel_h, kernel_w, *spec.attrs["stride"], *spec.attrs["pad"], last)
 
 
 def _float_dtype(spec: NodeSpec) -> np.dtype:
@@ -328,15 +326,20 @@ def _flat(elements: int, dtype: np.dtype) -> tuple:
     return ((elements,), dtype)
 
 
-def _kernel(fn, workspace: tuple) -> Kernel:
+def _kernel(fn, workspace: tuple, descriptor: tuple[int, ...]) -> Kernel:
+    """The kernel with its geometry bound at bind, after the arrays."""
     source = "\n\n".join(inspect.getsource(f.py_func) for f in (fn, _im2col))
-    return Kernel(fn=fn, workspace=workspace, name=fn.__name__, source=source)
+
+    def prepare(inputs, outputs, buffers):
+        return (*inputs, *outputs, *buffers, descriptor)
+
+    return Kernel(fn=fn, workspace=workspace, name=fn.__name__, source=source, prepare=prepare)
 
 
 @lowering("Convolution")
 def lower_convolution(spec: NodeSpec) -> Kernel:
     """im2col + GEMM forward; workspace: the column matrix, the GEMM product, the weight as
-    a contiguous (F, C*kh*kw) matrix (all flat) and the geometry descriptor.
+    a contiguous (F, C*kh*kw) matrix (all flat); the geometry is bound at bind.
 
     >>> import numpy as np
     >>> f32 = np.dtype("float32")
@@ -344,7 +347,7 @@ def lower_convolution(spec: NodeSpec) -> Kernel:
     ...     "pad": (1, 1), "num_filter": 4, "no_bias": True}, ((2, 3, 5, 5), (4, 3, 3, 3)),
     ...     (f32, f32), ((2, 4, 5, 5),), (f32,))
     >>> [shape for shape, dtype in lower_convolution(spec).workspace]
-    [(1350,), (200,), (108,), (0, 3, 3, 1, 1, 1, 1, 10)]
+    [(1350,), (200,), (108,)]
     """
     dtype = _float_dtype(spec)
     out_shape = spec.out_shapes[0]
@@ -355,17 +358,15 @@ def lower_convolution(spec: NodeSpec) -> Kernel:
         _flat(taps * rows * out_w, dtype),
         _flat(filters * rows * out_w, dtype),
         _flat(filters * taps, dtype),
-        geometry_descriptor(spec, rows),
     )
     fn = convolution_forward_no_bias if spec.attrs["no_bias"] else convolution_forward
-    return _kernel(fn, workspace)
+    return _kernel(fn, workspace, geometry_descriptor(spec, rows))
 
 
 @lowering("_conv_backward_weight")
 def lower_conv_backward_weight(spec: NodeSpec) -> Kernel:
     """GEMM of dy rows by the column matrix; workspace: the column matrix, dy as (F, rows*W'),
-    one chunk's partial sum (F, C*kh*kw) when there is more than one chunk, and the
-    geometry descriptor."""
+    and one chunk's partial sum (F, C*kh*kw) when there is more than one chunk."""
     dtype = _float_dtype(spec)
     dy_shape = spec.in_shapes[0]
     filters, out_w = dy_shape[1], dy_shape[3]
@@ -376,16 +377,14 @@ def lower_conv_backward_weight(spec: NodeSpec) -> Kernel:
         _flat(taps * rows * out_w, dtype),
         _flat(filters * rows * out_w, dtype),
         _flat(0 if one_chunk else filters * taps, dtype),
-        geometry_descriptor(spec, rows),
     )
-    return _kernel(convolution_backward_weight, workspace)
+    return _kernel(convolution_backward_weight, workspace, geometry_descriptor(spec, rows))
 
 
 @lowering("_conv_backward_data")
 def lower_conv_backward_data(spec: NodeSpec) -> Kernel:
     """GEMM of the transposed weight by dy rows, then col2im; workspace: the column matrix,
-    dy as (F, rows*W'), the weight as a contiguous (F, C*kh*kw) matrix and the geometry
-    descriptor."""
+    dy as (F, rows*W') and the weight as a contiguous (F, C*kh*kw) matrix."""
     dtype = _float_dtype(spec)
     dy_shape = spec.in_shapes[0]
     filters, out_w = dy_shape[1], dy_shape[3]
@@ -395,6 +394,5 @@ def lower_conv_backward_data(spec: NodeSpec) -> Kernel:
         _flat(taps * rows * out_w, dtype),
         _flat(filters * rows * out_w, dtype),
         _flat(filters * taps, dtype),
-        geometry_descriptor(spec, rows),
     )
-    return _kernel(convolution_backward_data, workspace)
+    return _kernel(convolution_backward_data, workspace, geometry_descriptor(spec, rows))

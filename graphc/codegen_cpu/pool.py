@@ -14,8 +14,8 @@ Max pooling keeps the first largest cell in row-major window order, or the first
 writes its flat index ``h*W + w`` to the int32 ``argmax`` output, so its gradient is a
 scatter of ``dy`` by ``argmax``. The average gradient spreads each ``dy / count`` over its
 window. All are ``numba.njit(cache=True)`` at module level, compiled once per dtype and
-layout; as in ``conv.py``, the geometry reaches them as the shape of a zero-byte workspace
-entry, ``(0, kh, kw, sh, sw, ph, pw, count_include_pad)``.
+layout; as in ``conv.py``, the geometry reaches them as a tuple of ints bound at bind,
+``(0, kh, kw, sh, sw, ph, pw, count_include_pad)``.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def _first_nan(plane, h_low, h_high, w_low, w_high):
 @numba.njit(cache=True)
 def max_pooling(data, out, argmax, descriptor):
     """out = the max of each window's input cells, argmax = the flat index of the winner."""
-    _, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, _ = descriptor.shape
+    _, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, _ = descriptor
     batch, channels, height, width = data.shape
     out_h, out_w = out.shape[2], out.shape[3]
     for n in range(batch):
@@ -90,7 +90,7 @@ def max_pooling(data, out, argmax, descriptor):
 @numba.njit(cache=True)
 def avg_pooling(data, out, descriptor):
     """out = the sum of each window's input cells over the window's count."""
-    _, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, count_include_pad = descriptor.shape
+    _, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, count_include_pad = descriptor
     batch, channels, height, width = data.shape
     out_h, out_w = out.shape[2], out.shape[3]
     for n in range(batch):
@@ -128,7 +128,7 @@ def max_pooling_backward(dy, argmax, like, data_grad):
 @numba.njit(cache=True)
 def avg_pooling_backward(dy, like, data_grad, descriptor):
     """data_grad = each dy over its window's count, added over the window's input cells."""
-    _, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, count_include_pad = descriptor.shape
+    _, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, count_include_pad = descriptor
     batch, channels, height, width = data_grad.shape
     out_h, out_w = dy.shape[2], dy.shape[3]
     data_grad[...] = 0
@@ -151,13 +151,12 @@ def avg_pooling_backward(dy, like, data_grad, descriptor):
 # -- lowerings ----------------------------------------------------------------------------------
 
 
-def _descriptor(spec: NodeSpec, data_shape: tuple) -> tuple:
-    """The zero-byte workspace entry whose shape carries the window geometry as the op's own
-    rule resolves it (global_pool included) and count_include_pad, as in ``conv.py``."""
+def _descriptor(spec: NodeSpec, data_shape: tuple) -> tuple[int, ...]:
+    """The ints (0, kh, kw, sh, sw, ph, pw, count_include_pad) of the window geometry as the
+    op's own rule resolves it (global_pool included), bound at bind as in ``conv.py``."""
     geometry = pool_geometry(spec.attrs, data_shape)
     include_pad = int(bool(spec.attrs["count_include_pad"]))
-    numbers = (*geometry.kernel, *geometry.stride, *geometry.pad, include_pad)
-    return ((0, *numbers), np.dtype(np.int64))
+    return (0, *geometry.kernel, *geometry.stride, *geometry.pad, include_pad)
 
 
 def _check_float(spec: NodeSpec, dtype) -> None:
@@ -167,9 +166,16 @@ def _check_float(spec: NodeSpec, dtype) -> None:
         )
 
 
-def _kernel(fn, workspace: tuple = ()) -> Kernel:
+def _kernel(fn, descriptor: tuple[int, ...] | None = None) -> Kernel:
+    """The kernel, with the window geometry (if it needs one) bound at bind after the arrays."""
     source = inspect.getsource(fn.py_func)
-    return Kernel(fn=fn, workspace=workspace, name=fn.__name__, source=source)
+    if descriptor is None:
+        return Kernel(fn=fn, name=fn.__name__, source=source)
+
+    def prepare(inputs, outputs, workspace):
+        return (*inputs, *outputs, descriptor)
+
+    return Kernel(fn=fn, name=fn.__name__, source=source, prepare=prepare)
 
 
 @lowering("Pooling")
@@ -182,17 +188,14 @@ def lower_pooling(spec: NodeSpec) -> Kernel:
     ...     "stride": (2, 2), "pad": (0, 0), "global_pool": False, "count_include_pad": True,
     ...     "pooling_convention": "valid"}, ((1, 1, 4, 4),), (f64,), ((1, 1, 2, 2),), (f64,))
     >>> kernel = lower_pooling(spec)
-    >>> [shape for shape, dtype in kernel.workspace]
-    [(0, 2, 2, 2, 2, 0, 0, 1)]
     >>> out = np.empty((1, 1, 2, 2))
-    >>> kernel.fn(np.arange(16.0).reshape(1, 1, 4, 4), out, np.empty((0, 2, 2, 2, 2, 0, 0, 1)))
+    >>> kernel.fn(*kernel.arguments((np.arange(16.0).reshape(1, 1, 4, 4),), (out,)))
     >>> out.ravel().tolist()
     [2.5, 4.5, 10.5, 12.5]
     """
     _check_float(spec, spec.in_dtypes[0])
-    workspace = (_descriptor(spec, spec.in_shapes[0]),)
     fn = max_pooling if spec.attrs["pool_type"] == "max" else avg_pooling
-    return _kernel(fn, workspace)
+    return _kernel(fn, _descriptor(spec, spec.in_shapes[0]))
 
 
 @lowering("_max_pool_backward")
@@ -204,6 +207,6 @@ def lower_max_pool_backward(spec: NodeSpec) -> Kernel:
 
 @lowering("_avg_pool_backward")
 def lower_avg_pool_backward(spec: NodeSpec) -> Kernel:
-    """Each dy over its window's count, spread over the window; the descriptor as workspace."""
+    """Each dy over its window's count, spread over the window."""
     _check_float(spec, spec.in_dtypes[0])
-    return _kernel(avg_pooling_backward, (_descriptor(spec, spec.in_shapes[1]),))
+    return _kernel(avg_pooling_backward, _descriptor(spec, spec.in_shapes[1]))

@@ -30,7 +30,7 @@ def evaluate(
 
     >>> import graphc as gc
     >>> x = gc.Variable("x")
-    >>> gc.evaluate(gc.exp(x) * 2, {"x": [0.0, 1.0]})[0].round(3).tolist()
+    >>> [round(float(v), 3) for v in gc.evaluate(gc.exp(x) * 2, {"x": [0.0, 1.0]})[0]]
     [2.0, 5.437]
     """
     values = evaluate_entries(symbol, inputs, is_train, step)
