@@ -10,7 +10,11 @@ the NumPy reference executor.
 [(2, 3), (4, 3), (4,)]
 """
 
-from graphc import codegen_cpu, models  # noqa: E402 - backends and models build on the ops
+from graphc.cache_location import route_numba_cache
+
+route_numba_cache()  # before anything below imports Numba
+
+from graphc import codegen_cpu, models
 from graphc.ir import (
     DTypeError,
     GradientError,
@@ -29,6 +33,6 @@ from graphc.ir import (
     var,
 )
 from graphc.ir.ops import *  # noqa: F403 - every op constructor at the top level, as mx.sym.*
-from graphc.runtime import Context, Executor, KernelCacheWarning, cpu, gpu  # noqa: E402
+from graphc.runtime import Context, Executor, KernelCacheWarning, cpu, gpu
 
 __version__ = "0.1.0"

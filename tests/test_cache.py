@@ -31,7 +31,7 @@ PROGRAM = textwrap.dedent(
 
 def _run(cache_dir, count=1):
     env = dict(os.environ, GRAPHC_CACHE_DIR=str(cache_dir))
-    env.pop("NUMBA_CACHE_DIR", None)  # Numba then keeps machine code beside each kernel file
+    env.pop("NUMBA_CACHE_DIR", None)  # graphc then routes Numba's cache under cache_dir
     processes = [
         subprocess.Popen(
             [sys.executable, "-c", PROGRAM],
@@ -82,12 +82,21 @@ def test_corrupted_source_entry_is_rebuilt_with_one_warning(tmp_path, monkeypatc
 
 
 def test_truncated_numba_cache_is_recompiled_with_a_warning(tmp_path):
-    _run(tmp_path)
-    for entry in (tmp_path / "kernels" / "__pycache__").iterdir():
+    """Every compiled entry of the run, generated and hand-written kernels alike, is cut
+    short; the next process warns, recompiles and computes the same result."""
+    import json
+
+    (first,) = _run(tmp_path)
+    entries = [p for p in (tmp_path / "numba").rglob("*") if p.suffix in (".nbi", ".nbc")]
+    assert any("codegen_cpu" in str(p) for p in entries), "hand-written kernels are cached there"
+    assert any("kernels" in str(p) for p in entries), "generated kernels are cached there"
+    for entry in entries:
         entry.write_bytes(entry.read_bytes()[:10])
     (out, err) = _run(tmp_path)[0]
-    assert "KernelCacheWarning" in err
-    assert "recompiling" in err
+    assert "KernelCacheWarning" in err and "recompiling" in err
+    assert json.loads(out)["out"] == json.loads(first[0])["out"]
+    (again,) = _run(tmp_path)
+    assert "KernelCacheWarning" not in again[1], "the rebuilt entries load cleanly"
 
 
 def test_cache_dir_follows_environment(monkeypatch, tmp_path):
@@ -95,5 +104,6 @@ def test_cache_dir_follows_environment(monkeypatch, tmp_path):
     assert cache.cache_dir() == tmp_path / "here"
     monkeypatch.delenv("GRAPHC_CACHE_DIR")
     assert str(cache.cache_dir()).endswith(os.path.join(".cache", "graphc"))
+    assert os.environ["NUMBA_CACHE_DIR"]  # routed (or the user's own) before Numba loaded
     assert "numba=" in cache.version_salt() and "llvmlite=" in cache.version_salt()
     assert gc.__version__ in cache.version_salt()

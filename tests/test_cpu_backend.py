@@ -152,7 +152,9 @@ def test_arrays_are_shared_in_place_and_reshape_keeps_parameters():
     assert not np.allclose(exe.forward()[0], first)
     bigger = exe.reshape(data=(6, 5))
     assert bigger.arg_dict["data"].shape == (6, 5)
-    np.testing.assert_array_equal(bigger.arg_dict["fc1_weight"], exe.arg_dict["fc1_weight"])
+    assert bigger.arg_dict["softmax_label"].shape == (6,)
+    assert bigger.arg_dict["fc1_weight"] is exe.arg_dict["fc1_weight"], "parameters are shared"
+    assert bigger.grad_dict["fc1_weight"] is exe.grad_dict["fc1_weight"]
     bigger.arg_dict["data"][:2] = exe.arg_dict["data"]
     np.testing.assert_allclose(bigger.forward()[0][:2], exe.forward()[0], rtol=1e-6)
 

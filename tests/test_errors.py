@@ -123,3 +123,17 @@ def test_json_document_is_plain_data():
     net = gc.FullyConnected(gc.Variable("x"), num_hidden=2, name="fc")
     document = json.loads(net.tojson())
     assert [node["op"] for node in document["nodes"]] == ["null", "null", "null", "FullyConnected"]
+
+
+def test_load_json_accepts_mxnet_activation_and_flatten():
+    text = (
+        '{"nodes": [{"op": "null", "name": "x"},'
+        ' {"op": "Activation", "name": "act", "attrs": {"act_type": "tanh"}, "inputs": [[0, 0]]},'
+        ' {"op": "Flatten", "name": "flat", "inputs": [[1, 0]]}], "heads": [[2, 0]]}'
+    )
+    net = gc.load_json(text)
+    (out,) = gc.evaluate(net, {"x": np.ones((2, 1, 3))})
+    np.testing.assert_allclose(out, np.tanh(np.ones((2, 3))))
+    bad = text.replace('"tanh"', '"swish"')
+    with pytest.raises(gc.GraphFormatError, match="act_type='swish'"):
+        gc.load_json(bad)

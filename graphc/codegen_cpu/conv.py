@@ -25,7 +25,7 @@ chunk is still a C-contiguous matrix for BLAS.
 All functions are ``numba.njit(cache=True)`` at module level and compiled once per dtype and
 input layout, whatever the geometry. The geometry (kernel, stride, pad and rows per chunk)
 is bound at bind by each kernel's ``prepare`` as a tuple of ints, the last argument
-``descriptor = (0, kh, kw, sh, sw, ph, pw, rows)``. The alternative, an entry point
+``descriptor = (kh, kw, sh, sw, ph, pw, rows)``. The alternative, an entry point
 generated per geometry with the numbers as constants, costs
 a Numba compile per distinct convolution, because Numba links and re-optimises everything
 it calls: measured 1.3-1.6 s each here, which made a cold run of this file's tests 97 s.
@@ -192,7 +192,7 @@ def _copy_weight(weight, matrix):
 @numba.njit(cache=True)
 def _unpack(descriptor):
     """((kh, kw, sh, sw, ph, pw), chunk_rows) from a geometry descriptor tuple."""
-    _, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, chunk_rows = descriptor
+    kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, chunk_rows = descriptor
     return (kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w), chunk_rows
 
 
@@ -276,9 +276,9 @@ def convolution_backward_data(
 
 
 def geometry_descriptor(spec: NodeSpec, last: int) -> tuple[int, ...]:
-    """The ints (0, kh, kw, sh, sw, ph, pw, last) the kernels read their geometry from."""
+    """The ints (kh, kw, sh, sw, ph, pw, last) the kernels read their geometry from."""
     kernel_h, kernel_w = spec.attrs["kernel"]
-    return (0, kernel_h, kernel_w, *spec.attrs["stride"], *spec.attrs["pad"], last)
+    return (kernel_h, kernel_w, *spec.attrs["stride"], *spec.attrs["pad"], last)
 
 
 def _float_dtype(spec: NodeSpec) -> np.dtype:

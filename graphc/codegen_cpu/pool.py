@@ -15,7 +15,7 @@ writes its flat index ``h*W + w`` to the int32 ``argmax`` output, so its gradien
 scatter of ``dy`` by ``argmax``. The average gradient spreads each ``dy / count`` over its
 window. All are ``numba.njit(cache=True)`` at module level, compiled once per dtype and
 layout; as in ``conv.py``, the geometry reaches them as a tuple of ints bound at bind,
-``(0, kh, kw, sh, sw, ph, pw, count_include_pad)``.
+``(kh, kw, sh, sw, ph, pw, count_include_pad)``.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def _first_nan(plane, h_low, h_high, w_low, w_high):
 @numba.njit(cache=True)
 def max_pooling(data, out, argmax, descriptor):
     """out = the max of each window's input cells, argmax = the flat index of the winner."""
-    _, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, _ = descriptor
+    kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, _ = descriptor
     batch, channels, height, width = data.shape
     out_h, out_w = out.shape[2], out.shape[3]
     for n in range(batch):
@@ -90,7 +90,7 @@ def max_pooling(data, out, argmax, descriptor):
 @numba.njit(cache=True)
 def avg_pooling(data, out, descriptor):
     """out = the sum of each window's input cells over the window's count."""
-    _, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, count_include_pad = descriptor
+    kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, count_include_pad = descriptor
     batch, channels, height, width = data.shape
     out_h, out_w = out.shape[2], out.shape[3]
     for n in range(batch):
@@ -128,7 +128,7 @@ def max_pooling_backward(dy, argmax, like, data_grad):
 @numba.njit(cache=True)
 def avg_pooling_backward(dy, like, data_grad, descriptor):
     """data_grad = each dy over its window's count, added over the window's input cells."""
-    _, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, count_include_pad = descriptor
+    kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, count_include_pad = descriptor
     batch, channels, height, width = data_grad.shape
     out_h, out_w = dy.shape[2], dy.shape[3]
     data_grad[...] = 0
@@ -152,11 +152,11 @@ def avg_pooling_backward(dy, like, data_grad, descriptor):
 
 
 def _descriptor(spec: NodeSpec, data_shape: tuple) -> tuple[int, ...]:
-    """The ints (0, kh, kw, sh, sw, ph, pw, count_include_pad) of the window geometry as the
+    """The ints (kh, kw, sh, sw, ph, pw, count_include_pad) of the window geometry as the
     op's own rule resolves it (global_pool included), bound at bind as in ``conv.py``."""
     geometry = pool_geometry(spec.attrs, data_shape)
     include_pad = int(bool(spec.attrs["count_include_pad"]))
-    return (0, *geometry.kernel, *geometry.stride, *geometry.pad, include_pad)
+    return (*geometry.kernel, *geometry.stride, *geometry.pad, include_pad)
 
 
 def _check_float(spec: NodeSpec, dtype) -> None:

@@ -94,6 +94,7 @@ def _load_node(position: int, record: Any, earlier: list[Node]) -> Node:
         if edges:
             raise GraphFormatError(f"{where}: a Variable has no inputs")
         return Node(VARIABLE_OP, name, (), freeze_attrs(_variable_attrs(attrs, where)), source)
+    op, attrs = _mxnet_composite(op, attrs, where)
     opdef = REGISTRY.get(op)
     if opdef is None:
         raise GraphFormatError(f"{where}: unknown op {op!r}")
@@ -107,6 +108,24 @@ def _load_node(position: int, record: Any, earlier: list[Node]) -> Node:
             f"{where}: {op} takes inputs {list(expected)}, the file gives {len(edges)}"
         )
     return Node(op, name, edges, freeze_attrs(parsed), source)
+
+
+_ACTIVATIONS = ("relu", "sigmoid", "tanh", "softrelu")
+
+
+def _mxnet_composite(op: str, attrs: dict, where: str) -> tuple[str, dict]:
+    """The primitive that graphc builds for MXNet's Activation and Flatten nodes, so a
+    graph that names them (as MXNet's JSON does) loads."""
+    if op == "Activation":
+        act_type = attrs.get("act_type")
+        if act_type not in _ACTIVATIONS:
+            raise GraphFormatError(
+                f"{where}: Activation act_type={act_type!r}; allowed: {', '.join(_ACTIVATIONS)}"
+            )
+        return act_type, {}
+    if op == "Flatten":
+        return "Reshape", {"shape": [0, -1]}
+    return op, attrs
 
 
 def _variable_attrs(attrs: dict, where: str) -> dict:

@@ -352,14 +352,14 @@ def apply_op(
     variables (``{name}_weight``, ``{name}_label``) and return a symbol of its visible outputs."""
     opdef = get_op(op)
     name = name or NAMES.next_name(op)
-    where = f"{name} ({op})"
+    source = user_source()
+    where = f"{name} ({op}) at {source}"
     parsed = opdef.parse_attrs(attrs, where)
     input_names = opdef.input_names(parsed)
     inputs = list(inputs)
     if len(inputs) > len(input_names):
         raise ValueError(f"{where}: {len(inputs)} inputs given, {op} takes {list(input_names)}")
     inputs += [None] * (len(input_names) - len(inputs))
-    source = user_source()
     entries = []
     for input_name, value in zip(input_names, inputs):
         if value is None:
@@ -413,8 +413,11 @@ def _attrs_for_inputs(opdef: OpDef, kwargs: Mapping[str, Any]) -> dict:
     is one) before they are validated for real: given values, else defaults, else None."""
     values = {}
     for attr in opdef.attrs:
-        if attr.name in kwargs:
-            values[attr.name] = attr.parse(kwargs[attr.name], opdef.name)
-        else:
-            values[attr.name] = None if attr.default is REQUIRED else attr.default
+        try:
+            parsed = attr.parse(kwargs[attr.name], opdef.name) if attr.name in kwargs else None
+        except ValueError:
+            parsed = None  # apply_op reports it, naming the node
+        if parsed is None and attr.name not in kwargs:
+            parsed = None if attr.default is REQUIRED else attr.default
+        values[attr.name] = parsed
     return values

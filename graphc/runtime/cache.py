@@ -2,7 +2,9 @@
 
 Generated source is written to ``<cache dir>/kernels/k_<key>.py`` (``GRAPHC_CACHE_DIR``,
 default ``~/.cache/graphc``) and imported from there, so Numba's own ``cache=True`` keeps the
-compiled machine code beside it and a second process loads it instead of compiling. The key
+compiled machine code (under ``<cache dir>/numba``, see ``graphc.cache_location``) and a
+second process loads it instead of compiling. graphc's hand-written kernels are cached the
+same way by Numba. The key
 hashes the source together with the versions of graphc, Numba and llvmlite and the target,
 so an upgrade never loads a stale kernel.
 
@@ -28,6 +30,8 @@ from pathlib import Path
 import llvmlite
 import numba
 
+from graphc.cache_location import cache_dir
+
 TARGET = "cpu"
 _HEADER = "# graphc kernel sha256="
 _loaded: dict[str, Callable] = {}
@@ -36,12 +40,6 @@ _warned: set[str] = set()
 
 class KernelCacheWarning(UserWarning):
     """A cache entry was unreadable or corrupt and has been rebuilt."""
-
-
-def cache_dir() -> Path:
-    """The root of graphc's on-disk cache."""
-    root = os.environ.get("GRAPHC_CACHE_DIR") or os.path.join(Path.home(), ".cache", "graphc")
-    return Path(root)
 
 
 def version_salt() -> str:
@@ -163,19 +161,29 @@ def _import(path: Path, module_name: str):
     return module
 
 
+MAX_REPAIRS = 64
+
+
 def call_repairing(function: Callable, *args):
-    """Call a Numba kernel; if loading Numba's cached machine code for it fails (a truncated
-    or corrupted ``__pycache__`` entry), warn once, drop the entry and call again, which
-    recompiles. Any other error propagates untouched."""
-    try:
-        return function(*args)
-    except Exception as exc:
-        broken = _numba_cache_files(exc)
-        if not broken:
-            raise
-        for index_path in broken:
-            _warn_once(Path(index_path), f"could not be loaded ({type(exc).__name__}); recompiling")
-            _drop_index(Path(index_path))
+    """Call a Numba kernel; whenever loading Numba's cached machine code for it (or for a
+    function it calls) fails on a truncated or corrupted entry, warn once, drop that entry
+    and call again, which recompiles. Any other error propagates untouched.
+
+    The broken entry is found in the traceback: the frame of Numba's cache loader holds
+    the index file it was reading. Should Numba's internals change so that none is found,
+    the error propagates, as any other would."""
+    for _ in range(MAX_REPAIRS):
+        try:
+            return function(*args)
+        except Exception as exc:
+            broken = _numba_cache_files(exc)
+            if not broken:
+                raise
+            for index_path in broken:
+                _warn_once(
+                    Path(index_path), f"could not be loaded ({type(exc).__name__}); recompiling"
+                )
+                _drop_index(Path(index_path))
     return function(*args)
 
 

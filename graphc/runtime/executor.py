@@ -282,8 +282,9 @@ class Executor:
             target = self._head_arrays[var.name]
             value = np.asarray(value)
             if value.shape != target.shape or value.dtype != target.dtype:
+                output = self.symbol.list_outputs()[self._head_vars.index(var)]
                 raise ShapeError(
-                    f"backward: out_grad for output {var.name} expects {target.shape} {target.dtype},"
+                    f"backward: out_grad for output {output} expects {target.shape} {target.dtype},"
                     f" given {value.shape} {value.dtype}"
                 )
             np.copyto(target, value)
@@ -329,28 +330,40 @@ class Executor:
                 np.copyto(target[name], value.astype(target[name].dtype, copy=False))
 
     def reshape(self, **new_shapes: tuple) -> Executor:
-        """A new executor for new input shapes, sharing parameter values; kernels whose key is
-        unchanged come from the cache."""
-        from graphc.runtime.bind import simple_bind
+        """An executor for new input shapes (MXNet's reshape). Arrays whose shape does not
+        change are shared with this executor, not copied; the others are new zeros.
+        Kernels whose key is unchanged come from the cache.
 
-        shapes = {name: array.shape for name, array in self.arg_dict.items()}
-        shapes.update({name: tuple(shape) for name, shape in new_shapes.items()})
-        arg_shapes, _, _ = self.symbol.infer_shape(
-            **{n: s for n, s in shapes.items() if n in new_shapes}
-        )
-        type_dict = {name: array.dtype for name, array in self.arg_dict.items()}
-        executor = simple_bind(
-            self.symbol,
-            self.ctx,
-            grad_req=dict(self.grad_req),
-            type_dict=type_dict,
-            options=self.options,
-            **dict(zip(self.symbol.list_arguments(), arg_shapes)),
-        )
-        for name, array in self.arg_dict.items():
-            if executor.arg_dict[name].shape == array.shape and name not in new_shapes:
-                np.copyto(executor.arg_dict[name], array)
-        return executor
+        >>> import graphc as gc
+        >>> exe = gc.models.mlp().simple_bind(gc.cpu(), data=(4, 784))
+        >>> bigger = exe.reshape(data=(16, 784))
+        >>> bigger.arg_dict["fc1_weight"] is exe.arg_dict["fc1_weight"]
+        True
+        """
+        names = self.symbol.list_arguments()
+        partial, _, _ = self.symbol.infer_shape_partial(**new_shapes)
+        given = {
+            name: shape if shape is not None else self.arg_dict[name].shape
+            for name, shape in zip(names, partial)
+        }
+        arg_shapes, _, aux_shapes = self.symbol.infer_shape(**given)
+
+        def keep_or_new(table, name, shape):
+            array = table[name]
+            return array if array.shape == tuple(shape) else np.zeros(shape, dtype=array.dtype)
+
+        args = {
+            name: keep_or_new(self.arg_dict, name, shape) for name, shape in zip(names, arg_shapes)
+        }
+        grads = {
+            name: keep_or_new(self.grad_dict, name, args[name].shape) for name in self.grad_dict
+        }
+        aux_names = self.symbol.list_auxiliary_states()
+        aux = {
+            name: keep_or_new(self.aux_dict, name, shape)
+            for name, shape in zip(aux_names, aux_shapes)
+        }
+        return Executor(self.symbol, self.ctx, args, grads, dict(self.grad_req), aux, self.options)
 
     def stats(self) -> dict[str, int]:
         """Nodes, kernels launched per forward+backward, and the planned intermediate bytes."""

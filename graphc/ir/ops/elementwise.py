@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from graphc.ir.node import user_source
 from graphc.ir.ops.broadcast import broadcast_shape
 from graphc.ir.registry import Attr, GradArgs, OpDef, get_op, known, register
 from graphc.ir.symbol import Symbol, make_constructor, scalar
@@ -293,14 +294,16 @@ def Activation(data: Symbol, act_type: str, name: str | None = None) -> Symbol:
     >>> gc.Activation(gc.Variable("x"), act_type="tanh", name="t1").node.op
     'tanh'
     """
+    from graphc.ir.node import NAMES
+    from graphc.ir.symbol import apply_op
+
+    name = name or NAMES.next_name("activation")  # MXNet's default name
     if act_type not in _ACTIVATIONS:
         allowed = ", ".join(repr(kind) for kind in _ACTIVATIONS)
-        where = f"{name or 'activation'} (Activation)"
+        where = f"{name} (Activation) at {user_source()}"
         raise ValueError(
             f"{where}: attribute act_type={act_type!r} is not allowed; allowed: {allowed}"
         )
-    from graphc.ir.symbol import apply_op
-
     return apply_op(_ACTIVATIONS[act_type], [data], {}, name=name)
 
 
