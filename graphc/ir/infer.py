@@ -196,6 +196,11 @@ def _apply_type_rule(node: Node, dtypes: dict, final: bool) -> bool:
             for entry, dtype in zip(node.inputs, in_dtypes)
         )
         raise DTypeError(f"{describe(node)}: {exc}; inputs: {listing}") from None
+    known_out = dtypes.get(NodeOutput(node, 0))
+    if out is None and known_out is not None and opdef.infer_type is None:
+        # Untyped inputs (a chain of scalar constants) take the dtype a consumer gave this
+        # node's output, so float64 graphs compute their constants in float64 too.
+        new_in, out = [known_out if dtype is None else dtype for dtype in in_dtypes], known_out
     if out is None:
         if not final:
             return False

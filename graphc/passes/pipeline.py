@@ -1,0 +1,68 @@
+"""The optimization pipeline: a list of passes per level, run in order.
+
+A pass is a plain function ``pass_(symbol, shapes=None) -> Symbol``: it returns a new symbol
+over the graph's outputs (same number, same order, same values) and never changes its input.
+``shapes`` are the input shapes the caller knows; a pass that needs more shapes than it can
+infer skips what it cannot prove.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from graphc.ir.symbol import Symbol
+from graphc.passes.simplify import simplify
+
+Pass = Callable[..., Symbol]
+Dump = Callable[[str, Symbol, Symbol], None]
+
+LEVEL_PASSES: dict[int, list[Pass]] = {
+    0: [],
+    1: [simplify],
+    # Level 2 is the default. Fusion and memory planning are appended here when they land:
+    # [simplify, fuse_elementwise, ..., plan_memory].
+    2: [simplify],
+}
+"""The passes of each optimization level (``-O0``, ``-O1``, ``-O2``), in the order they run."""
+
+
+def optimize(
+    symbol: Symbol,
+    level: int = 2,
+    shapes: Mapping[str, tuple] | None = None,
+    dump: Dump | None = None,
+) -> Symbol:
+    """The optimized graph of ``symbol``: the passes of ``level`` applied in order.
+
+    Parameters
+    ----------
+    symbol : Symbol
+        The graph, as a symbol over its outputs (forward and gradient outputs together, so
+        that they share work).
+    level : int
+        0 (no pass), 1 (simplification) or 2 (everything; the default).
+    shapes : dict, optional
+        Known input shapes by name; rules that need shapes are skipped without them.
+    dump : callable, optional
+        Called as ``dump(pass_name, before, after)`` after each pass (see
+        ``graphc.passes.dump`` for text and DOT listings, ``graphc.passes.check`` for an IR
+        checker with the same signature).
+
+    Returns
+    -------
+    Symbol
+        A new symbol with the same outputs in the same order; ``symbol`` is unchanged.
+
+    >>> import graphc as gc
+    >>> x = gc.Variable("x")
+    >>> gc.optimize(gc.exp(x) * 1.0, level=1).node.op
+    'exp'
+    """
+    if level not in LEVEL_PASSES:
+        raise ValueError(f"optimize: level must be one of {sorted(LEVEL_PASSES)}, not {level!r}")
+    for optimization in LEVEL_PASSES[level]:
+        before = symbol
+        symbol = optimization(symbol, shapes)
+        if dump is not None:
+            dump(optimization.__name__, before, symbol)
+    return symbol
