@@ -213,3 +213,40 @@ def test_options_reach_code_generation():
     for exe in (plain, fast):
         exe.arg_dict["conv_weight"][:] = 0.5
     np.testing.assert_allclose(fast.forward(x=values)[0], plain.forward(x=values)[0], rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "model, shapes, label_high",
+    [
+        (lambda: gc.models.mlp(), {"data": (5, 7)}, 10),
+        (lambda: gc.models.lenet(), {"data": (2, 1, 28, 28)}, 10),
+        (lambda: gc.models.charlm(vocab_size=11, embed=6, hidden=7), {"data": (5, 3)}, 11),
+    ],
+    ids=["mlp", "lenet", "charlm"],
+)
+def test_opt_levels_give_the_same_step(model, shapes, label_high, monkeypatch):
+    """The training step at -O0, -O1 and -O2 computes the same loss and gradients; -O2 runs
+    no more nodes than -O0. GRAPHC_OPT_LEVEL picks the level when none is given."""
+    symbol = model()
+    values = _model_inputs(symbol, shapes, np.float64, label_high)
+    results = {}
+    for level in (0, 1, 2):
+        monkeypatch.setenv("GRAPHC_OPT_LEVEL", str(level))
+        exe = symbol.simple_bind(
+            gc.cpu(), type_dict={n: v.dtype for n, v in values.items()}, **shapes
+        )
+        assert exe.stats()["opt_level"] == level
+        exe.copy_params_from(values)
+        outputs = [out.copy() for out in exe.forward(is_train=True)]
+        exe.backward()
+        results[level] = (outputs, {n: g.copy() for n, g in exe.grad_dict.items()}, exe.stats())
+    for level in (1, 2):
+        for got, want in zip(results[level][0], results[0][0]):
+            assert_close(got, want, np.float64, f"output at -O{level}")
+        for name, want in results[0][1].items():
+            assert_close(
+                results[level][1][name], want, np.float64, f"gradient of {name} at -O{level}"
+            )
+    assert results[2][2]["nodes"] <= results[0][2]["nodes"]
+    with pytest.raises(ValueError, match="opt_level=5 is not a level"):
+        symbol.simple_bind(gc.cpu(), opt_level=5, **shapes)

@@ -178,18 +178,36 @@ class Symbol:
 
     # -- binding (the runtime builds executors) ---------------------------------------------
 
-    def simple_bind(self, ctx=None, grad_req="write", type_dict=None, options=None, **shapes):
+    def simple_bind(
+        self, ctx=None, grad_req="write", type_dict=None, options=None, opt_level=None, **shapes
+    ):
         """Allocate arguments and gradients from input shapes and bind an Executor.
 
         ``options`` tunes code generation: ``fastmath`` (default False) and ``im2col_bytes``
-        (the convolution workspace bound, default 64 MiB)."""
+        (the convolution workspace bound, default 64 MiB). ``opt_level`` 0, 1 or 2 (default
+        ``GRAPHC_OPT_LEVEL``, else 2) selects the optimization passes."""
         from graphc.runtime.bind import simple_bind
 
         return simple_bind(
-            self, ctx, grad_req=grad_req, type_dict=type_dict, options=options, **shapes
+            self,
+            ctx,
+            grad_req=grad_req,
+            type_dict=type_dict,
+            options=options,
+            opt_level=opt_level,
+            **shapes,
         )
 
-    def bind(self, ctx, args, args_grad=None, grad_req="write", aux_states=None, options=None):
+    def bind(
+        self,
+        ctx,
+        args,
+        args_grad=None,
+        grad_req="write",
+        aux_states=None,
+        options=None,
+        opt_level=None,
+    ):
         """Bind to caller-owned arrays (read and written in place)."""
         from graphc.runtime.bind import bind
 
@@ -201,6 +219,7 @@ class Symbol:
             grad_req=grad_req,
             aux_states=aux_states,
             options=options,
+            opt_level=opt_level,
         )
 
     # -- operators -------------------------------------------------------------------------

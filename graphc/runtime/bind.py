@@ -42,9 +42,13 @@ def simple_bind(
     grad_req="write",
     type_dict=None,
     options: Mapping | None = None,
+    opt_level: int | None = None,
     **shapes,
 ) -> Executor:
     """Allocate every argument (zeros) and gradient from the given input shapes and bind.
+
+    ``opt_level`` 0, 1 or 2 (default: ``GRAPHC_OPT_LEVEL``, else 2) selects the passes run
+    on the training graph before it is lowered.
 
     >>> import graphc as gc
     >>> exe = gc.models.mlp().simple_bind(gc.cpu(), data=(4, 784))
@@ -66,7 +70,7 @@ def simple_bind(
     grads = {
         name: np.zeros_like(args[name]) for name, request in requests.items() if request != "null"
     }
-    return Executor(symbol, ctx or cpu(), args, grads, requests, aux, options)
+    return Executor(symbol, ctx or cpu(), args, grads, requests, aux, options, opt_level)
 
 
 def bind(
@@ -77,6 +81,7 @@ def bind(
     grad_req="write",
     aux_states=None,
     options: Mapping | None = None,
+    opt_level: int | None = None,
 ) -> Executor:
     """Bind to arrays the caller owns: the executor reads and writes them in place."""
     names = symbol.list_arguments()
@@ -98,7 +103,7 @@ def bind(
                 raise ShapeError(
                     f"bind: {kind}[{name!r}] is {table[name].shape} {table[name].dtype}, expected {shape} {dtype}"
                 )
-    return Executor(symbol, ctx or cpu(), args, grads, requests, aux, options)
+    return Executor(symbol, ctx or cpu(), args, grads, requests, aux, options, opt_level)
 
 
 def _as_dict(

@@ -15,6 +15,7 @@ kernels in schedule order over the planned buffers; nothing is allocated per ste
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -28,6 +29,7 @@ from graphc.ir.infer import infer_dtypes, infer_shapes
 from graphc.ir.node import Node, NodeOutput
 from graphc.ir.registry import get_op
 from graphc.ir.symbol import Symbol, Variable
+from graphc.passes.pipeline import LEVEL_PASSES, optimize
 from graphc.runtime.cache import call_repairing
 from graphc.runtime.context import Context
 from graphc.runtime.kernels import kernel_for
@@ -57,6 +59,7 @@ class Executor:
         grad_req: dict[str, str],
         aux_dict: dict[str, np.ndarray],
         options: Mapping | None = None,
+        opt_level: int | None = None,
     ) -> None:
         if ctx.device_type != "cpu":
             raise BackendError(f"bind: no backend for {ctx}; graphc runs on gc.cpu() for now")
@@ -67,6 +70,7 @@ class Executor:
         self.grad_req = grad_req
         self.aux_dict = aux_dict
         self.options = dict(options or {})
+        self.opt_level = resolve_opt_level(opt_level)
         self._train_step = 0
         self._build()
 
@@ -80,19 +84,25 @@ class Executor:
         self._head_vars = self._head_gradient_variables() if wrt else []
         grads = build_gradients(symbol, wrt, head_grads=self._head_vars) if wrt else []
         self._grad_entries = dict(zip(wrt, (g.entries[0] for g in grads)))
-        entries = list(symbol.entries) + list(self._grad_entries.values())
-        graph = Graph(tuple(entries))
         values = dict(self.arg_dict)
         values.update(self.aux_dict)
         self._head_arrays = self._allocate_head_gradients(values)
         values.update(self._head_arrays)
+        # Forward and gradient are optimized together, so that they share work.
+        training = Symbol(list(symbol.entries) + list(self._grad_entries.values()))
+        shapes = {name: array.shape for name, array in values.items()}
+        training = optimize(training, level=self.opt_level, shapes=shapes)
+        entries = list(training.entries)
+        self._output_entries = entries[: len(symbol.entries)]
+        self._grad_entries = dict(zip(self._grad_entries, entries[len(symbol.entries) :]))
+        graph = Graph(tuple(entries))
         self._shapes = infer_shapes(
             graph, {name: a.shape for name, a in values.items() if name in _names(graph)}
         )
         self._dtypes = infer_dtypes(
             graph, {name: a.dtype for name, a in values.items() if name in _names(graph)}
         )
-        forward_nodes = set(symbol.graph.nodes)
+        forward_nodes = set(Graph(tuple(self._output_entries)).nodes)
         schedule = [node for node in graph.nodes if not node.is_variable]
         self._forward_count = sum(1 for node in schedule if node in forward_nodes)
         schedule.sort(key=lambda node: node not in forward_nodes)  # stable: forward first
@@ -161,8 +171,8 @@ class Executor:
                 else:
                     first_def[entry] = position
         end = len(self.schedule)
-        for entry in list(self.symbol.entries) + list(self._grad_entries.values()):
-            last_use[storage.get(entry, entry)] = FOREVER if entry in self.symbol.entries else end
+        for entry in list(self._output_entries) + list(self._grad_entries.values()):
+            last_use[storage.get(entry, entry)] = FOREVER if entry in self._output_entries else end
         requests = [
             BufferRequest(
                 entry,
@@ -204,7 +214,7 @@ class Executor:
             )
         self._forward_steps = [step for position, step in steps if position < self._forward_count]
         self._backward_steps = [step for position, step in steps if position >= self._forward_count]
-        self.outputs = [arrays[entry] for entry in self.symbol.entries]
+        self.outputs = [arrays[entry] for entry in self._output_entries]
         self._grad_sources = {name: arrays[entry] for name, entry in self._grad_entries.items()}
 
     def _block_view(self, key, shape, dtype) -> np.ndarray:
@@ -363,11 +373,21 @@ class Executor:
             name: keep_or_new(self.aux_dict, name, shape)
             for name, shape in zip(aux_names, aux_shapes)
         }
-        return Executor(self.symbol, self.ctx, args, grads, dict(self.grad_req), aux, self.options)
+        return Executor(
+            self.symbol,
+            self.ctx,
+            args,
+            grads,
+            dict(self.grad_req),
+            aux,
+            self.options,
+            self.opt_level,
+        )
 
     def stats(self) -> dict[str, int]:
         """Nodes, kernels launched per forward+backward, and the planned intermediate bytes."""
         return {
+            "opt_level": self.opt_level,
             "nodes": len(self.schedule),
             "kernels_per_step": len(self._forward_steps) + len(self._backward_steps),
             "forward_kernels": len(self._forward_steps),
@@ -389,6 +409,21 @@ class Executor:
             )
         lines.append(f"planned peak: {self.memory_plan.planned_peak_bytes:,} bytes")
         return "\n".join(lines)
+
+
+def resolve_opt_level(opt_level: int | None) -> int:
+    """The optimization level: as given, else ``GRAPHC_OPT_LEVEL``, else 2."""
+    if opt_level is None:
+        text = os.environ.get("GRAPHC_OPT_LEVEL", "2")
+        try:
+            opt_level = int(text)
+        except ValueError:
+            raise ValueError(
+                f"GRAPHC_OPT_LEVEL={text!r} is not a level; allowed: 0, 1, 2"
+            ) from None
+    if opt_level not in LEVEL_PASSES:
+        raise ValueError(f"opt_level={opt_level!r} is not a level; allowed: 0, 1, 2")
+    return opt_level
 
 
 def _call(step: Step, step_value: int) -> None:
