@@ -46,7 +46,7 @@ import math
 import numba
 import numpy as np
 
-from graphc.codegen_cpu.lowering import Kernel, NodeSpec, lowering
+from graphc.codegen_cpu.lowering import Kernel, NodeSpec, lowering, uniform_float_dtype
 from graphc.ir.errors import BackendError
 
 DEFAULT_IM2COL_BYTES = 64 * 2**20
@@ -281,18 +281,6 @@ def geometry_descriptor(spec: NodeSpec, last: int) -> tuple[int, ...]:
     return (kernel_h, kernel_w, *spec.attrs["stride"], *spec.attrs["pad"], last)
 
 
-def _float_dtype(spec: NodeSpec) -> np.dtype:
-    """The one float dtype of every input and output; BackendError otherwise."""
-    dtypes = {np.dtype(dtype) for dtype in (*spec.in_dtypes, *spec.out_dtypes)}
-    if len(dtypes) != 1 or next(iter(dtypes)) not in (np.float32, np.float64):
-        names = sorted(str(dtype) for dtype in dtypes)
-        raise BackendError(
-            f"{spec.name} ({spec.op}): the CPU kernel takes float32 or float64 inputs and "
-            f"outputs of one dtype, not {names}"
-        )
-    return next(iter(dtypes))
-
-
 def chunk_rows(spec: NodeSpec, out_shape: tuple, row_elements: int, fixed_elements: int) -> int:
     """Output rows per chunk: about ``CHUNK_COLUMNS`` GEMM columns, and never so many that
     the workspace exceeds ``options["im2col_bytes"]``.
@@ -307,7 +295,7 @@ def chunk_rows(spec: NodeSpec, out_shape: tuple, row_elements: int, fixed_elemen
     >>> chunk_rows(spec, (2, 4, 10, 10), row_elements=100, fixed_elements=0)
     7
     """
-    itemsize = np.dtype(_float_dtype(spec)).itemsize
+    itemsize = np.dtype(uniform_float_dtype(spec)).itemsize
     bound = spec.options.get("im2col_bytes", DEFAULT_IM2COL_BYTES)
     fitting = (bound // itemsize - fixed_elements) // row_elements
     if fitting < 1:
@@ -349,7 +337,7 @@ def lower_convolution(spec: NodeSpec) -> Kernel:
     >>> [shape for shape, dtype in lower_convolution(spec).workspace]
     [(1350,), (200,), (108,)]
     """
-    dtype = _float_dtype(spec)
+    dtype = uniform_float_dtype(spec)
     out_shape = spec.out_shapes[0]
     filters, out_w = out_shape[1], out_shape[3]
     taps = math.prod(spec.in_shapes[1][1:])
@@ -367,7 +355,7 @@ def lower_convolution(spec: NodeSpec) -> Kernel:
 def lower_conv_backward_weight(spec: NodeSpec) -> Kernel:
     """GEMM of dy rows by the column matrix; workspace: the column matrix, dy as (F, rows*W'),
     and one chunk's partial sum (F, C*kh*kw) when there is more than one chunk."""
-    dtype = _float_dtype(spec)
+    dtype = uniform_float_dtype(spec)
     dy_shape = spec.in_shapes[0]
     filters, out_w = dy_shape[1], dy_shape[3]
     taps = math.prod(spec.out_shapes[0][1:])
@@ -385,7 +373,7 @@ def lower_conv_backward_weight(spec: NodeSpec) -> Kernel:
 def lower_conv_backward_data(spec: NodeSpec) -> Kernel:
     """GEMM of the transposed weight by dy rows, then col2im; workspace: the column matrix,
     dy as (F, rows*W') and the weight as a contiguous (F, C*kh*kw) matrix."""
-    dtype = _float_dtype(spec)
+    dtype = uniform_float_dtype(spec)
     dy_shape = spec.in_shapes[0]
     filters, out_w = dy_shape[1], dy_shape[3]
     taps = math.prod(spec.in_shapes[1][1:])

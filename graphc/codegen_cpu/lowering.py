@@ -92,3 +92,15 @@ def lower(spec: NodeSpec) -> Kernel:
             f"{spec.name} ({spec.op}): the CPU backend has no kernel for {spec.op}"
         ) from None
     return lowering_fn(spec)
+
+
+def uniform_float_dtype(spec: NodeSpec) -> np.dtype:
+    """The one float dtype of every input and output; BackendError otherwise."""
+    dtypes = {np.dtype(dtype) for dtype in (*spec.in_dtypes, *spec.out_dtypes)}
+    if len(dtypes) != 1 or next(iter(dtypes)) not in (np.float32, np.float64):
+        names = sorted(str(dtype) for dtype in dtypes)
+        raise BackendError(
+            f"{spec.name} ({spec.op}): the CPU kernel takes float32 or float64 inputs and "
+            f"outputs of one dtype, not {names}"
+        )
+    return next(iter(dtypes))

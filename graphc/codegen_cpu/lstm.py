@@ -34,8 +34,7 @@ import numpy as np
 from numba import types
 from numba.extending import overload
 
-from graphc.codegen_cpu.lowering import Kernel, NodeSpec, lowering
-from graphc.ir.errors import BackendError
+from graphc.codegen_cpu.lowering import Kernel, NodeSpec, lowering, uniform_float_dtype
 
 # -- shared helpers ----------------------------------------------------------------------------
 
@@ -428,18 +427,6 @@ _BACKWARD_ENTRY_POINTS = {
 }
 
 
-def _float_dtype(spec: NodeSpec) -> np.dtype:
-    """The one float dtype of every input and output; BackendError otherwise."""
-    dtypes = {np.dtype(dtype) for dtype in (*spec.in_dtypes, *spec.out_dtypes)}
-    if len(dtypes) != 1 or next(iter(dtypes)) not in (np.float32, np.float64):
-        names = sorted(str(dtype) for dtype in dtypes)
-        raise BackendError(
-            f"{spec.name} ({spec.op}): the CPU kernel takes float32 or float64 inputs and "
-            f"outputs of one dtype, not {names}"
-        )
-    return next(iter(dtypes))
-
-
 def _entry_point(spec: NodeSpec, table: dict):
     return table[(bool(spec.attrs["has_state"]), bool(spec.attrs["has_state_cell"]))]
 
@@ -461,7 +448,7 @@ def lower_lstm(spec: NodeSpec) -> Kernel:
     >>> [shape for shape, dtype in lower_lstm(spec).workspace]
     [(3, 5), (5, 8), (2, 8), (1, 8), (1, 2), (1, 2)]
     """
-    dtype = _float_dtype(spec)
+    dtype = uniform_float_dtype(spec)
     steps, batch, features = spec.in_shapes[0]
     hidden = spec.attrs["num_hidden"]
     workspace = (
@@ -491,7 +478,7 @@ def lower_lstm_backward(spec: NodeSpec) -> Kernel:
     >>> [shape for shape, dtype in lower_lstm_backward(spec).workspace][:3]
     [(3, 1, 8), (3, 5), (3, 2)]
     """
-    dtype = _float_dtype(spec)
+    dtype = uniform_float_dtype(spec)
     steps, batch, features = spec.in_shapes[3]
     hidden = spec.attrs["num_hidden"]
     workspace = (

@@ -143,10 +143,7 @@ def _drop_numba_cache(path: Path) -> None:
     if not pycache.is_dir():
         return
     for entry in pycache.glob(path.stem + ".*"):
-        try:
-            entry.unlink()
-        except FileNotFoundError:
-            pass
+        entry.unlink(missing_ok=True)
 
 
 def _import(path: Path, module_name: str):
@@ -206,7 +203,4 @@ def _drop_index(index_path: Path) -> None:
     """Remove a Numba cache index and the data files that belong to it."""
     stem = index_path.name[: -len(".nbi")] if index_path.name.endswith(".nbi") else index_path.name
     for entry in index_path.parent.glob(stem + "*"):
-        try:
-            entry.unlink()
-        except FileNotFoundError:
-            pass
+        entry.unlink(missing_ok=True)
