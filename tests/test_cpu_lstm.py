@@ -177,13 +177,15 @@ def _call_repeatedly(kernel, arrays, times):
 def _allocations(kernel, arrays: tuple, times: int) -> int:
     """How many buffers Numba's runtime allocates in ``times`` calls of ``kernel``."""
     nrt = pytest.importorskip("numba.core.runtime._nrt_python")
+    was_enabled = nrt.memsys_stats_enabled()
     nrt.memsys_enable_stats()
     try:
         before = nrt.memsys_get_stats_alloc()
         _call_repeatedly(kernel, arrays, times)
         return nrt.memsys_get_stats_alloc() - before
     finally:
-        nrt.memsys_disable_stats()
+        if not was_enabled:  # leave the counters as the other tests expect them
+            nrt.memsys_disable_stats()
 
 
 @pytest.mark.parametrize("op", LSTM_OPS)
