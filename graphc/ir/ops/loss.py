@@ -75,16 +75,19 @@ def _normalizer(attrs, data: np.ndarray, valid: np.ndarray) -> float:
 
 
 def _softmax_output_loss(attrs, inputs, outputs) -> float:
-    """grad_scale / normalizer * sum over valid positions of -log p[label]."""
+    """grad_scale / normalizer * sum over valid positions of -log p[label], with log p taken
+    from the logits (log-sum-exp), so it stays finite where p underflows to 0."""
     data, label = inputs
     axis = _softmax_axis(attrs)
-    probs = _as_classes(attrs, outputs[0])
+    logits = _as_classes(attrs, data)
+    shifted = logits - logits.max(axis=axis, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
     valid = _valid_mask(attrs, label)
-    classes = probs.shape[axis]
+    classes = log_probs.shape[axis]
     safe_label = np.where(valid, label, 0)
     indices = np.expand_dims(as_indices(safe_label, classes, "SoftmaxOutput label"), axis)
-    picked = np.squeeze(np.take_along_axis(probs, indices, axis=axis), axis=axis)
-    total = -np.sum(np.log(picked) * valid)
+    picked = np.squeeze(np.take_along_axis(log_probs, indices, axis=axis), axis=axis)
+    total = -np.sum(picked * valid)
     return attrs["grad_scale"] * total / _normalizer(attrs, data, valid)
 
 
