@@ -10,6 +10,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 import pytest
+from cpu_helpers import node_spec
 
 import graphc as gc
 from graphc.codegen_cpu import lstm as lstm_kernels
@@ -48,21 +49,6 @@ def _random_inputs(symbol: gc.Symbol, T: int, N: int, H: int, dtype, seed: int) 
     }
 
 
-def _node_spec(node, values: dict) -> NodeSpec:
-    """The NodeSpec of ``node``, its shapes and dtypes read off the reference's values."""
-    inputs = [values[entry] for entry in node.inputs]
-    outputs = _reference_outputs(node, values)
-    return NodeSpec(
-        op=node.op,
-        name=node.name,
-        attrs=node.attrs,
-        in_shapes=tuple(value.shape for value in inputs),
-        in_dtypes=tuple(value.dtype for value in inputs),
-        out_shapes=tuple(value.shape for value in outputs),
-        out_dtypes=tuple(value.dtype for value in outputs),
-    )
-
-
 def _reference_outputs(node, values: dict) -> list[np.ndarray]:
     """Every output of ``node``, hidden ones included, as the reference computed them."""
     count = get_op(node.op).num_outputs(node.attrs)
@@ -76,7 +62,7 @@ def _run_kernel(spec: NodeSpec, inputs: list[np.ndarray]) -> list[np.ndarray]:
         np.full(shape, np.nan, dtype) for shape, dtype in zip(spec.out_shapes, spec.out_dtypes)
     ]
     workspace = [np.full(shape, np.nan, dtype) for shape, dtype in kernel.workspace]
-    kernel.fn(*inputs, *outputs, *workspace)
+    kernel.fn(*kernel.arguments(tuple(inputs), tuple(outputs), tuple(workspace)))
     return outputs
 
 
@@ -108,7 +94,7 @@ def _output_names(node) -> tuple[str, ...]:
 
 def _assert_kernel_matches(node, values: dict, inputs: list[np.ndarray]) -> None:
     """The kernel of ``node`` on ``inputs`` gives the reference's outputs in ``values``."""
-    actual = _run_kernel(_node_spec(node, values), inputs)
+    actual = _run_kernel(node_spec(node, values), inputs)
     expected = _reference_outputs(node, values)
     for name, got, want in zip(_output_names(node), actual, expected, strict=True):
         _assert_close(got, want, f"{node.op} {name}")
@@ -130,7 +116,7 @@ def _kernel_after_a_call(op: str, T: int):
     """The compiled function of op's kernel for sequence length T, called once."""
     nodes, values = _evaluated_case(T, N=3, H=2, states=(), dtype=np.float64)
     (node,) = [node for node in nodes if node.op == op]
-    spec = _node_spec(node, values)
+    spec = node_spec(node, values)
     _run_kernel(spec, [values[entry] for entry in node.inputs])
     return lower(spec).fn
 
@@ -193,12 +179,12 @@ def _allocations(kernel, arrays: tuple, times: int) -> int:
 def test_steady_state_call_allocates_nothing(op, dtype):
     nodes, values = _evaluated_case(50, 3, 4, ("state", "state_cell"), dtype)
     (node,) = [node for node in nodes if node.op == op]
-    spec = _node_spec(node, values)
+    spec = node_spec(node, values)
     kernel = lower(spec)
     inputs = [values[entry] for entry in node.inputs]
     outputs = [np.empty(shape, dtype) for shape, dtype in zip(spec.out_shapes, spec.out_dtypes)]
     workspace = [np.empty(shape, dtype) for shape, dtype in kernel.workspace]
-    arrays = (*inputs, *outputs, *workspace)
+    arrays = kernel.arguments(tuple(inputs), tuple(outputs), tuple(workspace))
     _call_repeatedly(kernel.fn, arrays, 1)
     # Passing the arrays in from Python allocates their headers; only the difference between
     # one call and three counts what the kernel itself allocates.

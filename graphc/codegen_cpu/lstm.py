@@ -19,10 +19,11 @@ BLAS needs and every temporary are workspace buffers whose shapes the lowering d
 Inputs may have any strides; outputs must be C-contiguous, as the calling convention in
 ``lowering.py`` promises, because the GEMMs write into 2-D views of them.
 
-The optional initial states change the argument list (``kernel.fn(*inputs, *outputs,
-*workspace)``), so each op has four entry points, one per (has_state, has_state_cell); each
-fills the ``h_initial`` and ``c_initial`` workspace buffers (from the input or with zeros)
-and calls the shared body.
+The optional initial states change the node's argument list; each kernel's ``prepare``
+turns it into one fixed signature at bind: the states (or, where absent, a workspace
+buffer standing in that is never read) and two flags, so one entry point per op fills the
+``h_initial`` and ``c_initial`` workspace buffers (from the input or with zeros) and calls
+the shared body.
 """
 
 from __future__ import annotations
@@ -189,63 +190,26 @@ def _forward_steps(
         final_cell[:] = c_initial
 
 
-# The four entry points differ only in where h_initial and c_initial come from. The last six
-# parameters of each are the workspace that lower_lstm declares, in that order.
+@numba.njit(cache=True)
+def _initial_state(target, source, given):
+    """target = source where the state was given, else zeros."""
+    if given:
+        target[:] = source
+    else:
+        target[:] = 0
+
+
+# The last six parameters are the workspace that lower_lstm declares, in that order.
 
 
 @numba.njit(cache=True)
 def lstm_forward(
-    data, i2h_weight, h2h_weight, i2h_bias, h2h_bias,
+    data, i2h_weight, h2h_weight, i2h_bias, h2h_bias, state, state_cell, has_state, has_state_cell,
     output, final_state, final_cell, gates, cells,
     data_rows, i2h_weight_t, h2h_weight_t, recurrent, h_initial, c_initial,
 ):  # fmt: skip
-    h_initial[:] = 0
-    c_initial[:] = 0
-    _forward_steps(
-        data, i2h_weight, h2h_weight, i2h_bias, h2h_bias,
-        output, final_state, final_cell, gates, cells,
-        data_rows, i2h_weight_t, h2h_weight_t, recurrent, h_initial, c_initial,
-    )  # fmt: skip
-
-
-@numba.njit(cache=True)
-def lstm_forward_with_state(
-    data, i2h_weight, h2h_weight, i2h_bias, h2h_bias, state,
-    output, final_state, final_cell, gates, cells,
-    data_rows, i2h_weight_t, h2h_weight_t, recurrent, h_initial, c_initial,
-):  # fmt: skip
-    h_initial[:] = state
-    c_initial[:] = 0
-    _forward_steps(
-        data, i2h_weight, h2h_weight, i2h_bias, h2h_bias,
-        output, final_state, final_cell, gates, cells,
-        data_rows, i2h_weight_t, h2h_weight_t, recurrent, h_initial, c_initial,
-    )  # fmt: skip
-
-
-@numba.njit(cache=True)
-def lstm_forward_with_state_cell(
-    data, i2h_weight, h2h_weight, i2h_bias, h2h_bias, state_cell,
-    output, final_state, final_cell, gates, cells,
-    data_rows, i2h_weight_t, h2h_weight_t, recurrent, h_initial, c_initial,
-):  # fmt: skip
-    h_initial[:] = 0
-    c_initial[:] = state_cell
-    _forward_steps(
-        data, i2h_weight, h2h_weight, i2h_bias, h2h_bias,
-        output, final_state, final_cell, gates, cells,
-        data_rows, i2h_weight_t, h2h_weight_t, recurrent, h_initial, c_initial,
-    )  # fmt: skip
-
-
-@numba.njit(cache=True)
-def lstm_forward_with_both_states(
-    data, i2h_weight, h2h_weight, i2h_bias, h2h_bias, state, state_cell,
-    output, final_state, final_cell, gates, cells,
-    data_rows, i2h_weight_t, h2h_weight_t, recurrent, h_initial, c_initial,
-):  # fmt: skip
-    h_initial[:] = state
-    c_initial[:] = state_cell
+    _initial_state(h_initial, state, has_state)
+    _initial_state(c_initial, state_cell, has_state_cell)
     _forward_steps(
         data, i2h_weight, h2h_weight, i2h_bias, h2h_bias,
         output, final_state, final_cell, gates, cells,
@@ -330,105 +294,72 @@ def _backward_steps(
     h2h_bias_grad[:] = i2h_bias_grad
 
 
-# As for the forward, four entry points; the last nine parameters are the workspace that
-# lower_lstm_backward declares, in that order.
+# The last nine parameters are the workspace that lower_lstm_backward declares, in order.
 
 
 @numba.njit(cache=True)
 def lstm_backward(
-    d_output, d_state, d_state_cell, data, i2h_weight, h2h_weight, output, gates, cells,
-    data_grad, i2h_weight_grad, h2h_weight_grad, i2h_bias_grad, h2h_bias_grad,
-    d_gates, data_rows, h_prev_rows, i2h_weight_c, h2h_weight_c,
-    h_initial, c_initial, dh_next, dc_next,
-):  # fmt: skip
-    h_initial[:] = 0
-    c_initial[:] = 0
-    _backward_steps(
-        d_output, d_state, d_state_cell, data, i2h_weight, h2h_weight, output, gates, cells,
-        data_grad, i2h_weight_grad, h2h_weight_grad, i2h_bias_grad, h2h_bias_grad,
-        d_gates, data_rows, h_prev_rows, i2h_weight_c, h2h_weight_c,
-        h_initial, c_initial, dh_next, dc_next,
-    )  # fmt: skip
-
-
-@numba.njit(cache=True)
-def lstm_backward_with_state(
-    d_output, d_state, d_state_cell, data, i2h_weight, h2h_weight, state,
-    output, gates, cells,
-    data_grad, i2h_weight_grad, h2h_weight_grad, i2h_bias_grad, h2h_bias_grad, state_grad,
-    d_gates, data_rows, h_prev_rows, i2h_weight_c, h2h_weight_c,
-    h_initial, c_initial, dh_next, dc_next,
-):  # fmt: skip
-    h_initial[:] = state
-    c_initial[:] = 0
-    _backward_steps(
-        d_output, d_state, d_state_cell, data, i2h_weight, h2h_weight, output, gates, cells,
-        data_grad, i2h_weight_grad, h2h_weight_grad, i2h_bias_grad, h2h_bias_grad,
-        d_gates, data_rows, h_prev_rows, i2h_weight_c, h2h_weight_c,
-        h_initial, c_initial, dh_next, dc_next,
-    )  # fmt: skip
-    state_grad[:] = dh_next
-
-
-@numba.njit(cache=True)
-def lstm_backward_with_state_cell(
-    d_output, d_state, d_state_cell, data, i2h_weight, h2h_weight, state_cell,
-    output, gates, cells,
-    data_grad, i2h_weight_grad, h2h_weight_grad, i2h_bias_grad, h2h_bias_grad, state_cell_grad,
-    d_gates, data_rows, h_prev_rows, i2h_weight_c, h2h_weight_c,
-    h_initial, c_initial, dh_next, dc_next,
-):  # fmt: skip
-    h_initial[:] = 0
-    c_initial[:] = state_cell
-    _backward_steps(
-        d_output, d_state, d_state_cell, data, i2h_weight, h2h_weight, output, gates, cells,
-        data_grad, i2h_weight_grad, h2h_weight_grad, i2h_bias_grad, h2h_bias_grad,
-        d_gates, data_rows, h_prev_rows, i2h_weight_c, h2h_weight_c,
-        h_initial, c_initial, dh_next, dc_next,
-    )  # fmt: skip
-    state_cell_grad[:] = dc_next
-
-
-@numba.njit(cache=True)
-def lstm_backward_with_both_states(
-    d_output, d_state, d_state_cell, data, i2h_weight, h2h_weight, state, state_cell,
-    output, gates, cells,
+    d_output, d_state, d_state_cell, data, i2h_weight, h2h_weight,
+    state, state_cell, has_state, has_state_cell, output, gates, cells,
     data_grad, i2h_weight_grad, h2h_weight_grad, i2h_bias_grad, h2h_bias_grad,
     state_grad, state_cell_grad,
     d_gates, data_rows, h_prev_rows, i2h_weight_c, h2h_weight_c,
     h_initial, c_initial, dh_next, dc_next,
 ):  # fmt: skip
-    h_initial[:] = state
-    c_initial[:] = state_cell
+    _initial_state(h_initial, state, has_state)
+    _initial_state(c_initial, state_cell, has_state_cell)
     _backward_steps(
         d_output, d_state, d_state_cell, data, i2h_weight, h2h_weight, output, gates, cells,
         data_grad, i2h_weight_grad, h2h_weight_grad, i2h_bias_grad, h2h_bias_grad,
         d_gates, data_rows, h_prev_rows, i2h_weight_c, h2h_weight_c,
         h_initial, c_initial, dh_next, dc_next,
     )  # fmt: skip
-    state_grad[:] = dh_next
-    state_cell_grad[:] = dc_next
+    if has_state:
+        state_grad[:] = dh_next
+    if has_state_cell:
+        state_cell_grad[:] = dc_next
 
 
 # -- lowerings ---------------------------------------------------------------------------------
 
-_FORWARD_ENTRY_POINTS = {
-    (False, False): lstm_forward,
-    (True, False): lstm_forward_with_state,
-    (False, True): lstm_forward_with_state_cell,
-    (True, True): lstm_forward_with_both_states,
-}
 
-_BACKWARD_ENTRY_POINTS = {
-    (False, False): lstm_backward,
-    (True, False): lstm_backward_with_state,
-    (False, True): lstm_backward_with_state_cell,
-    (True, True): lstm_backward_with_both_states,
-}
+def _flags(spec: NodeSpec) -> tuple[bool, bool]:
+    return bool(spec.attrs["has_state"]), bool(spec.attrs["has_state_cell"])
 
 
-def _entry_point(spec: NodeSpec, table: dict):
-    return table[(bool(spec.attrs["has_state"]), bool(spec.attrs["has_state_cell"]))]
+def _optional(values: list, given: bool, stand_in):
+    """The next of ``values`` when it was given, else ``stand_in`` (never read)."""
+    return values.pop(0) if given else stand_in
+
+
+def _forward_prepare(has_state: bool, has_state_cell: bool):
+    def prepare(inputs, outputs, workspace):
+        states = list(inputs[5:])
+        h_initial, c_initial = workspace[-2], workspace[-1]
+        state = _optional(states, has_state, h_initial)
+        state_cell = _optional(states, has_state_cell, c_initial)
+        flags = (has_state, has_state_cell)
+        return (*inputs[:5], state, state_cell, *flags, *outputs, *workspace)
+
+    return prepare
+
+
+def _backward_prepare(has_state: bool, has_state_cell: bool):
+    def prepare(inputs, outputs, workspace):
+        states = list(inputs[6:-3])
+        grads = list(outputs[5:])
+        h_initial, c_initial, dh_next, dc_next = workspace[-4:]
+        state = _optional(states, has_state, h_initial)
+        state_cell = _optional(states, has_state_cell, c_initial)
+        state_grad = _optional(grads, has_state, dh_next)
+        state_cell_grad = _optional(grads, has_state_cell, dc_next)
+        flags = (has_state, has_state_cell)
+        return (
+            *inputs[:6], state, state_cell, *flags, *inputs[-3:],
+            *outputs[:5], state_grad, state_cell_grad, *workspace,
+        )  # fmt: skip
+
+    return prepare
 
 
 def _source(*functions) -> str:
@@ -459,8 +390,10 @@ def lower_lstm(spec: NodeSpec) -> Kernel:
         ((batch, hidden), dtype),
         ((batch, hidden), dtype),
     )
-    fn = _entry_point(spec, _FORWARD_ENTRY_POINTS)
-    return Kernel(fn=fn, workspace=workspace, name=fn.__name__, source=_source(fn, _forward_steps))
+    return Kernel(
+        fn=lstm_forward, workspace=workspace, name="lstm_forward",
+        source=_source(lstm_forward, _forward_steps), prepare=_forward_prepare(*_flags(spec)),
+    )  # fmt: skip
 
 
 @lowering("_lstm_backward")
@@ -492,5 +425,7 @@ def lower_lstm_backward(spec: NodeSpec) -> Kernel:
         ((batch, hidden), dtype),
         ((batch, hidden), dtype),
     )
-    fn = _entry_point(spec, _BACKWARD_ENTRY_POINTS)
-    return Kernel(fn=fn, workspace=workspace, name=fn.__name__, source=_source(fn, _backward_steps))
+    return Kernel(
+        fn=lstm_backward, workspace=workspace, name="lstm_backward",
+        source=_source(lstm_backward, _backward_steps), prepare=_backward_prepare(*_flags(spec)),
+    )  # fmt: skip
