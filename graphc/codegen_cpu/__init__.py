@@ -3,6 +3,7 @@
 from graphc.codegen_cpu import (  # noqa: F401 - imported to register the lowerings
     conv,
     elementwise,
+    fused,
     gemm,
     indexing,
     lstm,

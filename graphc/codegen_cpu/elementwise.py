@@ -16,11 +16,11 @@ from graphc.codegen_cpu.lowering import Kernel, NodeSpec, lowering
 from graphc.ir.registry import REGISTRY, get_op
 from graphc.runtime.cache import load_kernel
 
-HEADER = "import math\n\nimport numba\n\n\n"
+HEADER = (
+    "import math\n\nimport numba\nimport numpy as np\n\n"
+    "from graphc.codegen_cpu.scalar_functions import one_hot_at\n\n\n"
+)
 DECORATOR = "@numba.njit(cache=True, error_model='numpy', fastmath={fastmath})\n"
-
-# Ops whose expression reads only some inputs; the others only lend a shape.
-_UNUSED_TRAILING_INPUTS = {"zeros_like": 1, "ones_like": 1, "broadcast_like": 1}
 
 
 def expression_template(op: str, attrs) -> str:
@@ -28,22 +28,64 @@ def expression_template(op: str, attrs) -> str:
     return expr(attrs) if callable(expr) else expr
 
 
-def render_expression(op: str, attrs, operands: Sequence[str]) -> str:
-    """The op's scalar expression over the given operand expressions."""
+def read_positions(op: str, attrs) -> list[int]:
+    """Positions of the inputs an op's expression reads (shape-only inputs are skipped)."""
+    opdef = get_op(op)
+    names = opdef.input_names(attrs)
+    return [position for position, name in enumerate(names) if name not in opdef.shape_only]
+
+
+def operand_axes(op: str, attrs, out_ndim: int, position: int):
+    """The output axes input ``position`` is indexed by (None: NumPy's trailing alignment)."""
+    rule = get_op(op).operand_axes
+    return None if rule is None else rule(attrs, out_ndim, position)
+
+
+def render_expression(op: str, attrs, operands: Sequence[str], out_shape: tuple) -> str:
+    """The op's scalar expression over the given operand expressions; ``{index}`` and
+    ``{extent}`` become the loop index and the output length along the op's ``axis``."""
     values = {key: repr(value) for key, value in attrs.items() if isinstance(value, (int, float))}
+    if "axis" in attrs and isinstance(attrs["axis"], int) and out_shape:
+        axis = attrs["axis"] % len(out_shape)
+        values["index"] = f"i{axis}"
+        values["extent"] = str(out_shape[axis])
     return "(" + expression_template(op, attrs).format(*operands, **values) + ")"
 
 
-def _index(in_shape: tuple, out_shape: tuple) -> str:
-    """How to read an input of ``in_shape`` at the loop indices of ``out_shape``."""
+def needs_indices(op: str, attrs) -> bool:
+    """Whether the op's expression reads loop indices (so a flat loop will not do)."""
+    return "{index}" in expression_template(op, attrs) or get_op(op).operand_axes is not None
+
+
+def read_index(in_shape: tuple, out_shape: tuple, axes: Sequence[int] | None = None) -> str:
+    """How to read an input of ``in_shape`` at the loop indices of ``out_shape``: along
+    ``axes`` (one output axis per input dimension) or, by default, aligned to the trailing
+    axes; size-1 dimensions of a broadcast input are read at index 0."""
     if not in_shape:
         return "[()]"
-    offset = len(out_shape) - len(in_shape)
+    if axes is None:
+        offset = len(out_shape) - len(in_shape)
+        axes = [offset + axis for axis in range(len(in_shape))]
     parts = [
-        f"i{offset + axis}" if dim != 1 or out_shape[offset + axis] == 1 else "0"
-        for axis, dim in enumerate(in_shape)
+        f"i{out_axis}" if dim != 1 or out_shape[out_axis] == 1 else "0"
+        for dim, out_axis in zip(in_shape, axes)
     ]
     return "[" + ", ".join(parts) + "]"
+
+
+def loop_header(out_shape: tuple, array: str = "out0") -> tuple[list[str], str]:
+    """Nested loops over ``out_shape``: the lines and the indent of the loop body."""
+    lines, indent = [], "    "
+    for axis in range(len(out_shape)):
+        lines.append(f"{indent}for i{axis} in range({array}.shape[{axis}]):")
+        indent += "    "
+    return lines, indent
+
+
+def full_index(out_shape: tuple) -> str:
+    if not out_shape:
+        return "[()]"
+    return "[" + ", ".join(f"i{axis}" for axis in range(len(out_shape))) + "]"
 
 
 def render_kernel(
@@ -53,37 +95,49 @@ def render_kernel(
 
     fastmath is off unless asked for: results then match the reference bit for bit in
     order of operations, and NaN and infinity behave as in NumPy."""
-    used = len(in_shapes) - _UNUSED_TRAILING_INPUTS.get(op, 0)
+    used = read_positions(op, attrs)
     params = [f"in{i}" for i in range(len(in_shapes))] + ["out0"]
     decorator = DECORATOR.format(fastmath=bool(fastmath))
     lines = [HEADER + decorator + f"def kernel({', '.join(params)}):"]
     flat = (
-        all(tuple(shape) == tuple(out_shape) for shape in in_shapes[:used]) and len(out_shape) != 0
+        all(tuple(in_shapes[i]) == tuple(out_shape) for i in used)
+        and len(out_shape) != 0
+        and not needs_indices(op, attrs)
     )
     if flat:
         lines.append("    flat_out = out0.ravel()")
-        for i in range(used):
+        for i in used:
             lines.append(f"    flat{i} = in{i}.ravel()")
         lines.append("    for i in range(flat_out.size):")
-        operands = [f"flat{i}[i]" for i in range(used)]
-        lines.append(f"        flat_out[i] = {render_expression(op, attrs, operands)}")
+        operands = {i: f"flat{i}[i]" for i in used}
+        expression = render_expression(op, attrs, _operand_list(operands, in_shapes), out_shape)
+        lines.append(f"        flat_out[i] = {expression}")
         return "\n".join(lines) + "\n"
-    indent = "    "
-    for axis in range(len(out_shape)):
-        lines.append(f"{indent}for i{axis} in range(out0.shape[{axis}]):")
-        indent += "    "
-    operands = [f"in{i}{_index(tuple(in_shapes[i]), tuple(out_shape))}" for i in range(used)]
-    target = "out0" + (
-        "[()]" if not out_shape else "[" + ", ".join(f"i{a}" for a in range(len(out_shape))) + "]"
-    )
-    lines.append(f"{indent}{target} = {render_expression(op, attrs, operands)}")
+    loops, indent = loop_header(tuple(out_shape))
+    lines.extend(loops)
+    operands = {
+        i: f"in{i}"
+        + read_index(
+            tuple(in_shapes[i]), tuple(out_shape), operand_axes(op, attrs, len(out_shape), i)
+        )
+        for i in used
+    }
+    expression = render_expression(op, attrs, _operand_list(operands, in_shapes), out_shape)
+    lines.append(f"{indent}out0{full_index(tuple(out_shape))} = {expression}")
     return "\n".join(lines) + "\n"
+
+
+def _operand_list(operands: dict[int, str], in_shapes: Sequence) -> list[str]:
+    """Operand expressions by input position; shape-only inputs are never read."""
+    return [operands.get(position, "None") for position in range(len(in_shapes))]
 
 
 def lower_elementwise(spec: NodeSpec) -> Kernel:
     fastmath = bool(spec.options.get("fastmath", False))
     source = render_kernel(spec.op, spec.attrs, spec.in_shapes, spec.out_shapes[0], fastmath)
-    return Kernel(fn=load_kernel(source), name=f"elementwise_{spec.op}", source=source)
+    return Kernel(
+        fn=load_kernel(source), name=f"elementwise_{spec.op}", source=source, elementwise=True
+    )
 
 
 # Every op that defines a scalar expression is elementwise, except BlockGrad (a copy kernel

@@ -59,6 +59,7 @@ class Kernel:
     source: str = ""
     view_of: int | None = None
     prepare: Callable | None = None
+    elementwise: bool = False
 
     def arguments(self, inputs: tuple, outputs: tuple, workspace: tuple = ()) -> tuple:
         """The arguments ``fn`` is called with (without the step counter)."""

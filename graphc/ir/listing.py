@@ -41,6 +41,8 @@ def node_line(node: Node, shapes) -> str:
         return f"{node.name}: Variable{extra} -> {format_shape(shape)}"
     opdef = get_op(node.op)
     inputs = ", ".join(_input_ref(entry) for entry in node.inputs)
+    if node.op == "_fused":
+        return _fused_lines(node, inputs, shapes)
     attrs = format_attrs(node.attrs)
     body = f"{inputs}; {attrs}" if attrs and inputs else inputs or attrs
     count = opdef.num_visible_outputs(node.attrs)
@@ -50,6 +52,34 @@ def node_line(node: Node, shapes) -> str:
     else:
         result = "[" + ", ".join(format_shape(shape) for shape in out_shapes) + "]"
     return f"{node.name} = {node.op}({body}) -> {result}  # {node.source}"
+
+
+def _fused_lines(node: Node, inputs: str, shapes) -> str:
+    """A fused node and, indented below it, the nodes it replaced with their source lines.
+
+    ``fused(fc1, relu1) = _fused(data, fc1_weight, fc1_bias) -> (2, 10)  # model.py:3``
+    then ``  | relu1 = relu(fc1)  -> output 0  # model.py:4``."""
+    members = node.attrs["members"]
+    outputs = node.attrs["outputs"]
+    out_shapes = [shapes.get(NodeOutput(node, i)) if shapes else None for i in range(len(outputs))]
+    result = ", ".join(format_shape(shape) for shape in out_shapes)
+    result = result if len(outputs) == 1 else f"[{result}]"
+    lines = [f"{node.name} = _fused({inputs}) -> {result}  # {node.source}"]
+    for position, member in enumerate(members):
+        operands = []
+        for kind, value in member.operands:
+            if kind == "input":
+                operands.append(_input_ref(node.inputs[value]))
+            elif kind == "member":
+                operands.append(members[value].name)
+            else:
+                operands.append(repr(value))
+        attrs = format_attrs(dict(member.attrs))
+        body = ", ".join(operands) + (f"; {attrs}" if attrs else "")
+        leaving = [str(k) for k, (m, _) in enumerate(outputs) if m == position]
+        exported = f"  -> output {', '.join(leaving)}" if leaving else ""
+        lines.append(f"  | {member.name} = {member.op}({body}){exported}  # {member.source}")
+    return "\n".join(lines)
 
 
 def debug_str(symbol, shapes: Mapping[str, tuple]) -> str:

@@ -27,7 +27,8 @@ class Attr:
 
     ``kind`` is one of ``int``, ``float``, ``bool``, ``str``, ``ints`` (a tuple of ints; an
     int is repeated ``length`` times), ``axis`` (None, an int or a tuple of ints), ``shape``
-    (a tuple of ints that may hold MXNet's special codes) and ``dtype``.
+    (a tuple of ints that may hold MXNet's special codes), ``dtype`` and ``records`` (a tuple
+    of frozen records a pass builds, such as a fused node's members; never set by users).
     """
 
     name: str
@@ -129,6 +130,12 @@ def _parse_optional_int(value: Any, attr: Attr) -> int | None:
     return None if value is None else _parse_int(value, attr)
 
 
+def _parse_record(value: Any, attr: Attr) -> tuple:
+    if not isinstance(value, tuple):
+        raise TypeError("expected a tuple of records (compiler-internal attribute)")
+    return value
+
+
 def _parse_dtype(value: Any, attr: Attr) -> str | None:
     if value is None:
         return None
@@ -145,6 +152,7 @@ _PARSERS: dict[str, Callable[[Any, Attr], Any]] = {
     "axis": _parse_axis,
     "optional_int": _parse_optional_int,
     "dtype": _parse_dtype,
+    "records": _parse_record,
 }
 
 
@@ -187,8 +195,12 @@ class OpDef:
         incoming gradient; this is the loss that gradient belongs to (gradcheck uses it).
     labels, integer_inputs: inputs that hold class labels or indices; they get no gradient.
     expr: for an elementwise op, its scalar expression (``{0}``, ``{1}`` the operands,
-        ``{name}`` an attribute; Python's ``math`` module), or a function of the attributes
-        returning one. Backends generate their elementwise kernels from it.
+        ``{name}`` an attribute, ``{index}`` the output position along the ``axis``
+        attribute; Python's ``math`` module), or a function of the attributes returning one.
+        Backends generate their elementwise kernels, fused or not, from it.
+    shape_only: inputs whose values the op never reads, only their shape (``ones_like``).
+    operand_axes(attrs, out_ndim, position) -> the output axes input ``position`` of an
+        elementwise op is indexed by, or None for NumPy's trailing alignment (the default).
     """
 
     name: str
@@ -208,6 +220,8 @@ class OpDef:
     broadcasting: bool = False
     loss: Callable | None = None
     expr: str | Callable[[Mapping], str] | None = None
+    shape_only: tuple[str, ...] = ()
+    operand_axes: Callable | None = None
     doc: str = ""
     schema: Mapping[str, Attr] = field(init=False, repr=False)
 

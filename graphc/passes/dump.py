@@ -1,13 +1,12 @@
 """Listings of a graph for dumping passes: text (``debug_str``) and Graphviz DOT.
 
-Nodes whose attributes carry a ``group`` key (fusion's kernel groups) are drawn inside a
-``subgraph cluster_<group>``. ``dot -Tpng graph.dot -o graph.png`` renders the DOT text
+A fused node is drawn as a ``subgraph cluster`` holding the nodes it replaced, with the
+edges between them, so every fused group is visible as a box around its original nodes. ``dot -Tpng graph.dot -o graph.png`` renders the DOT text
 where Graphviz is installed; graphc does not need it.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 
 from graphc.ir.infer import infer_shapes
@@ -35,19 +34,14 @@ def _quote(text: str) -> str:
 def _node_label(node: Node, inferred: Mapping) -> str:
     shape = inferred.get(NodeOutput(node, 0))
     shape_text = "" if shape is None else "\\n" + format_shape(shape)
-    name = node.name.replace("\\", "\\\\").replace('"', '\\"')
     op = "Variable" if node.is_variable else node.op
-    return f'"{name}\\n{op}{shape_text}"'
-
-
-def _cluster_name(group) -> str:
-    return "cluster_" + re.sub(r"\W", "_", str(group))
+    return f'"{_escape(node.name)}\\n{op}{shape_text}"'
 
 
 def to_dot(symbol: Symbol, shapes: Mapping[str, tuple] | None = None) -> str:
     """Graphviz DOT text: a box per node labelled name, op and shape (when known), an edge
     per input (labelled with the output index for multi-output nodes), and a cluster per
-    ``group`` attribute.
+    fused node around the nodes it replaced.
 
     >>> import graphc as gc
     >>> print(to_dot(gc.exp(gc.Variable("x"), name="e"), {"x": (2,)}))
@@ -68,26 +62,67 @@ def to_dot(symbol: Symbol, shapes: Mapping[str, tuple] | None = None) -> str:
     inferred = infer_shapes(graph, given, partial=True).values
     ids = {node: f"n{index}" for index, node in enumerate(graph.nodes)}
     lines = ["digraph graphc {", "  node [shape=box];"]
-    clusters: dict[str, list[Node]] = {}
+    edges = []
     for node in graph.nodes:
-        if "group" in node.attrs:
-            clusters.setdefault(_cluster_name(node.attrs["group"]), []).append(node)
+        if node.op == "_fused":
+            lines.extend(_fused_cluster(node, ids[node], inferred))
+            edges.extend(_fused_input_edges(node, ids))
             continue
         lines.append(f"  {ids[node]} [label={_node_label(node, inferred)}];")
-    for cluster, members in clusters.items():
-        group = members[0].attrs["group"]
-        lines.append(f"  subgraph {cluster} {{")
-        lines.append(f"    label={_quote('group ' + str(group))};")
-        for node in members:
-            lines.append(f"    {ids[node]} [label={_node_label(node, inferred)}];")
-        lines.append("  }")
-    for node in graph.nodes:
         for entry in node.inputs:
-            label = f' [label="{entry.index}"]' if num_outputs(entry.node) > 1 else ""
-            lines.append(f"  {ids[entry.node]} -> {ids[node]}{label};")
+            edges.append(f"  {_source_id(entry, ids)} -> {ids[node]}{_edge_label(entry)};")
+    lines.extend(edges)
     for index, entry in enumerate(symbol.entries):
-        label = f' [label="{entry.index}"]' if num_outputs(entry.node) > 1 else ""
-        lines.append(f"  {ids[entry.node]} -> out{index}{label};")
+        lines.append(f"  {_source_id(entry, ids)} -> out{index}{_edge_label(entry)};")
         lines.append(f'  out{index} [label="output {index}", shape=plaintext];')
     lines.append("}")
     return "\n".join(lines)
+
+
+def _edge_label(entry: NodeOutput) -> str:
+    if entry.node.op == "_fused" or num_outputs(entry.node) == 1:
+        return ""
+    return f' [label="{entry.index}"]'
+
+
+def _source_id(entry: NodeOutput, ids: Mapping) -> str:
+    """The box an edge starts from: for a fused node, the member whose value leaves."""
+    node = entry.node
+    if node.op == "_fused":
+        member, _ = node.attrs["outputs"][entry.index]
+        return f"{ids[node]}_{member}"
+    return ids[node]
+
+
+def _fused_cluster(node: Node, node_id: str, inferred: Mapping) -> list[str]:
+    members = node.attrs["members"]
+    lines = [f"  subgraph cluster_{node_id} {{", f"    label={_quote(node.name)};"]
+    for position, member in enumerate(members):
+        label = f"{_escape(member.name)}\\n{_escape(member.op)}"
+        leaving = [k for k, (m, _) in enumerate(node.attrs["outputs"]) if m == position]
+        if leaving:
+            shape = inferred.get(NodeOutput(node, leaving[0]))
+            if shape is not None:
+                label += "\\n" + format_shape(shape)
+        lines.append(f'    {node_id}_{position} [label="{label}"];')
+    for position, member in enumerate(members):
+        for kind, value in member.operands:
+            if kind == "member":
+                lines.append(f"    {node_id}_{value} -> {node_id}_{position};")
+    lines.append("  }")
+    return lines
+
+
+def _fused_input_edges(node: Node, ids: Mapping) -> list[str]:
+    edges = []
+    for position, member in enumerate(node.attrs["members"]):
+        for kind, value in member.operands:
+            if kind == "input":
+                entry = node.inputs[value]
+                target = f"{ids[node]}_{position}"
+                edges.append(f"  {_source_id(entry, ids)} -> {target}{_edge_label(entry)};")
+    return edges
+
+
+def _escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')

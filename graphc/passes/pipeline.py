@@ -1,9 +1,15 @@
 """The optimization pipeline: a list of passes per level, run in order.
 
-A pass is a plain function ``pass_(symbol, shapes=None) -> Symbol``: it returns a new symbol
-over the graph's outputs (same number, same order, same values) and never changes its input.
-``shapes`` are the input shapes the caller knows; a pass that needs more shapes than it can
-infer skips what it cannot prove.
+A pass is a plain function ``pass_(symbol, shapes=None, forward_outputs=None) -> Symbol``:
+it returns a new symbol over the graph's outputs (same number, same order, same values) and
+never changes its input. ``shapes`` are the input shapes the caller knows; a pass that needs
+more shapes than it can infer skips what it cannot prove. ``forward_outputs`` says that the
+first that many outputs are the forward pass (the rest gradients), for passes that keep the
+two apart.
+
+Memory planning is the last stage of ``-O2``; it works on the scheduled kernels rather than
+on the graph, so the runtime runs it at bind (``graphc.runtime.memory_plan``: in-place
+elementwise kernels and size classes at ``-O2``).
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from graphc.ir.symbol import Symbol
+from graphc.passes.fuse import fuse
 from graphc.passes.simplify import simplify
 
 Pass = Callable[..., Symbol]
@@ -19,9 +26,9 @@ Dump = Callable[[str, Symbol, Symbol], None]
 LEVEL_PASSES: dict[int, list[Pass]] = {
     0: [],
     1: [simplify],
-    # Level 2 is the default. Fusion and memory planning are appended here when they land:
-    # [simplify, fuse_elementwise, ..., plan_memory].
-    2: [simplify],
+    # Level 2, the default; fusion runs after simplification so that it groups the fewest,
+    # already-cleaned nodes.
+    2: [simplify, fuse],
 }
 """The passes of each optimization level (``-O0``, ``-O1``, ``-O2``), in the order they run."""
 
@@ -31,6 +38,7 @@ def optimize(
     level: int = 2,
     shapes: Mapping[str, tuple] | None = None,
     dump: Dump | None = None,
+    forward_outputs: int | None = None,
 ) -> Symbol:
     """The optimized graph of ``symbol``: the passes of ``level`` applied in order.
 
@@ -47,6 +55,9 @@ def optimize(
         Called as ``dump(pass_name, before, after)`` after each pass (see
         ``graphc.passes.dump`` for text and DOT listings, ``graphc.passes.check`` for an IR
         checker with the same signature).
+    forward_outputs : int, optional
+        The first that many outputs are the forward pass; fusion then never mixes forward
+        and gradient nodes in one kernel.
 
     Returns
     -------
@@ -62,7 +73,7 @@ def optimize(
         raise ValueError(f"optimize: level must be one of {sorted(LEVEL_PASSES)}, not {level!r}")
     for optimization in LEVEL_PASSES[level]:
         before = symbol
-        symbol = optimization(symbol, shapes)
+        symbol = optimization(symbol, shapes, forward_outputs)
         if dump is not None:
             dump(optimization.__name__, before, symbol)
     return symbol

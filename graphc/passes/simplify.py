@@ -15,6 +15,7 @@ import numpy as np
 
 from graphc.ir.infer import infer_shapes
 from graphc.ir.node import Node, NodeOutput
+from graphc.ir.ops.reduce import reduced_axes
 from graphc.ir.registry import EvalContext, get_op
 from graphc.ir.symbol import Symbol
 from graphc.passes.identities import first_identity
@@ -136,6 +137,39 @@ def fold_constants(symbol: Symbol, shapes: Mapping[str, tuple] | None = None) ->
     return transform(symbol, replace)
 
 
+def fold_sizes(symbol: Symbol, shapes: Mapping[str, tuple] | None = None) -> Symbol:
+    """Replace ``_size`` (an element count, as in ``mean`` and the losses' normalizations)
+    by a ``_scalar`` constant where the input's shape is known.
+
+    Keeps: the value (a count is exact in float32 up to 2**24 elements over the axes, and
+    a larger count is left alone); a ``_size`` that is itself an output of the graph is left
+    alone too, since an untyped constant must not stand for a typed output.
+
+    >>> import graphc as gc
+    >>> x = gc.Variable("x")
+    >>> folded = fold_sizes(x / gc.size_array(x, axis=0), {"x": (4, 3)})
+    >>> [node.attrs["value"] for node in folded.graph.nodes if node.op == "_scalar"]
+    [4.0]
+    """
+    known = entry_shapes(symbol, shapes)
+    outputs = {entry.node for entry in symbol.entries}
+
+    def replace(old: Node, rebuilt: Node) -> list[NodeOutput] | None:
+        if rebuilt.op != "_size" or old in outputs:
+            return None
+        source = known.get(old.inputs[0])
+        if source is None:
+            return None
+        axes = reduced_axes(old.attrs["axis"], len(source))
+        count = int(np.prod([source[axis] for axis in axes], dtype=np.int64))
+        if count > 2**24:
+            return None
+        constant = make_node("_scalar", [], {"value": float(count)}, rebuilt)
+        return [NodeOutput(constant, 0)]
+
+    return transform(symbol, replace, known)
+
+
 def apply_identities(symbol: Symbol, shapes: Mapping[str, tuple] | None = None) -> Symbol:
     """Rewrite with the table ``graphc.passes.identities.IDENTITIES`` (x * 1 -> x, ...).
 
@@ -192,6 +226,7 @@ def prune_zero_gradients(symbol: Symbol, shapes: Mapping[str, tuple] | None = No
 
 SIMPLIFICATIONS = (
     prune_zero_gradients,
+    fold_sizes,
     apply_identities,
     fold_constants,
     eliminate_common_subexpressions,
@@ -200,8 +235,13 @@ SIMPLIFICATIONS = (
 """One round of ``simplify``, in order."""
 
 
-def simplify(symbol: Symbol, shapes: Mapping[str, tuple] | None = None) -> Symbol:
+def simplify(
+    symbol: Symbol,
+    shapes: Mapping[str, tuple] | None = None,
+    forward_outputs: int | None = None,
+) -> Symbol:
     """Run every simplification until none changes the graph (at most MAX_ROUNDS rounds).
+    ``forward_outputs`` is accepted for the pipeline's uniform call and not needed here.
 
     Keeps: the value, shape and dtype of every output, in order; the outputs' node names
     where those nodes survive.

@@ -74,6 +74,16 @@ def load_kernel(source: str, function_name: str = "kernel") -> Callable:
     return function
 
 
+def kernel_function(module: str, name: str) -> Callable:
+    """A compiled kernel by module and name, for generated code that calls other kernels
+    (a fused kernel its anchor, a step function its kernels). Generated kernel modules are
+    found among the loaded ones: a caller is always lowered after what it calls."""
+    loaded = sys.modules.get(module)
+    if loaded is None:
+        loaded = importlib.import_module(module)
+    return getattr(loaded, name)
+
+
 def _ensure_file(path: Path, source: str) -> None:
     expected = _HEADER + _body_hash(source) + "\n" + source
     status = _check(path, source)

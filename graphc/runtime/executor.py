@@ -36,6 +36,8 @@ from graphc.runtime.kernels import kernel_for
 from graphc.runtime.memory_plan import FOREVER, BufferRequest, plan_memory
 
 GRAD_REQS = ("write", "add", "null")
+IN_PLACE_LEVEL = 2
+"""From this optimization level on, elementwise kernels run in place where they can."""
 
 
 @dataclass
@@ -91,7 +93,9 @@ class Executor:
         # Forward and gradient are optimized together, so that they share work.
         training = Symbol(list(symbol.entries) + list(self._grad_entries.values()))
         shapes = {name: array.shape for name, array in values.items()}
-        training = optimize(training, level=self.opt_level, shapes=shapes)
+        training = optimize(
+            training, level=self.opt_level, shapes=shapes, forward_outputs=len(symbol.entries)
+        )
         entries = list(training.entries)
         self._output_entries = entries[: len(symbol.entries)]
         self._grad_entries = dict(zip(self._grad_entries, entries[len(symbol.entries) :]))
@@ -156,20 +160,34 @@ class Executor:
     def _bind_buffers(self, values: dict[str, np.ndarray]) -> None:
         """Plan and allocate every intermediate, then bind each step's arguments."""
         storage: dict[NodeOutput, NodeOutput] = {}  # entry -> the entry whose memory it uses
+        inputs_of: dict[NodeOutput, int] = {}  # entry -> the input whose buffer it takes
         last_use: dict[NodeOutput, int] = {}
         first_def: dict[NodeOutput, int] = {}
+        last_read = self._last_reads()
+        kept = set(self._output_entries) | set(self._grad_entries.values())
         for position, (node, kernel) in enumerate(zip(self.schedule, self._kernels)):
             for entry in node.inputs:
                 root = storage.get(entry, entry)
                 last_use[root] = position
+            taken: set[NodeOutput] = set()
             for index in range(get_op(node.op).num_outputs(node.attrs)):
                 entry = NodeOutput(node, index)
                 if kernel.view_of is not None:
                     storage[entry] = storage.get(
                         node.inputs[kernel.view_of], node.inputs[kernel.view_of]
                     )
-                else:
+                    continue
+                donor = self._in_place_donor(
+                    node, kernel, entry, position, storage, first_def, last_read, kept, taken
+                )
+                if donor is None:
                     first_def[entry] = position
+                else:
+                    root = storage.get(node.inputs[donor], node.inputs[donor])
+                    storage[entry] = root
+                    inputs_of[entry] = donor
+                    taken.add(root)
+        self._in_place = inputs_of
         end = len(self.schedule)
         for entry in list(self._output_entries) + list(self._grad_entries.values()):
             last_use[storage.get(entry, entry)] = FOREVER if entry in self._output_entries else end
@@ -188,8 +206,10 @@ class Executor:
                 workspace_requests.append(
                     BufferRequest(("ws", position, slot), _nbytes(shape, dtype), position, position)
                 )
-        self.memory_plan = plan_memory(requests + workspace_requests)
-        self._blocks = self.memory_plan.allocate()
+        self.memory_plan = plan_memory(
+            requests + workspace_requests, optimized=self.opt_level >= IN_PLACE_LEVEL
+        )
+        self._arena = self.memory_plan.allocate()
 
         arrays: dict[NodeOutput, np.ndarray] = {}
         for node in self.graph.variables:
@@ -203,6 +223,10 @@ class Executor:
                 source = arrays[node.inputs[kernel.view_of]]
                 arrays[NodeOutput(node, 0)] = source.reshape(self._shapes[NodeOutput(node, 0)])
                 continue
+            for index in range(count):
+                donor = self._in_place.get(NodeOutput(node, index))
+                if donor is not None:
+                    arrays[NodeOutput(node, index)] = arrays[node.inputs[donor]]
             inputs = tuple(arrays[e] for e in node.inputs)
             outputs = tuple(arrays[NodeOutput(node, i)] for i in range(count))
             workspace = tuple(
@@ -217,10 +241,46 @@ class Executor:
         self.outputs = [arrays[entry] for entry in self._output_entries]
         self._grad_sources = {name: arrays[entry] for name, entry in self._grad_entries.items()}
 
+    def _last_reads(self) -> dict[NodeOutput, int]:
+        """The last schedule position that reads each entry."""
+        last: dict[NodeOutput, int] = {}
+        for position, node in enumerate(self.schedule):
+            for entry in node.inputs:
+                last[entry] = position
+        return last
+
+    def _in_place_donor(
+        self, node, kernel, entry, position, storage, first_def, last_read, kept, taken
+    ) -> int | None:
+        """The input whose buffer output ``entry`` may take (in-place execution), or None.
+
+        Only at -O2, only for elementwise kernels, and only an intermediate buffer of the
+        same shape and dtype that nothing reads after this step (no alias of it either),
+        that is no output or gradient of the graph, and that no other output of this step
+        took."""
+        if self.opt_level < IN_PLACE_LEVEL or not kernel.elementwise:
+            return None
+        aliases: dict[NodeOutput, list[NodeOutput]] = {}
+        for alias, root in storage.items():
+            aliases.setdefault(root, []).append(alias)
+        for donor, source in enumerate(node.inputs):
+            root = storage.get(source, source)
+            if root not in first_def or root in taken:
+                continue
+            if self._shapes[source] != self._shapes[entry]:
+                continue
+            if self._dtypes[source] != self._dtypes[entry]:
+                continue
+            family = [root, *aliases.get(root, [])]
+            if any(member in kept for member in family):
+                continue
+            if any(last_read.get(member, -1) > position for member in family):
+                continue
+            return donor
+        return None
+
     def _block_view(self, key, shape, dtype) -> np.ndarray:
-        block = self._blocks[self.memory_plan.assignment[key]]
-        nbytes = _nbytes(shape, dtype)
-        return block[:nbytes].view(dtype).reshape(shape)
+        return self.memory_plan.view(self._arena, key, shape, dtype)
 
     # -- run -----------------------------------------------------------------------------------
 
@@ -405,9 +465,14 @@ class Executor:
         for key, (first, last) in self.memory_plan.lifetimes.items():
             last_text = "end" if last >= len(self.schedule) else str(last)
             lines.append(
-                f"  {key!r:<28} steps {first}..{last_text} block {self.memory_plan.assignment[key]}"
+                f"  {key!r:<28} steps {first}..{last_text} offset {self.memory_plan.offsets[key]:,}"
+                f" bytes {self.memory_plan.sizes[key]:,}"
             )
-        lines.append(f"planned peak: {self.memory_plan.planned_peak_bytes:,} bytes")
+        lines.append(
+            f"planned peak: {self.memory_plan.planned_peak_bytes:,} bytes in one arena"
+            f" ({self.memory_plan.strategy}; {self.memory_plan.requested_bytes:,} bytes"
+            " without sharing)"
+        )
         return "\n".join(lines)
 
 

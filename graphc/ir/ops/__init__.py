@@ -6,6 +6,7 @@ from graphc.ir.ops import (  # noqa: F401 - imported to register the ops
     dense,
     dropout,
     elementwise,
+    fused,
     indexing,
     loss,
     lstm,

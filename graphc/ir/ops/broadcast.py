@@ -74,6 +74,7 @@ register(
         infer_type=_like_type,
         forward=lambda attrs, inputs, ctx: [np.zeros_like(inputs[0])],
         expr="0.0",
+        shape_only=("data",),
         doc="Zeros of the shape and dtype of ``data``.",
     )
 )
@@ -84,6 +85,7 @@ register(
         infer_type=_like_type,
         forward=lambda attrs, inputs, ctx: [np.ones_like(inputs[0])],
         expr="1.0",
+        shape_only=("data",),
         doc="Ones of the shape and dtype of ``data``.",
     )
 )
@@ -158,6 +160,7 @@ register(
         infer_type=_first_input_type,
         forward=lambda attrs, inputs, ctx: [np.broadcast_to(inputs[0], inputs[1].shape).copy()],
         expr="{0}",
+        shape_only=("like",),
         grad=lambda args: [sum_to_like(args.out_grads[0], args.inputs[0]), None],
         doc="Broadcast ``data`` to the shape of ``like`` (NumPy rules).",
     )

@@ -104,7 +104,9 @@ _unary(
 _unary(
     "relu",
     lambda x: np.maximum(x, 0),
-    lambda x, y, dy: dy * greater(x, 0.0),
+    # y > 0 exactly where x > 0; reading the output lets x die right after the forward
+    # (or never be stored at all when relu is fused into the layer that produces x).
+    lambda x, y, dy: dy * greater(y, 0.0),
     "({0} if {0} > 0.0 else 0.0)",
     "max(x, 0).",
 )

@@ -219,10 +219,56 @@ register(
 )
 
 
+def _one_hot_like_shape(attrs, in_shapes):
+    like = known(in_shapes[1], "like")
+    axis = normalize_axis(attrs["axis"], len(like))
+    index = fill(in_shapes[0], like[:axis] + like[axis + 1 :], "index")
+    return [index, like], [like]
+
+
+def _one_hot_like_forward(attrs, inputs, ctx):
+    index, like = inputs
+    axis = attrs["axis"] % like.ndim
+    indices = np.expand_dims(as_indices(index, like.shape[axis], "one_hot_like"), axis)
+    out = np.zeros(like.shape, dtype=like.dtype)
+    np.put_along_axis(out, indices, 1, axis=axis)
+    return [out]
+
+
+def _one_hot_like_operand_axes(attrs, out_ndim: int, position: int):
+    if position != 0:
+        return None
+    axis = attrs["axis"] % out_ndim
+    return tuple(dim for dim in range(out_ndim) if dim != axis)
+
+
+register(
+    OpDef(
+        name="one_hot_like",
+        inputs=("index", "like"),
+        integer_inputs=("index",),
+        attrs=(Attr("axis", "int", -1),),
+        infer_shape=_one_hot_like_shape,
+        infer_type=lambda attrs, dtypes: (dtypes, dtypes[1]),
+        forward=_one_hot_like_forward,
+        grad=lambda args: [None, None],
+        # An elementwise op over the output: the index is read at the output's position
+        # with ``axis`` left out, so a loss gradient (probabilities minus one-hot) fuses into
+        # one loop instead of a zero fill and a scatter. ``one_hot_at`` (the backends'
+        # scalar helper) raises on an index that is not an integer in range, as the
+        # reference does.
+        expr="one_hot_at({0}, {index}, {extent})",
+        shape_only=("like",),
+        operand_axes=_one_hot_like_operand_axes,
+        doc="1 where the position along axis equals index, else 0, in the shape and dtype of"
+        " like (index has like's shape without axis).",
+    )
+)
+
+
 def one_hot_like(index, like, axis: int = -1):
     """1 where position ``index`` along ``axis`` of ``like``'s shape, else 0."""
-    ones = apply_op("ones_like", [index], {})
-    return apply_op("_pick_backward", [ones, index, like], {"axis": axis, "keepdims": False})
+    return apply_op("one_hot_like", [index, like], {"axis": axis})
 
 
 Embedding = make_constructor(get_op("Embedding"))

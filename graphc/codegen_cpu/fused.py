@@ -1,0 +1,329 @@
+"""The kernel of a fused node: one generated Numba function for the whole group.
+
+The source is built from the members' scalar expressions (the same ones single-op kernels
+use), so a fused group computes what its nodes computed one by one:
+
+1. the anchor, if any, runs first by calling its own compiled kernel (a matrix product, a
+   convolution, pooling) into its output buffer;
+2. one loop over the iteration shape computes every elementwise member at each position
+   into locals, each rounded to its dtype exactly as a separate kernel would store it,
+   then stores the members that leave the group;
+3. reductions accumulate member values in float64 accumulators inside that loop and are
+   written once after it.
+
+All inputs at a position are read before any output at that position is written, so a
+group without an anchor may run in place (the runtime lets an output share the buffer of a
+dying input of the same shape).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import numpy as np
+
+from graphc.codegen_cpu.elementwise import (
+    DECORATOR,
+    HEADER,
+    full_index,
+    needs_indices,
+    operand_axes,
+    read_index,
+    read_positions,
+    render_expression,
+)
+from graphc.codegen_cpu.lowering import Kernel, NodeSpec, lower, lowering
+from graphc.ir.errors import BackendError
+from graphc.ir.ops.fused import CONST, INPUT, MEMBER, Member, member_dtypes, member_shapes
+from graphc.ir.ops.reduce import reduced_axes
+from graphc.ir.registry import get_op
+from graphc.runtime.cache import load_kernel
+
+REDUCTIONS = ("sum", "sum_to_like")
+
+
+def literal(value: float, dtype) -> str:
+    """A constant in generated source, rounded to ``dtype`` as a stored scalar would be."""
+    if math.isnan(value):
+        text = "math.nan"
+    elif math.isinf(value):
+        text = "math.inf" if value > 0 else "-math.inf"
+    else:
+        text = repr(float(value))
+    return f"np.{np.dtype(dtype).name}({text})"
+
+
+def _iteration_shape(spec: NodeSpec, members, shapes) -> tuple:
+    elementwise = [
+        shapes[index][0]
+        for index, member in enumerate(members)
+        if get_op(member.op).expr is not None
+    ]
+    if not elementwise or any(tuple(shape) != tuple(elementwise[0]) for shape in elementwise):
+        raise BackendError(
+            f"{spec.name} (_fused): elementwise members must share one shape, got {elementwise}"
+        )
+    return tuple(elementwise[0])
+
+
+def _anchor_spec(spec: NodeSpec, member: Member, shapes, dtypes) -> NodeSpec:
+    positions = [value for kind, value in member.operands]
+    return NodeSpec(
+        op=member.op,
+        name=member.name,
+        attrs=member.attr_map,
+        in_shapes=tuple(spec.in_shapes[k] for k in positions),
+        in_dtypes=tuple(spec.in_dtypes[k] for k in positions),
+        out_shapes=tuple(tuple(shape) for shape in shapes),
+        out_dtypes=tuple(np.dtype(dtype) for dtype in dtypes),
+        options=spec.options,
+    )
+
+
+def kernel_reference(function) -> tuple[str, str]:
+    """The module and attribute under which a compiled kernel can be imported again."""
+    python_function = getattr(function, "py_func", function)
+    module, name = python_function.__module__, python_function.__name__
+    if getattr(sys.modules.get(module), name, None) is not function:
+        raise BackendError(f"kernel {module}.{name} cannot be called from generated code")
+    return module, name
+
+
+def _reduction_index(member: Member, source_shape: tuple, out_shape: tuple) -> str:
+    """The flat accumulator index of a reduction at the loop position."""
+    if member.op == "sum":
+        axes = reduced_axes(member.attr_map["axis"], len(source_shape))
+        kept = [axis for axis in range(len(source_shape)) if axis not in axes]
+        parts = [(f"i{axis}", source_shape[axis]) for axis in kept]
+    else:  # sum_to_like: read the target like a broadcast input
+        offset = len(source_shape) - len(out_shape)
+        parts = []
+        for axis, dim in enumerate(out_shape):
+            loop_axis = offset + axis
+            same = dim != 1 or source_shape[loop_axis] == 1
+            parts.append((f"i{loop_axis}" if same else "0", dim))
+    text = "0"
+    for variable, dim in parts:
+        text = variable if text == "0" else f"({text}) * {dim} + {variable}"
+    return text
+
+
+def render_fused(spec: NodeSpec, members, shapes, dtypes, anchor: tuple | None) -> str:
+    """The kernel source. ``anchor`` is (module, name) of the anchor's compiled kernel, or
+    None when the group has no anchor. Parameters: ``anchor_args`` and ``anchor_out`` (the
+    anchor's argument tuple and the array its output 0 is in) when anchored, then the
+    inputs, the outputs and one float64 accumulator per reduction."""
+    shape = _iteration_shape(spec, members, shapes)
+    outputs = list(spec.attrs["outputs"])
+    stores: dict[int, list[str]] = {}
+    reductions: dict[int, tuple[str, str, int]] = {}
+    for position, (member, _) in enumerate(outputs):
+        if anchor is not None and member == 0:
+            continue  # the anchor writes its outputs itself
+        if members[member].op in REDUCTIONS:
+            size = int(np.prod(shapes[member][0], dtype=np.int64))
+            reductions[member] = (f"out{position}", f"acc{len(reductions)}", size)
+        else:
+            stores.setdefault(member, []).append(f"out{position}")
+    flat = (
+        not reductions
+        and len(shape) != 0
+        and all(_reads_full(member, spec, shape) for member in members)
+    )
+    inputs = [f"in{k}" for k in range(len(spec.in_shapes))]
+    params = ["anchor_args", "anchor_out"] if anchor is not None else []
+    params += inputs + [f"out{k}" for k in range(len(outputs))]
+    params += [accumulator for _, accumulator, _ in reductions.values()]
+    header = HEADER
+    if anchor is not None:
+        header += (
+            "from graphc.runtime.cache import kernel_function\n\n"
+            f"anchor = kernel_function({anchor[0]!r}, {anchor[1]!r})\n\n\n"
+        )
+    fastmath = bool(spec.options.get("fastmath", False))
+    lines = [header + DECORATOR.format(fastmath=fastmath) + f"def kernel({', '.join(params)}):"]
+    if anchor is not None:
+        lines.append("    anchor(*anchor_args)")
+    for _, accumulator, _ in reductions.values():
+        lines.append(f"    {accumulator}[:] = 0.0")
+    if flat:
+        stored = [name for names in stores.values() for name in names]
+        for array in (["anchor_out"] if anchor is not None else []) + inputs + stored:
+            lines.append(f"    flat_{array} = {array}.ravel()")
+        lines.append(f"    for i in range({int(np.prod(shape))}):")
+        indent = "        "
+
+        def at(array: str) -> str:
+            return f"flat_{array}[i]"
+    else:
+        indent = "    "
+        for axis, dim in enumerate(shape):
+            lines.append(f"{indent}for i{axis} in range({dim}):")
+            indent += "    "
+
+        def at(array: str) -> str:
+            return f"{array}{full_index(shape)}"
+
+    for position, member in enumerate(members):
+        if anchor is not None and position == 0:
+            lines.append(f"{indent}v0 = {at('anchor_out')}")
+            continue
+        if member.op in REDUCTIONS:
+            continue
+        dtype = np.dtype(dtypes[position][0])
+        operands = _operands(member, spec, shape, dtype, flat)
+        expression = render_expression(member.op, member.attr_map, operands, shape)
+        lines.append(f"{indent}v{position} = np.{dtype.name}({expression})")
+    for member, names in stores.items():
+        for name in names:
+            lines.append(f"{indent}{at(name)} = v{member}")
+    for member, (_, accumulator, _) in reductions.items():
+        kind, source = members[member].operands[0]
+        if kind != MEMBER:
+            raise BackendError(
+                f"{spec.name} (_fused): reduction {members[member].name} must read a member"
+            )
+        index = _reduction_index(members[member], shape, tuple(shapes[member][0]))
+        lines.append(f"{indent}{accumulator}[{index}] += v{source}")
+    for output, accumulator, size in reductions.values():
+        lines.append(f"    flat_{output} = {output}.reshape({size})")
+        lines.append(f"    for k in range({size}):")
+        lines.append(f"        flat_{output}[k] = {accumulator}[k]")
+    return "\n".join(lines) + "\n"
+
+
+def _reads_full(member: Member, spec: NodeSpec, shape: tuple) -> bool:
+    """Whether every input the member reads has the iteration shape, read position by
+    position (so a flat loop does)."""
+    if get_op(member.op).expr is None:
+        return True  # the anchor: its output has the iteration shape
+    if needs_indices(member.op, member.attr_map):
+        return False
+    used = read_positions(member.op, member.attr_map)
+    for position, (kind, value) in enumerate(member.operands):
+        if kind == INPUT and position in used and tuple(spec.in_shapes[value]) != shape:
+            return False
+    return True
+
+
+def _operands(member: Member, spec: NodeSpec, shape: tuple, dtype, flat: bool) -> list[str]:
+    used = read_positions(member.op, member.attr_map)
+    operands = []
+    for position, (kind, value) in enumerate(member.operands):
+        if position not in used:
+            operands.append("None")
+        elif kind == MEMBER:
+            operands.append(f"v{value}")
+        elif kind == CONST:
+            operands.append(literal(value, dtype))
+        elif flat:
+            operands.append(f"flat_in{value}[i]")
+        else:
+            axes = operand_axes(member.op, member.attr_map, len(shape), position)
+            operands.append(f"in{value}" + read_index(tuple(spec.in_shapes[value]), shape, axes))
+    return operands
+
+
+def _anchor_of(members) -> Member | None:
+    first = members[0]
+    if get_op(first.op).expr is None and first.op not in REDUCTIONS:
+        return first
+    return None
+
+
+@lowering("_fused")
+def lower_fused(spec: NodeSpec) -> Kernel:
+    members = spec.attrs["members"]
+    outputs = list(spec.attrs["outputs"])
+    shapes = member_shapes(spec.attrs, spec.in_shapes)
+    dtypes = member_dtypes(spec.attrs, spec.in_dtypes)
+    anchor = _anchor_of(members)
+    if anchor is None:
+        source = render_fused(spec, members, shapes, dtypes, None)
+        plan = _plan_arguments(spec, outputs, members, shapes, None, None)
+        return Kernel(
+            fn=load_kernel(source),
+            workspace=plan.workspace,
+            name=spec.name,
+            source=source,
+            prepare=plan.prepare,
+            elementwise=True,
+        )
+    anchor_kernel = lower(_anchor_spec(spec, anchor, shapes[0], dtypes[0]))
+    if anchor_kernel.view_of is not None or anchor_kernel.needs_step:
+        raise BackendError(f"{spec.name} (_fused): {anchor.op} cannot anchor a fused kernel")
+    source = render_fused(spec, members, shapes, dtypes, kernel_reference(anchor_kernel.fn))
+    plan = _plan_arguments(spec, outputs, members, shapes, dtypes, anchor_kernel)
+    return Kernel(
+        fn=load_kernel(source),
+        workspace=plan.workspace,
+        name=spec.name,
+        source=source,
+        prepare=plan.prepare,
+    )
+
+
+class _ArgumentPlan:
+    """The workspace a fused kernel needs and how the planned arrays become its arguments."""
+
+    def __init__(self, spec, outputs, members, shapes, dtypes, anchor_kernel) -> None:
+        self.workspace: tuple = ()
+        slots: list = []
+        anchor_targets: list = []  # per anchor output: ("out", k) or ("ws", slot)
+        anchor_inputs: list[int] = []
+        if anchor_kernel is not None:
+            anchor_inputs = [value for _, value in members[0].operands]
+            exported = {index: k for k, (member, index) in enumerate(outputs) if member == 0}
+            for index, shape in enumerate(shapes[0]):
+                if index in exported:
+                    anchor_targets.append(("out", exported[index]))
+                    continue
+                reuse = None
+                if index == 0:  # the loop may overwrite the anchor's value where it read it
+                    reuse = next(
+                        (
+                            k
+                            for k, (member, _) in enumerate(outputs)
+                            if member != 0
+                            and members[member].op not in REDUCTIONS
+                            and tuple(spec.out_shapes[k]) == tuple(shape)
+                            and np.dtype(spec.out_dtypes[k]) == np.dtype(dtypes[0][0])
+                        ),
+                        None,
+                    )
+                if reuse is not None:
+                    anchor_targets.append(("out", reuse))
+                else:
+                    anchor_targets.append(("ws", len(slots)))
+                    slots.append((tuple(shape), np.dtype(dtypes[0][index])))
+            anchor_workspace = list(range(len(slots), len(slots) + len(anchor_kernel.workspace)))
+            slots.extend(anchor_kernel.workspace)
+        reduction_slots = []
+        for k, (member, _) in enumerate(outputs):
+            if members[member].op in REDUCTIONS and not (anchor_kernel is not None and member == 0):
+                size = int(np.prod(spec.out_shapes[k], dtype=np.int64))
+                reduction_slots.append(len(slots))
+                slots.append(((size,), np.dtype(np.float64)))
+        self.workspace = tuple(slots)
+
+        def prepare(inputs: tuple, outs: tuple, workspace: tuple) -> tuple:
+            head: tuple = ()
+            if anchor_kernel is not None:
+                arrays = [
+                    outs[where] if kind == "out" else workspace[where]
+                    for kind, where in anchor_targets
+                ]
+                arguments = anchor_kernel.arguments(
+                    tuple(inputs[k] for k in anchor_inputs),
+                    tuple(arrays),
+                    tuple(workspace[slot] for slot in anchor_workspace),
+                )
+                head = (arguments, arrays[0])
+            return (*head, *inputs, *outs, *(workspace[slot] for slot in reduction_slots))
+
+        self.prepare = prepare
+
+
+def _plan_arguments(spec, outputs, members, shapes, dtypes, anchor_kernel) -> _ArgumentPlan:
+    return _ArgumentPlan(spec, outputs, members, shapes, dtypes, anchor_kernel)
