@@ -14,7 +14,7 @@ from graphc.cache_location import route_numba_cache
 
 route_numba_cache()  # before anything below imports Numba
 
-from graphc import codegen_cpu, models, viz
+from graphc import codegen_cpu, datasets, initializer, io, metric, models, viz
 from graphc.ir import (
     DTypeError,
     GradientError,
@@ -34,6 +34,16 @@ from graphc.ir import (
 )
 from graphc.ir.ops import *  # noqa: F403 - every op constructor at the top level, as mx.sym.*
 from graphc.passes import optimize
-from graphc.runtime import Context, Executor, KernelCacheWarning, cpu, gpu
+from graphc.runtime import (
+    Context,
+    Executor,
+    KernelCacheWarning,
+    cpu,
+    gpu,
+    lr_scheduler,
+    optimizer,
+)
+
+init = initializer  # MXNet's short name (mx.init.Xavier)
 
 __version__ = "0.1.0"
