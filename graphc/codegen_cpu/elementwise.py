@@ -13,12 +13,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from graphc.codegen_cpu.lowering import Kernel, NodeSpec, lowering
+from graphc.codegen_cpu.scalar_functions import CPU_SPELLINGS
 from graphc.ir.registry import REGISTRY, get_op
 from graphc.runtime.cache import load_kernel
 
 HEADER = (
     "import math\n\nimport numba\nimport numpy as np\n\n"
-    "from graphc.codegen_cpu.scalar_functions import one_hot_at\n\n\n"
+    "from graphc.codegen_cpu.scalar_functions import fast_tanh, one_hot_at\n\n\n"
 )
 DECORATOR = "@numba.njit(cache=True, error_model='numpy', fastmath={fastmath})\n"
 
@@ -49,7 +50,10 @@ def render_expression(op: str, attrs, operands: Sequence[str], out_shape: tuple)
         axis = attrs["axis"] % len(out_shape)
         values["index"] = f"i{axis}"
         values["extent"] = str(out_shape[axis])
-    return "(" + expression_template(op, attrs).format(*operands, **values) + ")"
+    text = expression_template(op, attrs)
+    for spelling, cpu_spelling in CPU_SPELLINGS.items():
+        text = text.replace(spelling, cpu_spelling)
+    return "(" + text.format(*operands, **values) + ")"
 
 
 def needs_indices(op: str, attrs) -> bool:

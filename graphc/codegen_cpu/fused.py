@@ -90,8 +90,9 @@ def kernel_reference(function) -> tuple[str, str]:
     return module, name
 
 
-def _reduction_index(member: Member, source_shape: tuple, out_shape: tuple) -> str:
-    """The flat accumulator index of a reduction at the loop position."""
+def _reduction_index(member: Member, source_shape: tuple, out_shape: tuple) -> tuple[str, int]:
+    """The flat accumulator index of a reduction at the loop position, and the loop depth
+    below which every axis is reduced (1 + the innermost kept axis; 0 if none is kept)."""
     if member.op == "sum":
         axes = reduced_axes(member.attr_map["axis"], len(source_shape))
         kept = [axis for axis in range(len(source_shape)) if axis not in axes]
@@ -104,9 +105,36 @@ def _reduction_index(member: Member, source_shape: tuple, out_shape: tuple) -> s
             same = dim != 1 or source_shape[loop_axis] == 1
             parts.append((f"i{loop_axis}" if same else "0", dim))
     text = "0"
+    depth = 0
     for variable, dim in parts:
         text = variable if text == "0" else f"({text}) * {dim} + {variable}"
-    return text
+        if variable != "0":
+            depth = max(depth, int(variable[1:]) + 1)
+    return text, depth
+
+
+def anchor_output_slot(spec: NodeSpec, members, shapes, dtypes) -> int | None:
+    """The output the anchor writes its output 0 into: its own when it leaves the group,
+    else the first stored output of the same shape and dtype (the loop then rewrites each
+    element where it read it), else None (a workspace buffer).
+
+    Reading and writing through one array, not two aliases of it, is what lets LLVM
+    vectorize the epilogue: with two pointers to the same memory its runtime overlap check
+    fails and the scalar loop runs (LeNet's conv1 + tanh measured 5.1 ms that way against
+    1.7 ms for the two kernels apart)."""
+    outputs = list(spec.attrs["outputs"])
+    for k, (member, index) in enumerate(outputs):
+        if member == 0 and index == 0:
+            return k
+    for k, (member, _) in enumerate(outputs):
+        if (
+            member != 0
+            and members[member].op not in REDUCTIONS
+            and tuple(spec.out_shapes[k]) == tuple(shapes[0][0])
+            and np.dtype(spec.out_dtypes[k]) == np.dtype(dtypes[0][0])
+        ):
+            return k
+    return None
 
 
 def render_fused(spec: NodeSpec, members, shapes, dtypes, anchor: tuple | None) -> str:
@@ -132,7 +160,12 @@ def render_fused(spec: NodeSpec, members, shapes, dtypes, anchor: tuple | None) 
         and all(_reads_full(member, spec, shape) for member in members)
     )
     inputs = [f"in{k}" for k in range(len(spec.in_shapes))]
-    params = ["anchor_args", "anchor_out"] if anchor is not None else []
+    anchor_array = "anchor_out"
+    if anchor is not None:
+        slot = anchor_output_slot(spec, members, shapes, dtypes)
+        anchor_array = "anchor_out" if slot is None else f"out{slot}"
+    params = ["anchor_args"] if anchor is not None else []
+    params += ["anchor_out"] if anchor is not None and anchor_array == "anchor_out" else []
     params += inputs + [f"out{k}" for k in range(len(outputs))]
     params += [accumulator for _, accumulator, _ in reductions.values()]
     header = HEADER
@@ -149,7 +182,10 @@ def render_fused(spec: NodeSpec, members, shapes, dtypes, anchor: tuple | None) 
         lines.append(f"    {accumulator}[:] = 0.0")
     if flat:
         stored = [name for names in stores.values() for name in names]
-        for array in (["anchor_out"] if anchor is not None else []) + inputs + stored:
+        arrays = inputs + stored
+        if anchor is not None and anchor_array not in arrays:
+            arrays = [anchor_array, *arrays]
+        for array in arrays:
             lines.append(f"    flat_{array} = {array}.ravel()")
         lines.append(f"    for i in range({int(np.prod(shape))}):")
         indent = "        "
@@ -157,40 +193,68 @@ def render_fused(spec: NodeSpec, members, shapes, dtypes, anchor: tuple | None) 
         def at(array: str) -> str:
             return f"flat_{array}[i]"
     else:
-        indent = "    "
-        for axis, dim in enumerate(shape):
-            lines.append(f"{indent}for i{axis} in range({dim}):")
-            indent += "    "
+        indent = "    " * (len(shape) + 1)
 
         def at(array: str) -> str:
             return f"{array}{full_index(shape)}"
 
+    body = []
     for position, member in enumerate(members):
         if anchor is not None and position == 0:
-            lines.append(f"{indent}v0 = {at('anchor_out')}")
+            body.append(f"v0 = {at(anchor_array)}")
             continue
         if member.op in REDUCTIONS:
             continue
         dtype = np.dtype(dtypes[position][0])
         operands = _operands(member, spec, shape, dtype, flat)
         expression = render_expression(member.op, member.attr_map, operands, shape)
-        lines.append(f"{indent}v{position} = np.{dtype.name}({expression})")
+        body.append(f"v{position} = np.{dtype.name}({expression})")
     for member, names in stores.items():
-        for name in names:
-            lines.append(f"{indent}{at(name)} = v{member}")
-    for member, (_, accumulator, _) in reductions.items():
+        body.extend(f"{at(name)} = v{member}" for name in names)
+    # A reduction whose innermost axes are all reduced sums them in a local (a register)
+    # and adds it to its accumulator once per outer position: the bias gradient of a
+    # convolution (N, C, H, W -> C) would otherwise load and store acc[c] per element,
+    # which measured 4.7 ms against 2.1 ms for the unfused kernels on LeNet's conv1.
+    opening: dict[int, list[str]] = {}
+    closing: dict[int, list[str]] = {}
+    for number, (member, (_, accumulator, _)) in enumerate(reductions.items()):
         kind, source = members[member].operands[0]
         if kind != MEMBER:
             raise BackendError(
                 f"{spec.name} (_fused): reduction {members[member].name} must read a member"
             )
-        index = _reduction_index(members[member], shape, tuple(shapes[member][0]))
-        lines.append(f"{indent}{accumulator}[{index}] += v{source}")
+        index, depth = _reduction_index(members[member], shape, tuple(shapes[member][0]))
+        if depth == len(shape):
+            body.append(f"{accumulator}[{index}] += v{source}")
+            continue
+        opening.setdefault(depth, []).append(f"partial{number} = 0.0")
+        body.append(f"partial{number} += v{source}")
+        closing.setdefault(depth, []).append(f"{accumulator}[{index}] += partial{number}")
+    if flat:
+        lines += [indent + line for line in body]
+    else:
+        lines += _nested_loops(shape, body, opening, closing)
     for output, accumulator, size in reductions.values():
         lines.append(f"    flat_{output} = {output}.reshape({size})")
         lines.append(f"    for k in range({size}):")
         lines.append(f"        flat_{output}[k] = {accumulator}[k]")
     return "\n".join(lines) + "\n"
+
+
+def _nested_loops(shape: tuple, body: list[str], opening: dict, closing: dict) -> list[str]:
+    """Loops over ``shape`` around ``body``; ``opening[d]`` and ``closing[d]`` lines go just
+    before and just after the loop over axis ``d`` (at its indentation)."""
+    lines: list[str] = []
+    for depth in range(len(shape)):
+        indent = "    " * (depth + 1)
+        lines += [indent + line for line in opening.get(depth, [])]
+        lines.append(f"{indent}for i{depth} in range({shape[depth]}):")
+    innermost = "    " * (len(shape) + 1)
+    lines += [innermost + line for line in body]
+    for depth in reversed(range(len(shape))):
+        indent = "    " * (depth + 1)
+        lines += [indent + line for line in closing.get(depth, [])]
+    return lines
 
 
 def _reads_full(member: Member, spec: NodeSpec, shape: tuple) -> bool:
@@ -275,25 +339,12 @@ class _ArgumentPlan:
         if anchor_kernel is not None:
             anchor_inputs = [value for _, value in members[0].operands]
             exported = {index: k for k, (member, index) in enumerate(outputs) if member == 0}
+            target = anchor_output_slot(spec, members, shapes, dtypes)
             for index, shape in enumerate(shapes[0]):
                 if index in exported:
                     anchor_targets.append(("out", exported[index]))
-                    continue
-                reuse = None
-                if index == 0:  # the loop may overwrite the anchor's value where it read it
-                    reuse = next(
-                        (
-                            k
-                            for k, (member, _) in enumerate(outputs)
-                            if member != 0
-                            and members[member].op not in REDUCTIONS
-                            and tuple(spec.out_shapes[k]) == tuple(shape)
-                            and np.dtype(spec.out_dtypes[k]) == np.dtype(dtypes[0][0])
-                        ),
-                        None,
-                    )
-                if reuse is not None:
-                    anchor_targets.append(("out", reuse))
+                elif index == 0 and target is not None:
+                    anchor_targets.append(("out", target))
                 else:
                     anchor_targets.append(("ws", len(slots)))
                     slots.append((tuple(shape), np.dtype(dtypes[0][index])))
@@ -319,7 +370,7 @@ class _ArgumentPlan:
                     tuple(arrays),
                     tuple(workspace[slot] for slot in anchor_workspace),
                 )
-                head = (arguments, arrays[0])
+                head = (arguments,) if target is not None else (arguments, arrays[0])
             return (*head, *inputs, *outs, *(workspace[slot] for slot in reduction_slots))
 
         self.prepare = prepare

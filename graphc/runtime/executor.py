@@ -492,10 +492,27 @@ def resolve_opt_level(opt_level: int | None) -> int:
 
 
 def _call(step: Step, step_value: int) -> None:
-    if step.kernel.needs_step:
-        call_repairing(step.kernel.fn, *step.args, step_value)
-    else:
-        call_repairing(step.kernel.fn, *step.args)
+    try:
+        if step.kernel.needs_step:
+            call_repairing(step.kernel.fn, *step.args, step_value)
+        else:
+            call_repairing(step.kernel.fn, *step.args)
+    except Exception as exc:
+        exc.add_note(f"in the kernel of {provenance(step.node)}")
+        raise
+
+
+def provenance(node: Node) -> str:
+    """The user's nodes a scheduled node computes: itself, or every node fusion replaced.
+
+    ``fc1 (FullyConnected) at model.py:3``, or for a fused node
+    ``fused(fc1, relu1): fc1 (FullyConnected) at model.py:3, relu1 (relu) at model.py:4``."""
+    if node.op != "_fused":
+        return f"{node.name} ({node.op}) at {node.source}"
+    members = ", ".join(
+        f"{member.name} ({member.op}) at {member.source}" for member in node.attrs["members"]
+    )
+    return f"{node.name}: {members}"
 
 
 def _nbytes(shape, dtype) -> int:

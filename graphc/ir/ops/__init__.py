@@ -47,7 +47,7 @@ from graphc.ir.ops.elementwise import (
     subtract,
     tanh,
 )
-from graphc.ir.ops.indexing import Embedding, one_hot, pick
+from graphc.ir.ops.indexing import Embedding, one_hot, one_hot_like, pick
 from graphc.ir.ops.loss import (
     LinearRegressionOutput,
     LogisticRegressionOutput,

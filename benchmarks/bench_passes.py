@@ -1,0 +1,100 @@
+"""What the optimization passes buy: the training step of each model of Knet's benchmark
+at -O0 (no pass) and -O2 (simplification, fusion, memory planning), side by side.
+
+    .venv/bin/python benchmarks/bench_passes.py --repeats 20
+
+Per model and level: nodes in the bound training graph, kernels launched per step
+(forward + backward; the SGD update is a NumPy loop here, the same at both levels),
+the planned peak of intermediate memory, and the median step time. Both levels are bound
+in the same process and timed alternately, so they share the machine's noise.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+from common import median_seconds, print_table
+
+import graphc as gc
+from graphc.ir.gradcheck import non_differentiable_arguments
+
+LR = 0.01
+
+
+def _models(vocab: int):
+    return {
+        "LinReg (batch 506)": (gc.models.linreg(), {"data": (506, 13)}, 1),
+        "Softmax (batch 100)": (gc.models.softmax_regression(), {"data": (100, 784)}, 10),
+        "MLP 64 (batch 100)": (gc.models.mlp(), {"data": (100, 784)}, 10),
+        "LeNet (batch 100)": (gc.models.lenet(), {"data": (100, 1, 28, 28)}, 10),
+        "CharLM (100 x 128, 256)": (gc.models.charlm(vocab), {"data": (100, 128)}, vocab),
+    }
+
+
+def bound_step(symbol, shapes, classes, level, seed=0):
+    grad_req = {name: ("null" if name == "data" else "write") for name in symbol.list_arguments()}
+    exe = symbol.simple_bind(gc.cpu(), grad_req=grad_req, opt_level=level, **shapes)
+    rng = np.random.default_rng(seed)
+    for array in exe.arg_dict.values():
+        array[:] = rng.standard_normal(array.shape) * 0.05
+    for name in non_differentiable_arguments(symbol):
+        exe.arg_dict[name][:] = rng.integers(0, classes, exe.arg_dict[name].shape)
+    params = [(exe.arg_dict[name], grad) for name, grad in exe.grad_dict.items() if name != "data"]
+
+    def step():
+        exe.forward(is_train=True)
+        exe.backward()
+        for weight, grad in params:
+            weight -= LR * grad
+
+    return step, exe
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--vocab", type=int, default=84)
+    parser.add_argument("--only", default="", help="run only models whose name has this text")
+    args = parser.parse_args()
+    rows = []
+    for label, (symbol, shapes, classes) in _models(args.vocab).items():
+        if args.only and args.only.lower() not in label.lower():
+            continue
+        steps = {level: bound_step(symbol, shapes, classes, level) for level in (0, 2)}
+        times: dict[int, list[float]] = {0: [], 2: []}
+        for _ in range(3):  # alternate the levels so both see the same machine load
+            for level, (step, _) in steps.items():
+                times[level].append(median_seconds(step, repeats=max(args.repeats // 3, 3)))
+        stats = {level: exe.stats() for level, (_, exe) in steps.items()}
+        ms = {level: float(np.median(times[level])) * 1e3 for level in times}
+        rows.append(
+            [
+                label,
+                f"{stats[0]['nodes']} / {stats[2]['nodes']}",
+                f"{stats[0]['kernels_per_step']} / {stats[2]['kernels_per_step']}",
+                f"{stats[0]['planned_peak_bytes'] / 1e6:.3g} / "
+                f"{stats[2]['planned_peak_bytes'] / 1e6:.3g}",
+                f"{ms[0]:.3g} / {ms[2]:.3g}",
+                f"{1 - stats[2]['kernels_per_step'] / stats[0]['kernels_per_step']:.0%}",
+                f"{1 - stats[2]['planned_peak_bytes'] / stats[0]['planned_peak_bytes']:.0%}",
+                f"{ms[0] / ms[2]:.2f}",
+            ]
+        )
+    print_table(
+        [
+            "training step",
+            "nodes -O0 / -O2",
+            "kernels/step",
+            "peak MB",
+            "step ms",
+            "fewer kernels",
+            "less memory",
+            "speed-up",
+        ],
+        rows,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,604 @@
+"""``Model``: train, evaluate, predict with and checkpoint a symbol, as MXNet's ``Module.fit``.
+
+``fit`` binds one executor for the training iterator's batch shape, with a gradient for
+every parameter and none for data and labels, and then runs for each batch: copy the batch
+into the bound arrays, ``forward(is_train=True)``, check the loss is finite, update the
+metric, ``backward()``, ``optimizer.update``. Nothing is allocated per batch beyond the
+copy. Evaluation and prediction bind forward-only executors for their own batch shapes that
+share the parameter arrays (or reuse the training executor when the shapes are the same).
+
+The default ``rescale_grad`` and the training loss follow the loss heads: see
+``graphc.model_heads``. Checkpoints: see ``graphc.model_checkpoint``; what ``fit`` shows:
+see ``graphc.progress``.
+
+>>> import numpy as np, graphc as gc
+>>> x = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)
+>>> y = (x @ np.array([1.0, -2.0, 0.5], np.float32)).reshape(64, 1)
+>>> train = gc.io.NDArrayIter(x, y, batch_size=16, label_name="lro_label")
+>>> model = Model(gc.models.linreg(), label_names=("lro_label",))
+>>> history = model.fit(train, eval_metric="mse", optimizer_params={"learning_rate": 0.1},
+...                     num_epoch=20, verbose=False)
+>>> bool(history["train_mse"][-1] < 1e-3), model.predict(x[:5]).shape
+(True, (5, 1))
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from graphc import metric as metrics
+from graphc.initializer import Xavier, initialize
+from graphc.io import NDArrayIter
+from graphc.ir.errors import GraphcError
+from graphc.ir.symbol import Symbol
+from graphc.model_binding import (
+    ModelBindings,
+    batch_size_of,
+    iterator_names,
+    num_batches_of,
+)
+from graphc.model_checkpoint import (
+    CheckpointError,
+    CheckpointState,
+    iterator_state,
+    load_checkpoint_files,
+    params_path,
+    restore_iterator_state,
+    save_checkpoint_files,
+)
+from graphc.model_heads import batch_loss, default_rescale_grad, loss_heads, valid_rows
+from graphc.progress import TrainingDisplay
+from graphc.runtime.context import Context, cpu
+from graphc.runtime.optimizer import Optimizer
+from graphc.runtime.optimizer import create as create_optimizer
+
+DEFAULT_OPTIMIZER_PARAMS = (("learning_rate", 0.01),)
+DEFAULT_PREDICT_BATCH = 128
+
+
+class TrainingDivergedError(GraphcError, FloatingPointError):
+    """The training loss became NaN or infinite; raised before that batch's update.
+
+    Attributes: ``epoch`` and ``nbatch`` (both counted from 0, as callbacks count them) and
+    ``loss``."""
+
+    def __init__(self, message: str, epoch: int, nbatch: int, loss: float) -> None:
+        super().__init__(message)
+        self.epoch = epoch
+        self.nbatch = nbatch
+        self.loss = loss
+
+
+class BatchEndParam(NamedTuple):
+    """What ``batch_end_callback`` receives, as MXNet's (``loss`` in place of ``locals``)."""
+
+    epoch: int
+    nbatch: int
+    eval_metric: metrics.EvalMetric
+    loss: float | None
+
+
+class Model:
+    """A symbol with its parameters, trained by :meth:`fit`.
+
+    Parameters
+    ----------
+    symbol : Symbol
+        Every output must be a loss head to ``fit`` (``SoftmaxOutput``, ...).
+    ctx : Context
+        ``gc.cpu()``.
+    data_names, label_names : sequence of str
+        Arguments fed from the iterators' ``provide_data`` and ``provide_label``; every
+        other argument is a parameter. ``models.linreg`` names its label ``lro_label``.
+    opt_level : int, optional
+        The executors' optimization level (see ``simple_bind``).
+
+    Attributes
+    ----------
+    history : dict of lists
+        One entry per epoch trained: ``epoch`` (epochs completed, the number a checkpoint
+        of it carries), ``train_loss``, ``train_<metric>``, ``val_loss`` and ``val_<metric>``
+        with ``eval_data``, and ``time`` (training seconds). NaN where a value is missing.
+
+    Notes
+    -----
+    Recurrent state: ``models.charlm`` trains on ``BPTTIter`` batches as windows that each start from a zero
+    LSTM state: its LSTM is built without initial-state inputs (``has_state=False``) and its
+    final state is not an output, so the model offers no place to carry a state into, and
+    ``BPTTIter.is_continuation`` is not used. Gradients still flow through ``seq_len`` steps.
+
+    >>> import graphc as gc
+    >>> Model(gc.models.mlp()).param_names
+    ['fc1_weight', 'fc1_bias', 'fc2_weight', 'fc2_bias']
+    """
+
+    def __init__(
+        self,
+        symbol: Symbol,
+        ctx: Context | None = None,
+        data_names: Sequence[str] = ("data",),
+        label_names: Sequence[str] | None = ("softmax_label",),
+        opt_level: int | None = None,
+    ) -> None:
+        self.symbol = symbol
+        self.ctx = ctx or cpu()
+        self.data_names = tuple(data_names)
+        self.label_names = tuple(label_names or ())
+        self.opt_level = opt_level
+        self.bindings = ModelBindings(
+            symbol, self.ctx, self.data_names, self.label_names, opt_level
+        )
+        self.history: dict[str, list] = {"epoch": [], "time": [], "train_loss": []}
+        self._initialized = False
+        self._optimizer: Optimizer | None = None
+        self._opt_states: dict[str, tuple] = {}
+        self._data_state: dict | None = None
+        # Set by Model.load, used by the next fit.
+        self._loaded_optimizer: tuple[dict, dict] | None = None
+        self._loaded_data_state: tuple[int, dict] | None = None
+        self._loaded_train_step: int | None = None
+
+    # -- parameters --------------------------------------------------------------------------
+
+    @property
+    def param_names(self) -> list[str]:
+        """The arguments that are neither data nor labels."""
+        return self.bindings.param_names
+
+    @property
+    def arg_params(self) -> dict[str, np.ndarray] | None:
+        """The live parameter arrays every executor reads (None before the first bind)."""
+        return self.bindings.arg_params
+
+    @property
+    def aux_params(self) -> dict[str, np.ndarray]:
+        return self.bindings.aux_params
+
+    def get_params(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Copies of the parameters and auxiliary states, as MXNet's ``get_params``."""
+        self._require_params("get_params")
+        return (
+            {name: array.copy() for name, array in self.arg_params.items()},
+            {name: array.copy() for name, array in self.aux_params.items()},
+        )
+
+    def set_params(
+        self, arg_params: Mapping[str, np.ndarray], aux_params: Mapping | None = None
+    ) -> None:
+        """Set every parameter (and auxiliary state); ``fit`` then does not initialize."""
+        self.bindings.set(arg_params, aux_params)
+        self._initialized = True
+
+    def _require_params(self, what: str) -> None:
+        if not self._initialized:
+            raise ValueError(
+                f"{what}: the model has no parameters yet; fit it, load a checkpoint "
+                "(Model.load) or call set_params"
+            )
+
+    # -- training ----------------------------------------------------------------------------
+
+    def fit(
+        self,
+        train_data,
+        eval_data=None,
+        eval_metric: Any = "acc",
+        optimizer: str | Optimizer = "sgd",
+        optimizer_params: Mapping | Sequence = DEFAULT_OPTIMIZER_PARAMS,
+        initializer=None,
+        num_epoch: int = 1,
+        begin_epoch: int = 0,
+        batch_end_callback: Callable | Sequence[Callable] | None = None,
+        epoch_end_callback: Callable | Sequence[Callable] | None = None,
+        seed: int = 0,
+        quiet: bool | None = None,
+        log_every: int = 1,
+        verbose: bool = True,
+    ) -> dict[str, list]:
+        """Train for epochs ``begin_epoch`` to ``num_epoch - 1`` and return :attr:`history`.
+
+        Parameters
+        ----------
+        train_data, eval_data : data iterator
+            ``NDArrayIter`` or ``BPTTIter`` (anything with ``provide_data``,
+            ``provide_label``, iteration and ``reset``). Training starts from the
+            iterator's current position and resets it after every epoch.
+        eval_metric : str, EvalMetric or list
+            As ``graphc.metric.create``; the validation metric is a copy of it.
+        optimizer, optimizer_params
+            As ``graphc.runtime.optimizer.create``. Without ``rescale_grad`` in
+            ``optimizer_params`` it is ``1 / batch_size`` when the loss heads sum their
+            gradient over the batch, 1 when they divide it already (``graphc.model_heads``),
+            so the learning rate means what it means in MXNet. An ``Optimizer`` instance is
+            used as it is.
+        initializer : Initializer or str, optional
+            Default ``Xavier()`` (uniform, ``factor_type='avg'``, ``magnitude=3``; biases
+            zero), drawn with ``seed``. Not used when the parameters are set already
+            (trained, loaded or ``set_params``).
+        num_epoch, begin_epoch : int
+            To resume from ``Model.load(prefix, epoch)``, pass ``begin_epoch=epoch``: the
+            optimizer state, the update count, Dropout's step and the shuffling order of an
+            ``NDArrayIter`` continue as in an uninterrupted run.
+        batch_end_callback : callable or list, optional
+            Called with a :class:`BatchEndParam` after every batch.
+        epoch_end_callback : callable or list, optional
+            ``callback(epoch, symbol, arg_params, aux_params)`` after every epoch, with the
+            live parameter arrays (copy them to keep them), as MXNet's; see
+            :meth:`checkpoint_callback`.
+        seed : int
+            The initializer's seed (shuffling is the iterator's own ``seed``).
+        quiet, log_every, verbose
+            What is shown: see ``graphc.progress.TrainingDisplay``.
+
+        Raises
+        ------
+        TrainingDivergedError
+            The loss of a batch is not finite; it names the epoch and batch, and that
+            batch's update is not applied.
+        """
+        _check_epochs(begin_epoch, num_epoch)
+        display = TrainingDisplay(num_epoch, begin_epoch, log_every, quiet, verbose)
+        heads = loss_heads(self.symbol)
+        if len(heads) != len(self.symbol.entries):
+            positions = {head.output for head in heads}
+            outputs = self.symbol.list_outputs()
+            others = [name for index, name in enumerate(outputs) if index not in positions]
+            raise ValueError(
+                f"fit: the outputs {others} are not loss heads; fit trains a symbol whose "
+                "outputs are all loss heads (SoftmaxOutput, LinearRegressionOutput, "
+                "LogisticRegressionOutput, MakeLoss)"
+            )
+        executor = self.bindings.executor(
+            self.bindings.input_shapes(train_data, "fit"), for_training=True
+        )
+        self.bindings.train_executor = executor
+        if self._loaded_train_step is not None:
+            # The executor counts training forwards for Dropout's masks; it has no setter.
+            executor._train_step = self._loaded_train_step
+            self._loaded_train_step = None
+        if not self._initialized:
+            params = {**self.arg_params, **self.aux_params}
+            initialize(params, Xavier() if initializer is None else initializer, seed)
+            self._initialized = True
+        batch_size = batch_size_of(train_data)
+        self._set_optimizer(optimizer, optimizer_params, heads, batch_size)
+        self._resume_data_order(train_data, begin_epoch)
+        train_metric = metrics.create(eval_metric)
+        val_metric = copy.deepcopy(train_metric)
+        try:
+            for epoch in range(begin_epoch, num_epoch):
+                start = time.perf_counter()
+                display.start_epoch(epoch, num_batches_of(train_data))
+                train_loss, samples = self._train_epoch(
+                    epoch, executor, heads, train_data, train_metric, display, batch_end_callback
+                )
+                seconds = time.perf_counter() - start
+                train_data.reset()
+                self._data_state = iterator_state(train_data)
+                val_values, val_loss = [], None
+                if eval_data is not None:
+                    val_values, val_loss = self._evaluate(eval_data, val_metric, "fit")
+                train_values = train_metric.get_name_value()
+                self._record(
+                    epoch, seconds, train_values, train_loss, val_values, val_loss, eval_data
+                )
+                display.end_epoch(
+                    epoch, train_values, train_loss, val_values, val_loss, seconds, samples
+                )
+                for callback in _callbacks(epoch_end_callback):
+                    callback(epoch, self.symbol, self.arg_params, self.aux_params)
+        finally:
+            display.close()
+        return self.history
+
+    def _train_epoch(self, epoch, executor, heads, train_data, metric, display, callbacks):
+        """One pass over ``train_data``; returns the mean loss per sample and the samples."""
+        metric.reset()
+        batch_size = batch_size_of(train_data)
+        data_names, label_names = iterator_names(train_data)
+        loss_sum, loss_samples, samples = 0.0, 0, 0
+        for nbatch, batch in enumerate(train_data):
+            self.bindings.copy_batch(executor, batch, data_names, label_names)
+            executor.forward(is_train=True)
+            loss = batch_loss(heads, executor.outputs, executor.arg_dict, batch_size, batch.pad)
+            if loss is not None and not math.isfinite(loss):
+                raise self._diverged(executor, epoch, nbatch, loss)
+            labels = [executor.arg_dict[name] for name in self.label_names]
+            num_valid = valid_rows(executor.outputs[0].shape[0], batch_size, batch.pad)
+            metric.update(labels, executor.outputs, num_valid)
+            executor.backward()
+            self._optimizer.update(executor.arg_dict, executor.grad_dict, self._opt_states)
+            real = batch_size - batch.pad
+            samples += real
+            if loss is not None:
+                loss_sum += loss * real
+                loss_samples += real
+            mean_loss = loss_sum / loss_samples if loss_samples else None
+            display.batch(nbatch + 1, samples, metric.get_name_value(), mean_loss)
+            for callback in _callbacks(callbacks):
+                callback(BatchEndParam(epoch, nbatch, metric, loss))
+        return (loss_sum / loss_samples if loss_samples else None), samples
+
+    def _diverged(self, executor, epoch: int, nbatch: int, loss: float) -> TrainingDivergedError:
+        bad = sum(
+            int(np.count_nonzero(~np.isfinite(executor.arg_dict[name])))
+            for name in self.data_names + self.label_names
+        )
+        cause = (
+            f"the batch holds {bad} non-finite input values"
+            if bad
+            else "the batch's inputs are finite, so the parameters diverged: lower the "
+            "learning rate or clip the gradient (clip_gradient in optimizer_params)"
+        )
+        return TrainingDivergedError(
+            f"fit: the training loss is {loss} at epoch {epoch}, batch {nbatch} (both counted "
+            f"from 0); training stopped before that batch's update. {cause}",
+            epoch,
+            nbatch,
+            loss,
+        )
+
+    def _set_optimizer(self, optimizer, optimizer_params, heads, batch_size: int) -> None:
+        """Make the optimizer and its states; carry over the state of the previous one
+        (this model's last fit, or a loaded checkpoint) when it is of the same class."""
+        if isinstance(optimizer, Optimizer):
+            if optimizer_params is not DEFAULT_OPTIMIZER_PARAMS and dict(optimizer_params):
+                raise ValueError(
+                    "fit: optimizer is an Optimizer instance, so optimizer_params "
+                    f"{dict(optimizer_params)} cannot apply; configure the instance instead"
+                )
+            new = optimizer
+        else:
+            params = dict(optimizer_params)
+            if "rescale_grad" not in params:
+                params["rescale_grad"] = default_rescale_grad(heads, batch_size)
+            new = create_optimizer(optimizer, **params)
+        previous = self._previous_optimizer()
+        states = {name: new.create_state(name, self.arg_params[name]) for name in self.param_names}
+        if previous is not None:
+            record, saved = previous
+            if record["class"] == type(new).__name__:
+                new.set_state(saved, states)
+            else:
+                warnings.warn(
+                    f"fit: the optimizer state saved for {record['class']} does not apply to "
+                    f"{type(new).__name__}; the new optimizer starts from zero state",
+                    stacklevel=3,
+                )
+        self._loaded_optimizer = None
+        self._optimizer, self._opt_states = new, states
+
+    def _previous_optimizer(self) -> tuple[dict, dict] | None:
+        if self._optimizer is not None:
+            return (
+                _optimizer_record(self._optimizer),
+                self._optimizer.get_state(self._opt_states),
+            )
+        return self._loaded_optimizer
+
+    def _resume_data_order(self, train_data, begin_epoch: int) -> None:
+        if self._loaded_data_state is None:
+            return
+        epoch, state = self._loaded_data_state
+        self._loaded_data_state = None
+        if begin_epoch != epoch:
+            warnings.warn(
+                f"fit: begin_epoch={begin_epoch} but the checkpoint is of epoch {epoch}; the "
+                "training data order it saved is not restored",
+                stacklevel=3,
+            )
+            return
+        restore_iterator_state(train_data, state)
+
+    def _record(self, epoch, seconds, train_values, train_loss, val_values, val_loss, eval_data):
+        row = {"epoch": epoch + 1, "time": seconds, "train_loss": _or_nan(train_loss)}
+        row.update({f"train_{name}": value for name, value in train_values})
+        if eval_data is not None:
+            row["val_loss"] = _or_nan(val_loss)
+            row.update({f"val_{name}": value for name, value in val_values})
+        done = len(self.history["epoch"])
+        for key in row:
+            self.history.setdefault(key, [math.nan] * done)
+        for key, values in self.history.items():
+            values.append(row.get(key, math.nan))
+
+    # -- evaluation and prediction -----------------------------------------------------------
+
+    def score(self, eval_data, eval_metric: Any = "acc", reset: bool = True) -> list:
+        """``[(name, value), ...]`` of ``eval_metric`` over ``eval_data``, padding left out.
+
+        ``reset`` starts the iterator from its first batch (as MXNet's ``score``)."""
+        values, _ = self._evaluate(eval_data, metrics.create(eval_metric), "score", reset)
+        return values
+
+    def _evaluate(self, eval_data, metric, what: str, reset: bool = True):
+        """The metric's name-values and the mean loss per sample (None without labels)."""
+        self._require_params(what)
+        heads = loss_heads(self.symbol)
+        executor = self.bindings.executor(
+            self.bindings.input_shapes(eval_data, what), for_training=False
+        )
+        if reset:
+            eval_data.reset()
+        metric.reset()
+        batch_size = batch_size_of(eval_data)
+        data_names, label_names = iterator_names(eval_data)
+        loss_sum, loss_samples = 0.0, 0
+        for batch in eval_data:
+            self.bindings.copy_batch(executor, batch, data_names, label_names)
+            executor.forward(is_train=False)
+            labels = [executor.arg_dict[name] for name in self.label_names]
+            num_valid = valid_rows(executor.outputs[0].shape[0], batch_size, batch.pad)
+            metric.update(labels, executor.outputs, num_valid)
+            loss = batch_loss(heads, executor.outputs, executor.arg_dict, batch_size, batch.pad)
+            if loss is not None:
+                loss_sum += loss * (batch_size - batch.pad)
+                loss_samples += batch_size - batch.pad
+        return metric.get_name_value(), (loss_sum / loss_samples if loss_samples else None)
+
+    def predict(
+        self, data, batch_size: int | None = None, reset: bool = True
+    ) -> np.ndarray | list[np.ndarray]:
+        """The outputs for every sample of ``data``, padding rows left out.
+
+        Parameters
+        ----------
+        data : ndarray, list or dict of ndarrays, or a data iterator
+            Arrays are batched in order (``NDArrayIter``, named ``data_names[0]``).
+        batch_size : int, optional
+            For arrays only; default ``min(128, number of samples)``.
+        reset : bool
+            Reset an iterator before the first batch.
+
+        Returns
+        -------
+        ndarray, or a list of them for a symbol with several outputs.
+        """
+        self._require_params("predict")
+        data_iter = self._as_iter(data, batch_size)
+        executor = self.bindings.executor(
+            self.bindings.input_shapes(data_iter, "predict"), for_training=False
+        )
+        if reset:
+            data_iter.reset()
+        rows_per_batch = batch_size_of(data_iter)
+        data_names, _ = iterator_names(data_iter)
+        parts: list[list[np.ndarray]] = [[] for _ in executor.outputs]
+        for batch in data_iter:
+            self.bindings.copy_batch(executor, batch, data_names, [])
+            executor.forward(is_train=False)
+            for collected, output in zip(parts, executor.outputs):
+                rows = valid_rows(output.shape[0], rows_per_batch, batch.pad)
+                collected.append(np.array(output[slice(rows)]))
+        if not parts[0]:
+            raise ValueError("predict: the iterator gave no batch (reset it, or pass reset=True)")
+        results = [np.concatenate(collected) for collected in parts]
+        return results[0] if len(results) == 1 else results
+
+    def _as_iter(self, data, batch_size: int | None):
+        if hasattr(data, "provide_data"):
+            if batch_size is not None:
+                raise ValueError("predict: batch_size is for arrays; an iterator has its own")
+            return data
+        if isinstance(data, Mapping):
+            first = next(iter(data.values()), None)
+        elif isinstance(data, (list, tuple)):
+            first = data[0] if data else None
+        else:
+            first = data
+        count = len(np.asarray(first)) if first is not None else 0
+        size = batch_size or max(1, min(DEFAULT_PREDICT_BATCH, count))
+        return NDArrayIter(data, batch_size=size, data_name=self.data_names[0])
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    def save_checkpoint(self, prefix: str, epoch: int, save_optimizer_states: bool = True) -> None:
+        """Write ``{prefix}-symbol.json`` and ``{prefix}-{epoch:04d}.npz`` (atomically).
+
+        ``epoch`` is the number of epochs completed: ``Model.load(prefix, epoch)`` and then
+        ``fit(..., begin_epoch=epoch)`` continue exactly as training would have. The file
+        layout is in ``graphc.model_checkpoint``.
+        """
+        self._require_params("save_checkpoint")
+        state = CheckpointState(
+            symbol=self.symbol,
+            epoch=epoch,
+            arg_params=self.arg_params,
+            aux_params=self.aux_params,
+            train_step=self._train_step(),
+            data_state=self._data_state,
+            history=self.history,
+        )
+        if self._loaded_data_state is not None:
+            state.data_state = self._loaded_data_state[1]
+        previous = self._previous_optimizer() if save_optimizer_states else None
+        if previous is not None:
+            state.optimizer, state.optimizer_state = previous
+        save_checkpoint_files(prefix, state)
+
+    def _train_step(self) -> int:
+        if self.bindings.train_executor is not None:
+            return self.bindings.train_executor._train_step
+        return self._loaded_train_step or 0
+
+    def checkpoint_callback(self, prefix: str, period: int = 1) -> Callable:
+        """An ``epoch_end_callback`` saving a checkpoint every ``period`` epochs, numbered by
+        epochs completed (MXNet's ``mx.callback.module_checkpoint``)."""
+
+        def callback(epoch: int, symbol, arg_params, aux_params) -> None:
+            if (epoch + 1) % period == 0:
+                self.save_checkpoint(prefix, epoch + 1)
+
+        return callback
+
+    @classmethod
+    def load(
+        cls,
+        prefix: str,
+        epoch: int,
+        ctx: Context | None = None,
+        data_names: Sequence[str] = ("data",),
+        label_names: Sequence[str] | None = ("softmax_label",),
+        opt_level: int | None = None,
+    ) -> Model:
+        """The model saved by ``save_checkpoint(prefix, epoch)``, ready to predict or to
+        resume with ``fit(..., begin_epoch=epoch)``.
+
+        Raises FileNotFoundError or ``CheckpointError``, naming the file."""
+        state = load_checkpoint_files(prefix, epoch)
+        model = cls(state.symbol, ctx, data_names, label_names, opt_level)
+        missing = sorted(set(model.param_names) - set(state.arg_params))
+        if missing:
+            raise CheckpointError(
+                f"{params_path(prefix, epoch)}: no 'arg:' entry for the parameters {missing}"
+            )
+        model.set_params(
+            {name: state.arg_params[name] for name in model.param_names}, state.aux_params
+        )
+        if state.optimizer is not None:
+            model._loaded_optimizer = (state.optimizer, state.optimizer_state)
+        if state.data_state is not None:
+            model._loaded_data_state = (state.epoch, state.data_state)
+        model._loaded_train_step = state.train_step
+        if state.history:
+            model.history = {key: list(values) for key, values in state.history.items()}
+        return model
+
+
+def _optimizer_record(optimizer: Optimizer) -> dict:
+    """The optimizer's class and hyper-parameters as JSON values (others as their repr)."""
+    plain = (bool, int, float, str, type(None))
+    hyper = {
+        key: value if isinstance(value, plain) else repr(value)
+        for key, value in vars(optimizer).items()
+        if key != "num_update"
+    }
+    return {"class": type(optimizer).__name__, "hyper_parameters": hyper}
+
+
+def _callbacks(callbacks) -> list[Callable]:
+    if callbacks is None:
+        return []
+    return list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks]
+
+
+def _check_epochs(begin_epoch: int, num_epoch: int) -> None:
+    for name, value in (("begin_epoch", begin_epoch), ("num_epoch", num_epoch)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"fit: {name} must be an integer >= 0, got {value!r}")
+    if num_epoch <= begin_epoch:
+        raise ValueError(
+            f"fit: num_epoch={num_epoch} is the epoch to stop before, so it must exceed "
+            f"begin_epoch={begin_epoch} (MXNet's convention: epochs begin_epoch..num_epoch-1)"
+        )
+
+
+def _or_nan(value: float | None) -> float:
+    return math.nan if value is None else float(value)
