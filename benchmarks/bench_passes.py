@@ -6,12 +6,14 @@ at -O0 (no pass) and -O2 (simplification, fusion, memory planning), side by side
 Per model and level: nodes in the bound training graph, kernels launched per step
 (forward + backward; the SGD update is a NumPy loop here, the same at both levels),
 the planned peak of intermediate memory, and the median step time. Both levels are bound
-in the same process and timed alternately, so they share the machine's noise.
+in the same process and timed step by step in turn, so they share the machine's noise.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
+import time
 
 import numpy as np
 from common import median_seconds, print_table
@@ -51,6 +53,20 @@ def bound_step(symbol, shapes, classes, level, seed=0):
     return step, exe
 
 
+def interleaved_medians(steps: dict, args) -> dict[int, float]:
+    """Median seconds per step of each level, the levels timed step by step in turn so
+    that both see the same load on this shared machine."""
+    for step in steps.values():
+        median_seconds(step, repeats=1, warmup=3)
+    times: dict[int, list[float]] = {level: [] for level in steps}
+    for _ in range(args.repeats):
+        for level, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[level].append(time.perf_counter() - start)
+    return {level: statistics.median(values) for level, values in times.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=20)
@@ -62,12 +78,9 @@ def main() -> None:
         if args.only and args.only.lower() not in label.lower():
             continue
         steps = {level: bound_step(symbol, shapes, classes, level) for level in (0, 2)}
-        times: dict[int, list[float]] = {0: [], 2: []}
-        for _ in range(3):  # alternate the levels so both see the same machine load
-            for level, (step, _) in steps.items():
-                times[level].append(median_seconds(step, repeats=max(args.repeats // 3, 3)))
+        times = interleaved_medians({level: step for level, (step, _) in steps.items()}, args)
         stats = {level: exe.stats() for level, (_, exe) in steps.items()}
-        ms = {level: float(np.median(times[level])) * 1e3 for level in times}
+        ms = {level: seconds * 1e3 for level, seconds in times.items()}
         rows.append(
             [
                 label,
