@@ -14,7 +14,7 @@ from graphc.cache_location import route_numba_cache
 
 route_numba_cache()  # before anything below imports Numba
 
-from graphc import codegen_cpu, datasets, initializer, io, metric, models, viz
+from graphc import codegen_cpu, datasets, initializer, io, metric, models, plot, viz
 from graphc.ir import (
     DTypeError,
     GradientError,
@@ -33,6 +33,7 @@ from graphc.ir import (
     var,
 )
 from graphc.ir.ops import *  # noqa: F403 - every op constructor at the top level, as mx.sym.*
+from graphc.model import Model, TrainingDivergedError  # noqa: E402 - after the runtime
 from graphc.passes import optimize
 from graphc.runtime import (
     Context,

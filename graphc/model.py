@@ -3,8 +3,8 @@
 ``fit`` binds one executor for the training iterator's batch shape, with a gradient for
 every parameter and none for data and labels, and then runs for each batch: copy the batch
 into the bound arrays, ``forward(is_train=True)``, check the loss is finite, update the
-metric, ``backward()``, ``optimizer.update``. Nothing is allocated per batch beyond the
-copy. Evaluation and prediction bind forward-only executors for their own batch shapes that
+metric, ``backward()``, check the gradients are finite, ``optimizer.update``
+(``graphc.model_loop``). The batch is copied into arrays bound once, not allocated. Evaluation and prediction bind forward-only executors for their own batch shapes that
 share the parameter arrays (or reuse the training executor when the shapes are the same).
 
 The default ``rescale_grad`` and the training loss follow the loss heads: see
@@ -29,21 +29,15 @@ import math
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
 from graphc import metric as metrics
 from graphc.initializer import Xavier, initialize
 from graphc.io import NDArrayIter
-from graphc.ir.errors import GraphcError
 from graphc.ir.symbol import Symbol
-from graphc.model_binding import (
-    ModelBindings,
-    batch_size_of,
-    iterator_names,
-    num_batches_of,
-)
+from graphc.model_binding import ModelBindings, batch_size_of, num_batches_of
 from graphc.model_checkpoint import (
     CheckpointError,
     CheckpointState,
@@ -53,36 +47,23 @@ from graphc.model_checkpoint import (
     restore_iterator_state,
     save_checkpoint_files,
 )
-from graphc.model_heads import batch_loss, default_rescale_grad, loss_heads, valid_rows
+from graphc.model_heads import loss_heads
+from graphc.model_loop import (
+    BatchEndParam,
+    TrainingDivergedError,
+    as_callbacks,
+    evaluate,
+    predict_outputs,
+    train_epoch,
+)
+from graphc.model_optimizer import DEFAULT_OPTIMIZER_PARAMS, carry_over, make_optimizer, snapshot
 from graphc.progress import TrainingDisplay
 from graphc.runtime.context import Context, cpu
 from graphc.runtime.optimizer import Optimizer
-from graphc.runtime.optimizer import create as create_optimizer
 
-DEFAULT_OPTIMIZER_PARAMS = (("learning_rate", 0.01),)
+__all__ = ["BatchEndParam", "Model", "TrainingDivergedError"]
+
 DEFAULT_PREDICT_BATCH = 128
-
-
-class TrainingDivergedError(GraphcError, FloatingPointError):
-    """The training loss became NaN or infinite; raised before that batch's update.
-
-    Attributes: ``epoch`` and ``nbatch`` (both counted from 0, as callbacks count them) and
-    ``loss``."""
-
-    def __init__(self, message: str, epoch: int, nbatch: int, loss: float) -> None:
-        super().__init__(message)
-        self.epoch = epoch
-        self.nbatch = nbatch
-        self.loss = loss
-
-
-class BatchEndParam(NamedTuple):
-    """What ``batch_end_callback`` receives, as MXNet's (``loss`` in place of ``locals``)."""
-
-    epoch: int
-    nbatch: int
-    eval_metric: metrics.EvalMetric
-    loss: float | None
 
 
 class Model:
@@ -160,6 +141,11 @@ class Model:
     @property
     def aux_params(self) -> dict[str, np.ndarray]:
         return self.bindings.aux_params
+
+    @property
+    def optimizer(self) -> Optimizer | None:
+        """The optimizer of the last ``fit`` (its ``rescale_grad``, ``num_update``, ...)."""
+        return self._optimizer
 
     def get_params(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """Copies of the parameters and auxiliary states, as MXNet's ``get_params``."""
@@ -240,8 +226,8 @@ class Model:
         Raises
         ------
         TrainingDivergedError
-            The loss of a batch is not finite; it names the epoch and batch, and that
-            batch's update is not applied.
+            The loss or a gradient of a batch is not finite; it names the epoch and the
+            batch, and that batch's update is not applied.
         """
         _check_epochs(begin_epoch, num_epoch)
         display = TrainingDisplay(num_epoch, begin_epoch, log_every, quiet, verbose)
@@ -268,7 +254,14 @@ class Model:
             initialize(params, Xavier() if initializer is None else initializer, seed)
             self._initialized = True
         batch_size = batch_size_of(train_data)
-        self._set_optimizer(optimizer, optimizer_params, heads, batch_size)
+        previous = self._previous_optimizer()
+        self._optimizer = make_optimizer(optimizer, optimizer_params, heads, batch_size)
+        self._opt_states = {
+            name: self._optimizer.create_state(name, self.arg_params[name])
+            for name in self.param_names
+        }
+        carry_over(self._optimizer, self._opt_states, previous)
+        self._loaded_optimizer = None
         self._resume_data_order(train_data, begin_epoch)
         train_metric = metrics.create(eval_metric)
         val_metric = copy.deepcopy(train_metric)
@@ -276,8 +269,16 @@ class Model:
             for epoch in range(begin_epoch, num_epoch):
                 start = time.perf_counter()
                 display.start_epoch(epoch, num_batches_of(train_data))
-                train_loss, samples = self._train_epoch(
-                    epoch, executor, heads, train_data, train_metric, display, batch_end_callback
+                train_loss, samples = train_epoch(
+                    self.bindings,
+                    executor,
+                    self._optimizer,
+                    self._opt_states,
+                    train_data,
+                    train_metric,
+                    display,
+                    as_callbacks(batch_end_callback),
+                    epoch,
                 )
                 seconds = time.perf_counter() - start
                 train_data.reset()
@@ -292,95 +293,16 @@ class Model:
                 display.end_epoch(
                     epoch, train_values, train_loss, val_values, val_loss, seconds, samples
                 )
-                for callback in _callbacks(epoch_end_callback):
+                for callback in as_callbacks(epoch_end_callback):
                     callback(epoch, self.symbol, self.arg_params, self.aux_params)
         finally:
             display.close()
         return self.history
 
-    def _train_epoch(self, epoch, executor, heads, train_data, metric, display, callbacks):
-        """One pass over ``train_data``; returns the mean loss per sample and the samples."""
-        metric.reset()
-        batch_size = batch_size_of(train_data)
-        data_names, label_names = iterator_names(train_data)
-        loss_sum, loss_samples, samples = 0.0, 0, 0
-        for nbatch, batch in enumerate(train_data):
-            self.bindings.copy_batch(executor, batch, data_names, label_names)
-            executor.forward(is_train=True)
-            loss = batch_loss(heads, executor.outputs, executor.arg_dict, batch_size, batch.pad)
-            if loss is not None and not math.isfinite(loss):
-                raise self._diverged(executor, epoch, nbatch, loss)
-            labels = [executor.arg_dict[name] for name in self.label_names]
-            num_valid = valid_rows(executor.outputs[0].shape[0], batch_size, batch.pad)
-            metric.update(labels, executor.outputs, num_valid)
-            executor.backward()
-            self._optimizer.update(executor.arg_dict, executor.grad_dict, self._opt_states)
-            real = batch_size - batch.pad
-            samples += real
-            if loss is not None:
-                loss_sum += loss * real
-                loss_samples += real
-            mean_loss = loss_sum / loss_samples if loss_samples else None
-            display.batch(nbatch + 1, samples, metric.get_name_value(), mean_loss)
-            for callback in _callbacks(callbacks):
-                callback(BatchEndParam(epoch, nbatch, metric, loss))
-        return (loss_sum / loss_samples if loss_samples else None), samples
-
-    def _diverged(self, executor, epoch: int, nbatch: int, loss: float) -> TrainingDivergedError:
-        bad = sum(
-            int(np.count_nonzero(~np.isfinite(executor.arg_dict[name])))
-            for name in self.data_names + self.label_names
-        )
-        cause = (
-            f"the batch holds {bad} non-finite input values"
-            if bad
-            else "the batch's inputs are finite, so the parameters diverged: lower the "
-            "learning rate or clip the gradient (clip_gradient in optimizer_params)"
-        )
-        return TrainingDivergedError(
-            f"fit: the training loss is {loss} at epoch {epoch}, batch {nbatch} (both counted "
-            f"from 0); training stopped before that batch's update. {cause}",
-            epoch,
-            nbatch,
-            loss,
-        )
-
-    def _set_optimizer(self, optimizer, optimizer_params, heads, batch_size: int) -> None:
-        """Make the optimizer and its states; carry over the state of the previous one
-        (this model's last fit, or a loaded checkpoint) when it is of the same class."""
-        if isinstance(optimizer, Optimizer):
-            if optimizer_params is not DEFAULT_OPTIMIZER_PARAMS and dict(optimizer_params):
-                raise ValueError(
-                    "fit: optimizer is an Optimizer instance, so optimizer_params "
-                    f"{dict(optimizer_params)} cannot apply; configure the instance instead"
-                )
-            new = optimizer
-        else:
-            params = dict(optimizer_params)
-            if "rescale_grad" not in params:
-                params["rescale_grad"] = default_rescale_grad(heads, batch_size)
-            new = create_optimizer(optimizer, **params)
-        previous = self._previous_optimizer()
-        states = {name: new.create_state(name, self.arg_params[name]) for name in self.param_names}
-        if previous is not None:
-            record, saved = previous
-            if record["class"] == type(new).__name__:
-                new.set_state(saved, states)
-            else:
-                warnings.warn(
-                    f"fit: the optimizer state saved for {record['class']} does not apply to "
-                    f"{type(new).__name__}; the new optimizer starts from zero state",
-                    stacklevel=3,
-                )
-        self._loaded_optimizer = None
-        self._optimizer, self._opt_states = new, states
-
     def _previous_optimizer(self) -> tuple[dict, dict] | None:
+        """The optimizer state to carry on from: the live optimizer's, else a checkpoint's."""
         if self._optimizer is not None:
-            return (
-                _optimizer_record(self._optimizer),
-                self._optimizer.get_state(self._opt_states),
-            )
+            return snapshot(self._optimizer, self._opt_states)
         return self._loaded_optimizer
 
     def _resume_data_order(self, train_data, begin_epoch: int) -> None:
@@ -414,34 +336,27 @@ class Model:
     def score(self, eval_data, eval_metric: Any = "acc", reset: bool = True) -> list:
         """``[(name, value), ...]`` of ``eval_metric`` over ``eval_data``, padding left out.
 
-        ``reset`` starts the iterator from its first batch (as MXNet's ``score``)."""
+        ``reset`` starts the iterator from its first batch (as MXNet's ``score``).
+
+        >>> import numpy as np, graphc as gc
+        >>> model = Model(gc.models.linreg(), label_names=("lro_label",))
+        >>> model.set_params({"fc_weight": np.ones((1, 2), np.float32),
+        ...                   "fc_bias": np.zeros(1, np.float32)})
+        >>> pairs = gc.io.NDArrayIter(np.eye(2, dtype=np.float32), np.array([1.0, 3.0]),
+        ...                           batch_size=2, label_name="lro_label")
+        >>> model.score(pairs, "mse")
+        [('mse', 2.0)]
+        """
         values, _ = self._evaluate(eval_data, metrics.create(eval_metric), "score", reset)
         return values
 
     def _evaluate(self, eval_data, metric, what: str, reset: bool = True):
-        """The metric's name-values and the mean loss per sample (None without labels)."""
         self._require_params(what)
-        heads = loss_heads(self.symbol)
-        executor = self.bindings.executor(
-            self.bindings.input_shapes(eval_data, what), for_training=False
-        )
+        shapes = self.bindings.input_shapes(eval_data, what)
+        executor = self.bindings.executor(shapes, for_training=False)
         if reset:
             eval_data.reset()
-        metric.reset()
-        batch_size = batch_size_of(eval_data)
-        data_names, label_names = iterator_names(eval_data)
-        loss_sum, loss_samples = 0.0, 0
-        for batch in eval_data:
-            self.bindings.copy_batch(executor, batch, data_names, label_names)
-            executor.forward(is_train=False)
-            labels = [executor.arg_dict[name] for name in self.label_names]
-            num_valid = valid_rows(executor.outputs[0].shape[0], batch_size, batch.pad)
-            metric.update(labels, executor.outputs, num_valid)
-            loss = batch_loss(heads, executor.outputs, executor.arg_dict, batch_size, batch.pad)
-            if loss is not None:
-                loss_sum += loss * (batch_size - batch.pad)
-                loss_samples += batch_size - batch.pad
-        return metric.get_name_value(), (loss_sum / loss_samples if loss_samples else None)
+        return evaluate(self.bindings, executor, eval_data, metric)
 
     def predict(
         self, data, batch_size: int | None = None, reset: bool = True
@@ -468,18 +383,7 @@ class Model:
         )
         if reset:
             data_iter.reset()
-        rows_per_batch = batch_size_of(data_iter)
-        data_names, _ = iterator_names(data_iter)
-        parts: list[list[np.ndarray]] = [[] for _ in executor.outputs]
-        for batch in data_iter:
-            self.bindings.copy_batch(executor, batch, data_names, [])
-            executor.forward(is_train=False)
-            for collected, output in zip(parts, executor.outputs):
-                rows = valid_rows(output.shape[0], rows_per_batch, batch.pad)
-                collected.append(np.array(output[slice(rows)]))
-        if not parts[0]:
-            raise ValueError("predict: the iterator gave no batch (reset it, or pass reset=True)")
-        results = [np.concatenate(collected) for collected in parts]
+        results = predict_outputs(self.bindings, executor, data_iter)
         return results[0] if len(results) == 1 else results
 
     def _as_iter(self, data, batch_size: int | None):
@@ -505,6 +409,16 @@ class Model:
         ``epoch`` is the number of epochs completed: ``Model.load(prefix, epoch)`` and then
         ``fit(..., begin_epoch=epoch)`` continue exactly as training would have. The file
         layout is in ``graphc.model_checkpoint``.
+
+        >>> import os, tempfile, numpy as np, graphc as gc
+        >>> model = Model(gc.models.linreg(), label_names=("lro_label",))
+        >>> model.set_params({"fc_weight": np.ones((1, 2), np.float32),
+        ...                   "fc_bias": np.zeros(1, np.float32)})
+        >>> prefix = os.path.join(tempfile.mkdtemp(), "linreg")
+        >>> model.save_checkpoint(prefix, 0)
+        >>> loaded = Model.load(prefix, 0, label_names=("lro_label",))
+        >>> loaded.predict(np.eye(2, dtype=np.float32)).ravel().tolist()
+        [1.0, 1.0]
         """
         self._require_params("save_checkpoint")
         state = CheckpointState(
@@ -570,23 +484,6 @@ class Model:
         if state.history:
             model.history = {key: list(values) for key, values in state.history.items()}
         return model
-
-
-def _optimizer_record(optimizer: Optimizer) -> dict:
-    """The optimizer's class and hyper-parameters as JSON values (others as their repr)."""
-    plain = (bool, int, float, str, type(None))
-    hyper = {
-        key: value if isinstance(value, plain) else repr(value)
-        for key, value in vars(optimizer).items()
-        if key != "num_update"
-    }
-    return {"class": type(optimizer).__name__, "hyper_parameters": hyper}
-
-
-def _callbacks(callbacks) -> list[Callable]:
-    if callbacks is None:
-        return []
-    return list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks]
 
 
 def _check_epochs(begin_epoch: int, num_epoch: int) -> None:

@@ -37,6 +37,7 @@ a partial file under the final name.
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import tempfile
 import zipfile
@@ -82,7 +83,11 @@ def params_path(prefix: str, epoch: int) -> str:
 
 def save_checkpoint_files(prefix: str, state: CheckpointState) -> None:
     """Write ``state`` as ``{prefix}-symbol.json`` and ``{prefix}-{epoch:04d}.npz``."""
-    if isinstance(state.epoch, bool) or not isinstance(state.epoch, int) or state.epoch < 0:
+    if (
+        isinstance(state.epoch, bool)
+        or not isinstance(state.epoch, numbers.Integral)
+        or state.epoch < 0
+    ):
         raise ValueError(f"save_checkpoint: epoch must be an integer >= 0, got {state.epoch!r}")
     directory = os.path.dirname(os.path.abspath(prefix))
     if not os.path.isdir(directory):
@@ -96,7 +101,7 @@ def save_checkpoint_files(prefix: str, state: CheckpointState) -> None:
 def _entries(state: CheckpointState) -> dict[str, np.ndarray]:
     entries: dict[str, np.ndarray] = {
         "format": np.array(CHECKPOINT_FORMAT),
-        "epoch": np.array(state.epoch),
+        "epoch": np.array(int(state.epoch)),
         "train_step": np.array(state.train_step),
         "history": np.array(json.dumps(state.history)),
     }

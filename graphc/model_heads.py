@@ -162,7 +162,7 @@ def head_loss(
     batch_size: int,
 ) -> float:
     """The mean loss of one head over its first ``rows`` rows (all when None)."""
-    output = np.asarray(output, dtype=np.float64)[slice(rows)]
+    output = np.asarray(output)[slice(rows)]
     scale = float(head.attrs.get("grad_scale", 1.0))
     if head.op == "MakeLoss":
         return scale * _make_loss(head.attrs, output, batch_size if rows is None else rows)
@@ -171,6 +171,7 @@ def head_loss(
         return float("nan")
     if head.op == "SoftmaxOutput":
         return scale * _softmax_loss(head.attrs, output, label)
+    output = output.astype(np.float64)
     if head.op == "LinearRegressionOutput":
         residual = output - label.reshape(output.shape)
         return scale * 0.5 * _mean_per_output(residual**2)
@@ -200,8 +201,10 @@ def _softmax_loss(attrs: Mapping[str, Any], probs: np.ndarray, label: np.ndarray
             f"fit: SoftmaxOutput labels must be class indices in [0, {classes}), but they "
             f"range from {label[valid].min():g} to {label[valid].max():g}"
         )
+    # Only the picked probabilities go to float64, not the whole (rows, classes) output.
     picked = np.take_along_axis(probs, np.expand_dims(indices, axis), axis=axis)
-    nll = -np.log(np.maximum(np.squeeze(picked, axis=axis), PROBABILITY_FLOOR))
+    picked = np.squeeze(picked, axis=axis).astype(np.float64)
+    nll = -np.log(np.maximum(picked, PROBABILITY_FLOOR))
     return float(np.sum(nll * valid) / max(int(valid.sum()), 1))
 
 
@@ -212,6 +215,7 @@ def _mean_per_output(per_element: np.ndarray) -> float:
 
 
 def _make_loss(attrs: Mapping[str, Any], values: np.ndarray, samples: int) -> float:
+    values = values.astype(np.float64)
     if attrs.get("normalization") == "valid":
         count = int(np.sum(values > attrs.get("valid_thresh", 0.0)))
         return float(np.sum(values)) / max(count, 1)

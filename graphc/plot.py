@@ -56,7 +56,7 @@ def history(
     True
     """
     names = panels(history)
-    figure_class = _figure_class()
+    figure_class, ticker = _matplotlib()
     figure = figure_class(figsize=(4.5 * len(names), 3.5), dpi=100)
     axes = figure.subplots(1, len(names), squeeze=False)[0]
     epochs = list(history["epoch"])
@@ -65,6 +65,7 @@ def history(
             values = history.get(f"{split}_{name}")
             if values is not None and any(math.isfinite(value) for value in values):
                 axis.plot(epochs, list(values), style, label=split)
+        axis.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
         axis.set_title(name)
         axis.set_xlabel("epoch")
         axis.grid(alpha=0.3)
@@ -105,11 +106,13 @@ def panels(history: Mapping[str, Sequence[float]]) -> list[str]:
     return sorted(names, key=lambda name: name != "loss")
 
 
-def _figure_class():
+def _matplotlib():
+    """``Figure`` and the ``ticker`` module, or the install command when it is missing."""
     try:
         import matplotlib.figure
+        import matplotlib.ticker
     except ImportError:
         raise MissingDependencyError(
             "gc.plot.history needs matplotlib: pip install matplotlib"
         ) from None
-    return matplotlib.figure.Figure
+    return matplotlib.figure.Figure, matplotlib.ticker

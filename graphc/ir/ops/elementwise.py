@@ -107,7 +107,8 @@ _unary(
     # y > 0 exactly where x > 0; reading the output lets x die right after the forward
     # (or never be stored at all when relu is fused into the layer that produces x).
     lambda x, y, dy: dy * greater(y, 0.0),
-    "({0} if {0} > 0.0 else 0.0)",
+    # NaN stays NaN, as np.maximum(x, 0) keeps it: a NaN must reach the loss, not vanish.
+    "(0.0 if {0} <= 0.0 else {0})",
     "max(x, 0).",
 )
 _unary(
