@@ -5,8 +5,9 @@
 
 ``gc.models.charlm``: Embedding, one LSTM layer and a softmax over the characters at every
 time step, trained by truncated back-propagation through time on ``BPTTIter`` windows of
-``--seq-len`` characters in ``--batch-size`` parallel rows (time-major, 'TN'). Each window
-starts from a zero LSTM state (see ``Model``'s notes). The metric is the perplexity per
+``--seq-len`` characters in ``--batch-size`` parallel rows (time-major, 'TN'). The LSTM
+state is carried from each window to the next (``stateful=True`` and ``state_names``), so
+every row reads its stream as one long sequence. The metric is the perplexity per
 character: ``exp`` of the mean cross-entropy, the same number as ``exp(loss)``.
 """
 
@@ -55,8 +56,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def train(args, corpus: gc.datasets.TextData, ctx) -> gc.Model:
     """Fit ``charlm`` for ``args.epochs`` epochs; fit prints one summary line per epoch."""
     batches = gc.io.BPTTIter(corpus.data, args.batch_size, args.seq_len, layout="TN")
-    net = gc.models.charlm(corpus.vocab_size, embed=args.embed, hidden=args.hidden)
-    model = gc.Model(net, ctx, data_names=("data",), label_names=("softmax_label",))
+    net = gc.models.charlm(corpus.vocab_size, embed=args.embed, hidden=args.hidden, stateful=True)
+    model = gc.Model(
+        net,
+        ctx,
+        data_names=("data",),
+        label_names=("softmax_label",),
+        state_names=gc.models.CHARLM_STATE_NAMES,
+    )
     print(
         f"{len(corpus.data):,} characters, vocabulary {corpus.vocab_size}; {len(batches)} "
         f"batches of {args.seq_len} x {args.batch_size} per epoch"
@@ -94,32 +101,34 @@ def generate(
     seed: int = 0,
 ) -> str:
     """``count`` characters sampled one at a time after ``prime`` (default: the corpus's
-    first character), each conditioned on the last ``window`` characters before it.
+    first character).
 
-    The model's shapes are fixed when it is bound and it has no recurrent state to carry
-    between calls, so a predictor is bound for one row of ``window`` steps and every sampled
-    character reruns the LSTM over the whole window: ``count * window`` steps where a model
-    that carried its state would need ``count``. A shorter context sits at the start of the
-    window and the rest is padding; the LSTM runs forward in time from a zero state, so the
-    output at the context's last position does not depend on the padding after it.
+    A predictor is bound for one character (data (1, 1)) and carries the LSTM state from
+    each character to the next, as training carried it from window to window: the prime
+    is read one character at a time, then every sampled character is fed back in. ``window``
+    is not needed with a carried state and is kept for the command line's sake.
     """
     unknown = sorted(set(prime) - set(corpus.char_to_index))
     if unknown:
         raise ValueError(f"generate: the prime has characters not in the vocabulary: {unknown}")
     tokens = [corpus.char_to_index[character] for character in prime] or [int(corpus.data[0])]
-    predictor = model.symbol.simple_bind(model.ctx, grad_req="null", data=(window, 1))
+    predictor = model.symbol.simple_bind(model.ctx, grad_req="null", data=(1, 1))
     predictor.copy_params_from(*model.get_params())
+    state, cell = predictor.arg_dict["lstm_state"], predictor.arg_dict["lstm_state_cell"]
     rng = np.random.default_rng(seed)
-    data = np.zeros((window, 1), dtype=np.float32)
+    data = np.zeros((1, 1), dtype=np.float32)
+    probs = None
+    for token in tokens:
+        data[0, 0] = token
+        probs, next_state, next_cell = predictor.forward(is_train=False, data=data)
+        state[:], cell[:] = next_state, next_cell
     sampled = []
     for _ in range(count):
-        context = tokens[-window:]
-        data[:] = 0
-        data[: len(context), 0] = context
-        probs = predictor.forward(is_train=False, data=data)[0]
-        token = sample_next(probs[len(context) - 1], temperature, rng)
-        tokens.append(token)
+        token = sample_next(probs[0], temperature, rng)
         sampled.append(token)
+        data[0, 0] = token
+        probs, next_state, next_cell = predictor.forward(is_train=False, data=data)
+        state[:], cell[:] = next_state, next_cell
     return corpus.decode(sampled)
 
 

@@ -18,9 +18,7 @@ from fashion_common import parse, train
 import graphc as gc
 
 if __name__ == "__main__":
-    args = parse(
-        __doc__.splitlines()[0], epochs=2, batch_size=100, lr=0.05, momentum=0.9, wd=1e-5
-    )
+    args = parse(__doc__.splitlines()[0], epochs=2, batch_size=100, lr=0.05, momentum=0.9, wd=1e-5)
     if args.checkpoint is None:
         args.checkpoint = "lenet"
     train(gc.models.lenet(), args, flatten=False)

@@ -200,6 +200,35 @@ class NDArrayIter:
         """The next batch (MXNet's name for ``__next__``)."""
         return self.__next__()
 
+    def take_epoch(self) -> tuple[np.ndarray, np.ndarray]:
+        """The rest of this epoch's batches as sample indices, without cutting them: the
+        indices of every batch one after the other (``batch_size`` each) and each batch's
+        ``pad``. Afterwards the iterator is where iterating to the end leaves it, so a
+        compiled training loop cutting the batches itself sees the samples, the padding and
+        (after ``reset``) the roll-over that iteration would give.
+
+        >>> it = NDArrayIter(np.arange(5.0).reshape(5, 1), batch_size=2)
+        >>> indices, pads = it.take_epoch()
+        >>> indices.tolist(), pads.tolist()
+        ([0, 1, 2, 3, 4, 0], [0, 0, 1])
+        """
+        indices, pads = [], []
+        while True:
+            start, size = self._cursor, len(self.epoch_indices)
+            if start >= size or (
+                self.last_batch_handle != "pad" and start + self.batch_size > size
+            ):
+                break
+            stop = start + self.batch_size
+            pad = max(0, stop - size)
+            positions = np.arange(start, stop) % size if pad else slice(start, stop)
+            indices.append(self.epoch_indices[positions])
+            pads.append(pad)
+            self._cursor = stop
+        if not indices:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        return np.concatenate(indices).astype(np.int64), np.array(pads, dtype=np.int64)
+
     def reset(self) -> None:
         """Start the next epoch: a new order if shuffling, and with 'roll_over' the samples
         left after the last complete batch open it. A reset before the epoch's complete

@@ -9,7 +9,8 @@ share the parameter arrays (or reuse the training executor when the shapes are t
 
 The default ``rescale_grad`` and the training loss follow the loss heads: see
 ``graphc.model_heads``. Checkpoints: see ``graphc.model_checkpoint``; what ``fit`` shows:
-see ``graphc.progress``.
+see ``graphc.progress``. A recurrent state carried across batches (truncated BPTT): see
+``state_names`` and ``graphc.model_states``.
 
 >>> import numpy as np, graphc as gc
 >>> x = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)
@@ -72,7 +73,8 @@ class Model:
     Parameters
     ----------
     symbol : Symbol
-        Every output must be a loss head to ``fit`` (``SoftmaxOutput``, ...).
+        Every output must be a loss head to ``fit`` (``SoftmaxOutput``, ...), or an output
+        named in ``state_names``.
     ctx : Context
         ``gc.cpu()``.
     data_names, label_names : sequence of str
@@ -80,6 +82,17 @@ class Model:
         other argument is a parameter. ``models.linreg`` names its label ``lro_label``.
     opt_level : int, optional
         The executors' optimization level (see ``simple_bind``).
+    state_names : mapping of str to str, optional
+        Recurrent state carried across batches: each key is an input of ``symbol`` and its
+        value the output (named as in ``symbol.list_outputs()``) whose value after a batch
+        becomes that input for the next batch, when the iterator's ``is_continuation`` says
+        the batch continues the last one; otherwise, and at the start of every epoch,
+        ``score`` and ``predict``, the input is zero. An iterator without
+        ``is_continuation`` (``NDArrayIter``) starts every batch from zero. State inputs are
+        not parameters (no initializer, no gradient, not in ``param_names``, not in
+        checkpoints: they start from zero at every epoch anyway) and state outputs send no
+        gradient back. For ``models.charlm(stateful=True)``:
+        ``models.CHARLM_STATE_NAMES``. See ``graphc.model_states``.
 
     Attributes
     ----------
@@ -90,10 +103,11 @@ class Model:
 
     Notes
     -----
-    Recurrent state: ``models.charlm`` trains on ``BPTTIter`` batches as windows that each start from a zero
-    LSTM state: its LSTM is built without initial-state inputs (``has_state=False``) and its
-    final state is not an output, so the model offers no place to carry a state into, and
-    ``BPTTIter.is_continuation`` is not used. Gradients still flow through ``seq_len`` steps.
+    Recurrent state: the default ``models.charlm`` has no state inputs, so every
+    ``BPTTIter`` window starts from a zero LSTM state. ``models.charlm(stateful=True)``
+    with ``state_names=models.CHARLM_STATE_NAMES`` carries the final state of each row into
+    the next window (truncated BPTT): gradients flow through ``seq_len`` steps, the state
+    through the whole epoch.
 
     >>> import graphc as gc
     >>> Model(gc.models.mlp()).param_names
@@ -107,6 +121,7 @@ class Model:
         data_names: Sequence[str] = ("data",),
         label_names: Sequence[str] | None = ("softmax_label",),
         opt_level: int | None = None,
+        state_names: Mapping[str, str] | None = None,
     ) -> None:
         self.symbol = symbol
         self.ctx = ctx or cpu()
@@ -114,7 +129,7 @@ class Model:
         self.label_names = tuple(label_names or ())
         self.opt_level = opt_level
         self.bindings = ModelBindings(
-            symbol, self.ctx, self.data_names, self.label_names, opt_level
+            symbol, self.ctx, self.data_names, self.label_names, opt_level, state_names
         )
         self.history: dict[str, list] = {"epoch": [], "time": [], "train_loss": []}
         self._initialized = False
@@ -130,8 +145,13 @@ class Model:
 
     @property
     def param_names(self) -> list[str]:
-        """The arguments that are neither data nor labels."""
+        """The arguments that are neither data, labels nor state inputs."""
         return self.bindings.param_names
+
+    @property
+    def state_names(self) -> dict[str, str]:
+        """State input to the output that feeds it (empty for a model without state)."""
+        return self.bindings.state_names
 
     @property
     def arg_params(self) -> dict[str, np.ndarray] | None:
@@ -232,14 +252,15 @@ class Model:
         _check_epochs(begin_epoch, num_epoch)
         display = TrainingDisplay(num_epoch, begin_epoch, log_every, quiet, verbose)
         heads = loss_heads(self.symbol)
-        if len(heads) != len(self.symbol.entries):
-            positions = {head.output for head in heads}
-            outputs = self.symbol.list_outputs()
-            others = [name for index, name in enumerate(outputs) if index not in positions]
+        outputs = self.symbol.list_outputs()
+        allowed = {outputs[head.output] for head in heads} | set(self.state_names.values())
+        others = [name for name in outputs if name not in allowed]
+        if others:
             raise ValueError(
                 f"fit: the outputs {others} are not loss heads; fit trains a symbol whose "
                 "outputs are all loss heads (SoftmaxOutput, LinearRegressionOutput, "
-                "LogisticRegressionOutput, MakeLoss)"
+                "LogisticRegressionOutput, MakeLoss) or recurrent states named in "
+                "Model's state_names"
             )
         executor = self.bindings.executor(
             self.bindings.input_shapes(train_data, "fit"), for_training=True
@@ -336,7 +357,9 @@ class Model:
     def score(self, eval_data, eval_metric: Any = "acc", reset: bool = True) -> list:
         """``[(name, value), ...]`` of ``eval_metric`` over ``eval_data``, padding left out.
 
-        ``reset`` starts the iterator from its first batch (as MXNet's ``score``).
+        ``reset`` starts the iterator from its first batch (as MXNet's ``score``). A
+        recurrent state (``state_names``) starts from zero and is carried over the pass as
+        in ``fit``.
 
         >>> import numpy as np, graphc as gc
         >>> model = Model(gc.models.linreg(), label_names=("lro_label",))
@@ -374,7 +397,9 @@ class Model:
 
         Returns
         -------
-        ndarray, or a list of them for a symbol with several outputs.
+        ndarray, or a list of them for a symbol with several outputs (the state outputs
+        included, one row per stream per batch). A recurrent state (``state_names``)
+        starts from zero and is carried over the pass as in ``fit``.
         """
         self._require_params("predict")
         data_iter = self._as_iter(data, batch_size)
@@ -461,13 +486,15 @@ class Model:
         data_names: Sequence[str] = ("data",),
         label_names: Sequence[str] | None = ("softmax_label",),
         opt_level: int | None = None,
+        state_names: Mapping[str, str] | None = None,
     ) -> Model:
         """The model saved by ``save_checkpoint(prefix, epoch)``, ready to predict or to
-        resume with ``fit(..., begin_epoch=epoch)``.
+        resume with ``fit(..., begin_epoch=epoch)``. A checkpoint holds no recurrent state
+        (it starts from zero at every epoch); pass the ``state_names`` the model had.
 
         Raises FileNotFoundError or ``CheckpointError``, naming the file."""
         state = load_checkpoint_files(prefix, epoch)
-        model = cls(state.symbol, ctx, data_names, label_names, opt_level)
+        model = cls(state.symbol, ctx, data_names, label_names, opt_level, state_names)
         missing = sorted(set(model.param_names) - set(state.arg_params))
         if missing:
             raise CheckpointError(

@@ -19,12 +19,13 @@ training batch shape reuses the training executor.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from graphc.ir.errors import ShapeError
 from graphc.ir.symbol import Symbol
+from graphc.model_states import check_state_names, check_state_shapes
 from graphc.runtime.bind import bind
 from graphc.runtime.context import Context
 from graphc.runtime.executor import Executor
@@ -36,7 +37,9 @@ class ModelBindings:
     Attributes
     ----------
     param_names : list of str
-        The arguments that are neither data nor labels, in argument order.
+        The arguments that are neither data, labels nor state inputs, in argument order.
+    state_names : dict of str to str
+        State input to the output that feeds it (``graphc.model_states``).
     arg_params, aux_params : dict of str to ndarray, or None
         None until the first bind or ``set``; then the arrays every executor reads.
     train_executor : Executor or None
@@ -50,6 +53,7 @@ class ModelBindings:
         data_names: Sequence[str],
         label_names: Sequence[str],
         opt_level: int | None = None,
+        state_names: Mapping[str, str] | None = None,
     ) -> None:
         arguments = symbol.list_arguments()
         for kind, names in (("data_names", data_names), ("label_names", label_names)):
@@ -64,7 +68,8 @@ class ModelBindings:
         self.data_names = tuple(data_names)
         self.label_names = tuple(label_names)
         self.opt_level = opt_level
-        inputs = set(self.data_names) | set(self.label_names)
+        self.state_names = check_state_names(symbol, state_names, data_names, label_names)
+        inputs = set(self.data_names) | set(self.label_names) | set(self.state_names)
         self.param_names = [name for name in arguments if name not in inputs]
         self.arg_params: dict[str, np.ndarray] | None = None
         self.aux_params: dict[str, np.ndarray] = {}
@@ -128,9 +133,14 @@ class ModelBindings:
             if candidate in self.executors:
                 return self.executors[candidate]
         names = self.symbol.list_arguments()
-        arg_shapes, _, aux_shapes = self.symbol.infer_shape(**shapes)
+        arg_shapes, out_shapes, aux_shapes = self.symbol.infer_shape(**shapes)
         arg_types, _, aux_types = self.symbol.infer_type()
         arg_specs = {name: (tuple(s), t) for name, s, t in zip(names, arg_shapes, arg_types)}
+        check_state_shapes(
+            self.state_names,
+            dict(zip(names, arg_shapes)),
+            dict(zip(self.symbol.list_outputs(), out_shapes)),
+        )
         aux_names = self.symbol.list_auxiliary_states()
         aux_specs = {name: (tuple(s), t) for name, s, t in zip(aux_names, aux_shapes, aux_types)}
         self._bind_params(arg_specs, aux_specs)

@@ -1,8 +1,10 @@
 """The loops over batches behind ``Model.fit``, ``Model.score`` and ``Model.predict``.
 
-One training step, in order: copy the batch into the executor's bound arrays,
-``forward(is_train=True)``, the batch loss (``graphc.model_heads``) and its finiteness,
-the metric, ``backward()``, the finiteness of every gradient, ``optimizer.update``. A
+One training step, in order: copy the batch into the executor's bound arrays, set the
+state inputs (zeros, or the last batch's state outputs: ``graphc.model_states``),
+``forward(is_train=True)``, keep the state outputs, the batch loss (``graphc.model_heads``)
+and its finiteness, the metric (every output but the states), ``backward()`` (no gradient
+from the state outputs), the finiteness of every gradient, ``optimizer.update``. A
 non-finite loss or gradient raises :class:`TrainingDivergedError` before the update, so the
 parameters stay those of the last good step.
 
@@ -28,6 +30,7 @@ from graphc import metric as metrics
 from graphc.ir.errors import GraphcError
 from graphc.model_binding import ModelBindings, batch_size_of, iterator_names
 from graphc.model_heads import batch_loss, loss_heads, valid_rows
+from graphc.model_states import CarriedStates, state_output_positions
 from graphc.progress import TrainingDisplay
 from graphc.runtime.executor import Executor
 from graphc.runtime.optimizer import Optimizer
@@ -73,17 +76,18 @@ def train_epoch(
     metric.reset()
     batch_size = batch_size_of(train_data)
     data_names, label_names = iterator_names(train_data)
+    states = CarriedStates(executor, bindings.state_names)
     loss_sum, loss_samples, samples = 0.0, 0, 0
     for nbatch, batch in enumerate(train_data):
         bindings.copy_batch(executor, batch, data_names, label_names)
+        states.before_forward(train_data)
         executor.forward(is_train=True)
+        states.after_forward()
         loss = batch_loss(heads, executor.outputs, executor.arg_dict, batch_size, batch.pad)
         if loss is not None and not math.isfinite(loss):
             raise diverged(bindings, executor, epoch, nbatch, loss)
-        labels = [executor.arg_dict[name] for name in bindings.label_names]
-        num_valid = valid_rows(executor.outputs[0].shape[0], batch_size, batch.pad)
-        metric.update(labels, executor.outputs, num_valid)
-        executor.backward()
+        update_metric(bindings, executor, metric, batch_size, batch.pad)
+        executor.backward(states.out_grads)
         # A NaN that the forward hides (the ReLU kernel maps it to 0) still reaches the
         # gradients; np.sum propagates it and allocates nothing.
         bad_grads = [
@@ -145,13 +149,14 @@ def evaluate(
     metric.reset()
     batch_size = batch_size_of(eval_data)
     data_names, label_names = iterator_names(eval_data)
+    states = CarriedStates(executor, bindings.state_names)
     loss_sum, loss_samples = 0.0, 0
     for batch in eval_data:
         bindings.copy_batch(executor, batch, data_names, label_names)
+        states.before_forward(eval_data)
         executor.forward(is_train=False)
-        labels = [executor.arg_dict[name] for name in bindings.label_names]
-        num_valid = valid_rows(executor.outputs[0].shape[0], batch_size, batch.pad)
-        metric.update(labels, executor.outputs, num_valid)
+        states.after_forward()
+        update_metric(bindings, executor, metric, batch_size, batch.pad)
         loss = batch_loss(heads, executor.outputs, executor.arg_dict, batch_size, batch.pad)
         if loss is not None:
             loss_sum += loss * (batch_size - batch.pad)
@@ -165,15 +170,33 @@ def predict_outputs(bindings: ModelBindings, executor: Executor, data_iter) -> l
     rows_per_batch = batch_size_of(data_iter)
     data_names, _ = iterator_names(data_iter)
     parts: list[list[np.ndarray]] = [[] for _ in executor.outputs]
+    states = CarriedStates(executor, bindings.state_names)
     for batch in data_iter:
         bindings.copy_batch(executor, batch, data_names, [])
+        states.before_forward(data_iter)
         executor.forward(is_train=False)
+        states.after_forward()
         for collected, output in zip(parts, executor.outputs):
             rows = valid_rows(output.shape[0], rows_per_batch, batch.pad)
             collected.append(np.array(output[slice(rows)]))
     if not parts[0]:
         raise ValueError("predict: the iterator gave no batch (reset it, or pass reset=True)")
     return [np.concatenate(collected) for collected in parts]
+
+
+def update_metric(
+    bindings: ModelBindings,
+    executor: Executor,
+    metric: metrics.EvalMetric,
+    batch_size: int,
+    pad: int,
+) -> None:
+    """Add the batch the executor last ran to ``metric``: every output but the state
+    outputs, against the labels in order."""
+    skipped = state_output_positions(bindings.symbol, bindings.state_names)
+    preds = [output for index, output in enumerate(executor.outputs) if index not in skipped]
+    labels = [executor.arg_dict[name] for name in bindings.label_names]
+    metric.update(labels, preds, valid_rows(preds[0].shape[0], batch_size, pad))
 
 
 def as_callbacks(callbacks) -> list[Callable]:

@@ -19,7 +19,6 @@ dying input of the same shape).
 from __future__ import annotations
 
 import math
-import sys
 
 import numpy as np
 
@@ -33,7 +32,7 @@ from graphc.codegen_cpu.elementwise import (
     read_positions,
     render_expression,
 )
-from graphc.codegen_cpu.lowering import Kernel, NodeSpec, lower, lowering
+from graphc.codegen_cpu.lowering import Kernel, NodeSpec, kernel_reference, lower, lowering
 from graphc.ir.errors import BackendError
 from graphc.ir.ops.fused import CONST, INPUT, MEMBER, Member, member_dtypes, member_shapes
 from graphc.ir.ops.reduce import reduced_axes
@@ -79,15 +78,6 @@ def _anchor_spec(spec: NodeSpec, member: Member, shapes, dtypes) -> NodeSpec:
         out_dtypes=tuple(np.dtype(dtype) for dtype in dtypes),
         options=spec.options,
     )
-
-
-def kernel_reference(function) -> tuple[str, str]:
-    """The module and attribute under which a compiled kernel can be imported again."""
-    python_function = getattr(function, "py_func", function)
-    module, name = python_function.__module__, python_function.__name__
-    if getattr(sys.modules.get(module), name, None) is not function:
-        raise BackendError(f"kernel {module}.{name} cannot be called from generated code")
-    return module, name
 
 
 def _reduction_index(member: Member, source_shape: tuple, out_shape: tuple) -> tuple[str, int]:

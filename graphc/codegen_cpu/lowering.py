@@ -15,6 +15,7 @@ step function can call them from inside Numba over buffers planned at bind time.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -93,6 +94,15 @@ def lower(spec: NodeSpec) -> Kernel:
             f"{spec.name} ({spec.op}): the CPU backend has no kernel for {spec.op}"
         ) from None
     return lowering_fn(spec)
+
+
+def kernel_reference(function) -> tuple[str, str]:
+    """The module and attribute under which a compiled kernel can be imported again."""
+    python_function = getattr(function, "py_func", function)
+    module, name = python_function.__module__, python_function.__name__
+    if getattr(sys.modules.get(module), name, None) is not function:
+        raise BackendError(f"kernel {module}.{name} cannot be called from generated code")
+    return module, name
 
 
 def uniform_float_dtype(spec: NodeSpec) -> np.dtype:

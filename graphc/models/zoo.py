@@ -8,6 +8,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
+
 import graphc as gc
 
 
@@ -54,14 +57,57 @@ def lenet(num_classes: int = 10) -> gc.Symbol:
     return gc.SoftmaxOutput(fc2, name="softmax")
 
 
-def charlm(vocab_size: int, embed: int = 256, hidden: int = 256) -> gc.Symbol:
+CHARLM_STATE_NAMES: Mapping[str, str] = MappingProxyType(
+    {"lstm_state": "lstm_state_next_output", "lstm_state_cell": "lstm_state_cell_next_output"}
+)
+"""``Model``'s ``state_names`` for ``charlm(stateful=True)``: each state input and the output
+that feeds it."""
+
+
+def charlm(
+    vocab_size: int, embed: int = 256, hidden: int = 256, stateful: bool = False
+) -> gc.Symbol:
     """Character language model: Embedding, one LSTM layer, a softmax over the vocabulary
-    at every step. data is (seq_len, batch) character indices, label the next characters."""
+    at every step.
+
+    ``data`` is (seq_len, batch) character indices, time-major as ``BPTTIter(...,
+    layout='TN')`` gives them, and ``softmax_label`` the next characters in the same layout.
+    The ``softmax`` output is (seq_len * batch, vocab_size): row ``t * batch + n`` is step
+    ``t`` of stream ``n``.
+
+    With ``stateful=True`` the LSTM starts from the variables ``lstm_state`` and
+    ``lstm_state_cell`` (batch, hidden) instead of zeros, and the symbol has two more
+    outputs, the final states ``lstm_state_next_output`` and ``lstm_state_cell_next_output``
+    (batch, hidden), behind ``BlockGrad``. ``Model(net, state_names=CHARLM_STATE_NAMES)``
+    then carries each stream's state from one ``BPTTIter`` batch into the next (truncated
+    back-propagation through time, ``graphc.model_states``).
+
+    >>> import graphc as gc
+    >>> net = gc.models.charlm(30, embed=8, hidden=16, stateful=True)
+    >>> net.list_outputs()
+    ['softmax_output', 'lstm_state_next_output', 'lstm_state_cell_next_output']
+    >>> net.infer_shape(data=(10, 4))[1]
+    [(40, 30), (4, 16), (4, 16)]
+    >>> gc.models.charlm(30, embed=8, hidden=16).list_outputs()
+    ['softmax_output']
+    """
     data = gc.Variable("data")
     embedded = gc.Embedding(data, input_dim=vocab_size, output_dim=embed, name="embed")
-    lstm = gc.LSTM(embedded, num_hidden=hidden, name="lstm")
+    state = state_cell = None
+    if stateful:
+        state, state_cell = gc.Variable("lstm_state"), gc.Variable("lstm_state_cell")
+    lstm = gc.LSTM(embedded, num_hidden=hidden, state=state, state_cell=state_cell, name="lstm")
     states = gc.Reshape(lstm[0], shape=(-1, hidden), name="states")
     logits = gc.FullyConnected(states, num_hidden=vocab_size, name="decoder")
-    return gc.SoftmaxOutput(
+    softmax = gc.SoftmaxOutput(
         logits, gc.Variable("softmax_label"), normalization="batch", name="softmax"
+    )
+    if not stateful:
+        return softmax
+    return gc.Group(
+        [
+            softmax,
+            gc.BlockGrad(lstm[1], name="lstm_state_next"),
+            gc.BlockGrad(lstm[2], name="lstm_state_cell_next"),
+        ]
     )

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from graphc.codegen_cpu.lowering import Kernel, NodeSpec
+from graphc.codegen_cpu.step import compile_sequence
 from graphc.ir.errors import BackendError, DTypeError, ShapeError
 from graphc.ir.grad import grad as build_gradients
 from graphc.ir.graph import Graph
@@ -188,6 +189,9 @@ class Executor:
                     inputs_of[entry] = donor
                     taken.add(root)
         self._in_place = inputs_of
+        self._direct_grads = self._direct_gradient_entries(first_def)
+        for entry in self._direct_grads.values():
+            del first_def[entry]
         end = len(self.schedule)
         for entry in list(self._output_entries) + list(self._grad_entries.values()):
             last_use[storage.get(entry, entry)] = FOREVER if entry in self._output_entries else end
@@ -216,6 +220,8 @@ class Executor:
             arrays[NodeOutput(node, 0)] = values[node.name]
         for entry in first_def:
             arrays[entry] = self._block_view(entry, self._shapes[entry], self._dtypes[entry])
+        for name, entry in self._direct_grads.items():
+            arrays[entry] = self.grad_dict[name]
         steps = []
         for position, (node, kernel) in enumerate(zip(self.schedule, self._kernels)):
             count = get_op(node.op).num_outputs(node.attrs)
@@ -239,7 +245,42 @@ class Executor:
         self._forward_steps = [step for position, step in steps if position < self._forward_count]
         self._backward_steps = [step for position, step in steps if position >= self._forward_count]
         self.outputs = [arrays[entry] for entry in self._output_entries]
-        self._grad_sources = {name: arrays[entry] for name, entry in self._grad_entries.items()}
+        self._grad_sources = {
+            name: arrays[entry]
+            for name, entry in self._grad_entries.items()
+            if name not in self._direct_grads
+        }
+        self._compile_runs()
+
+    def _direct_gradient_entries(self, first_def: dict) -> dict[str, NodeOutput]:
+        """Gradients the kernel that computes them writes straight into ``grad_dict``.
+
+        A gradient with ``grad_req='write'`` whose entry is a buffer of its own (not a view,
+        not an input or an in-place alias, not a forward output, not shared with another
+        gradient) needs no copy: its array is the user's ``grad_dict`` array itself."""
+        counts: dict[NodeOutput, int] = {}
+        for entry in self._grad_entries.values():
+            counts[entry] = counts.get(entry, 0) + 1
+        direct = {}
+        for name, entry in self._grad_entries.items():
+            target = self.grad_dict.get(name)
+            if (
+                self.grad_req.get(name) == "write"
+                and entry in first_def
+                and counts[entry] == 1
+                and entry not in self._output_entries
+                and target is not None
+                and target.shape == tuple(self._shapes[entry])
+                and target.dtype == self._dtypes[entry]
+                and target.flags.c_contiguous
+            ):
+                direct[name] = entry
+        return direct
+
+    def _compile_runs(self) -> None:
+        """One generated Numba function each for the forward and the backward kernels."""
+        self._forward_run = _Run(self._forward_steps)
+        self._backward_run = _Run(self._backward_steps)
 
     def _last_reads(self) -> dict[NodeOutput, int]:
         """The last schedule position that reads each entry."""
@@ -291,8 +332,7 @@ class Executor:
         for name, value in inputs.items():
             self._assign_input(name, value)
         step_value = self._train_step if is_train else -1
-        for step in self._forward_steps:
-            _call(step, step_value)
+        self._forward_run(step_value)
         self._last_forward_step = step_value
         if is_train:
             self._train_step += 1
@@ -309,8 +349,7 @@ class Executor:
             )
         self._set_head_gradients(out_grads)
         step_value = getattr(self, "_last_forward_step", -1)
-        for step in self._backward_steps:
-            _call(step, step_value)
+        self._backward_run(step_value)
         for name, source in self._grad_sources.items():
             target = self.grad_dict[name]
             if self.grad_req[name] == "add":
@@ -489,6 +528,28 @@ def resolve_opt_level(opt_level: int | None) -> int:
     if opt_level not in LEVEL_PASSES:
         raise ValueError(f"opt_level={opt_level!r} is not a level; allowed: 0, 1, 2")
     return opt_level
+
+
+class _Run:
+    """Kernels called in order by one generated Numba function (``codegen_cpu.step``).
+
+    Should a kernel raise, the steps run again one by one from Python so that the error
+    carries a note naming the user's nodes of the kernel that failed (kernels only read
+    their inputs and overwrite their outputs, so running them again is harmless)."""
+
+    def __init__(self, steps: list[Step]) -> None:
+        self.steps = steps
+        comments = [provenance(step.node) for step in steps]
+        self.fn, self.source = compile_sequence([step.kernel for step in steps], comments)
+        self.arguments = tuple(step.args for step in steps)
+
+    def __call__(self, step_value: int) -> None:
+        try:
+            call_repairing(self.fn, self.arguments, step_value)
+        except Exception:
+            for step in self.steps:
+                _call(step, step_value)
+            raise
 
 
 def _call(step: Step, step_value: int) -> None:

@@ -1,0 +1,73 @@
+"""Generated step functions: a bound graph's kernels called in schedule order from one
+compiled Numba function, so a forward or backward pass is one call from Python.
+
+The kernels are the ones the executor lowered (fused where the passes fused); the step
+function only calls them, each on its bound argument tuple (views of the arena, bound
+constants), in order. Its source is readable and printable (``GRAPHC_DUMP=step`` prints it
+at bind), one line per kernel call with a comment naming the user's nodes it computes, and
+it is cached on disk like every kernel.
+
+Calling convention: ``run(arguments, step_value)`` where ``arguments`` holds one tuple per
+kernel (exactly ``Kernel.arguments(...)``) and ``step_value`` is the counter that
+step-dependent kernels (Dropout) take last.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+from graphc.codegen_cpu.lowering import Kernel, kernel_reference
+from graphc.runtime.cache import load_kernel
+
+HEADER = "import numba\n\nfrom graphc.runtime.cache import kernel_function\n\n"
+
+
+def kernel_names(kernels: Sequence[Kernel]) -> tuple[list[str], dict]:
+    """Import lines for the distinct kernel functions and each function's local name."""
+    lines, names = [], {}
+    for kernel in kernels:
+        if kernel.fn in names:
+            continue
+        module, attribute = kernel_reference(kernel.fn)
+        names[kernel.fn] = f"k{len(names)}"
+        lines.append(f"{names[kernel.fn]} = kernel_function({module!r}, {attribute!r})")
+    return lines, names
+
+
+def call_lines(
+    kernels: Sequence[Kernel],
+    comments: Sequence[str],
+    names: dict,
+    arguments: str,
+    step: str,
+    indent: str,
+) -> list[str]:
+    """One call per kernel on ``arguments[i]``, the step counter last where it is needed."""
+    lines = []
+    for index, (kernel, comment) in enumerate(zip(kernels, comments, strict=True)):
+        counter = f", {step}" if kernel.needs_step else ""
+        lines.append(f"{indent}# {comment}")
+        lines.append(f"{indent}{names[kernel.fn]}(*{arguments}[{index}]{counter})")
+    return lines
+
+
+def render_sequence(kernels: Sequence[Kernel], comments: Sequence[str]) -> str:
+    """Source of ``run(arguments, step_value)`` calling ``kernels`` in order."""
+    imports, names = kernel_names(kernels)
+    lines = [HEADER + "\n".join(imports) + "\n\n"]
+    lines.append("@numba.njit(cache=True)")
+    lines.append("def run(arguments, step_value):")
+    lines += call_lines(kernels, comments, names, "arguments", "step_value", "    ")
+    if not kernels:
+        lines.append("    pass")
+    return "\n".join(lines) + "\n"
+
+
+def compile_sequence(kernels: Sequence[Kernel], comments: Sequence[str]):
+    """The compiled ``run`` of ``render_sequence`` (loaded through the kernel cache)."""
+    source = render_sequence(kernels, comments)
+    if "step" in os.environ.get("GRAPHC_DUMP", "").split(","):
+        print(source, file=sys.stderr)
+    return load_kernel(source, "run"), source

@@ -1,0 +1,122 @@
+"""The generated training loop: many training steps (cut the batch, forward, loss and
+metric, backward, optimizer update) in one compiled call.
+
+``train(...)`` runs ``count`` steps over in-memory data. Per step it cuts the batch out of
+the data set by the sample order (``gather_rows``), calls the forward kernels, records the
+batch's loss and metric sums, stops before the backward pass when the loss or an output is
+not finite (returning that step's index), calls the backward kernels, stops likewise on a
+non-finite gradient, and updates every parameter with the optimizer's fused kernel. Values
+that change during training (learning rate, Adam's step, the Dropout step) are runtime
+arguments: ``scalars[step]`` holds the optimizer's scalars of each step and ``step0`` the
+first Dropout step, so a learning-rate schedule never recompiles anything.
+
+The source is readable (``GRAPHC_DUMP=step`` prints it) and cached like every kernel;
+each kernel call is commented with the user's nodes it computes.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from graphc.codegen_cpu.lowering import Kernel, kernel_reference
+from graphc.codegen_cpu.step import call_lines, kernel_names
+from graphc.runtime.cache import load_kernel
+
+
+@dataclass(frozen=True)
+class LoopPlan:
+    """What the generated loop calls, beside the kernels.
+
+    ``head``: 'softmax' or 'regression' (which statistics helper computes the loss and the
+    metric); ``absolute``: the regression metric is MAE rather than MSE. ``sources``: how
+    many arrays are cut into batches (data then labels). ``update``: the optimizer's kernel;
+    ``scalars``: how many scalars it takes after its arrays, ``grad_scale_index`` where
+    the global-norm factor goes among them; ``clip_global_norm``: whether to compute it."""
+
+    head: str
+    absolute: bool
+    sources: int
+    parameters: int
+    update: object
+    scalars: int
+    grad_scale_index: int
+    clip_global_norm: bool
+
+
+def render_training_loop(
+    forward: Sequence[Kernel],
+    forward_comments: Sequence[str],
+    backward: Sequence[Kernel],
+    backward_comments: Sequence[str],
+    plan: LoopPlan,
+) -> str:
+    imports, names = kernel_names([*forward, *backward])
+    module, attribute = kernel_reference(plan.update)
+    lines = [
+        "import math\n",
+        "import numba\n",
+        "from graphc.codegen_cpu.train_support import (",
+        "    all_finite,",
+        "    gather_rows,",
+        "    regression_stats,",
+        "    softmax_stats,",
+        ")",
+        "from graphc.runtime.cache import kernel_function",
+        "from graphc.runtime.optimizer_kernels import global_norm_scale, sum_of_squares\n",
+        *imports,
+        f"update = kernel_function({module!r}, {attribute!r})\n\n",
+        "@numba.njit(cache=True)",
+        "def train(forward, backward, updates, scalars, sources, targets, order, batch,"
+        " count, rows, step0, head, label, grad_scale, losses, metrics):",
+        "    for step in range(count):",
+        "        start = step * batch",
+    ]
+    indent = "        "
+    for index in range(plan.sources):
+        lines.append(f"{indent}gather_rows(sources[{index}], targets[{index}], order, start)")
+    lines.append(f"{indent}step_value = step0 + step")
+    lines += call_lines(forward, forward_comments, names, "forward", "step_value", indent)
+    if plan.head == "softmax":
+        lines.append(f"{indent}loss, metric = softmax_stats(head, label, rows[step], grad_scale)")
+    else:
+        lines.append(
+            f"{indent}loss, metric = regression_stats(head, label, rows[step], grad_scale,"
+            f" {plan.absolute})"
+        )
+    lines += [
+        f"{indent}losses[step] = loss",
+        f"{indent}metrics[step] = metric",
+        f"{indent}if not math.isfinite(loss) or not all_finite(head):",
+        f"{indent}    return step",
+    ]
+    lines += call_lines(backward, backward_comments, names, "backward", "step_value", indent)
+    for index in range(plan.parameters):
+        lines += [
+            f"{indent}if not all_finite(updates[{index}][1]):",
+            f"{indent}    return step",
+        ]
+    scalars = [f"scalars[step, {k}]" for k in range(plan.scalars)]
+    if plan.clip_global_norm:
+        lines.append(f"{indent}total = 0.0")
+        for index in range(plan.parameters):
+            lines.append(f"{indent}total += sum_of_squares(updates[{index}][1])")
+        lines.append(
+            f"{indent}scale = global_norm_scale(total, scalars[step, 2],"
+            f" scalars[step, {plan.grad_scale_index}])"
+        )
+        scalars[plan.grad_scale_index] = "scale"
+    for index in range(plan.parameters):
+        lines.append(f"{indent}update(*updates[{index}], {', '.join(scalars)})")
+    lines.append("    return count")
+    return "\n".join(lines) + "\n"
+
+
+def compile_training_loop(forward, forward_comments, backward, backward_comments, plan):
+    """The compiled ``train`` function and its source."""
+    source = render_training_loop(forward, forward_comments, backward, backward_comments, plan)
+    if "step" in os.environ.get("GRAPHC_DUMP", "").split(","):
+        print(source, file=sys.stderr)
+    return load_kernel(source, "train"), source

@@ -1,0 +1,164 @@
+"""Python out of the training loop: a bound executor, its optimizer and in-memory data run
+as one compiled call per chunk of training steps (``codegen_cpu.train_loop``).
+
+``CompiledTraining.unsupported(...)`` says why a model cannot take this path (``Model.fit``
+then trains step by step, with the same numbers); ``run(...)`` trains a chunk: it computes
+each step's optimizer scalars in Python (the schedule, Adam's bias correction) and hands the
+data, the sample order of the chunk and those scalars to the compiled loop in one call. The
+loop returns how many steps it completed; the loss and metric sums of every step come back
+in arrays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from graphc.codegen_cpu.train_loop import LoopPlan, compile_training_loop
+from graphc.runtime.cache import call_repairing
+from graphc.runtime.executor import Executor, provenance
+from graphc.runtime.optimizer import GRAD_SCALE_INDEX, Optimizer
+
+METRICS = {"accuracy": "softmax", "mse": "regression", "rmse": "regression", "mae": "regression"}
+"""Metrics the compiled loop computes, and the loss head each needs."""
+
+
+@dataclass
+class ChunkResult:
+    """What one compiled call did: steps completed, and each step's loss and metric sums
+    (the step that stopped the loop, if any, has its loss recorded too)."""
+
+    completed: int
+    losses: np.ndarray
+    metrics: np.ndarray
+
+
+class CompiledTraining:
+    """One compiled training loop for a bound executor and an optimizer."""
+
+    @staticmethod
+    def unsupported(
+        executor: Executor, heads: Sequence, metric_names: Sequence[str], grad_req: dict
+    ) -> str | None:
+        """Why this model cannot train in one compiled call per chunk, or None."""
+        if len(heads) != 1 or len(executor.outputs) != 1:
+            return "the compiled loop takes exactly one output, a loss head"
+        head = heads[0]
+        if head.op == "SoftmaxOutput":
+            kind = "softmax"
+            attrs = head.attrs
+            if attrs.get("use_ignore") or attrs.get("multi_output") or attrs.get("preserve_shape"):
+                return "SoftmaxOutput with ignored labels or several outputs per sample"
+            if executor.outputs[0].ndim != 2:
+                return "SoftmaxOutput over more than two dimensions"
+        elif head.op == "LinearRegressionOutput":
+            kind = "regression"
+        else:
+            return f"the compiled loop has no loss for {head.op}"
+        if head.label is None or head.label not in executor.arg_dict:
+            return "the loss head's label is not an argument"
+        if len(metric_names) != 1 or METRICS.get(metric_names[0]) != kind:
+            return f"the compiled loop computes {sorted(METRICS)} for its head, not {metric_names}"
+        if any(request == "add" for request in grad_req.values()):
+            return "grad_req='add'"
+        return None
+
+    def __init__(
+        self,
+        executor: Executor,
+        optimizer: Optimizer,
+        states: dict[str, tuple],
+        head,
+        metric_name: str,
+        input_names: Sequence[str],
+    ) -> None:
+        self.executor = executor
+        self.optimizer = optimizer
+        self.head = head
+        self.input_names = list(input_names)
+        self.targets = tuple(executor.arg_dict[name] for name in self.input_names)
+        self.updates = tuple(
+            (
+                executor.arg_dict[name].reshape(-1),
+                _gradient_buffer(executor, name).reshape(-1),
+                *(state.reshape(-1) for state in states[name]),
+            )
+            for name in states
+        )
+        plan = LoopPlan(
+            head="softmax" if head.op == "SoftmaxOutput" else "regression",
+            absolute=metric_name == "mae",
+            sources=len(self.input_names),
+            parameters=len(self.updates),
+            update=optimizer.kernel,
+            scalars=len(optimizer.scalar_arguments(1)),
+            grad_scale_index=GRAD_SCALE_INDEX,
+            clip_global_norm=optimizer.clip_global_norm is not None,
+        )
+        forward = executor._forward_run
+        backward = executor._backward_run
+        self.fn, self.source = compile_training_loop(
+            [step.kernel for step in forward.steps],
+            [provenance(step.node) for step in forward.steps],
+            [step.kernel for step in backward.steps],
+            [provenance(step.node) for step in backward.steps],
+            plan,
+        )
+        self.forward_arguments = forward.arguments
+        self.backward_arguments = backward.arguments
+        self.grad_scale = float(head.attrs.get("grad_scale", 1.0))
+
+    def scalars(self, count: int) -> np.ndarray:
+        """Each step's optimizer scalars; with global-norm clipping the grad_scale slot holds
+        the bound the loop turns into the factor."""
+        first = self.optimizer.num_update + 1
+        rows = [self.optimizer.scalar_arguments(first + step) for step in range(count)]
+        table = np.array(rows, dtype=np.float64).reshape(count, -1)
+        if self.optimizer.clip_global_norm is not None:
+            table[:, GRAD_SCALE_INDEX] = float(self.optimizer.clip_global_norm)
+        return table
+
+    def run(
+        self,
+        sources: Sequence[np.ndarray],
+        order: np.ndarray,
+        valid_rows: np.ndarray,
+    ) -> ChunkResult:
+        """Train ``len(valid_rows)`` steps over the batches ``order`` cuts from ``sources``
+        (one array per input, as ``input_names``); counts the optimizer's updates and the
+        executor's Dropout step for the steps completed."""
+        count = len(valid_rows)
+        batch = self.targets[0].shape[0]
+        losses = np.zeros(count, dtype=np.float64)
+        metrics = np.zeros(count, dtype=np.float64)
+        completed = call_repairing(
+            self.fn,
+            self.forward_arguments,
+            self.backward_arguments,
+            self.updates,
+            self.scalars(count),
+            tuple(sources),
+            self.targets,
+            np.ascontiguousarray(order, dtype=np.int64),
+            batch,
+            count,
+            np.ascontiguousarray(valid_rows, dtype=np.int64),
+            self.executor._train_step,
+            self.executor.outputs[self.head.output],
+            self.executor.arg_dict[self.head.label],
+            self.grad_scale,
+            losses,
+            metrics,
+        )
+        self.optimizer.num_update += completed
+        self.executor._train_step += completed
+        return ChunkResult(int(completed), losses, metrics)
+
+
+def _gradient_buffer(executor: Executor, name: str) -> np.ndarray:
+    """Where the backward kernels leave a parameter's gradient: the ``grad_dict`` array
+    itself when written directly, else the planned buffer ``backward`` copies from."""
+    source = executor._grad_sources.get(name)
+    return executor.grad_dict[name] if source is None else source
