@@ -48,6 +48,14 @@ from graphc.model_checkpoint import (
     restore_iterator_state,
     save_checkpoint_files,
 )
+from graphc.model_compiled import (
+    CompiledEpochs,
+    compiled_trainer,
+    epochs_per_call,
+    metric_value,
+    set_metric,
+    take_epochs,
+)
 from graphc.model_heads import loss_heads
 from graphc.model_loop import (
     BatchEndParam,
@@ -134,6 +142,8 @@ class Model:
         self.history: dict[str, list] = {"epoch": [], "time": [], "train_loss": []}
         self._initialized = False
         self._optimizer: Optimizer | None = None
+        self.fit_path: str | None = None  # "compiled" or "step by step: <why>", after fit
+        self._trainer = None  # the compiled training loop of the last fit, if it ran one
         self._opt_states: dict[str, tuple] = {}
         self._data_state: dict | None = None
         # Set by Model.load, used by the next fit.
@@ -205,7 +215,7 @@ class Model:
         epoch_end_callback: Callable | Sequence[Callable] | None = None,
         seed: int = 0,
         quiet: bool | None = None,
-        log_every: int = 1,
+        log_every: int | None = None,
         verbose: bool = True,
     ) -> dict[str, list]:
         """Train for epochs ``begin_epoch`` to ``num_epoch - 1`` and return :attr:`history`.
@@ -241,7 +251,12 @@ class Model:
         seed : int
             The initializer's seed (shuffling is the iterator's own ``seed``).
         quiet, log_every, verbose
-            What is shown: see ``graphc.progress.TrainingDisplay``.
+            What is shown: see ``graphc.progress.TrainingDisplay``; ``log_every`` defaults
+            to a twentieth of the epochs (every epoch up to 39), first and last always.
+
+        In-memory data (``NDArrayIter``) with no ``batch_end_callback`` train through the
+        compiled loop, a chunk of batches per call (``graphc.model_compiled``); after
+        ``fit``, ``model.fit_path`` says which path ran and, if step by step, why.
 
         Raises
         ------
@@ -250,6 +265,8 @@ class Model:
             batch, and that batch's update is not applied.
         """
         _check_epochs(begin_epoch, num_epoch)
+        if log_every is None:  # about 20 summary lines however long the run
+            log_every = max(1, (num_epoch - begin_epoch) // 20)
         display = TrainingDisplay(num_epoch, begin_epoch, log_every, quiet, verbose)
         heads = loss_heads(self.symbol)
         outputs = self.symbol.list_outputs()
@@ -286,7 +303,30 @@ class Model:
         self._resume_data_order(train_data, begin_epoch)
         train_metric = metrics.create(eval_metric)
         val_metric = copy.deepcopy(train_metric)
+        trainer = compiled_trainer(
+            self,
+            executor,
+            heads=heads,
+            train_data=train_data,
+            metric=train_metric,
+            batch_end_callback=batch_end_callback,
+            states=self._opt_states,
+        )
+        self._trainer = trainer
         try:
+            if trainer is not None:
+                self._fit_compiled(
+                    trainer,
+                    train_data,
+                    eval_data,
+                    train_metric,
+                    val_metric,
+                    display,
+                    epoch_end_callback,
+                    begin_epoch,
+                    num_epoch,
+                )
+                return self.history
             for epoch in range(begin_epoch, num_epoch):
                 start = time.perf_counter()
                 display.start_epoch(epoch, num_batches_of(train_data))
@@ -304,21 +344,94 @@ class Model:
                 seconds = time.perf_counter() - start
                 train_data.reset()
                 self._data_state = iterator_state(train_data)
-                val_values, val_loss = [], None
-                if eval_data is not None:
-                    val_values, val_loss = self._evaluate(eval_data, val_metric, "fit")
-                train_values = train_metric.get_name_value()
-                self._record(
-                    epoch, seconds, train_values, train_loss, val_values, val_loss, eval_data
+                self._end_epoch(
+                    epoch,
+                    seconds,
+                    train_metric,
+                    train_loss,
+                    samples,
+                    eval_data,
+                    val_metric,
+                    display,
+                    epoch_end_callback,
                 )
-                display.end_epoch(
-                    epoch, train_values, train_loss, val_values, val_loss, seconds, samples
-                )
-                for callback in as_callbacks(epoch_end_callback):
-                    callback(epoch, self.symbol, self.arg_params, self.aux_params)
         finally:
             display.close()
         return self.history
+
+    def _end_epoch(
+        self,
+        epoch,
+        seconds,
+        train_metric,
+        train_loss,
+        samples,
+        eval_data,
+        val_metric,
+        display,
+        epoch_end_callback,
+    ) -> None:
+        """Validation, history, the summary line and the callbacks of one epoch."""
+        val_values, val_loss = [], None
+        if eval_data is not None:
+            val_values, val_loss = self._evaluate(eval_data, val_metric, "fit")
+        train_values = train_metric.get_name_value()
+        self._record(epoch, seconds, train_values, train_loss, val_values, val_loss, eval_data)
+        display.end_epoch(epoch, train_values, train_loss, val_values, val_loss, seconds, samples)
+        for callback in as_callbacks(epoch_end_callback):
+            callback(epoch, self.symbol, self.arg_params, self.aux_params)
+
+    def _fit_compiled(
+        self,
+        trainer,
+        train_data,
+        eval_data,
+        train_metric,
+        val_metric,
+        display,
+        epoch_end_callback,
+        begin_epoch,
+        num_epoch,
+    ) -> None:
+        """The epochs of ``fit`` through the compiled loop (``graphc.model_compiled``)."""
+        metric_name = train_metric.get_name_value()[0][0]
+        runner = CompiledEpochs(trainer, train_data, self.bindings, metric_name)
+        spans = eval_data is None and not as_callbacks(epoch_end_callback)
+        batches = num_batches_of(train_data) or 0
+        epoch = begin_epoch
+        while epoch < num_epoch:
+            count = min(epochs_per_call(runner, batches, spans), num_epoch - epoch)
+            if count == 1:
+                display.start_epoch(epoch, batches)
+            results = runner.run(take_epochs(train_data, count), epoch, display)
+            self._data_state = iterator_state(train_data)
+            callbacks = as_callbacks(epoch_end_callback)
+            for offset, result in enumerate(results):
+                loss = result.loss_sum / result.samples if result.samples else None
+                quiet_epoch = (
+                    eval_data is None
+                    and not callbacks
+                    and display.bar is None
+                    and not display.logs(epoch + offset)
+                    and self.history.get("epoch")
+                )
+                if quiet_epoch:  # 10,000 one-batch epochs: keep Python's share small
+                    value = metric_value(metric_name, result.metric_sum, result.samples)
+                    self._append_history(epoch + offset, result.seconds, loss, metric_name, value)
+                    continue
+                set_metric(train_metric, result.metric_sum, result.samples)
+                self._end_epoch(
+                    epoch + offset,
+                    result.seconds,
+                    train_metric,
+                    loss,
+                    result.samples,
+                    eval_data,
+                    val_metric,
+                    display,
+                    epoch_end_callback,
+                )
+            epoch += count
 
     def _previous_optimizer(self) -> tuple[dict, dict] | None:
         """The optimizer state to carry on from: the live optimizer's, else a checkpoint's."""
@@ -339,6 +452,16 @@ class Model:
             )
             return
         restore_iterator_state(train_data, state)
+
+    def _append_history(self, epoch, seconds, loss, metric_name, value) -> None:
+        """``_record`` for an epoch whose row has the keys of the rows before it."""
+        row = {"epoch": epoch + 1, "time": seconds, "train_loss": _or_nan(loss)}
+        row[f"train_{metric_name}"] = value
+        if len(row) != len(self.history):
+            self._record(epoch, seconds, [(metric_name, value)], loss, [], None, None)
+            return
+        for key, values in self.history.items():
+            values.append(row[key])
 
     def _record(self, epoch, seconds, train_values, train_loss, val_values, val_loss, eval_data):
         row = {"epoch": epoch + 1, "time": seconds, "train_loss": _or_nan(train_loss)}

@@ -4,8 +4,8 @@ compiled Numba function, so a forward or backward pass is one call from Python.
 The kernels are the ones the executor lowered (fused where the passes fused); the step
 function only calls them, each on its bound argument tuple (views of the arena, bound
 constants), in order. Its source is readable and printable (``GRAPHC_DUMP=step`` prints it
-at bind), one line per kernel call with a comment naming the user's nodes it computes, and
-it is cached on disk like every kernel.
+at bind), one line per kernel call with a comment naming the user's nodes it computes; the
+source without those comments is what is compiled and cached on disk, like every kernel.
 
 Calling convention: ``run(arguments, step_value)`` where ``arguments`` holds one tuple per
 kernel (exactly ``Kernel.arguments(...)``) and ``step_value`` is the counter that
@@ -44,16 +44,18 @@ def call_lines(
     step: str,
     indent: str,
 ) -> list[str]:
-    """One call per kernel on ``arguments[i]``, the step counter last where it is needed."""
+    """One call per kernel on ``arguments[i]``, the step counter last where it is needed;
+    ``comments`` (one per kernel), when given, go above the calls."""
     lines = []
-    for index, (kernel, comment) in enumerate(zip(kernels, comments, strict=True)):
+    for index, kernel in enumerate(kernels):
         counter = f", {step}" if kernel.needs_step else ""
-        lines.append(f"{indent}# {comment}")
+        if comments is not None:
+            lines.append(f"{indent}# {comments[index]}")
         lines.append(f"{indent}{names[kernel.fn]}(*{arguments}[{index}]{counter})")
     return lines
 
 
-def render_sequence(kernels: Sequence[Kernel], comments: Sequence[str]) -> str:
+def render_sequence(kernels: Sequence[Kernel], comments: Sequence[str] | None) -> str:
     """Source of ``run(arguments, step_value)`` calling ``kernels`` in order."""
     imports, names = kernel_names(kernels)
     lines = [HEADER + "\n".join(imports) + "\n\n"]
@@ -66,8 +68,12 @@ def render_sequence(kernels: Sequence[Kernel], comments: Sequence[str]) -> str:
 
 
 def compile_sequence(kernels: Sequence[Kernel], comments: Sequence[str]):
-    """The compiled ``run`` of ``render_sequence`` (loaded through the kernel cache)."""
+    """The compiled ``run`` of ``render_sequence`` and its source with the comments.
+
+    What is compiled and cached is the source without the comments: node names differ
+    between two binds of the same model (they are numbered as graphs are built), the
+    calls do not, and a second bind must find the first one's machine code."""
     source = render_sequence(kernels, comments)
     if "step" in os.environ.get("GRAPHC_DUMP", "").split(","):
         print(source, file=sys.stderr)
-    return load_kernel(source, "run"), source
+    return load_kernel(render_sequence(kernels, None), "run"), source

@@ -48,9 +48,9 @@ class LoopPlan:
 
 def render_training_loop(
     forward: Sequence[Kernel],
-    forward_comments: Sequence[str],
+    forward_comments: Sequence[str] | None,
     backward: Sequence[Kernel],
-    backward_comments: Sequence[str],
+    backward_comments: Sequence[str] | None,
     plan: LoopPlan,
 ) -> str:
     imports, names = kernel_names([*forward, *backward])
@@ -115,8 +115,10 @@ def render_training_loop(
 
 
 def compile_training_loop(forward, forward_comments, backward, backward_comments, plan):
-    """The compiled ``train`` function and its source."""
+    """The compiled ``train`` function and its source with comments (the source without
+    them is what is compiled and cached, as in ``codegen_cpu.step``)."""
     source = render_training_loop(forward, forward_comments, backward, backward_comments, plan)
     if "step" in os.environ.get("GRAPHC_DUMP", "").split(","):
         print(source, file=sys.stderr)
-    return load_kernel(source, "train"), source
+    bare = render_training_loop(forward, None, backward, None, plan)
+    return load_kernel(bare, "train"), source

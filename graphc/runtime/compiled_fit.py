@@ -114,11 +114,24 @@ class CompiledTraining:
         """Each step's optimizer scalars; with global-norm clipping the grad_scale slot holds
         the bound the loop turns into the factor."""
         first = self.optimizer.num_update + 1
-        rows = [self.optimizer.scalar_arguments(first + step) for step in range(count)]
-        table = np.array(rows, dtype=np.float64).reshape(count, -1)
+        if self._constant_scalars():
+            row = np.array(self.optimizer.scalar_arguments(first), dtype=np.float64)
+            table = np.tile(row, (count, 1))
+        else:
+            rows = [self.optimizer.scalar_arguments(first + step) for step in range(count)]
+            table = np.array(rows, dtype=np.float64).reshape(count, -1)
         if self.optimizer.clip_global_norm is not None:
             table[:, GRAD_SCALE_INDEX] = float(self.optimizer.clip_global_norm)
         return table
+
+    def _constant_scalars(self) -> bool:
+        """Whether every step's scalars are the same: no schedule, and a learning rate that
+        does not depend on the step (Adam's bias correction does)."""
+        optimizer = self.optimizer
+        return (
+            optimizer.lr_scheduler is None
+            and type(optimizer).learning_rate_at is Optimizer.learning_rate_at
+        )
 
     def run(
         self,

@@ -1,0 +1,192 @@
+"""``Model.fit`` without Python in the loop: epochs over in-memory data trained by the
+compiled training loop (``graphc.runtime.compiled_fit``), a chunk of batches per call.
+
+When the training data are an ``NDArrayIter`` (arrays in memory), no ``batch_end_callback``
+asks for Python after every batch, the model has one loss head the compiled loop knows
+(``SoftmaxOutput`` with accuracy, ``LinearRegressionOutput`` with MSE, RMSE or MAE) and no
+carried state, ``fit`` hands the compiled loop the data arrays, the epoch's sample order
+(shuffled or not, exactly as iterating would give it, padding included) and the number of
+batches. Chunks are sized so that the progress bar still refreshes about every 0.1 s; with
+no validation data and no ``epoch_end_callback`` a chunk may span epochs, so LinReg's
+10,000 one-batch epochs take a few calls, not 10,000. Everything else trains step by step
+(``graphc.model_loop``), with the same numbers.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from graphc.io import NDArrayIter
+from graphc.model_loop import diverged
+from graphc.runtime.compiled_fit import METRICS, CompiledTraining
+
+CHUNK_SECONDS = 0.1
+"""How long one compiled call should run: the progress bar's refresh interval."""
+
+MAX_CHUNK_STEPS = 1 << 16
+
+
+@dataclass
+class EpochResult:
+    """One epoch trained by the compiled loop: loss and metric sums over its samples."""
+
+    loss_sum: float
+    metric_sum: float
+    samples: int
+    seconds: float
+
+
+def compiled_trainer(model, executor, train_data, heads, metric, batch_end_callback, states):
+    """A :class:`CompiledTraining` for this fit, or None with the reason in
+    ``model.fit_path``."""
+    reason = None
+    if not isinstance(train_data, NDArrayIter):
+        reason = "the training data are not an in-memory NDArrayIter"
+    elif batch_end_callback:
+        reason = "a batch_end_callback asks for Python after every batch"
+    elif model.state_names:
+        reason = "the model carries recurrent state between batches"
+    names = [name for name, _ in metric.get_name_value()]
+    if reason is None:
+        reason = CompiledTraining.unsupported(executor, heads, names, executor.grad_req)
+    if reason is not None:
+        model.fit_path = f"step by step: {reason}"
+        return None
+    inputs = [name for name, _ in train_data.provide_data + train_data.provide_label]
+    model.fit_path = "compiled"
+    return CompiledTraining(executor, model._optimizer, states, heads[0], names[0], inputs)
+
+
+def sources_of(train_data: NDArrayIter) -> list[np.ndarray]:
+    return [
+        np.ascontiguousarray(array) for array in train_data.data_arrays + train_data.label_arrays
+    ]
+
+
+def take_epochs(train_data: NDArrayIter, count: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The sample order and pads of ``count`` epochs, resetting after each as ``fit`` does.
+
+    An unshuffled iterator without roll-over gives every epoch the same plan and the same
+    state after ``reset``, so one epoch is taken and repeated."""
+    if not train_data.shuffle and train_data.last_batch_handle != "roll_over":
+        plan = train_data.take_epoch()
+        train_data.reset()
+        return [plan] * count
+    plans = []
+    for _ in range(count):
+        plans.append(train_data.take_epoch())
+        train_data.reset()
+    return plans
+
+
+class CompiledEpochs:
+    """Runs epochs through the compiled loop, timing steps to size the chunks."""
+
+    def __init__(
+        self, trainer: CompiledTraining, train_data: NDArrayIter, bindings, metric_name: str
+    ) -> None:
+        self.trainer = trainer
+        self.metric_name = metric_name
+        self.sources = sources_of(train_data)
+        self.batch = train_data.batch_size
+        self.bindings = bindings
+        self.seconds_per_step = None
+
+    def chunk_steps(self) -> int:
+        if self.seconds_per_step is None:
+            return 1
+        return int(max(1, min(MAX_CHUNK_STEPS, CHUNK_SECONDS / self.seconds_per_step)))
+
+    def run(self, plans, first_epoch: int, display) -> list[EpochResult]:
+        """Train the epochs of ``plans`` (from :func:`take_epochs`), a chunk at a time; a
+        chunk spans epochs when there are several. Raises TrainingDivergedError."""
+        order = np.concatenate([indices for indices, _ in plans])
+        pads = np.concatenate([pad for _, pad in plans])
+        epoch_of = np.concatenate(
+            [np.full(len(pad), first_epoch + k, dtype=np.int64) for k, (_, pad) in enumerate(plans)]
+        )
+        batch_in_epoch = np.concatenate([np.arange(len(pad)) for _, pad in plans])
+        rows = self.batch - pads
+        steps = len(rows)
+        losses = np.zeros(steps)
+        metrics = np.zeros(steps)
+        seconds = np.zeros(steps)
+        done = 0
+        while done < steps:
+            count = min(self.chunk_steps(), steps - done)
+            start = time.perf_counter()
+            result = self.trainer.run(
+                self.sources,
+                order[done * self.batch : (done + count) * self.batch],
+                rows[done : done + count],
+            )
+            elapsed = time.perf_counter() - start
+            losses[done : done + count] = result.losses
+            metrics[done : done + count] = result.metrics
+            if result.completed < count:
+                stop = done + result.completed
+                raise self._diverged(int(epoch_of[stop]), int(batch_in_epoch[stop]), losses[stop])
+            seconds[done : done + count] = elapsed / count
+            self.seconds_per_step = elapsed / count
+            done += count
+            if len(plans) == 1:
+                samples = int(rows[:done].sum())
+                mean = float(losses[:done].sum() / samples) if samples else None
+                value = metric_value(self.metric_name, float(metrics[:done].sum()), samples)
+                display.batch(done, samples, [(self.metric_name, value)], mean)
+        epoch_index = epoch_of - first_epoch
+        count = len(plans)
+        loss_sums = np.bincount(epoch_index, weights=losses, minlength=count)
+        metric_sums = np.bincount(epoch_index, weights=metrics, minlength=count)
+        samples = np.bincount(epoch_index, weights=rows, minlength=count)
+        times = np.bincount(epoch_index, weights=seconds, minlength=count)
+        return [
+            EpochResult(
+                float(loss_sums[k]), float(metric_sums[k]), int(samples[k]), float(times[k])
+            )
+            for k in range(count)
+        ]
+
+    def _diverged(self, epoch: int, nbatch: int, loss: float):
+        executor = self.trainer.executor
+        bad = [
+            name
+            for name in self.bindings.param_names
+            if not np.isfinite(_gradient(executor, name)).all()
+        ]
+        return diverged(
+            self.bindings, executor, epoch, nbatch, loss, bad if np.isfinite(loss) else ()
+        )
+
+
+def _gradient(executor, name: str) -> np.ndarray:
+    source = executor._grad_sources.get(name)
+    return executor.grad_dict[name] if source is None else source
+
+
+def epochs_per_call(trainer_epochs: CompiledEpochs, batches_per_epoch: int, spans: bool) -> int:
+    """How many epochs the next call may take: one, or as many as fit in a chunk."""
+    if not spans or batches_per_epoch == 0:
+        return 1
+    return max(1, trainer_epochs.chunk_steps() // batches_per_epoch)
+
+
+def metric_value(name: str, metric_sum: float, samples: int) -> float:
+    """The metric's value from its sums, as ``EvalMetric.get`` computes it."""
+    if not samples:
+        return float("nan")
+    value = metric_sum / samples
+    return float(np.sqrt(value)) if name == "rmse" else float(value)
+
+
+def set_metric(metric, metric_sum: float, samples: int) -> None:
+    """Give ``metric`` the sums the compiled loop computed (``sum_metric``, ``num_inst``)."""
+    metric.reset()
+    metric.sum_metric = metric_sum
+    metric.num_inst = samples
+
+
+__all__ = ["METRICS", "CompiledEpochs", "compiled_trainer", "epochs_per_call", "take_epochs"]

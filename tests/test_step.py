@@ -1,0 +1,157 @@
+"""Python out of the training loop: forward and backward are one compiled call each, and
+``Model.fit`` on in-memory data trains chunks of steps in one call, with the numbers of
+the step-by-step path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc.model_loop import TrainingDivergedError
+
+BATCH = 20
+
+
+@pytest.fixture(scope="module")
+def fashion():
+    x, y, _, _ = gc.datasets.fashion_mnist(bundled=True)
+    return x[:200].copy(), y[:200].copy()
+
+
+def _fit(symbol, x, y, compiled, optimizer="sgd", params=None, epochs=2, shuffle=True, **extra):
+    model = gc.Model(symbol)
+    data = gc.io.NDArrayIter(x, y, batch_size=BATCH, shuffle=shuffle, seed=3)
+    callback = None if compiled else (lambda param: None)
+    model.fit(
+        data,
+        optimizer=optimizer,
+        optimizer_params=params or {"learning_rate": 0.1, "momentum": 0.9},
+        num_epoch=epochs,
+        batch_end_callback=callback,
+        verbose=False,
+        **extra,
+    )
+    expected = "compiled" if compiled else "step by step"
+    assert model.fit_path.startswith(expected), model.fit_path
+    return model
+
+
+@pytest.mark.parametrize(
+    "optimizer, params",
+    [
+        ("sgd", {"learning_rate": 0.1, "momentum": 0.9, "wd": 1e-4}),
+        ("adam", {"learning_rate": 0.01, "clip_global_norm": 1.0}),
+    ],
+    ids=["sgd-momentum", "adam-global-norm"],
+)
+@pytest.mark.parametrize("model", ["mlp", "lenet"])
+def test_compiled_chunks_equal_the_step_by_step_path(fashion, model, optimizer, params):
+    """Two shuffled epochs of 10 batches (20 steps) in chunks that span epochs give the
+    parameters, losses and metrics of one Python step per batch."""
+    x, y = fashion
+    if model == "mlp":
+        symbol, x = gc.models.mlp(), x.reshape(len(x), -1)
+    else:
+        symbol = gc.models.lenet()
+    fast = _fit(symbol, x, y, True, optimizer, params)
+    slow = _fit(symbol, x, y, False, optimizer, params)
+    assert fast._optimizer.num_update == slow._optimizer.num_update == 20
+    for name, value in slow.get_params()[0].items():
+        np.testing.assert_allclose(fast.get_params()[0][name], value, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(fast.history["train_loss"], slow.history["train_loss"], rtol=1e-5)
+    np.testing.assert_allclose(
+        fast.history["train_accuracy"], slow.history["train_accuracy"], rtol=1e-12
+    )
+
+
+def test_compiled_sgd_matches_a_numpy_reference(fashion):
+    """Softmax regression, 20 steps of SGD with momentum: the reference computes each
+    gradient with the NumPy executor in float64 and applies MXNet's update formula."""
+    x, y = fashion
+    x = x.reshape(len(x), -1)
+    symbol = gc.models.softmax_regression()
+    model = gc.Model(symbol)
+    model.fit(
+        gc.io.NDArrayIter(x, y, batch_size=BATCH),
+        optimizer_params={"learning_rate": 0.1, "momentum": 0.9},
+        num_epoch=2,
+        verbose=False,
+        initializer=gc.init.Constant(0.01),
+    )
+    assert model.fit_path == "compiled"
+    params = {"fc_weight": np.full((10, 784), 0.01), "fc_bias": np.zeros(10)}
+    momentum = {name: np.zeros_like(value) for name, value in params.items()}
+    grads = gc.Group(gc.grad(symbol, ["fc_weight", "fc_bias"]))
+    for step in range(20):
+        rows = slice((step % 10) * BATCH, (step % 10 + 1) * BATCH)
+        inputs = {
+            "data": x[rows].astype(np.float64),
+            "softmax_label": y[rows].astype(np.float64),
+            **params,
+        }
+        for name, grad in zip(params, gc.evaluate(grads, inputs), strict=True):
+            momentum[name] = 0.9 * momentum[name] - 0.1 * grad / BATCH
+            params[name] = params[name] + momentum[name]
+    for name, value in params.items():
+        np.testing.assert_allclose(model.get_params()[0][name], value, rtol=1e-4, atol=1e-6)
+
+
+def test_a_schedule_changes_the_rate_inside_a_chunk_without_recompiling(fashion):
+    x, y = fashion
+    x = x.reshape(len(x), -1)
+    schedule = gc.lr_scheduler.FactorScheduler(step=3, factor=0.5)
+    params = {"learning_rate": 0.2, "lr_scheduler": schedule}
+    fast = _fit(gc.models.softmax_regression(), x, y, True, "sgd", params, epochs=3)
+    slow = _fit(
+        gc.models.softmax_regression(),
+        x,
+        y,
+        False,
+        "sgd",
+        {"learning_rate": 0.2, "lr_scheduler": gc.lr_scheduler.FactorScheduler(3, 0.5)},
+        epochs=3,
+    )
+    assert len(fast._trainer.fn.signatures) == 1, "one compile for every rate"
+    assert fast._optimizer.learning_rate < 0.2 / 4, "the rate fell inside the run"
+    for name, value in slow.get_params()[0].items():
+        np.testing.assert_allclose(fast.get_params()[0][name], value, rtol=1e-5, atol=1e-7)
+
+
+def test_nan_in_a_batch_stops_the_compiled_loop_naming_epoch_and_batch(fashion):
+    x, y = fashion
+    x = x.reshape(len(x), -1).copy()
+    x[1 * BATCH + 4, 10] = np.nan  # batch 1 of every epoch (no shuffling)
+    model = gc.Model(gc.models.mlp())
+    data = gc.io.NDArrayIter(x, y, batch_size=BATCH)
+    with pytest.raises(TrainingDivergedError, match="epoch 0, batch 1") as caught:
+        model.fit(data, optimizer_params={"learning_rate": 0.1}, num_epoch=3, verbose=False)
+    assert model.fit_path == "compiled"
+    assert (caught.value.epoch, caught.value.nbatch) == (0, 1)
+    assert model._optimizer.num_update == 1, "the update of the bad batch is not applied"
+
+
+def test_forward_and_backward_are_one_compiled_call_each(monkeypatch, capfd):
+    from graphc.runtime import executor as executor_module
+
+    monkeypatch.setenv("GRAPHC_DUMP", "step")
+    exe = gc.models.mlp().simple_bind(gc.cpu(), data=(4, 784))
+    dumped = capfd.readouterr().err
+    assert "def run(arguments, step_value):" in dumped
+    assert "# fused(fc1, relu1): fc1 (FullyConnected) at" in dumped
+    calls = []
+    monkeypatch.setattr(executor_module, "_call", lambda *args: calls.append(args))
+    exe.forward(is_train=True)
+    exe.backward()
+    assert calls == [], "no kernel is called from Python one by one"
+    assert exe._forward_run.fn.signatures, "the forward pass ran as one compiled function"
+
+
+def test_gradients_are_written_straight_into_grad_dict():
+    exe = gc.models.mlp().simple_bind(gc.cpu(), data=(4, 784))
+    assert set(exe._direct_grads) >= {"fc1_weight", "fc2_weight"}
+    exe.arg_dict["fc1_weight"][:] = 0.01
+    exe.arg_dict["data"][:] = 1.0
+    exe.forward(is_train=True)
+    exe.backward()
+    assert np.abs(exe.grad_dict["fc2_weight"]).sum() > 0
