@@ -406,8 +406,8 @@ class Model:
             results = runner.run(take_epochs(train_data, count), epoch, display)
             self._data_state = iterator_state(train_data)
             callbacks = as_callbacks(epoch_end_callback)
+            quiet_run: list = []  # consecutive epochs recorded in bulk, without a line
             for offset, result in enumerate(results):
-                loss = result.loss_sum / result.samples if result.samples else None
                 quiet_epoch = (
                     eval_data is None
                     and not callbacks
@@ -416,9 +416,11 @@ class Model:
                     and self.history.get("epoch")
                 )
                 if quiet_epoch:  # 10,000 one-batch epochs: keep Python's share small
-                    value = metric_value(metric_name, result.metric_sum, result.samples)
-                    self._append_history(epoch + offset, result.seconds, loss, metric_name, value)
+                    quiet_run.append((epoch + offset, result))
                     continue
+                self._extend_history(quiet_run, metric_name)
+                quiet_run = []
+                loss = result.loss_sum / result.samples if result.samples else None
                 set_metric(train_metric, result.metric_sum, result.samples)
                 self._end_epoch(
                     epoch + offset,
@@ -431,7 +433,28 @@ class Model:
                     display,
                     epoch_end_callback,
                 )
+            self._extend_history(quiet_run, metric_name)
             epoch += count
+
+    def _extend_history(self, run: list, metric_name: str) -> None:
+        """Append epochs that print nothing to the history, all at once."""
+        if not run:
+            return
+        keys = {"epoch", "time", "train_loss", f"train_{metric_name}"}
+        if set(self.history) != keys:
+            for epoch, result in run:
+                loss = result.loss_sum / result.samples if result.samples else None
+                value = metric_value(metric_name, result.metric_sum, result.samples)
+                self._record(epoch, result.seconds, [(metric_name, value)], loss, [], None, None)
+            return
+        self.history["epoch"].extend(epoch + 1 for epoch, _ in run)
+        self.history["time"].extend(result.seconds for _, result in run)
+        self.history["train_loss"].extend(
+            result.loss_sum / result.samples if result.samples else math.nan for _, result in run
+        )
+        self.history[f"train_{metric_name}"].extend(
+            metric_value(metric_name, result.metric_sum, result.samples) for _, result in run
+        )
 
     def _previous_optimizer(self) -> tuple[dict, dict] | None:
         """The optimizer state to carry on from: the live optimizer's, else a checkpoint's."""
@@ -452,16 +475,6 @@ class Model:
             )
             return
         restore_iterator_state(train_data, state)
-
-    def _append_history(self, epoch, seconds, loss, metric_name, value) -> None:
-        """``_record`` for an epoch whose row has the keys of the rows before it."""
-        row = {"epoch": epoch + 1, "time": seconds, "train_loss": _or_nan(loss)}
-        row[f"train_{metric_name}"] = value
-        if len(row) != len(self.history):
-            self._record(epoch, seconds, [(metric_name, value)], loss, [], None, None)
-            return
-        for key, values in self.history.items():
-            values.append(row[key])
 
     def _record(self, epoch, seconds, train_values, train_loss, val_values, val_loss, eval_data):
         row = {"epoch": epoch + 1, "time": seconds, "train_loss": _or_nan(train_loss)}

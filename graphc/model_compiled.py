@@ -103,12 +103,18 @@ class CompiledEpochs:
     def run(self, plans, first_epoch: int, display) -> list[EpochResult]:
         """Train the epochs of ``plans`` (from :func:`take_epochs`), a chunk at a time; a
         chunk spans epochs when there are several. Raises TrainingDivergedError."""
-        order = np.concatenate([indices for indices, _ in plans])
-        pads = np.concatenate([pad for _, pad in plans])
-        epoch_of = np.concatenate(
-            [np.full(len(pad), first_epoch + k, dtype=np.int64) for k, (_, pad) in enumerate(plans)]
-        )
-        batch_in_epoch = np.concatenate([np.arange(len(pad)) for _, pad in plans])
+        if all(plan is plans[0] for plan in plans):  # unshuffled: one plan, repeated
+            order = np.tile(plans[0][0], len(plans))
+            pads = np.tile(plans[0][1], len(plans))
+            lengths = np.full(len(plans), len(plans[0][1]), dtype=np.int64)
+        else:
+            order = np.concatenate([indices for indices, _ in plans])
+            pads = np.concatenate([pad for _, pad in plans])
+            lengths = np.array([len(pad) for _, pad in plans], dtype=np.int64)
+        epoch_index = np.repeat(np.arange(len(plans)), lengths)
+        epoch_of = epoch_index + first_epoch
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        batch_in_epoch = np.arange(len(pads)) - np.repeat(starts, lengths)
         rows = self.batch - pads
         steps = len(rows)
         losses = np.zeros(steps)
@@ -137,7 +143,6 @@ class CompiledEpochs:
                 mean = float(losses[:done].sum() / samples) if samples else None
                 value = metric_value(self.metric_name, float(metrics[:done].sum()), samples)
                 display.batch(done, samples, [(self.metric_name, value)], mean)
-        epoch_index = epoch_of - first_epoch
         count = len(plans)
         loss_sums = np.bincount(epoch_index, weights=losses, minlength=count)
         metric_sums = np.bincount(epoch_index, weights=metrics, minlength=count)
