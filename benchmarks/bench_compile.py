@@ -2,6 +2,11 @@
 
     .venv/bin/python benchmarks/bench_compile.py            # LeNet, batch 100
     .venv/bin/python benchmarks/bench_compile.py --model mlp
+    .venv/bin/python benchmarks/bench_compile.py --fit --model lenet   # through Model.fit
+
+With ``--fit`` the child trains two batches through ``Model.fit`` instead, so the figure
+includes the compiled training loop (forward, backward and update in one function) on top
+of the kernels; the columns are then import, model set-up, and fit.
 
 Cold: empty graphc and Numba caches, so every kernel is generated and compiled. Warm: a
 second process over the caches the first one left. Each figure is wall time from process
@@ -38,6 +43,29 @@ CHILD = textwrap.dedent(
     """
 )
 
+FIT_CHILD = textwrap.dedent(
+    """
+    import time
+    start = time.perf_counter()
+    import numpy as np
+    import graphc as gc
+    imported = time.perf_counter()
+    shape = {shape}
+    rng = np.random.default_rng(0)
+    label = "lro_label" if "{model}" == "linreg" else "softmax_label"
+    model = gc.Model(getattr(gc.models, "{model}")(), label_names=(label,))
+    x = rng.random((2 * shape[0],) + tuple(shape[1:]), dtype=np.float32)
+    y = rng.integers(0, 10, 2 * shape[0]).astype(np.float32)
+    data = gc.io.NDArrayIter(x, y, batch_size=shape[0], label_name=label)
+    metric = "mse" if "{model}" == "linreg" else "acc"
+    bound = time.perf_counter()
+    model.fit(data, eval_metric=metric, num_epoch=1, verbose=False)
+    assert model.fit_path == "compiled", model.fit_path
+    done = time.perf_counter()
+    print(imported - start, bound - imported, done - bound)
+    """
+)
+
 SHAPES = {
     "lenet": (100, 1, 28, 28),
     "mlp": (100, 784),
@@ -46,13 +74,13 @@ SHAPES = {
 }
 
 
-def run_once(model: str, cache: str) -> tuple[float, list[float]]:
+def run_once(model: str, cache: str, fit: bool = False) -> tuple[float, list[float]]:
     env = dict(
         os.environ,
         GRAPHC_CACHE_DIR=os.path.join(cache, "graphc"),
         NUMBA_CACHE_DIR=os.path.join(cache, "numba"),
     )
-    code = CHILD.format(model=model, shape=SHAPES[model])
+    code = (FIT_CHILD if fit else CHILD).format(model=model, shape=SHAPES[model])
     start = time.perf_counter()
     result = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
@@ -65,19 +93,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="lenet", choices=sorted(SHAPES))
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--fit", action="store_true", help="time Model.fit's compiled loop")
     args = parser.parse_args()
     cold, warm = [], []
     for _ in range(args.runs):
         with tempfile.TemporaryDirectory() as cache:
-            cold.append(run_once(args.model, cache))
-            warm.append(run_once(args.model, cache))
+            cold.append(run_once(args.model, cache, args.fit))
+            warm.append(run_once(args.model, cache, args.fit))
     rows = []
     for label, runs in (("cold (empty caches)", cold), ("warm (second process)", warm)):
         walls = [wall for wall, _ in runs]
         parts = [statistics.median(part[i] for _, part in runs) for i in range(3)]
         rows.append([label, statistics.median(walls), parts[0], parts[1], parts[2]])
-    print(f"model: {args.model}, data {SHAPES[args.model]}, median of {args.runs} runs")
-    print_table(["start", "to first result s", "import s", "bind s", "first step s"], rows)
+    what = "Model.fit of two batches" if args.fit else "bind and one step"
+    print(f"model: {args.model}, data {SHAPES[args.model]}, {what}, median of {args.runs} runs")
+    last = "fit s" if args.fit else "first step s"
+    print_table(["start", "to first result s", "import s", "bind s", last], rows)
 
 
 if __name__ == "__main__":
