@@ -34,9 +34,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=0.01, help="Adam learning rate")
     parser.add_argument("--embed", type=int, default=256)
     parser.add_argument("--hidden", type=int, default=256)
-    parser.add_argument("--ctx", choices=("cpu", "gpu"), default="cpu")
+    parser.add_argument("--ctx", choices=("cpu",), default="cpu", help="device (cpu only)")
     parser.add_argument(
-        "--data-dir", type=Path, default=None, help="a UTF-8 text file (default: Hiawatha)"
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="a directory holding hiawatha.txt, or a UTF-8 text file (default: the bundled"
+        " Hiawatha)",
     )
     parser.add_argument("--generate", type=int, default=300, help="characters to sample")
     parser.add_argument("--temperature", type=float, default=1.0)
@@ -134,8 +138,11 @@ def generate(
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    ctx = gc.gpu() if args.ctx == "gpu" else gc.cpu()
-    corpus = gc.datasets.text(args.data_dir)
+    ctx = gc.cpu()
+    path = args.data_dir
+    if path is not None and path.is_dir():
+        path = path / "hiawatha.txt"
+    corpus = gc.datasets.text(path)
     start = time.perf_counter()
     model = train(args, corpus, ctx)
     seconds = time.perf_counter() - start

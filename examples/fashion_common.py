@@ -31,6 +31,7 @@ def parse(description: str, epochs: int, batch_size: int, lr: float, momentum: f
     parser.add_argument("--checkpoint", default=None, help="save PREFIX-symbol.json, .npz")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--limit", type=int, default=None, help="use the first N images")
     return parser.parse_args()
 
 
@@ -39,6 +40,9 @@ def load(args, flatten: bool):
     train_x, train_y, test_x, test_y = gc.datasets.fashion_mnist(
         path=args.data_dir, bundled=bundled
     )
+    if args.limit:
+        train_x, train_y = train_x[: args.limit], train_y[: args.limit]
+        test_x, test_y = test_x[: args.limit], test_y[: args.limit]
     if flatten:
         train_x, test_x = train_x.reshape(len(train_x), -1), test_x.reshape(len(test_x), -1)
     what = "bundled subset" if bundled else "full set"

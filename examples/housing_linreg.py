@@ -36,7 +36,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=32, help="(b): MLP batch size")
     parser.add_argument("--mlp-lr", type=float, default=0.001, help="(b): Adam learning rate")
     parser.add_argument("--seed", type=int, default=0, help="initialization and (b)'s split")
-    parser.add_argument("--ctx", choices=("cpu", "gpu"), default="cpu")
+    parser.add_argument("--ctx", choices=("cpu",), default="cpu", help="device (cpu only)")
     parser.add_argument(
         "--data-dir", type=Path, default=None, help="a directory holding housing.csv"
     )
@@ -158,7 +158,7 @@ def overfitting_mlp(args, features, targets, ctx) -> dict[str, list]:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    ctx = gc.gpu() if args.ctx == "gpu" else gc.cpu()
+    ctx = gc.cpu()
     csv = None if args.data_dir is None else args.data_dir / "housing.csv"
     features, targets = gc.datasets.housing(csv)
     linear_regression(args, features, targets, ctx)

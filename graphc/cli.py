@@ -14,6 +14,7 @@ import sys
 
 import graphc as gc
 from graphc.ir.gradcheck import non_differentiable_arguments
+from graphc.passes.dump import pass_dumper
 
 
 def _parse_shape(text: str) -> tuple[str, tuple[int, ...]]:
@@ -58,6 +59,14 @@ def _compile(args: argparse.Namespace) -> int:
     gradient_graph = gc.Group(gradients).graph
     if "grad" in args.dump:
         print(gc.Group(gradients).debug_str(**shapes))
+    if "optimized" in args.dump or args.dump_passes:
+        training = gc.Group([symbol, *gradients])
+        dump = pass_dumper(args.dump_passes, shapes) if args.dump_passes else None
+        optimized = gc.optimize(
+            training, level=args.opt_level, shapes=shapes, dump=dump, forward_outputs=1
+        )
+        if "optimized" in args.dump:
+            print(optimized.debug_str(**shapes))
     print(f"model:      {args.model}")
     print(f"outputs:    {', '.join(f'{n} {s}' for n, s in zip(symbol.list_outputs(), out_shapes))}")
     print(f"parameters: {len(params)} arrays, {sum(math.prod(s) for _, s in params):,} values")
@@ -84,8 +93,16 @@ def main(argv: list[str] | None = None) -> int:
         "--dump",
         action="append",
         default=[],
-        choices=["graph", "grad", "json"],
-        help="print the graph listing, the gradient listing or the JSON",
+        choices=["graph", "grad", "json", "optimized"],
+        help="print the graph listing, the gradient listing, the JSON, or the training graph"
+        " after the passes of --opt-level (fused groups with the nodes they replaced)",
+    )
+    compile_parser.add_argument("--opt-level", type=int, default=2, choices=[0, 1, 2])
+    compile_parser.add_argument(
+        "--dump-passes",
+        metavar="DIR",
+        default=None,
+        help="write the training graph before and after every pass (text and DOT) into DIR",
     )
     args = parser.parse_args(argv)
     try:

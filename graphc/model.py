@@ -177,6 +177,18 @@ class Model:
         """The optimizer of the last ``fit`` (its ``rescale_grad``, ``num_update``, ...)."""
         return self._optimizer
 
+    def stats(self) -> dict[str, int]:
+        """The training executor's ``stats()`` (nodes, kernels, planned memory) with the
+        optimizer's update: ``update_kernels`` (one fused kernel per parameter) counted in
+        ``kernels_per_step``. Needs a ``fit`` first."""
+        executor = self.bindings.train_executor
+        if executor is None:
+            raise ValueError("stats: the model has not been bound for training; call fit first")
+        stats = dict(executor.stats())
+        stats["update_kernels"] = len(self.param_names)
+        stats["kernels_per_step"] += stats["update_kernels"]
+        return stats
+
     def get_params(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """Copies of the parameters and auxiliary states, as MXNet's ``get_params``."""
         self._require_params("get_params")

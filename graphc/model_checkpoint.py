@@ -48,7 +48,7 @@ import numpy as np
 
 from graphc.io import NDArrayIter
 from graphc.ir.errors import GraphcError, GraphFormatError
-from graphc.ir.serialize import load_json, to_json, write_atomic
+from graphc.ir.serialize import file_mode, load_json, to_json, write_atomic
 from graphc.ir.symbol import Symbol
 
 CHECKPOINT_FORMAT = 1
@@ -130,6 +130,7 @@ def _write_npz_atomic(path: str, entries: dict[str, np.ndarray]) -> None:
             np.savez(stream, **entries)
             stream.flush()
             os.fsync(stream.fileno())
+            os.fchmod(stream.fileno(), file_mode())
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):

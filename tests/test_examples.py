@@ -94,3 +94,21 @@ def test_charlm_trains_samples_and_checkpoints(tmp_path):
 
     loaded = gc.Model.load(prefix, 2, state_names=gc.models.CHARLM_STATE_NAMES)
     assert loaded.get_params()[0]["decoder_weight"].shape == (len(vocab), 8)
+
+
+def test_lenet_example_trains_reports_and_checkpoints(tmp_path):
+    """What `make run` runs, cut short: one epoch on 500 bundled images."""
+    out = run_example(
+        "lenet",
+        "--epochs",
+        "1",
+        "--limit",
+        "500",
+        "--quiet",
+        "--checkpoint",
+        str(tmp_path / "lenet"),
+    )
+    assert "Epoch 1/1  train acc=" in out
+    accuracy = float(out.split("test accuracy ")[1].split()[0])
+    assert 0.3 < accuracy <= 1.0, "better than chance after one epoch"
+    assert (tmp_path / "lenet-symbol.json").exists() and (tmp_path / "lenet-0001.npz").exists()

@@ -155,3 +155,48 @@ def test_gradients_are_written_straight_into_grad_dict():
     exe.forward(is_train=True)
     exe.backward()
     assert np.abs(exe.grad_dict["fc2_weight"]).sum() > 0
+
+
+def test_resume_through_the_compiled_loop_equals_uninterrupted_training(fashion, tmp_path):
+    """Checkpoint after epoch 1 of a shuffled run, resume, train epoch 2: the parameters
+    equal those of the run that never stopped (both through the compiled loop)."""
+    x, y = fashion
+    x = x.reshape(len(x), -1)
+    prefix = str(tmp_path / "run")
+    settings = {"optimizer_params": {"learning_rate": 0.1, "momentum": 0.9}, "verbose": False}
+    straight = gc.Model(gc.models.mlp())
+    straight.fit(
+        gc.io.NDArrayIter(x, y, batch_size=BATCH, shuffle=True, seed=5),
+        num_epoch=3,
+        epoch_end_callback=straight.checkpoint_callback(prefix),
+        **settings,
+    )
+    resumed = gc.Model.load(prefix, 2)
+    resumed.fit(
+        gc.io.NDArrayIter(x, y, batch_size=BATCH, shuffle=True, seed=5),
+        begin_epoch=2,
+        num_epoch=3,
+        **settings,
+    )
+    assert straight.fit_path == resumed.fit_path == "compiled"
+    for name, value in straight.get_params()[0].items():
+        np.testing.assert_array_equal(resumed.get_params()[0][name], value)
+
+
+def test_profile_and_stats_name_the_work(fashion):
+    x, y = fashion
+    model = gc.Model(gc.models.mlp())
+    model.fit(
+        gc.io.NDArrayIter(x.reshape(len(x), -1), y, batch_size=BATCH),
+        num_epoch=1,
+        verbose=False,
+    )
+    stats = model.stats()
+    assert stats["update_kernels"] == 4
+    executor_stats = model.bindings.train_executor.stats()
+    assert stats["kernels_per_step"] == executor_stats["kernels_per_step"] + 4
+    rows = model.bindings.train_executor.profile(repeats=2)
+    names = [name for name, _ in rows]
+    assert any("fc1 (FullyConnected) at" in name and "relu1 (relu)" in name for name in names)
+    assert all(milliseconds >= 0 for _, milliseconds in rows)
+    assert rows == sorted(rows, key=lambda row: -row[1])

@@ -175,12 +175,25 @@ def load(fname: str) -> Symbol:
         return load_json(handle.read())
 
 
+def file_mode() -> int:
+    """The mode a plain ``open`` would give a new file (0o666 less the umask); mkstemp's
+    files are 0o600, which a saved model should not be."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def write_atomic(fname: str, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``fname``, flush it to disk, then rename it
+    into place: a crash leaves the old file or the new one, never half of one."""
     directory = os.path.dirname(os.path.abspath(fname))
     handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+            os.fchmod(stream.fileno(), file_mode())
         os.replace(temporary, fname)
     except BaseException:
         os.unlink(temporary)

@@ -7,6 +7,7 @@ where Graphviz is installed; graphc does not need it.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 
 from graphc.ir.infer import infer_shapes
@@ -25,6 +26,36 @@ def to_text(symbol: Symbol, shapes: Mapping[str, tuple] | None = None) -> str:
     outputs: x
     """
     return symbol.debug_str(**dict(shapes or {}))
+
+
+def pass_dumper(directory: str, shapes: Mapping[str, tuple] | None = None):
+    """A ``dump`` for ``gc.optimize`` that writes, for every pass, the graph before and
+    after it as text and as DOT: ``NN-<pass>-before.txt``, ``...-after.dot`` and so on in
+    ``directory`` (made if missing). ``GRAPHC_DUMP=passes`` turns it on for every bind,
+    into ``GRAPHC_DUMP_DIR`` (default ``graphc-dump``).
+
+    >>> import os, tempfile, graphc as gc
+    >>> folder = tempfile.mkdtemp()
+    >>> _ = gc.optimize(gc.tanh(gc.Variable("x")) * 2.0, shapes={"x": (2,)},
+    ...                 dump=pass_dumper(folder, {"x": (2,)}))
+    >>> sorted(os.listdir(folder))[:2]
+    ['01-simplify-after.dot', '01-simplify-after.txt']
+    """
+    counter = [0]
+
+    def dump(name: str, before: Symbol, after: Symbol) -> None:
+        counter[0] += 1
+        os.makedirs(directory, exist_ok=True)
+        for when, symbol in (("before", before), ("after", after)):
+            stem = os.path.join(directory, f"{counter[0]:02d}-{name}-{when}")
+            present = set(symbol.list_inputs())
+            known = {k: v for k, v in (shapes or {}).items() if k in present}
+            with open(stem + ".txt", "w", encoding="utf-8") as stream:
+                stream.write(to_text(symbol, known) + "\n")
+            with open(stem + ".dot", "w", encoding="utf-8") as stream:
+                stream.write(to_dot(symbol, known) + "\n")
+
+    return dump
 
 
 def _quote(text: str) -> str:

@@ -31,6 +31,7 @@ A group of one elementwise node with nothing to fuse is left as it was.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -88,7 +89,8 @@ def fuse(
 
     Keeps: every output's value, shape and dtype; the fused node's ``members`` name the
     replaced nodes and their source lines. Needs ``shapes`` (groups are formed over
-    equal iteration shapes); nodes whose shape cannot be inferred are left alone.
+    equal iteration shapes), else the shapes Variables declare, else it warns and fuses
+    nothing; nodes whose shape cannot be inferred are left alone.
     ``forward_outputs``: the first that many outputs are the forward pass (see above).
 
     >>> import graphc as gc
@@ -98,6 +100,19 @@ def fuse(
     ('_fused', ['tanh', 'multiply', 'add'])
     """
     graph = symbol.graph
+    if not shapes:
+        shapes = {
+            node.name: tuple(node.attrs["shape"])
+            for node in graph.variables
+            if node.attrs.get("shape")
+        }
+    if not shapes:
+        warnings.warn(
+            "fuse: no input shapes were given and no Variable declares one, so nothing is "
+            "fused; pass shapes={'data': (...)} (gc.optimize(sym, level=2, shapes=...))",
+            stacklevel=3,
+        )
+        return symbol
     known = entry_shapes(symbol, shapes)
     context = _Context(graph, known, _phases(symbol, forward_outputs))
     groups = [group for group in _plan_groups(context) if group.worth_fusing()]

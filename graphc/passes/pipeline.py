@@ -14,9 +14,11 @@ elementwise kernels and size classes at ``-O2``).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 
 from graphc.ir.symbol import Symbol
+from graphc.passes.dump import pass_dumper
 from graphc.passes.fuse import fuse
 from graphc.passes.simplify import simplify
 
@@ -53,7 +55,8 @@ def optimize(
         Known input shapes by name; rules that need shapes are skipped without them.
     dump : callable, optional
         Called as ``dump(pass_name, before, after)`` after each pass (see
-        ``graphc.passes.dump`` for text and DOT listings, ``graphc.passes.check`` for an IR
+        ``graphc.passes.dump.pass_dumper`` for text and DOT files of every pass, also
+        turned on by ``GRAPHC_DUMP=passes``, ``graphc.passes.check`` for an IR
         checker with the same signature).
     forward_outputs : int, optional
         The first that many outputs are the forward pass; fusion then never mixes forward
@@ -71,6 +74,8 @@ def optimize(
     """
     if level not in LEVEL_PASSES:
         raise ValueError(f"optimize: level must be one of {sorted(LEVEL_PASSES)}, not {level!r}")
+    if dump is None and "passes" in os.environ.get("GRAPHC_DUMP", "").split(","):
+        dump = pass_dumper(os.environ.get("GRAPHC_DUMP_DIR", "graphc-dump"), shapes)
     for optimization in LEVEL_PASSES[level]:
         before = symbol
         symbol = optimization(symbol, shapes, forward_outputs)

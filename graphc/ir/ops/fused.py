@@ -107,7 +107,25 @@ def _pick(attrs: Mapping, per_member: list[list]) -> list:
 
 
 def _infer_shape(attrs, in_shapes):
-    return in_shapes, _pick(attrs, member_shapes(attrs, in_shapes))
+    """The members' shape rules in order; an input shape a member's rule fills in (a
+    layer's weight from the data, as the unfused node would) is filled in here too."""
+    filled = list(in_shapes)
+    results: list[list] = []
+    for member in members_of(attrs):
+        operands = []
+        for kind, value in member.operands:
+            if kind == INPUT:
+                operands.append(filled[value])
+            elif kind == MEMBER:
+                operands.append(results[value][0])
+            else:
+                operands.append(())
+        new_in, out = get_op(member.op).infer_shape(member.attr_map, operands)
+        for (kind, value), shape in zip(member.operands, new_in):
+            if kind == INPUT and filled[value] is None and shape is not None:
+                filled[value] = tuple(shape)
+        results.append(list(out))
+    return filled, _pick(attrs, results)
 
 
 def _infer_type(attrs, in_dtypes):
