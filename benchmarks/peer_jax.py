@@ -1,0 +1,113 @@
+"""JAX (jit) as a peer for Knet's training-time table: LinReg, softmax and MLP, trained as
+``benchmarks/bench_training.py`` trains them, in JAX's own environment.
+
+    python3 -m venv /tmp/jaxenv && /tmp/jaxenv/bin/pip install jax jaxlib numpy
+    .venv/bin/python benchmarks/peer_jax.py --export /tmp/knet-data.npz   # graphc's data
+    OPENBLAS_NUM_THREADS=1 /tmp/jaxenv/bin/python benchmarks/peer_jax.py --data /tmp/knet-data.npz
+
+The training step (forward, gradient, SGD update) is one ``jax.jit`` function; the loop over
+batches is Python, as a JAX user writes it. Compilation happens before the clock starts.
+Seconds for the whole run, median of ``--repeats``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+
+def export(path: str) -> None:
+    import graphc as gc
+
+    features, targets = gc.datasets.housing()
+    features = (features - features.mean(0)) / features.std(0)
+    train_x, train_y, _, _ = gc.datasets.fashion_mnist()
+    np.savez(
+        path,
+        housing_x=features.astype(np.float32),
+        housing_y=targets.astype(np.float32),
+        fashion_x=train_x.reshape(len(train_x), -1),
+        fashion_y=train_y.astype(np.int32),
+    )
+
+
+def glorot(rng, shape):
+    limit = np.sqrt(6.0 / (shape[0] + shape[1]))
+    return rng.uniform(-limit, limit, shape).astype(np.float32)
+
+
+def run(name: str, data) -> float:
+    import jax
+    import jax.numpy as jnp
+
+    rng = np.random.default_rng(0)
+    if name == "linreg":
+        x, y, epochs, batch, lr = data["housing_x"], data["housing_y"], 10_000, 506, 0.1
+        params = [glorot(rng, (13, 1)), np.zeros(1, np.float32)]
+
+        def loss(p, xb, yb):
+            return 0.5 * jnp.mean((xb @ p[0] + p[1] - yb[:, None]) ** 2)
+    else:
+        x, y, epochs, batch, lr = data["fashion_x"], data["fashion_y"], 10, 100, 0.1
+        if name == "softmax":
+            params = [glorot(rng, (784, 10)), np.zeros(10, np.float32)]
+
+            def logits(p, xb):
+                return xb @ p[0] + p[1]
+        else:
+            params = [
+                glorot(rng, (784, 64)),
+                np.zeros(64, np.float32),
+                glorot(rng, (64, 10)),
+                np.zeros(10, np.float32),
+            ]
+
+            def logits(p, xb):
+                return jax.nn.relu(xb @ p[0] + p[1]) @ p[2] + p[3]
+
+        def loss(p, xb, yb):
+            log_probs = jax.nn.log_softmax(logits(p, xb))
+            return -jnp.mean(jnp.take_along_axis(log_probs, yb[:, None], axis=1))
+
+    @jax.jit
+    def step(p, xb, yb):
+        grads = jax.grad(loss)(p, xb, yb)
+        return [w - lr * g for w, g in zip(p, grads)]
+
+    params = [jnp.asarray(w) for w in params]
+    x, y = jnp.asarray(x), jnp.asarray(y)
+    step(params, x[:batch], y[:batch])[0].block_until_ready()
+    batches = [(x[i : i + batch], y[i : i + batch]) for i in range(0, len(x) - batch + 1, batch)]
+    start = time.perf_counter()
+    for _ in range(epochs):
+        for xb, yb in batches:
+            params = step(params, xb, yb)
+    params[0].block_until_ready()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--export", default=None, help="write graphc's data sets to this .npz")
+    parser.add_argument("--data", default=None, help="the .npz --export wrote")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    if args.export:
+        export(args.export)
+        return
+    import jax
+
+    data = dict(np.load(args.data))
+    print(f"JAX {jax.__version__}")
+    print("| model | JAX jit s |")
+    print("| --- | --- |")
+    for name in ("linreg", "softmax", "mlp"):
+        seconds = statistics.median(run(name, data) for _ in range(args.repeats))
+        print(f"| {name} | {seconds:.3g} |")
+
+
+if __name__ == "__main__":
+    main()
