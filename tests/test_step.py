@@ -200,3 +200,33 @@ def test_profile_and_stats_name_the_work(fashion):
     assert any("fc1 (FullyConnected) at" in name and "relu1 (relu)" in name for name in names)
     assert all(milliseconds >= 0 for _, milliseconds in rows)
     assert rows == sorted(rows, key=lambda row: -row[1])
+
+
+@pytest.mark.parametrize("handle", ["pad", "discard", "roll_over"])
+def test_partial_last_batches_train_as_iterating_does(fashion, handle):
+    """190 samples in batches of 20: the compiled loop pads, discards or rolls the last
+    partial batch over exactly as iterating the NDArrayIter does."""
+    x, y = fashion
+    x = x.reshape(len(x), -1)[:190]
+    y = y[:190]
+    results = []
+    for compiled in (True, False):
+        model = gc.Model(gc.models.softmax_regression())
+        data = gc.io.NDArrayIter(
+            x, y, batch_size=BATCH, shuffle=True, seed=2, last_batch_handle=handle
+        )
+        model.fit(
+            data,
+            optimizer_params={"learning_rate": 0.1},
+            num_epoch=3,
+            batch_end_callback=None if compiled else (lambda param: None),
+            verbose=False,
+        )
+        results.append(model)
+    fast, slow = results
+    assert fast.fit_path == "compiled" and slow.fit_path.startswith("step by step")
+    assert fast._optimizer.num_update == slow._optimizer.num_update
+    np.testing.assert_allclose(fast.history["train_loss"], slow.history["train_loss"], rtol=1e-5)
+    assert fast.history["train_accuracy"] == slow.history["train_accuracy"]
+    for name, value in slow.get_params()[0].items():
+        np.testing.assert_allclose(fast.get_params()[0][name], value, rtol=1e-5, atol=1e-7)
