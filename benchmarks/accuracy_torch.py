@@ -19,6 +19,7 @@ import time
 
 import numpy as np
 import torch
+import torch_models
 from torch import nn
 
 import graphc as gc
@@ -35,20 +36,9 @@ def build(name: str) -> nn.Module:
     if name == "softmax":
         model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
     elif name == "mlp":
-        model = nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 10))
+        model = nn.Sequential(nn.Flatten(), torch_models.mlp())
     else:
-        model = nn.Sequential(
-            nn.Conv2d(1, 20, 5),
-            nn.Tanh(),
-            nn.MaxPool2d(2, 2),
-            nn.Conv2d(20, 50, 5),
-            nn.Tanh(),
-            nn.MaxPool2d(2, 2),
-            nn.Flatten(),
-            nn.Linear(800, 500),
-            nn.Tanh(),
-            nn.Linear(500, 10),
-        )
+        model = torch_models.lenet()
     for module in model.modules():
         if isinstance(module, (nn.Linear, nn.Conv2d)):
             nn.init.xavier_uniform_(module.weight)
@@ -122,12 +112,9 @@ def train_charlm(epochs: int, lr: float, seq_len: int = 100, batch: int = 128) -
             window = torch.from_numpy(streams[:, first : first + seq_len + 1].T.astype(np.int64))
             if window.shape[0] < seq_len + 1:
                 break
-            optimizer.zero_grad()
-            hidden, state = lstm(embed(window[:-1]), state)
-            state = tuple(part.detach() for part in state)
-            loss = loss_fn(decoder(hidden).reshape(-1, vocab), window[1:].reshape(-1))
-            loss.backward()
-            optimizer.step()
+            loss, state = torch_models.charlm_step(
+                embed, lstm, decoder, optimizer, loss_fn, window, state, vocab
+            )
             total += float(loss.detach())
             count += 1
         perplexity = math.exp(total / count)

@@ -15,13 +15,10 @@ import argparse
 import statistics
 import time
 
-import numpy as np
+from bench_step import graphc_step
 from common import median_seconds, print_table
 
 import graphc as gc
-from graphc.ir.gradcheck import non_differentiable_arguments
-
-LR = 0.01
 
 
 def _models(vocab: int):
@@ -35,22 +32,8 @@ def _models(vocab: int):
 
 
 def bound_step(symbol, shapes, classes, level, seed=0):
-    grad_req = {name: ("null" if name == "data" else "write") for name in symbol.list_arguments()}
-    exe = symbol.simple_bind(gc.cpu(), grad_req=grad_req, opt_level=level, **shapes)
-    rng = np.random.default_rng(seed)
-    for array in exe.arg_dict.values():
-        array[:] = rng.standard_normal(array.shape) * 0.05
-    for name in non_differentiable_arguments(symbol):
-        exe.arg_dict[name][:] = rng.integers(0, classes, exe.arg_dict[name].shape)
-    params = [(exe.arg_dict[name], grad) for name, grad in exe.grad_dict.items() if name != "data"]
-
-    def step():
-        exe.forward(is_train=True)
-        exe.backward()
-        for weight, grad in params:
-            weight -= LR * grad
-
-    return step, exe
+    """A training step at ``level`` (see ``bench_step.graphc_step``) and its executor."""
+    return graphc_step(symbol, shapes, classes, seed=seed, opt_level=level)
 
 
 def interleaved_medians(steps: dict, args) -> dict[int, float]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
+import torch_models
 from common import median_seconds, print_table
 
 import graphc as gc
@@ -31,10 +32,10 @@ def _models(vocab: int):
     }
 
 
-def graphc_step(symbol, shapes, classes, seed=0):
+def graphc_step(symbol, shapes, classes, seed=0, opt_level=None):
     # Like the PyTorch peer, no gradient for the input data.
     grad_req = {name: ("null" if name == "data" else "write") for name in symbol.list_arguments()}
-    exe = symbol.simple_bind(gc.cpu(), grad_req=grad_req, **shapes)
+    exe = symbol.simple_bind(gc.cpu(), grad_req=grad_req, opt_level=opt_level, **shapes)
     rng = np.random.default_rng(seed)
     for array in exe.arg_dict.values():
         array[:] = rng.standard_normal(array.shape) * 0.05
@@ -63,21 +64,10 @@ def torch_step(label: str, vocab: int):
         model, x, y = nn.Linear(784, 10), torch.randn(100, 784), torch.randint(0, 10, (100,))
         loss_fn = nn.CrossEntropyLoss()
     elif label.startswith("MLP"):
-        model = nn.Sequential(nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 10))
+        model = torch_models.mlp()
         x, y, loss_fn = torch.randn(100, 784), torch.randint(0, 10, (100,)), nn.CrossEntropyLoss()
     elif label.startswith("LeNet"):
-        model = nn.Sequential(
-            nn.Conv2d(1, 20, 5),
-            nn.Tanh(),
-            nn.MaxPool2d(2, 2),
-            nn.Conv2d(20, 50, 5),
-            nn.Tanh(),
-            nn.MaxPool2d(2, 2),
-            nn.Flatten(),
-            nn.Linear(800, 500),
-            nn.Tanh(),
-            nn.Linear(500, 10),
-        )
+        model = torch_models.lenet()
         x, y, loss_fn = (
             torch.randn(100, 1, 28, 28),
             torch.randint(0, 10, (100,)),

@@ -19,6 +19,7 @@ import statistics
 import time
 
 import numpy as np
+import torch_models
 from common import print_table
 
 import graphc as gc
@@ -100,20 +101,9 @@ def torch_run(name: str, x, y) -> float:
         if name == "softmax":
             model = nn.Linear(784, 10)
         elif name == "mlp":
-            model = nn.Sequential(nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 10))
+            model = torch_models.mlp()
         else:
-            model = nn.Sequential(
-                nn.Conv2d(1, 20, 5),
-                nn.Tanh(),
-                nn.MaxPool2d(2),
-                nn.Conv2d(20, 50, 5),
-                nn.Tanh(),
-                nn.MaxPool2d(2),
-                nn.Flatten(),
-                nn.Linear(800, 500),
-                nn.Tanh(),
-                nn.Linear(500, 10),
-            )
+            model = torch_models.lenet()
         loss_fn = nn.CrossEntropyLoss()
         inputs, labels = torch.from_numpy(x), torch.from_numpy(y).long()
     params = settings["params"]
@@ -149,12 +139,9 @@ def _torch_charlm(text, settings) -> float:
     state = None
     for first in range(0, columns - length, length):
         window = torch.from_numpy(streams[:, first : first + length + 1].T.astype(np.int64))
-        optimizer.zero_grad()
-        hidden, state = lstm(embed(window[:-1]), state)
-        state = tuple(part.detach() for part in state)
-        loss = loss_fn(decoder(hidden).reshape(-1, vocab), window[1:].reshape(-1))
-        loss.backward()
-        optimizer.step()
+        _, state = torch_models.charlm_step(
+            embed, lstm, decoder, optimizer, loss_fn, window, state, vocab
+        )
     return time.perf_counter() - start
 
 

@@ -293,21 +293,14 @@ def lower_fused(spec: NodeSpec) -> Kernel:
     shapes = member_shapes(spec.attrs, spec.in_shapes)
     dtypes = member_dtypes(spec.attrs, spec.in_dtypes)
     anchor = _anchor_of(members)
-    if anchor is None:
-        source = render_fused(spec, members, shapes, dtypes, None)
-        plan = _plan_arguments(spec, outputs, members, shapes, None, None)
-        return Kernel(
-            fn=load_kernel(source),
-            workspace=plan.workspace,
-            name=spec.name,
-            source=source,
-            prepare=plan.prepare,
-            elementwise=True,
-        )
-    anchor_kernel = lower(_anchor_spec(spec, anchor, shapes[0], dtypes[0]))
-    if anchor_kernel.view_of is not None or anchor_kernel.needs_step:
-        raise BackendError(f"{spec.name} (_fused): {anchor.op} cannot anchor a fused kernel")
-    source = render_fused(spec, members, shapes, dtypes, kernel_reference(anchor_kernel.fn))
+    anchor_kernel = None
+    reference = None
+    if anchor is not None:
+        anchor_kernel = lower(_anchor_spec(spec, anchor, shapes[0], dtypes[0]))
+        if anchor_kernel.view_of is not None or anchor_kernel.needs_step:
+            raise BackendError(f"{spec.name} (_fused): {anchor.op} cannot anchor a fused kernel")
+        reference = kernel_reference(anchor_kernel.fn)
+    source = render_fused(spec, members, shapes, dtypes, reference)
     plan = _plan_arguments(spec, outputs, members, shapes, dtypes, anchor_kernel)
     return Kernel(
         fn=load_kernel(source),
@@ -315,6 +308,7 @@ def lower_fused(spec: NodeSpec) -> Kernel:
         name=spec.name,
         source=source,
         prepare=plan.prepare,
+        elementwise=anchor is None,  # an anchor writes its output before the loop reads
     )
 
 
