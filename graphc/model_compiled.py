@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from graphc.io import NDArrayIter
+from graphc.io import BPTTIter, NDArrayIter
 from graphc.model_loop import diverged
 from graphc.runtime.compiled_fit import METRICS, CompiledTraining
 
@@ -43,43 +43,92 @@ def compiled_trainer(model, executor, train_data, heads, metric, batch_end_callb
     """A :class:`CompiledTraining` for this fit, or None with the reason in
     ``model.fit_path``."""
     reason = None
-    if not isinstance(train_data, NDArrayIter):
-        reason = "the training data are not an in-memory NDArrayIter"
+    windows = isinstance(train_data, BPTTIter)
+    if not isinstance(train_data, NDArrayIter) and not windows:
+        reason = "the training data are not in memory (NDArrayIter or BPTTIter)"
+    elif windows and train_data.layout != "TN":
+        reason = "a BPTTIter with layout 'NT' (the compiled loop cuts time-major windows)"
     elif batch_end_callback:
         reason = "a batch_end_callback asks for Python after every batch"
-    elif model.state_names:
-        reason = "the model carries recurrent state between batches"
+    elif model.state_names and not windows:
+        reason = "recurrent state is carried only between the windows of a BPTTIter"
     names = [name for name, _ in metric.get_name_value()]
     if reason is None:
-        reason = CompiledTraining.unsupported(executor, heads, names, executor.grad_req)
+        reason = CompiledTraining.unsupported(
+            executor, heads, names, executor.grad_req, len(model.state_names)
+        )
     if reason is not None:
         model.fit_path = f"step by step: {reason}"
         return None
-    inputs = [name for name, _ in train_data.provide_data + train_data.provide_label]
+    described = train_data.provide_data + train_data.provide_label
+    outputs = model.symbol.list_outputs()
+    carried = [(name, outputs.index(output)) for name, output in model.state_names.items()]
     model.fit_path = "compiled"
-    return CompiledTraining(executor, model._optimizer, states, heads[0], names[0], inputs)
+    return CompiledTraining(
+        executor,
+        model._optimizer,
+        states,
+        heads[0],
+        names[0],
+        [name for name, _ in described],
+        batch_shapes=[tuple(shape) for _, shape in described],
+        carried=carried,
+    )
 
 
-def sources_of(train_data: NDArrayIter) -> list[np.ndarray]:
+def sources_of(train_data) -> list[np.ndarray]:
+    """The arrays the compiled loop cuts batches from, one per input, rows first. A
+    BPTTIter's streams are laid out time-major (row t holds every stream's token t), so a
+    window is a run of rows, and the label source starts one token later."""
+    if isinstance(train_data, BPTTIter):
+        by_time = np.ascontiguousarray(train_data.streams.T, dtype=np.float32)
+        return [by_time, np.ascontiguousarray(by_time[1:])]
     return [
         np.ascontiguousarray(array) for array in train_data.data_arrays + train_data.label_arrays
     ]
 
 
-def take_epochs(train_data: NDArrayIter, count: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The sample order and pads of ``count`` epochs, resetting after each as ``fit`` does.
+Plan = tuple[np.ndarray, np.ndarray, np.ndarray]
+"""One epoch for the compiled loop: the rows to cut (concatenated over its steps), each
+step's count of real head rows (padding left out), and where the carried state restarts."""
+
+
+def take_epochs(train_data, count: int) -> list[Plan]:
+    """The plans of ``count`` epochs, resetting the iterator after each as ``fit`` does.
 
     An unshuffled iterator without roll-over gives every epoch the same plan and the same
     state after ``reset``, so one epoch is taken and repeated."""
+    if isinstance(train_data, BPTTIter):
+        plan = _window_plan(train_data)
+        train_data.reset()
+        return [plan] * count
     if not train_data.shuffle and train_data.last_batch_handle != "roll_over":
-        plan = train_data.take_epoch()
+        plan = _sample_plan(train_data)
         train_data.reset()
         return [plan] * count
     plans = []
     for _ in range(count):
-        plans.append(train_data.take_epoch())
+        plans.append(_sample_plan(train_data))
         train_data.reset()
     return plans
+
+
+def _sample_plan(train_data: NDArrayIter) -> Plan:
+    order, pads = train_data.take_epoch()
+    rows = train_data.batch_size - pads
+    return order, rows, np.zeros(len(pads), dtype=np.bool_)
+
+
+def _window_plan(train_data: BPTTIter) -> Plan:
+    """Every remaining window of the epoch; the state restarts at the epoch's first."""
+    first = train_data._next_batch
+    batches = np.arange(first, train_data.num_batches)
+    length = train_data.seq_len
+    order = (batches[:, None] * length + np.arange(length)[None, :]).reshape(-1)
+    rows = np.full(len(batches), length * train_data.batch_size, dtype=np.int64)
+    fresh = batches == 0
+    train_data._next_batch = train_data.num_batches
+    return order.astype(np.int64), rows, fresh
 
 
 class CompiledEpochs:
@@ -91,7 +140,7 @@ class CompiledEpochs:
         self.trainer = trainer
         self.metric_name = metric_name
         self.sources = sources_of(train_data)
-        self.batch = train_data.batch_size
+        self.batch = trainer.targets[0].shape[0]  # rows cut per input per step
         self.bindings = bindings
         self.seconds_per_step = None
 
@@ -103,19 +152,20 @@ class CompiledEpochs:
     def run(self, plans, first_epoch: int, display) -> list[EpochResult]:
         """Train the epochs of ``plans`` (from :func:`take_epochs`), a chunk at a time; a
         chunk spans epochs when there are several. Raises TrainingDivergedError."""
-        if all(plan is plans[0] for plan in plans):  # unshuffled: one plan, repeated
+        if all(plan is plans[0] for plan in plans):  # one plan, repeated
             order = np.tile(plans[0][0], len(plans))
-            pads = np.tile(plans[0][1], len(plans))
+            rows = np.tile(plans[0][1], len(plans))
+            fresh = np.tile(plans[0][2], len(plans))
             lengths = np.full(len(plans), len(plans[0][1]), dtype=np.int64)
         else:
-            order = np.concatenate([indices for indices, _ in plans])
-            pads = np.concatenate([pad for _, pad in plans])
-            lengths = np.array([len(pad) for _, pad in plans], dtype=np.int64)
+            order = np.concatenate([plan[0] for plan in plans])
+            rows = np.concatenate([plan[1] for plan in plans])
+            fresh = np.concatenate([plan[2] for plan in plans])
+            lengths = np.array([len(plan[1]) for plan in plans], dtype=np.int64)
         epoch_index = np.repeat(np.arange(len(plans)), lengths)
         epoch_of = epoch_index + first_epoch
         starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-        batch_in_epoch = np.arange(len(pads)) - np.repeat(starts, lengths)
-        rows = self.batch - pads
+        batch_in_epoch = np.arange(len(rows)) - np.repeat(starts, lengths)
         steps = len(rows)
         losses = np.zeros(steps)
         metrics = np.zeros(steps)
@@ -128,6 +178,7 @@ class CompiledEpochs:
                 self.sources,
                 order[done * self.batch : (done + count) * self.batch],
                 rows[done : done + count],
+                fresh[done : done + count],
             )
             elapsed = time.perf_counter() - start
             losses[done : done + count] = result.losses
@@ -184,7 +235,11 @@ def metric_value(name: str, metric_sum: float, samples: int) -> float:
     if not samples:
         return float("nan")
     value = metric_sum / samples
-    return float(np.sqrt(value)) if name == "rmse" else float(value)
+    if name == "rmse":
+        return float(np.sqrt(value))
+    if name == "perplexity":
+        return float(np.exp(value))
+    return float(value)
 
 
 def set_metric(metric, metric_sum: float, samples: int) -> None:

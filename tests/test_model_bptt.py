@@ -194,3 +194,32 @@ def test_a_stateful_symbol_without_state_names_is_refused_by_fit():
     net = gc.models.charlm(VOCAB, EMBED, HIDDEN, stateful=True)
     with pytest.raises(ValueError, match="lstm_state_next_output.*state_names"):
         Model(net).fit(windows(), verbose=False)
+
+
+def test_compiled_bptt_loop_equals_the_step_by_step_path():
+    """Truncated BPTT with the state carried, 3 epochs of several windows, Adam: the
+    compiled loop (one call per chunk) and one Python step per window agree on the
+    parameters, the per-epoch loss and the perplexity."""
+    stream = np.random.default_rng(4).integers(0, VOCAB, size=200)
+    results = []
+    for compiled in (True, False):
+        model = stateful_model()
+        model.fit(
+            windows(stream),
+            eval_metric="perplexity",
+            optimizer="adam",
+            optimizer_params={"learning_rate": 0.02},
+            num_epoch=3,
+            batch_end_callback=None if compiled else (lambda param: None),
+            verbose=False,
+        )
+        results.append(model)
+    fast, slow = results
+    assert fast.fit_path == "compiled", fast.fit_path
+    assert slow.fit_path.startswith("step by step")
+    np.testing.assert_allclose(fast.history["train_loss"], slow.history["train_loss"], rtol=1e-5)
+    np.testing.assert_allclose(
+        fast.history["train_perplexity"], slow.history["train_perplexity"], rtol=1e-5
+    )
+    for name, value in slow.get_params()[0].items():
+        np.testing.assert_allclose(fast.get_params()[0][name], value, rtol=1e-4, atol=1e-6)

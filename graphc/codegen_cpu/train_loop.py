@@ -30,20 +30,23 @@ from graphc.runtime.cache import load_kernel
 class LoopPlan:
     """What the generated loop calls, beside the kernels.
 
-    ``head``: 'softmax' or 'regression' (which statistics helper computes the loss and the
-    metric); ``absolute``: the regression metric is MAE rather than MSE. ``sources``: how
+    ``head``: 'softmax' or 'regression' (which statistics helper computes the loss);
+    ``metric``: 'accuracy' or 'perplexity' (softmax), 'mse', 'rmse' or 'mae' (regression).
+    ``states``: how many recurrent states the loop carries from step to step (each zeroed
+    where ``fresh[step]``, else the previous step's state output). ``sources``: how
     many arrays are cut into batches (data then labels). ``update``: the optimizer's kernel;
     ``scalars``: how many scalars it takes after its arrays, ``grad_scale_index`` where
     the global-norm factor goes among them; ``clip_global_norm``: whether to compute it."""
 
     head: str
-    absolute: bool
+    metric: str
     sources: int
     parameters: int
     update: object
     scalars: int
     grad_scale_index: int
     clip_global_norm: bool
+    states: int = 0
 
 
 def render_training_loop(
@@ -60,9 +63,12 @@ def render_training_loop(
         "import numba\n",
         "from graphc.codegen_cpu.train_support import (",
         "    all_finite,",
+        "    copy_array,",
         "    gather_rows,",
+        "    perplexity_sum,",
         "    regression_stats,",
         "    softmax_stats,",
+        "    zero_fill,",
         ")",
         "from graphc.runtime.cache import kernel_function",
         "from graphc.runtime.optimizer_kernels import global_norm_scale, sum_of_squares\n",
@@ -70,7 +76,7 @@ def render_training_loop(
         f"update = kernel_function({module!r}, {attribute!r})\n\n",
         "@numba.njit(cache=True)",
         "def train(forward, backward, updates, scalars, sources, targets, order, batch,"
-        " count, rows, step0, head, label, grad_scale, losses, metrics):",
+        " count, rows, step0, head, label, grad_scale, losses, metrics, carried, fresh):",
         "    for step in range(count):",
         "        start = step * batch",
     ]
@@ -78,13 +84,19 @@ def render_training_loop(
     for index in range(plan.sources):
         lines.append(f"{indent}gather_rows(sources[{index}], targets[{index}], order, start)")
     lines.append(f"{indent}step_value = step0 + step")
+    if plan.states:
+        lines.append(f"{indent}if fresh[step]:")
+        for index in range(plan.states):
+            lines.append(f"{indent}    zero_fill(carried[{index}][0])")
     lines += call_lines(forward, forward_comments, names, "forward", "step_value", indent)
     if plan.head == "softmax":
         lines.append(f"{indent}loss, metric = softmax_stats(head, label, rows[step], grad_scale)")
+        if plan.metric == "perplexity":
+            lines.append(f"{indent}metric = perplexity_sum(head, label, rows[step])")
     else:
         lines.append(
             f"{indent}loss, metric = regression_stats(head, label, rows[step], grad_scale,"
-            f" {plan.absolute})"
+            f" {plan.metric == 'mae'})"
         )
     lines += [
         f"{indent}losses[step] = loss",
@@ -110,6 +122,8 @@ def render_training_loop(
         scalars[plan.grad_scale_index] = "scale"
     for index in range(plan.parameters):
         lines.append(f"{indent}update(*updates[{index}], {', '.join(scalars)})")
+    for index in range(plan.states):
+        lines.append(f"{indent}copy_array(carried[{index}][1], carried[{index}][0])")
     lines.append("    return count")
     return "\n".join(lines) + "\n"
 

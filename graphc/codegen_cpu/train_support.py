@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 
 import numba
-import numpy as np
 
 _JIT = {"cache": True, "error_model": "numpy"}
 
@@ -98,7 +97,45 @@ def regression_stats(predictions, labels, rows, grad_scale, absolute):
     return loss * grad_scale, metric
 
 
-NAMES = ("gather_rows", "all_finite", "softmax_stats", "regression_stats")
+PERPLEXITY_FLOOR = 1e-10
+"""``graphc.metric.Perplexity``'s floor on a probability."""
+
+
+@numba.njit(**_JIT)
+def perplexity_sum(probabilities, labels, rows):
+    """Sum over rows of -log p[label] with Perplexity's floor (its ``sum_metric``)."""
+    total = 0.0
+    for row in range(rows):
+        picked = probabilities[row, int(labels[row])]
+        total -= math.log(max(float(picked), PERPLEXITY_FLOOR))
+    return total
+
+
+@numba.njit(**_JIT)
+def zero_fill(array):
+    flat = array.ravel()
+    for index in range(flat.size):
+        flat[index] = 0.0
+
+
+@numba.njit(**_JIT)
+def copy_array(source, target):
+    """``target[...] = source`` for arrays of one size (a carried LSTM state)."""
+    flat_source = source.ravel()
+    flat_target = target.ravel()
+    for index in range(flat_target.size):
+        flat_target[index] = flat_source[index]
+
+
+NAMES = (
+    "gather_rows",
+    "all_finite",
+    "softmax_stats",
+    "regression_stats",
+    "perplexity_sum",
+    "zero_fill",
+    "copy_array",
+)
 """What a generated training loop imports from this module."""
 
-__all__ = [*NAMES, "PROBABILITY_FLOOR", "np"]
+__all__ = [*NAMES, "PROBABILITY_FLOOR", "PERPLEXITY_FLOOR"]

@@ -21,7 +21,13 @@ from graphc.runtime.cache import call_repairing
 from graphc.runtime.executor import Executor, provenance
 from graphc.runtime.optimizer import GRAD_SCALE_INDEX, Optimizer
 
-METRICS = {"accuracy": "softmax", "mse": "regression", "rmse": "regression", "mae": "regression"}
+METRICS = {
+    "accuracy": "softmax",
+    "perplexity": "softmax",
+    "mse": "regression",
+    "rmse": "regression",
+    "mae": "regression",
+}
 """Metrics the compiled loop computes, and the loss head each needs."""
 
 
@@ -40,11 +46,16 @@ class CompiledTraining:
 
     @staticmethod
     def unsupported(
-        executor: Executor, heads: Sequence, metric_names: Sequence[str], grad_req: dict
+        executor: Executor,
+        heads: Sequence,
+        metric_names: Sequence[str],
+        grad_req: dict,
+        state_outputs: int = 0,
     ) -> str | None:
-        """Why this model cannot train in one compiled call per chunk, or None."""
-        if len(heads) != 1 or len(executor.outputs) != 1:
-            return "the compiled loop takes exactly one output, a loss head"
+        """Why this model cannot train in one compiled call per chunk, or None.
+        ``state_outputs``: how many outputs are carried recurrent states."""
+        if len(heads) != 1 or len(executor.outputs) != 1 + state_outputs:
+            return "the compiled loop takes one loss head and carried states as its outputs"
         head = heads[0]
         if head.op == "SoftmaxOutput":
             kind = "softmax"
@@ -73,12 +84,24 @@ class CompiledTraining:
         head,
         metric_name: str,
         input_names: Sequence[str],
+        batch_shapes: Sequence[tuple] | None = None,
+        carried: Sequence[tuple[str, int]] = (),
     ) -> None:
+        """``batch_shapes``: the shape each input is cut in, when the bound array has
+        another of the same size (charlm's (T * N,) label filled as (T, N)); ``carried``:
+        (state input, output index) pairs the loop carries from step to step."""
         self.executor = executor
         self.optimizer = optimizer
         self.head = head
         self.input_names = list(input_names)
-        self.targets = tuple(executor.arg_dict[name] for name in self.input_names)
+        shapes = batch_shapes or [executor.arg_dict[name].shape for name in self.input_names]
+        self.targets = tuple(
+            executor.arg_dict[name].reshape(shape)
+            for name, shape in zip(self.input_names, shapes, strict=True)
+        )
+        self.carried = tuple(
+            (executor.arg_dict[name], executor.outputs[output]) for name, output in carried
+        )
         self.updates = tuple(
             (
                 executor.arg_dict[name].reshape(-1),
@@ -89,13 +112,14 @@ class CompiledTraining:
         )
         plan = LoopPlan(
             head="softmax" if head.op == "SoftmaxOutput" else "regression",
-            absolute=metric_name == "mae",
+            metric=metric_name,
             sources=len(self.input_names),
             parameters=len(self.updates),
             update=optimizer.kernel,
             scalars=len(optimizer.scalar_arguments(1)),
             grad_scale_index=GRAD_SCALE_INDEX,
             clip_global_norm=optimizer.clip_global_norm is not None,
+            states=len(self.carried),
         )
         forward = executor._forward_run
         backward = executor._backward_run
@@ -138,12 +162,14 @@ class CompiledTraining:
         sources: Sequence[np.ndarray],
         order: np.ndarray,
         valid_rows: np.ndarray,
+        fresh: np.ndarray | None = None,
     ) -> ChunkResult:
         """Train ``len(valid_rows)`` steps over the batches ``order`` cuts from ``sources``
-        (one array per input, as ``input_names``); counts the optimizer's updates and the
-        executor's Dropout step for the steps completed."""
+        (one array per input, as ``input_names``), the carried states zeroed before the
+        steps ``fresh`` marks; counts the optimizer's updates and the executor's Dropout
+        step for the steps completed."""
         count = len(valid_rows)
-        batch = self.targets[0].shape[0]
+        batch = self.targets[0].shape[0]  # rows cut per input per step
         losses = np.zeros(count, dtype=np.float64)
         metrics = np.zeros(count, dtype=np.float64)
         completed = call_repairing(
@@ -160,10 +186,12 @@ class CompiledTraining:
             np.ascontiguousarray(valid_rows, dtype=np.int64),
             self.executor._train_step,
             self.executor.outputs[self.head.output],
-            self.executor.arg_dict[self.head.label],
+            self.executor.arg_dict[self.head.label].reshape(-1),
             self.grad_scale,
             losses,
             metrics,
+            self.carried,
+            np.zeros(count, dtype=np.bool_) if fresh is None else np.asarray(fresh, np.bool_),
         )
         self.optimizer.num_update += completed
         self.executor._train_step += completed
