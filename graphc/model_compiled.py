@@ -1,12 +1,13 @@
 """``Model.fit`` without Python in the loop: epochs over in-memory data trained by the
 compiled training loop (``graphc.runtime.compiled_fit``), a chunk of batches per call.
 
-When the training data are an ``NDArrayIter`` (arrays in memory), no ``batch_end_callback``
-asks for Python after every batch, the model has one loss head the compiled loop knows
-(``SoftmaxOutput`` with accuracy, ``LinearRegressionOutput`` with MSE, RMSE or MAE) and no
-carried state, ``fit`` hands the compiled loop the data arrays, the epoch's sample order
-(shuffled or not, exactly as iterating would give it, padding included) and the number of
-batches. Chunks are sized so that the progress bar still refreshes about every 0.1 s; with
+When the training data are in memory (an ``NDArrayIter``, or a time-major ``BPTTIter``
+whose windows carry the LSTM state through ``state_names``), no ``batch_end_callback`` asks
+for Python after every batch, and the model has one loss head the compiled loop knows
+(``SoftmaxOutput`` with accuracy or perplexity, ``LinearRegressionOutput`` with MSE, RMSE or
+MAE), ``fit`` hands the compiled loop the data arrays, the epoch's sample order (shuffled
+or not, exactly as iterating would give it, padding included) or windows, and the number
+of batches. Chunks are sized so that the progress bar still refreshes about every 0.1 s; with
 no validation data and no ``epoch_end_callback`` a chunk may span epochs, so LinReg's
 10,000 one-batch epochs take a few calls, not 10,000. Everything else trains step by step
 (``graphc.model_loop``), with the same numbers.
