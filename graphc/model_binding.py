@@ -196,7 +196,7 @@ class ModelBindings:
     def copy_batch(self, executor: Executor, batch, data_names, label_names) -> None:
         """Copy a ``DataBatch`` into the executor's data and label arrays, in place."""
         for name, value in zip(data_names, batch.data):
-            copy_into(executor.arg_dict[name], value, f"batch data {name!r}")
+            copy_into(executor.arg_dict[name], value, f"batch data {name!r}", reshape=False)
         for name, value in zip(label_names, batch.label):
             if name in self.label_names:
                 copy_into(executor.arg_dict[name], value, f"batch label {name!r}")
@@ -218,9 +218,12 @@ def _label_shape(name: str, inferred, given, provided: dict, what: str) -> tuple
     )
 
 
-def copy_into(target: np.ndarray, value, what: str) -> None:
-    """Copy ``value`` into ``target`` in place; a value of the same size but another shape
-    (a (T, N) label for a (T * N,) head) is copied through a reshaped view.
+def copy_into(target: np.ndarray, value, what: str, reshape: bool = True) -> None:
+    """Copy ``value`` into ``target`` in place. With ``reshape`` (labels), a value of the
+    same size but another shape (a (T, N) label for a (T * N,) head) is copied through a
+    reshaped view; data must have the bound shape exactly. Values are cast to the bound
+    dtype as NumPy's ``same_kind`` rule allows (float64 data into a float32 model, as
+    MXNet's ``Module`` does, integer labels into float ones); float into integer is refused.
 
     >>> target = np.zeros(4, np.float32)
     >>> copy_into(target, np.arange(4).reshape(2, 2), "label")
@@ -229,7 +232,7 @@ def copy_into(target: np.ndarray, value, what: str) -> None:
     """
     value = np.asarray(value)
     if value.shape != target.shape:
-        if value.size != target.size:
+        if value.size != target.size or not reshape:
             raise ShapeError(
                 f"{what} has shape {value.shape}, the model is bound to {target.shape}"
             )
