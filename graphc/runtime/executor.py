@@ -1,9 +1,11 @@
 """The executor: a symbol bound to arrays, run by compiled kernels (MXNet's Executor).
 
 At bind the executor builds the training graph (the forward outputs and, when gradients
-are requested, the gradient graph from ``gc.grad``), infers every shape and dtype, lowers
-each node to a kernel and fixes a memory plan. ``forward`` and ``backward`` then call the
-kernels in schedule order over the planned buffers; nothing is allocated per step.
+are requested, the gradient graph from ``gc.grad``), optimizes it (``opt_level``), infers
+every shape and dtype, lowers each node to a kernel, fixes a memory plan (one arena) and
+generates one Numba function each for the forward and the backward kernels
+(``codegen_cpu.step``). ``forward`` and ``backward`` are then one compiled call each over
+the planned buffers; nothing is allocated per step.
 
 >>> import numpy as np, graphc as gc
 >>> net = gc.FullyConnected(gc.Variable("x"), num_hidden=2, name="fc")
