@@ -82,11 +82,25 @@ def run_members(attrs: Mapping, inputs: Sequence, constant, apply) -> list[list]
 
 def member_shapes(attrs: Mapping, in_shapes: Sequence) -> list[list]:
     """The output shapes of every member, from the fused node's input shapes."""
+    return _run_shape_rules(attrs, in_shapes)[1]
+
+
+def _run_shape_rules(attrs: Mapping, in_shapes: Sequence) -> tuple[list, list[list]]:
+    """The members' shape rules in order: the input shapes, with those a member's rule
+    fills in (a layer's weight from the data, as the unfused node would) filled in, and
+    every member's output shapes."""
+    filled = list(in_shapes)
 
     def apply(member: Member, shapes: list) -> list:
-        return get_op(member.op).infer_shape(member.attr_map, shapes)[1]
+        new_in, out = get_op(member.op).infer_shape(member.attr_map, shapes)
+        for (kind, value), shape in zip(member.operands, new_in):
+            if kind == INPUT and filled[value] is None and shape is not None:
+                filled[value] = tuple(shape)
+        return out
 
-    return run_members(attrs, in_shapes, lambda value: (), apply)
+    # run_members reads ``filled`` afresh for every member, so later members see the fills.
+    results = run_members(attrs, filled, lambda value: (), apply)
+    return filled, results
 
 
 def member_dtypes(attrs: Mapping, in_dtypes: Sequence) -> list[list]:
@@ -107,24 +121,7 @@ def _pick(attrs: Mapping, per_member: list[list]) -> list:
 
 
 def _infer_shape(attrs, in_shapes):
-    """The members' shape rules in order; an input shape a member's rule fills in (a
-    layer's weight from the data, as the unfused node would) is filled in here too."""
-    filled = list(in_shapes)
-    results: list[list] = []
-    for member in members_of(attrs):
-        operands = []
-        for kind, value in member.operands:
-            if kind == INPUT:
-                operands.append(filled[value])
-            elif kind == MEMBER:
-                operands.append(results[value][0])
-            else:
-                operands.append(())
-        new_in, out = get_op(member.op).infer_shape(member.attr_map, operands)
-        for (kind, value), shape in zip(member.operands, new_in):
-            if kind == INPUT and filled[value] is None and shape is not None:
-                filled[value] = tuple(shape)
-        results.append(list(out))
+    filled, results = _run_shape_rules(attrs, in_shapes)
     return filled, _pick(attrs, results)
 
 
