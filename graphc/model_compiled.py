@@ -140,7 +140,10 @@ class CompiledEpochs:
     ) -> None:
         self.trainer = trainer
         self.metric_name = metric_name
-        self.sources = sources_of(train_data)
+        self.sources = [  # in the bound dtype once, so the loop can read batches in place
+            np.ascontiguousarray(source, dtype=target.dtype)
+            for source, target in zip(sources_of(train_data), trainer.targets, strict=True)
+        ]
         self.batch = trainer.targets[0].shape[0]  # rows cut per input per step
         self.bindings = bindings
         self.seconds_per_step = None

@@ -45,17 +45,22 @@ def _fit(symbol, x, y, compiled, optimizer="sgd", params=None, epochs=2, shuffle
     ],
     ids=["sgd-momentum", "adam-global-norm"],
 )
+@pytest.mark.parametrize("shuffle", [True, False], ids=["shuffled", "in-place"])
 @pytest.mark.parametrize("model", ["mlp", "lenet"])
-def test_compiled_chunks_equal_the_step_by_step_path(fashion, model, optimizer, params):
-    """Two shuffled epochs of 10 batches (20 steps) in chunks that span epochs give the
-    parameters, losses and metrics of one Python step per batch."""
+def test_compiled_chunks_equal_the_step_by_step_path(fashion, model, optimizer, params, shuffle):
+    """Two epochs of 10 batches (20 steps) in chunks that span epochs give the parameters,
+    losses and metrics of one Python step per batch: shuffled (each batch gathered into the
+    bound input) and not (each batch read in place from the data)."""
     x, y = fashion
     if model == "mlp":
         symbol, x = gc.models.mlp(), x.reshape(len(x), -1)
     else:
         symbol = gc.models.lenet()
-    fast = _fit(symbol, x, y, True, optimizer, params)
-    slow = _fit(symbol, x, y, False, optimizer, params)
+    fast = _fit(symbol, x, y, True, optimizer, params, shuffle=shuffle)
+    slow = _fit(symbol, x, y, False, optimizer, params, shuffle=shuffle)
+    bound = fast.bindings.train_executor.arg_dict["data"]
+    assert fast._trainer.source.count("batch0.reshape(") >= 2  # forward and backward read it
+    assert (np.abs(bound).sum() == 0) == (not shuffle), "in place: the bound input is unused"
     assert fast._optimizer.num_update == slow._optimizer.num_update == 20
     for name, value in slow.get_params()[0].items():
         np.testing.assert_allclose(fast.get_params()[0][name], value, rtol=1e-5, atol=1e-6)

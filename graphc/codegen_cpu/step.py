@@ -43,16 +43,43 @@ def call_lines(
     arguments: str,
     step: str,
     indent: str,
+    replaced: dict[int, tuple[tuple, dict[tuple, str]]] | None = None,
 ) -> list[str]:
     """One call per kernel on ``arguments[i]``, the step counter last where it is needed;
-    ``comments`` (one per kernel), when given, go above the calls."""
+    ``comments`` (one per kernel), when given, go above the calls. ``replaced`` maps a
+    kernel's index to (the nesting of its arguments, as ``_structure`` in
+    ``runtime.compiled_fit`` gives it, and {path: expression}): those arguments are spelled
+    out, the argument at each path (indices into nested tuples) taking the expression
+    instead of the bound array; ``{bound}`` in an expression is the bound array's own
+    spelling."""
     lines = []
     for index, kernel in enumerate(kernels):
         counter = f", {step}" if kernel.needs_step else ""
         if comments is not None:
             lines.append(f"{indent}# {comments[index]}")
-        lines.append(f"{indent}{names[kernel.fn]}(*{arguments}[{index}]{counter})")
+        if replaced and index in replaced:
+            structure, expressions = replaced[index]
+            spelled = _spell(structure, f"{arguments}[{index}]", expressions, ())
+            lines.append(f"{indent}{names[kernel.fn]}({spelled}{counter})")
+        else:
+            lines.append(f"{indent}{names[kernel.fn]}(*{arguments}[{index}]{counter})")
     return lines
+
+
+def _spell(structure: tuple, base: str, expressions: dict[tuple, str], path: tuple) -> str:
+    """The arguments ``base`` holds, spelled one by one, replacing those ``expressions``
+    names; a nested tuple holding a replaced argument is spelled as a tuple literal."""
+    parts = []
+    for position, child in enumerate(structure):
+        here = (*path, position)
+        bound = f"{base}[{position}]"
+        if here in expressions:
+            parts.append(expressions[here].format(bound=bound))
+        elif child is not None and any(key[: len(here)] == here for key in expressions):
+            parts.append(f"({_spell(child, bound, expressions, here)},)")
+        else:
+            parts.append(bound)
+    return ", ".join(parts)
 
 
 def render_sequence(kernels: Sequence[Kernel], comments: Sequence[str] | None) -> str:

@@ -36,7 +36,14 @@ class LoopPlan:
     where ``fresh[step]``, else the previous step's state output). ``sources``: how
     many arrays are cut into batches (data then labels). ``update``: the optimizer's kernel;
     ``scalars``: how many scalars it takes after its arrays, ``grad_scale_index`` where
-    the global-norm factor goes among them; ``clip_global_norm``: whether to compute it."""
+    the global-norm factor goes among them; ``clip_global_norm``: whether to compute it.
+
+    ``views``: where the kernels read the bound inputs, as (phase 'forward' or 'backward',
+    kernel index, the nesting of its arguments, the path to the argument, source index); when
+    given, a batch whose rows are consecutive in the data is read in place (a view of the
+    data, no copy) and only a shuffled or wrapped batch is gathered into the bound input.
+    None: every batch is gathered. ``label_source``: the source that is the head's label
+    (read in place likewise by the loss and metric), or -1."""
 
     head: str
     metric: str
@@ -47,6 +54,8 @@ class LoopPlan:
     grad_scale_index: int
     clip_global_norm: bool
     states: int = 0
+    views: tuple[tuple[str, int, tuple, tuple, int], ...] | None = None
+    label_source: int = -1
 
 
 def render_training_loop(
@@ -63,6 +72,7 @@ def render_training_loop(
         "import numba\n",
         "from graphc.codegen_cpu.train_support import (",
         "    all_finite,",
+        "    consecutive_rows,",
         "    copy_array,",
         "    gather_rows,",
         "    perplexity_sum,",
@@ -81,21 +91,54 @@ def render_training_loop(
         "        start = step * batch",
     ]
     indent = "        "
-    for index in range(plan.sources):
-        lines.append(f"{indent}gather_rows(sources[{index}], targets[{index}], order, start)")
+    replaced: dict[str, dict] = {"forward": {}, "backward": {}}
+    label = "label"
+    if plan.views is None:
+        for index in range(plan.sources):
+            lines.append(f"{indent}gather_rows(sources[{index}], targets[{index}], order, start)")
+    else:
+        lines[-2:-2] = [
+            "    available = sources[0].shape[0]",
+            *(
+                f"    available = min(available, sources[{index}].shape[0])"
+                for index in range(1, plan.sources)
+            ),
+        ]
+        lines += [
+            f"{indent}first = order[start]",
+            f"{indent}if consecutive_rows(order, start, batch, available):  # read in place",
+        ]
+        for index in range(plan.sources):
+            lines.append(
+                f"{indent}    batch{index} = sources[{index}][first : first + batch]"
+                f".reshape(targets[{index}].shape)"
+            )
+        lines.append(f"{indent}else:  # shuffled or wrapped: gathered into the bound input")
+        for index in range(plan.sources):
+            lines += [
+                f"{indent}    gather_rows(sources[{index}], targets[{index}], order, start)",
+                f"{indent}    batch{index} = targets[{index}]",
+            ]
+        for phase, kernel, structure, path, source in plan.views:
+            expressions = replaced[phase].setdefault(kernel, (structure, {}))[1]
+            expressions[path] = f"batch{source}.reshape({{bound}}.shape)"
+        if plan.label_source >= 0:
+            label = f"batch{plan.label_source}.reshape(label.shape)"
     lines.append(f"{indent}step_value = step0 + step")
     if plan.states:
         lines.append(f"{indent}if fresh[step]:")
         for index in range(plan.states):
             lines.append(f"{indent}    zero_fill(carried[{index}][0])")
-    lines += call_lines(forward, forward_comments, names, "forward", "step_value", indent)
+    lines += call_lines(
+        forward, forward_comments, names, "forward", "step_value", indent, replaced["forward"]
+    )
     if plan.head == "softmax":
-        lines.append(f"{indent}loss, metric = softmax_stats(head, label, rows[step], grad_scale)")
+        lines.append(f"{indent}loss, metric = softmax_stats(head, {label}, rows[step], grad_scale)")
         if plan.metric == "perplexity":
-            lines.append(f"{indent}metric = perplexity_sum(head, label, rows[step])")
+            lines.append(f"{indent}metric = perplexity_sum(head, {label}, rows[step])")
     else:
         lines.append(
-            f"{indent}loss, metric = regression_stats(head, label, rows[step], grad_scale,"
+            f"{indent}loss, metric = regression_stats(head, {label}, rows[step], grad_scale,"
             f" {plan.metric == 'mae'})"
         )
     lines += [
@@ -104,7 +147,9 @@ def render_training_loop(
         f"{indent}if not math.isfinite(loss) or not all_finite(head):",
         f"{indent}    return step",
     ]
-    lines += call_lines(backward, backward_comments, names, "backward", "step_value", indent)
+    lines += call_lines(
+        backward, backward_comments, names, "backward", "step_value", indent, replaced["backward"]
+    )
     for index in range(plan.parameters):
         lines += [
             f"{indent}if not all_finite(updates[{index}][1]):",

@@ -1,4 +1,7 @@
-"""Symbols of the five models in Knet's benchmark table, with MXNet's layer names.
+"""Symbols of the five models in Knet's benchmark table, with MXNet's layer names. Each
+takes ``dtype``, which its inputs then declare, so that every parameter and value has it
+(float64 for exact comparisons); by default nothing is declared, and binding gives float32
+as MXNet does.
 
 >>> import graphc as gc
 >>> net = gc.models.lenet()
@@ -14,25 +17,28 @@ from types import MappingProxyType
 import graphc as gc
 
 
-def linreg(num_outputs: int = 1) -> gc.Symbol:
+def linreg(num_outputs: int = 1, dtype: str | None = None) -> gc.Symbol:
     """Linear regression: one FullyConnected layer and a squared-error head."""
-    data = gc.Variable("data")
+    data = gc.Variable("data", dtype=dtype)
     fc = gc.FullyConnected(data, num_hidden=num_outputs, name="fc")
     return gc.LinearRegressionOutput(fc, name="lro")
 
 
-def softmax_regression(num_classes: int = 10) -> gc.Symbol:
+def softmax_regression(num_classes: int = 10, dtype: str | None = None) -> gc.Symbol:
     """Multinomial logistic regression on flattened images."""
-    data = gc.Variable("data")
+    data = gc.Variable("data", dtype=dtype)
     fc = gc.FullyConnected(data, num_hidden=num_classes, name="fc")
     return gc.SoftmaxOutput(fc, name="softmax")
 
 
 def mlp(
-    hidden: tuple[int, ...] = (64,), num_classes: int = 10, act_type: str = "relu"
+    hidden: tuple[int, ...] = (64,),
+    num_classes: int = 10,
+    act_type: str = "relu",
+    dtype: str | None = None,
 ) -> gc.Symbol:
     """Multi-layer perceptron: FullyConnected + activation per hidden layer, softmax head."""
-    net = gc.Variable("data")
+    net = gc.Variable("data", dtype=dtype)
     for index, width in enumerate(hidden, start=1):
         net = gc.FullyConnected(net, num_hidden=width, name=f"fc{index}")
         net = gc.Activation(net, act_type=act_type, name=f"{act_type}{index}")
@@ -40,10 +46,10 @@ def mlp(
     return gc.SoftmaxOutput(net, name="softmax")
 
 
-def lenet(num_classes: int = 10) -> gc.Symbol:
+def lenet(num_classes: int = 10, dtype: str | None = None) -> gc.Symbol:
     """The LeNet of MXNet's MNIST example: two 5x5 convolutions (20, 50 filters) with tanh
     and 2x2 max pooling, FullyConnected 500 with tanh, FullyConnected 10, SoftmaxOutput."""
-    data = gc.Variable("data")
+    data = gc.Variable("data", dtype=dtype)
     conv1 = gc.Convolution(data, kernel=(5, 5), num_filter=20, name="conv1")
     tanh1 = gc.Activation(conv1, act_type="tanh", name="tanh1")
     pool1 = gc.Pooling(tanh1, pool_type="max", kernel=(2, 2), stride=(2, 2), name="pool1")
@@ -65,7 +71,11 @@ that feeds it."""
 
 
 def charlm(
-    vocab_size: int, embed: int = 256, hidden: int = 256, stateful: bool = False
+    vocab_size: int,
+    embed: int = 256,
+    hidden: int = 256,
+    stateful: bool = False,
+    dtype: str | None = None,
 ) -> gc.Symbol:
     """Character language model: Embedding, one LSTM layer, a softmax over the vocabulary
     at every step.
@@ -91,11 +101,15 @@ def charlm(
     >>> gc.models.charlm(30, embed=8, hidden=16).list_outputs()
     ['softmax_output']
     """
-    data = gc.Variable("data")
-    embedded = gc.Embedding(data, input_dim=vocab_size, output_dim=embed, name="embed")
+    data = gc.Variable("data", dtype=dtype)
+    weight = gc.Variable("embed_weight", dtype=dtype)  # indices say nothing of its dtype
+    embedded = gc.Embedding(
+        data, weight=weight, input_dim=vocab_size, output_dim=embed, name="embed"
+    )
     state = state_cell = None
     if stateful:
-        state, state_cell = gc.Variable("lstm_state"), gc.Variable("lstm_state_cell")
+        state = gc.Variable("lstm_state", dtype=dtype)
+        state_cell = gc.Variable("lstm_state_cell", dtype=dtype)
     lstm = gc.LSTM(embedded, num_hidden=hidden, state=state, state_cell=state_cell, name="lstm")
     states = gc.Reshape(lstm[0], shape=(-1, hidden), name="states")
     logits = gc.FullyConnected(states, num_hidden=vocab_size, name="decoder")

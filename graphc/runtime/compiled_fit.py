@@ -110,6 +110,13 @@ class CompiledTraining:
             )
             for name in states
         )
+        forward = executor._forward_run
+        backward = executor._backward_run
+        views = _input_views(self.targets, {"forward": forward.steps, "backward": backward.steps})
+        label = executor.arg_dict[head.label]
+        label_source = next(
+            (j for j, target in enumerate(self.targets) if _same_buffer(target, label)), -1
+        )
         plan = LoopPlan(
             head="softmax" if head.op == "SoftmaxOutput" else "regression",
             metric=metric_name,
@@ -120,9 +127,9 @@ class CompiledTraining:
             grad_scale_index=GRAD_SCALE_INDEX,
             clip_global_norm=optimizer.clip_global_norm is not None,
             states=len(self.carried),
+            views=views,
+            label_source=label_source if views is not None else -1,
         )
-        forward = executor._forward_run
-        backward = executor._backward_run
         self.fn, self.source = compile_training_loop(
             [step.kernel for step in forward.steps],
             [provenance(step.node) for step in forward.steps],
@@ -170,6 +177,10 @@ class CompiledTraining:
         step for the steps completed."""
         count = len(valid_rows)
         batch = self.targets[0].shape[0]  # rows cut per input per step
+        sources = [  # the loop reads batches in place: the data in the bound dtype
+            np.ascontiguousarray(source, dtype=target.dtype)
+            for source, target in zip(sources, self.targets, strict=True)
+        ]
         losses = np.zeros(count, dtype=np.float64)
         metrics = np.zeros(count, dtype=np.float64)
         completed = call_repairing(
@@ -196,6 +207,52 @@ class CompiledTraining:
         self.optimizer.num_update += completed
         self.executor._train_step += completed
         return ChunkResult(int(completed), losses, metrics)
+
+
+def _same_buffer(first: np.ndarray, second: np.ndarray) -> bool:
+    """Whether two arrays are the same memory (one may be a reshaped view of the other)."""
+    return (
+        first.__array_interface__["data"][0] == second.__array_interface__["data"][0]
+        and first.nbytes == second.nbytes
+        and first.flags.c_contiguous
+        and second.flags.c_contiguous
+    )
+
+
+def _input_views(targets, phases) -> tuple | None:
+    """Where kernels take a bound input whole (``LoopPlan.views``), or None when some kernel
+    takes part of one, which a view of the data could not stand in for. Arguments may be
+    tuples (a fused kernel's anchor arguments), searched likewise."""
+    views: list[tuple] = []
+    for phase, steps in phases.items():
+        for index, step in enumerate(steps):
+            arguments = tuple(step.args)
+            where = (phase, index, _structure(arguments))
+            if not _find_inputs(arguments, (), targets, where, views):
+                return None
+    return tuple(views)
+
+
+def _find_inputs(argument, path: tuple, targets, where: tuple, views: list) -> bool:
+    """Append to ``views`` each bound input ``argument`` is or holds, at its path; False
+    when it holds part of one."""
+    if isinstance(argument, tuple):
+        return all(
+            _find_inputs(item, (*path, k), targets, where, views) for k, item in enumerate(argument)
+        )
+    if not isinstance(argument, np.ndarray):
+        return True
+    for source, target in enumerate(targets):
+        if np.shares_memory(argument, target):
+            if not _same_buffer(argument, target):
+                return False
+            views.append((*where, path, source))
+    return True
+
+
+def _structure(arguments: tuple) -> tuple:
+    """The nesting of a kernel's arguments: None for a leaf, a tuple for a tuple."""
+    return tuple(_structure(item) if isinstance(item, tuple) else None for item in arguments)
 
 
 def _gradient_buffer(executor: Executor, name: str) -> np.ndarray:
