@@ -65,7 +65,13 @@ from graphc.model_loop import (
     predict_outputs,
     train_epoch,
 )
-from graphc.model_optimizer import DEFAULT_OPTIMIZER_PARAMS, carry_over, make_optimizer, snapshot
+from graphc.model_optimizer import (
+    DEFAULT_OPTIMIZER_PARAMS,
+    carry_over,
+    make_optimizer,
+    placed_states,
+    snapshot,
+)
 from graphc.progress import TrainingDisplay
 from graphc.runtime.context import Context, cpu
 from graphc.runtime.optimizer import Optimizer
@@ -306,10 +312,9 @@ class Model:
         batch_size = batch_size_of(train_data)
         previous = self._previous_optimizer()
         self._optimizer = make_optimizer(optimizer, optimizer_params, heads, batch_size)
-        self._opt_states = {
-            name: self._optimizer.create_state(name, self.arg_params[name])
-            for name in self.param_names
-        }
+        self._opt_states = placed_states(
+            executor, self._optimizer, {name: self.arg_params[name] for name in self.param_names}
+        )
         carry_over(self._optimizer, self._opt_states, previous)
         self._loaded_optimizer = None
         self._resume_data_order(train_data, begin_epoch)

@@ -73,7 +73,6 @@ class ModelBindings:
         self.param_names = [name for name in arguments if name not in inputs]
         self.arg_params: dict[str, np.ndarray] | None = None
         self.aux_params: dict[str, np.ndarray] = {}
-        self.grads: dict[str, np.ndarray] | None = None
         self.executors: dict[tuple, Executor] = {}
         self.train_executor: Executor | None = None
 
@@ -149,12 +148,8 @@ class ModelBindings:
             for name, (shape, dtype) in arg_specs.items()
         }
         grads = None
-        if for_training:
-            if self.grads is None:
-                self.grads = {
-                    name: np.zeros_like(self.arg_params[name]) for name in self.param_names
-                }
-            grads = self.grads
+        if for_training:  # initial values: each executor keeps its gradients in its arena
+            grads = {name: np.zeros_like(self.arg_params[name]) for name in self.param_names}
         executor = bind(
             self.symbol,
             self.ctx,
@@ -162,6 +157,7 @@ class ModelBindings:
             args_grad=grads,
             aux_states=self.aux_params,
             opt_level=self.opt_level,
+            own_grads=True,
         )
         self.executors[(for_training, key)] = executor
         return executor

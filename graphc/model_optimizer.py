@@ -14,6 +14,8 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping, Sequence
 
+import numpy as np
+
 from graphc.model_heads import LossHead, default_rescale_grad
 from graphc.runtime.optimizer import Optimizer, create
 
@@ -40,6 +42,25 @@ def make_optimizer(
     if "rescale_grad" not in params:
         params["rescale_grad"] = default_rescale_grad(heads, batch_size)
     return create(optimizer, **params)
+
+
+def placed_states(executor, optimizer: Optimizer, weights: Mapping[str, np.ndarray]) -> dict:
+    """The optimizer's state of every weight (``create_state``), in buffers the training
+    executor reserves in its arena, so one arena holds intermediates, gradients and state.
+    A later ``fit`` with the same optimizer kind gets the same buffers back."""
+    created = {name: optimizer.create_state(name, weight) for name, weight in weights.items()}
+    specs = {
+        (name, index): (array.shape, array.dtype)
+        for name, state in created.items()
+        for index, array in enumerate(state)
+    }
+    placed = executor.reserve("optimizer", specs)
+    states = {}
+    for name, state in created.items():
+        states[name] = tuple(placed[(name, index)] for index in range(len(state)))
+        for target, value in zip(states[name], state, strict=True):
+            target[...] = value
+    return states
 
 
 def carry_over(

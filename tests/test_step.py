@@ -235,3 +235,79 @@ def test_partial_last_batches_train_as_iterating_does(fashion, handle):
     assert fast.history["train_accuracy"] == slow.history["train_accuracy"]
     for name, value in slow.get_params()[0].items():
         np.testing.assert_allclose(fast.get_params()[0][name], value, rtol=1e-5, atol=1e-7)
+
+
+def _in_arena(executor, array) -> bool:
+    return np.shares_memory(array, executor._arena)
+
+
+def test_one_arena_holds_intermediates_gradients_and_optimizer_state(fashion):
+    x, y = fashion
+    model = gc.Model(gc.models.mlp())
+    model.fit(
+        gc.io.NDArrayIter(x.reshape(len(x), -1), y, batch_size=BATCH),
+        optimizer="adam",
+        num_epoch=1,
+        verbose=False,
+    )
+    exe = model.bindings.train_executor
+    for name in model.param_names:
+        assert _in_arena(exe, exe.grad_dict[name]), name
+        assert all(_in_arena(exe, state) for state in model._opt_states[name]), name
+        assert not _in_arena(exe, exe.arg_dict[name]), "parameters keep their own arrays"
+    assert all(_in_arena(exe, output) for output in exe.outputs)
+    assert np.abs(model._opt_states["fc1_weight"][1]).sum() > 0, "Adam's state was trained"
+    # A second fit with the same optimizer kind gets the same buffers back.
+    before = model._opt_states["fc1_weight"][0]
+    model.fit(
+        gc.io.NDArrayIter(x.reshape(len(x), -1), y, batch_size=BATCH),
+        optimizer="adam",
+        num_epoch=1,
+        verbose=False,
+    )
+    assert model._opt_states["fc1_weight"][0] is before
+
+
+def test_reserve_plans_the_arena_again_keeping_values():
+    exe = gc.models.mlp(hidden=(8,)).simple_bind(gc.cpu(), data=(4, 784))
+    assert all(_in_arena(exe, grad) for grad in exe.grad_dict.values())
+    exe.arg_dict["fc1_weight"][:] = 0.01
+    exe.arg_dict["data"][:] = 1.0
+    exe.forward(is_train=True)
+    exe.backward()
+    outputs = [array.copy() for array in exe.outputs]
+    grads = {name: array.copy() for name, array in exe.grad_dict.items()}
+    size = exe._arena.nbytes
+    (state,) = exe.reserve("optimizer", {"w": ((8, 784), np.float32)}).values()
+    assert exe._arena.nbytes >= size + state.nbytes and _in_arena(exe, state)
+    assert not state.any(), "reserved buffers start at zero"
+    state[:] = 2.0
+    for kept, value in zip(exe.outputs, outputs, strict=True):
+        np.testing.assert_array_equal(kept, value)
+    for name, value in grads.items():
+        assert _in_arena(exe, exe.grad_dict[name])
+        np.testing.assert_array_equal(exe.grad_dict[name], value)
+    assert exe.reserve("optimizer", {"w": ((8, 784), np.float32)})["w"] is state
+    exe.forward(is_train=True)  # the kernels run on the new arena
+    exe.backward()
+    for name, value in grads.items():
+        np.testing.assert_allclose(exe.grad_dict[name], value, rtol=1e-6)
+    assert (state == 2.0).all()
+
+
+def test_bind_writes_the_callers_gradient_arrays_unless_told_to_own_them():
+    symbol = gc.models.softmax_regression()
+    args = {
+        "data": np.ones((2, 784), np.float32),
+        "fc_weight": np.full((10, 784), 0.01, np.float32),
+        "fc_bias": np.zeros(10, np.float32),
+        "softmax_label": np.zeros(2, np.float32),
+    }
+    grads = {"fc_weight": np.zeros((10, 784), np.float32)}
+    exe = symbol.bind(gc.cpu(), args, args_grad=grads)
+    exe.forward(is_train=True)
+    exe.backward()
+    assert exe.grad_dict["fc_weight"] is grads["fc_weight"] and grads["fc_weight"].any()
+    owned = symbol.bind(gc.cpu(), args, args_grad=grads, own_grads=True)
+    assert owned.grad_dict["fc_weight"] is not grads["fc_weight"]
+    assert _in_arena(owned, owned.grad_dict["fc_weight"])

@@ -207,8 +207,10 @@ class Symbol:
         aux_states=None,
         options=None,
         opt_level=None,
+        own_grads=False,
     ):
-        """Bind to caller-owned arrays (read and written in place)."""
+        """Bind to caller-owned arrays (read and written in place); with ``own_grads`` the
+        gradients live in the executor's arena, ``args_grad`` giving their initial values."""
         from graphc.runtime.bind import bind
 
         return bind(
@@ -220,6 +222,7 @@ class Symbol:
             aux_states=aux_states,
             options=options,
             opt_level=opt_level,
+            own_grads=own_grads,
         )
 
     # -- operators -------------------------------------------------------------------------

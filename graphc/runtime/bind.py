@@ -70,7 +70,9 @@ def simple_bind(
     grads = {
         name: np.zeros_like(args[name]) for name, request in requests.items() if request != "null"
     }
-    return Executor(symbol, ctx or cpu(), args, grads, requests, aux, options, opt_level)
+    return Executor(
+        symbol, ctx or cpu(), args, grads, requests, aux, options, opt_level, own_grads=True
+    )
 
 
 def bind(
@@ -82,8 +84,13 @@ def bind(
     aux_states=None,
     options: Mapping | None = None,
     opt_level: int | None = None,
+    own_grads: bool = False,
 ) -> Executor:
-    """Bind to arrays the caller owns: the executor reads and writes them in place."""
+    """Bind to arrays the caller owns: the executor reads and writes them in place.
+
+    With ``own_grads`` the ``args_grad`` arrays only give the gradients' initial values:
+    the executor keeps its gradients in its arena, as ``simple_bind`` does, and
+    ``grad_dict`` holds views of them."""
     names = symbol.list_arguments()
     args = _as_dict(args, names, "args")
     requests = _grad_reqs(symbol, grad_req)
@@ -103,7 +110,9 @@ def bind(
                 raise ShapeError(
                     f"bind: {kind}[{name!r}] is {table[name].shape} {table[name].dtype}, expected {shape} {dtype}"
                 )
-    return Executor(symbol, ctx or cpu(), args, grads, requests, aux, options, opt_level)
+    return Executor(
+        symbol, ctx or cpu(), args, grads, requests, aux, options, opt_level, own_grads=own_grads
+    )
 
 
 def _as_dict(

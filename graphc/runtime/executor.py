@@ -7,6 +7,13 @@ generates one Numba function each for the forward and the backward kernels
 (``codegen_cpu.step``). ``forward`` and ``backward`` are then one compiled call each over
 the planned buffers; nothing is allocated per step.
 
+The arena, one 64-byte aligned allocation, holds every intermediate (shared by lifetime),
+the outputs, the gradients when the executor owns them (``simple_bind``, and ``Model``'s
+executors; ``bind`` with ``args_grad`` writes the caller's arrays instead, as MXNet does)
+and what ``reserve`` adds for the executor's life (``Model.fit`` puts the optimizer's state
+there). ``outputs`` and ``grad_dict`` are NumPy views into it; parameters and data keep
+their own arrays.
+
 >>> import numpy as np, graphc as gc
 >>> net = gc.FullyConnected(gc.Variable("x"), num_hidden=2, name="fc")
 >>> exe = net.simple_bind(gc.cpu(), x=(3, 4))
@@ -66,7 +73,11 @@ class Executor:
         aux_dict: dict[str, np.ndarray],
         options: Mapping | None = None,
         opt_level: int | None = None,
+        own_grads: bool = False,
     ) -> None:
+        """``own_grads``: ``grad_dict``'s arrays are only initial values; the executor keeps
+        its gradients in its arena and ``grad_dict`` holds views of them (``simple_bind``).
+        Without it the caller's arrays are written in place (``bind`` with ``args_grad``)."""
         if ctx.device_type != "cpu":
             raise BackendError(f"bind: no backend for {ctx}; graphc runs on gc.cpu() for now")
         self.symbol = symbol
@@ -78,6 +89,9 @@ class Executor:
         self.options = dict(options or {})
         self.opt_level = resolve_opt_level(opt_level)
         self._train_step = 0
+        self._owns_grads = own_grads
+        self._reserved: dict[tuple, tuple[tuple, np.dtype]] = {}
+        self._persistent: dict[tuple, np.ndarray] = {}
         self._build()
 
     # -- bind ----------------------------------------------------------------------------------
@@ -117,6 +131,7 @@ class Executor:
         self.graph = graph
         self.schedule = schedule
         self._kernels = [self._lower(node) for node in schedule]
+        self._values = values
         self._bind_buffers(values)
 
     def _head_gradient_variables(self) -> list:
@@ -214,9 +229,11 @@ class Executor:
                     BufferRequest(("ws", position, slot), _nbytes(shape, dtype), position, position)
                 )
         self.memory_plan = plan_memory(
-            requests + workspace_requests, optimized=self.opt_level >= IN_PLACE_LEVEL
+            requests + workspace_requests + self._persistent_requests(),
+            optimized=self.opt_level >= IN_PLACE_LEVEL,
         )
         self._arena = self.memory_plan.allocate()
+        self._place_persistent()
 
         arrays: dict[NodeOutput, np.ndarray] = {}
         for node in self.graph.variables:
@@ -254,6 +271,63 @@ class Executor:
             if name not in self._direct_grads
         }
         self._compile_runs()
+
+    def _persistent_requests(self) -> list[BufferRequest]:
+        """Buffers alive for the executor's whole life: the gradients it owns and what
+        ``reserve`` asked for (optimizer state)."""
+        buffers = {("grad", name): (a.shape, a.dtype) for name, a in self._owned_grads().items()}
+        buffers.update({("reserved", *key): spec for key, spec in self._reserved.items()})
+        return [
+            BufferRequest(key, _nbytes(shape, dtype), 0, FOREVER)
+            for key, (shape, dtype) in buffers.items()
+        ]
+
+    def _owned_grads(self) -> dict[str, np.ndarray]:
+        return {
+            name: array
+            for name, array in self.grad_dict.items()
+            if self._owns_grads and array is not None
+        }
+
+    def _place_persistent(self) -> None:
+        """Point ``grad_dict`` and the reserved buffers at their blocks of the new arena,
+        keeping their values."""
+        for name, array in self._owned_grads().items():
+            view = self._block_view(("grad", name), array.shape, array.dtype)
+            view[...] = array
+            self.grad_dict[name] = view
+        for key, (shape, dtype) in self._reserved.items():
+            view = self._block_view(("reserved", *key), shape, dtype)
+            previous = self._persistent.get(key)
+            if previous is not None and previous.shape == view.shape:
+                view[...] = previous
+            else:
+                view[...] = 0
+            self._persistent[key] = view
+
+    def reserve(self, group: str, buffers: Mapping[object, tuple]) -> dict[object, np.ndarray]:
+        """Zeroed buffers in this executor's arena for as long as it lives, by name within
+        ``group``, as (shape, dtype): the optimizer's state, so that one arena holds every
+        intermediate, gradient and state array. Asking a group again with the same names,
+        shapes and dtypes returns the same buffers (values kept); otherwise the group is
+        replaced and the arena is planned again, once: buffers keep their values, the
+        outputs too, other intermediates not (call it before a forward pass, not between
+        forward and backward)."""
+        wanted = {
+            (group, name): (tuple(shape), np.dtype(dtype))
+            for name, (shape, dtype) in buffers.items()
+        }
+        current = {key: spec for key, spec in self._reserved.items() if key[0] == group}
+        if wanted != current:
+            for key in current:
+                del self._reserved[key]
+                self._persistent.pop(key, None)
+            self._reserved.update(wanted)
+            outputs = [array.copy() for array in self.outputs]
+            self._bind_buffers(self._values)
+            for target, value in zip(self.outputs, outputs, strict=True):
+                target[...] = value
+        return {name: self._persistent[(group, name)] for name in buffers}
 
     def _direct_gradient_entries(self, first_def: dict) -> dict[str, NodeOutput]:
         """Gradients the kernel that computes them writes straight into ``grad_dict``.
@@ -443,7 +517,9 @@ class Executor:
 
     def reshape(self, **new_shapes: tuple) -> Executor:
         """An executor for new input shapes (MXNet's reshape). Arrays whose shape does not
-        change are shared with this executor, not copied; the others are new zeros.
+        change are shared with this executor, not copied (gradients included: the new
+        executor writes them where they are, in this executor's arena); the others are new
+        zeros.
         Kernels whose key is unchanged come from the cache.
 
         >>> import graphc as gc
@@ -484,6 +560,7 @@ class Executor:
             aux,
             self.options,
             self.opt_level,
+            own_grads=False,  # writes the shared gradient arrays, which live in this arena
         )
 
     def profile(self, repeats: int = 10, is_train: bool = True) -> list[tuple[str, float]]:
@@ -507,7 +584,9 @@ class Executor:
         return sorted(rows, key=lambda row: -row[1])
 
     def stats(self) -> dict[str, int]:
-        """Nodes, kernels launched per forward+backward, and the planned intermediate bytes."""
+        """Nodes, kernels launched per forward+backward, the arena's bytes
+        (``planned_peak_bytes``) and, of those, the bytes of buffers alive for the
+        executor's whole life (gradients it owns, reserved optimizer state)."""
         return {
             "opt_level": self.opt_level,
             "nodes": len(self.schedule),
@@ -515,6 +594,11 @@ class Executor:
             "forward_kernels": len(self._forward_steps),
             "backward_kernels": len(self._backward_steps),
             "planned_peak_bytes": self.memory_plan.planned_peak_bytes,
+            "persistent_bytes": sum(
+                size
+                for key, size in self.memory_plan.sizes.items()
+                if isinstance(key, tuple) and key[0] in ("grad", "reserved")
+            ),
         }
 
     def debug_str(self) -> str:
