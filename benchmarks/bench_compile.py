@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench_compile.py            # LeNet, batch 100
     .venv/bin/python benchmarks/bench_compile.py --model mlp
     .venv/bin/python benchmarks/bench_compile.py --fit --model lenet   # through Model.fit
+    .venv/bin/python benchmarks/bench_compile.py --fit --model charlm  # BPTT, state carried
 
 With ``--fit`` the child trains two batches through ``Model.fit`` instead, so the figure
 includes the compiled training loop (forward, backward and update in one function) on top
@@ -53,11 +54,19 @@ FIT_CHILD = textwrap.dedent(
     shape = {shape}
     rng = np.random.default_rng(0)
     label = "lro_label" if "{model}" == "linreg" else "softmax_label"
-    model = gc.Model(getattr(gc.models, "{model}")(), label_names=(label,))
-    x = rng.random((2 * shape[0],) + tuple(shape[1:]), dtype=np.float32)
-    y = rng.integers(0, 10, 2 * shape[0]).astype(np.float32)
-    data = gc.io.NDArrayIter(x, y, batch_size=shape[0], label_name=label)
-    metric = "mse" if "{model}" == "linreg" else "acc"
+    if "{model}" == "charlm":  # Hiawatha's vocabulary, two BPTT windows (seq_len, batch)
+        vocab = 64
+        net = gc.models.charlm(vocab, stateful=True)
+        model = gc.Model(net, state_names=gc.models.CHARLM_STATE_NAMES)
+        tokens = rng.integers(0, vocab, shape[1] * (2 * shape[0] + 1))
+        data = gc.io.BPTTIter(tokens, shape[1], shape[0], layout="TN")
+        metric = "perplexity"
+    else:
+        model = gc.Model(getattr(gc.models, "{model}")(), label_names=(label,))
+        x = rng.random((2 * shape[0],) + tuple(shape[1:]), dtype=np.float32)
+        y = rng.integers(0, 10, 2 * shape[0]).astype(np.float32)
+        data = gc.io.NDArrayIter(x, y, batch_size=shape[0], label_name=label)
+        metric = "mse" if "{model}" == "linreg" else "acc"
     bound = time.perf_counter()
     model.fit(data, eval_metric=metric, num_epoch=1, verbose=False)
     assert model.fit_path == "compiled", model.fit_path
@@ -71,6 +80,7 @@ SHAPES = {
     "mlp": (100, 784),
     "softmax_regression": (100, 784),
     "linreg": (506, 13),
+    "charlm": (100, 128),  # --fit only: (seq_len, batch) windows
 }
 
 
@@ -95,6 +105,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--fit", action="store_true", help="time Model.fit's compiled loop")
     args = parser.parse_args()
+    if args.model == "charlm" and not args.fit:
+        parser.error("charlm is timed through Model.fit only: add --fit")
     cold, warm = [], []
     for _ in range(args.runs):
         with tempfile.TemporaryDirectory() as cache:

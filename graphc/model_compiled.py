@@ -22,7 +22,7 @@ import numpy as np
 
 from graphc.io import BPTTIter, NDArrayIter
 from graphc.model_loop import diverged
-from graphc.runtime.compiled_fit import METRICS, CompiledTraining
+from graphc.runtime.compiled_fit import METRICS, CompiledTraining, in_place_steps
 
 CHUNK_SECONDS = 0.1
 """How long one compiled call should run: the progress bar's refresh interval."""
@@ -156,15 +156,18 @@ class CompiledEpochs:
     def run(self, plans, first_epoch: int, display) -> list[EpochResult]:
         """Train the epochs of ``plans`` (from :func:`take_epochs`), a chunk at a time; a
         chunk spans epochs when there are several. Raises TrainingDivergedError."""
+        available = min(len(source) for source in self.sources)
         if all(plan is plans[0] for plan in plans):  # one plan, repeated
             order = np.tile(plans[0][0], len(plans))
             rows = np.tile(plans[0][1], len(plans))
             fresh = np.tile(plans[0][2], len(plans))
+            in_place = np.tile(in_place_steps(plans[0][0], self.batch, available), len(plans))
             lengths = np.full(len(plans), len(plans[0][1]), dtype=np.int64)
         else:
             order = np.concatenate([plan[0] for plan in plans])
             rows = np.concatenate([plan[1] for plan in plans])
             fresh = np.concatenate([plan[2] for plan in plans])
+            in_place = in_place_steps(order, self.batch, available)
             lengths = np.array([len(plan[1]) for plan in plans], dtype=np.int64)
         epoch_index = np.repeat(np.arange(len(plans)), lengths)
         epoch_of = epoch_index + first_epoch
@@ -183,6 +186,7 @@ class CompiledEpochs:
                 order[done * self.batch : (done + count) * self.batch],
                 rows[done : done + count],
                 fresh[done : done + count],
+                in_place[done : done + count],
             )
             elapsed = time.perf_counter() - start
             losses[done : done + count] = result.losses

@@ -207,13 +207,15 @@ def render_fused(spec: NodeSpec, members, shapes, dtypes, anchor: tuple | None) 
     # which measured 4.7 ms against 2.1 ms for the unfused kernels on LeNet's conv1.
     opening: dict[int, list[str]] = {}
     closing: dict[int, list[str]] = {}
-    for number, (member, (_, accumulator, _)) in enumerate(reductions.items()):
+    for number, (member, (_, accumulator, size)) in enumerate(reductions.items()):
         kind, source = members[member].operands[0]
         if kind != MEMBER:
             raise BackendError(
                 f"{spec.name} (_fused): reduction {members[member].name} must read a member"
             )
         index, depth = _reduction_index(members[member], shape, tuple(shapes[member][0]))
+        if size == 1:  # one sum (kept axes of extent 1, as LinReg's (506, 1) bias gradient):
+            index, depth = "0", 0  # a local for the whole loop, not a store per element
         if depth == len(shape):
             body.append(f"{accumulator}[{index}] += v{source}")
             continue

@@ -41,7 +41,8 @@ class LoopPlan:
     ``views``: where the kernels read the bound inputs, as (phase 'forward' or 'backward',
     kernel index, the nesting of its arguments, the path to the argument, source index); when
     given, a batch whose rows are consecutive in the data is read in place (a view of the
-    data, no copy) and only a shuffled or wrapped batch is gathered into the bound input.
+    data, no copy; ``in_place[step]`` says which, as :func:`runtime.compiled_fit.in_place_steps`
+    computes it) and only a shuffled or wrapped batch is gathered into the bound input.
     None: every batch is gathered. ``label_source``: the source that is the head's label
     (read in place likewise by the loss and metric), or -1."""
 
@@ -72,7 +73,6 @@ def render_training_loop(
         "import numba\n",
         "from graphc.codegen_cpu.train_support import (",
         "    all_finite,",
-        "    consecutive_rows,",
         "    copy_array,",
         "    gather_rows,",
         "    perplexity_sum,",
@@ -86,7 +86,8 @@ def render_training_loop(
         f"update = kernel_function({module!r}, {attribute!r})\n\n",
         "@numba.njit(cache=True)",
         "def train(forward, backward, updates, scalars, sources, targets, order, batch,"
-        " count, rows, step0, head, label, grad_scale, losses, metrics, carried, fresh):",
+        " count, rows, step0, head, label, grad_scale, losses, metrics, carried, fresh,"
+        " in_place):",
         "    for step in range(count):",
         "        start = step * batch",
     ]
@@ -97,16 +98,9 @@ def render_training_loop(
         for index in range(plan.sources):
             lines.append(f"{indent}gather_rows(sources[{index}], targets[{index}], order, start)")
     else:
-        lines[-2:-2] = [
-            "    available = sources[0].shape[0]",
-            *(
-                f"    available = min(available, sources[{index}].shape[0])"
-                for index in range(1, plan.sources)
-            ),
-        ]
         lines += [
             f"{indent}first = order[start]",
-            f"{indent}if consecutive_rows(order, start, batch, available):  # read in place",
+            f"{indent}if in_place[step]:  # consecutive rows: read in place",
         ]
         for index in range(plan.sources):
             lines.append(

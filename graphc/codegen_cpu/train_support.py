@@ -46,19 +46,6 @@ def gather_rows(source, target, order, start):
 
 
 @numba.njit(**_JIT)
-def consecutive_rows(order, start, batch, available):
-    """Whether the batch's rows ``order[start : start + batch]`` are one run of consecutive
-    rows of the data (so the batch can be read in place)."""
-    first = order[start]
-    if first < 0 or first + batch > available:
-        return False
-    for row in range(1, batch):
-        if order[start + row] != first + row:
-            return False
-    return True
-
-
-@numba.njit(**_JIT)
 def all_finite(array):
     """Whether no value is NaN or infinite: ``v - v`` is 0 exactly for a finite v. An
     or-reduction without an early exit vectorizes, where a branch per value kept the loop
@@ -144,7 +131,6 @@ def copy_array(source, target):
 
 
 NAMES = (
-    "consecutive_rows",
     "gather_rows",
     "all_finite",
     "softmax_stats",

@@ -170,17 +170,21 @@ class CompiledTraining:
         order: np.ndarray,
         valid_rows: np.ndarray,
         fresh: np.ndarray | None = None,
+        in_place: np.ndarray | None = None,
     ) -> ChunkResult:
         """Train ``len(valid_rows)`` steps over the batches ``order`` cuts from ``sources``
         (one array per input, as ``input_names``), the carried states zeroed before the
         steps ``fresh`` marks; counts the optimizer's updates and the executor's Dropout
-        step for the steps completed."""
+        step for the steps completed. ``in_place``: :func:`in_place_steps` of ``order``,
+        when the caller has it (an epoch's plan repeated), else computed here."""
         count = len(valid_rows)
         batch = self.targets[0].shape[0]  # rows cut per input per step
         sources = [  # the loop reads batches in place: the data in the bound dtype
             np.ascontiguousarray(source, dtype=target.dtype)
             for source, target in zip(sources, self.targets, strict=True)
         ]
+        if in_place is None:
+            in_place = in_place_steps(order, batch, min(len(source) for source in sources))
         losses = np.zeros(count, dtype=np.float64)
         metrics = np.zeros(count, dtype=np.float64)
         completed = call_repairing(
@@ -203,10 +207,28 @@ class CompiledTraining:
             metrics,
             self.carried,
             np.zeros(count, dtype=np.bool_) if fresh is None else np.asarray(fresh, np.bool_),
+            np.ascontiguousarray(in_place, dtype=np.bool_),
         )
         self.optimizer.num_update += completed
         self.executor._train_step += completed
         return ChunkResult(int(completed), losses, metrics)
+
+
+def in_place_steps(order: np.ndarray, batch: int, available: int) -> np.ndarray:
+    """For each step of ``order`` (``batch`` rows each), whether its rows are one run of
+    consecutive rows within the first ``available`` rows of the data, so that the loop
+    reads the batch in place instead of gathering it. Computed once per epoch plan, in
+    NumPy, rather than in the loop at every step.
+
+    >>> in_place_steps(np.array([0, 1, 2, 3, 5, 4, 8, 9]), 2, available=9).tolist()
+    [True, True, False, False]
+    """
+    rows = np.asarray(order, dtype=np.int64).reshape(-1, batch)
+    if rows.size == 0:
+        return np.zeros(len(rows), dtype=np.bool_)
+    first = rows[:, 0]
+    runs = (np.diff(rows, axis=1) == 1).all(axis=1)
+    return runs & (first >= 0) & (first + batch <= available)
 
 
 def _same_buffer(first: np.ndarray, second: np.ndarray) -> bool:
