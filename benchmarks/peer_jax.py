@@ -89,24 +89,46 @@ def run(name: str, data) -> float:
     return time.perf_counter() - start
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def peer_arguments(description: str, extra=None):
+    """The peers' command line (``--export``, ``--data``, ``--repeats``, and what ``extra``
+    adds to the parser); None after ``--export`` has written the data."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--export", default=None, help="write graphc's data sets to this .npz")
     parser.add_argument("--data", default=None, help="the .npz --export wrote")
     parser.add_argument("--repeats", type=int, default=3)
+    if extra is not None:
+        extra(parser)
     args = parser.parse_args()
     if args.export:
         export(args.export)
+        return None
+    return args
+
+
+def report(column: str, run_model, repeats: int) -> None:
+    """A table row per model: the median seconds of ``repeats`` runs of ``run_model(name)``,
+    which returns (seconds, final loss or None, training accuracy or None), and the loss and
+    accuracy of the last run."""
+    print(f"| model | {column} | final loss | train accuracy |")
+    print("| --- | --- | --- | --- |")
+    for name in ("linreg", "softmax", "mlp"):
+        runs = [run_model(name) for _ in range(repeats)]
+        seconds = statistics.median(r[0] for r in runs)
+        _, loss, accuracy = runs[-1]
+        loss_text = "" if loss is None else f"{loss:.4f}"
+        accuracy_text = "" if accuracy is None else f"{accuracy:.4f}"
+        print(f"| {name} | {seconds:.3g} | {loss_text} | {accuracy_text} |")
+
+
+def main() -> None:
+    args = peer_arguments(__doc__.splitlines()[0])
+    if args is None:
         return
     import jax
 
     data = dict(np.load(args.data))
     print(f"JAX {jax.__version__}")
-    print("| model | JAX jit s |")
-    print("| --- | --- |")
-    for name in ("linreg", "softmax", "mlp"):
-        seconds = statistics.median(run(name, data) for _ in range(args.repeats))
-        print(f"| {name} | {seconds:.3g} |")
+    report("JAX jit s", lambda name: (run(name, data), None, None), args.repeats)
 
 
 if __name__ == "__main__":

@@ -22,12 +22,10 @@ the last run, off the clock) shows the run does the same work as its peers.
 
 from __future__ import annotations
 
-import argparse
-import statistics
 import time
 
 import numpy as np
-from peer_jax import export, glorot
+from peer_jax import glorot, peer_arguments, report
 
 
 def run(name: str, data) -> tuple[float, float, float | None]:
@@ -98,26 +96,14 @@ def run(name: str, data) -> tuple[float, float, float | None]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--export", default=None, help="write graphc's data sets to this .npz")
-    parser.add_argument("--data", default=None, help="the .npz --export wrote")
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
-    if args.export:
-        export(args.export)
+    args = peer_arguments(__doc__.splitlines()[0])
+    if args is None:
         return
     import mxnet as mx
 
     data = dict(np.load(args.data))
     print(f"MXNet {mx.__version__}")
-    print("| model | MXNet Gluon s | final loss | train accuracy |")
-    print("| --- | --- | --- | --- |")
-    for name in ("linreg", "softmax", "mlp"):
-        runs = [run(name, data) for _ in range(args.repeats)]
-        seconds = statistics.median(r[0] for r in runs)
-        _, loss, accuracy = runs[-1]
-        acc = "" if accuracy is None else f"{accuracy:.4f}"
-        print(f"| {name} | {seconds:.3g} | {loss:.4f} | {acc} |")
+    report("MXNet Gluon s", lambda name: run(name, data), args.repeats)
 
 
 if __name__ == "__main__":

@@ -26,12 +26,10 @@ off the clock) shows the run does the same work as its peers.
 
 from __future__ import annotations
 
-import argparse
-import statistics
 import time
 
 import numpy as np
-from peer_jax import export, glorot
+from peer_jax import glorot, peer_arguments, report
 
 MODES = {"NUMBA": "NUMBA", "C": "CVM"}  # --mode: PyTensor's mode
 
@@ -97,28 +95,18 @@ def run(name: str, data, mode: str) -> tuple[float, float, float | None]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--export", default=None, help="write graphc's data sets to this .npz")
-    parser.add_argument("--data", default=None, help="the .npz --export wrote")
-    parser.add_argument("--mode", default="NUMBA", choices=tuple(MODES))
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
-    if args.export:
-        export(args.export)
+    args = peer_arguments(
+        __doc__.splitlines()[0],
+        lambda parser: parser.add_argument("--mode", default="NUMBA", choices=tuple(MODES)),
+    )
+    if args is None:
         return
     import pytensor
 
     data = dict(np.load(args.data))
     blas = f", blas__ldflags {pytensor.config.blas__ldflags!r}" if args.mode == "C" else ""
     print(f"PyTensor {pytensor.__version__}, mode {MODES[args.mode]}{blas}")
-    print(f"| model | PyTensor {args.mode} s | final loss | train accuracy |")
-    print("| --- | --- | --- | --- |")
-    for name in ("linreg", "softmax", "mlp"):
-        runs = [run(name, data, MODES[args.mode]) for _ in range(args.repeats)]
-        seconds = statistics.median(r[0] for r in runs)
-        _, loss, accuracy = runs[-1]
-        acc = "" if accuracy is None else f"{accuracy:.4f}"
-        print(f"| {name} | {seconds:.3g} | {loss:.4f} | {acc} |")
+    report(f"PyTensor {args.mode} s", lambda name: run(name, data, MODES[args.mode]), args.repeats)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,16 @@
 """The generated training loop: many training steps (cut the batch, forward, loss and
 metric, backward, optimizer update) in one compiled call.
 
-``train(...)`` runs ``count`` steps over in-memory data. Per step it cuts the batch out of
-the data set by the sample order (``gather_rows``), calls the forward kernels, records the
-batch's loss and metric sums, stops before the backward pass when the loss or an output is
-not finite (returning that step's index), calls the backward kernels, stops likewise on a
-non-finite gradient, and updates every parameter with the optimizer's fused kernel. Values
-that change during training (learning rate, Adam's step, the Dropout step) are runtime
-arguments: ``scalars[step]`` holds the optimizer's scalars of each step and ``step0`` the
-first Dropout step, so a learning-rate schedule never recompiles anything.
+``train(...)`` runs ``count`` steps over in-memory data. Per step it takes the batch from
+the data set by the sample order: a run of consecutive rows is read in place (a view of
+the data that the kernels take instead of the bound input, no copy), any other batch is
+gathered into the bound input (``gather_rows``). It then calls the forward kernels,
+records the batch's loss and metric sums, stops before the backward pass when the loss or
+an output is not finite (returning that step's index), calls the backward kernels, stops
+likewise on a non-finite gradient, and updates every parameter with the optimizer's fused
+kernel. Values that change during training (learning rate, Adam's step, the Dropout step)
+are runtime arguments: ``scalars[step]`` holds the optimizer's scalars of each step and
+``step0`` the first Dropout step, so a learning-rate schedule never recompiles anything.
 
 The source is readable (``GRAPHC_DUMP=step`` prints it) and cached like every kernel;
 each kernel call is commented with the user's nodes it computes.
