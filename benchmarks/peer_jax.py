@@ -39,31 +39,38 @@ def glorot(rng, shape):
     return rng.uniform(-limit, limit, shape).astype(np.float32)
 
 
+WIDTHS = {"linreg": (13, 1), "softmax": (784, 10), "mlp": (784, 64, 10)}
+
+
+def problem(name: str, data) -> tuple:
+    """(x, y, epochs, batch, learning rate, initial weights) of one model, the same for
+    every peer: Glorot-uniform (fan_in, fan_out) weights from seed 0, zero biases, in the
+    order weight, bias per layer."""
+    rng = np.random.default_rng(0)
+    widths = WIDTHS[name]
+    init = []
+    for fan_in, fan_out in zip(widths[:-1], widths[1:]):
+        init += [glorot(rng, (fan_in, fan_out)), np.zeros(fan_out, np.float32)]
+    if name == "linreg":
+        return data["housing_x"], data["housing_y"], 10_000, 506, 0.1, init
+    return data["fashion_x"], data["fashion_y"], 10, 100, 0.1, init
+
+
 def run(name: str, data) -> float:
     import jax
     import jax.numpy as jnp
 
-    rng = np.random.default_rng(0)
+    x, y, epochs, batch, lr, params = problem(name, data)
     if name == "linreg":
-        x, y, epochs, batch, lr = data["housing_x"], data["housing_y"], 10_000, 506, 0.1
-        params = [glorot(rng, (13, 1)), np.zeros(1, np.float32)]
 
         def loss(p, xb, yb):
             return 0.5 * jnp.mean((xb @ p[0] + p[1] - yb[:, None]) ** 2)
     else:
-        x, y, epochs, batch, lr = data["fashion_x"], data["fashion_y"], 10, 100, 0.1
         if name == "softmax":
-            params = [glorot(rng, (784, 10)), np.zeros(10, np.float32)]
 
             def logits(p, xb):
                 return xb @ p[0] + p[1]
         else:
-            params = [
-                glorot(rng, (784, 64)),
-                np.zeros(64, np.float32),
-                glorot(rng, (64, 10)),
-                np.zeros(10, np.float32),
-            ]
 
             def logits(p, xb):
                 return jax.nn.relu(xb @ p[0] + p[1]) @ p[2] + p[3]

@@ -25,7 +25,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from peer_jax import glorot, peer_arguments, report
+from peer_jax import peer_arguments, problem, report
 
 
 def run(name: str, data) -> tuple[float, float, float | None]:
@@ -33,25 +33,15 @@ def run(name: str, data) -> tuple[float, float, float | None]:
     from mxnet import autograd, gluon
     from mxnet.gluon import nn
 
-    rng = np.random.default_rng(0)
+    x, y, epochs, batch, lr, init = problem(name, data)
     net = nn.HybridSequential()
     if name == "linreg":
-        x, y, epochs, batch, lr = data["housing_x"], data["housing_y"], 10_000, 506, 0.1
-        init = [glorot(rng, (13, 1)), np.zeros(1, np.float32)]
         net.add(nn.Dense(1, in_units=13))
         loss_fn = gluon.loss.L2Loss()
     else:
-        x, y, epochs, batch, lr = data["fashion_x"], data["fashion_y"], 10, 100, 0.1
         if name == "softmax":
-            init = [glorot(rng, (784, 10)), np.zeros(10, np.float32)]
             net.add(nn.Dense(10, in_units=784))
         else:
-            init = [
-                glorot(rng, (784, 64)),
-                np.zeros(64, np.float32),
-                glorot(rng, (64, 10)),
-                np.zeros(10, np.float32),
-            ]
             net.add(nn.Dense(64, activation="relu", in_units=784), nn.Dense(10, in_units=64))
         loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
     net.initialize()

@@ -29,7 +29,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from peer_jax import glorot, peer_arguments, report
+from peer_jax import peer_arguments, problem, report
 
 MODES = {"NUMBA": "NUMBA", "C": "CVM"}  # --mode: PyTensor's mode
 
@@ -40,29 +40,19 @@ def run(name: str, data, mode: str) -> tuple[float, float, float | None]:
     from pytensor.tensor.special import log_softmax
 
     pytensor.config.floatX = "float32"
-    rng = np.random.default_rng(0)
+    x, y, epochs, batch, lr, init = problem(name, data)
     xv = pt.matrix("x", dtype="float32")
     if name == "linreg":
-        x, y, epochs, batch, lr = data["housing_x"], data["housing_y"], 10_000, 506, 0.1
-        init = [glorot(rng, (13, 1)), np.zeros(1, np.float32)]
         yv = pt.vector("y", dtype="float32")
         w, b = params = [pytensor.shared(value.copy()) for value in init]
         loss = 0.5 * pt.mean((xv @ w + b - yv[:, None]) ** 2)
         predict = None
     else:
-        x, y, epochs, batch, lr = data["fashion_x"], data["fashion_y"], 10, 100, 0.1
         yv = pt.vector("y", dtype="int32")
         if name == "softmax":
-            init = [glorot(rng, (784, 10)), np.zeros(10, np.float32)]
             w, b = params = [pytensor.shared(value.copy()) for value in init]
             logits = xv @ w + b
         else:
-            init = [
-                glorot(rng, (784, 64)),
-                np.zeros(64, np.float32),
-                glorot(rng, (64, 10)),
-                np.zeros(10, np.float32),
-            ]
             w1, b1, w2, b2 = params = [pytensor.shared(value.copy()) for value in init]
             logits = pt.maximum(xv @ w1 + b1, 0) @ w2 + b2
         log_probs = log_softmax(logits, axis=1)
