@@ -183,7 +183,19 @@ def main() -> None:
     parser.add_argument("--only", default="")
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--overhead-steps", type=int, default=20_000)
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=1,
+        help="PyTorch's intra-op threads (OPENBLAS_NUM_THREADS does not reach its MKL)",
+    )
     args = parser.parse_args()
+    if not args.no_torch:
+        import torch
+
+        # One thread each, as graphc's BLAS: PyTorch's idle OpenMP workers would otherwise
+        # spin on the second core while graphc's next run starts.
+        torch.set_num_threads(args.torch_threads)
     # First, in a small process: fit's per-epoch bookkeeping (20,000 one-batch epochs) is
     # Python, and after the big models the garbage collector's passes over their objects
     # made it 18.7 us per step instead of 2.8.
