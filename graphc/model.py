@@ -50,6 +50,7 @@ from graphc.model_checkpoint import (
 )
 from graphc.model_compiled import (
     CompiledEpochs,
+    EpochResults,
     compiled_trainer,
     epochs_per_call,
     metric_value,
@@ -423,20 +424,20 @@ class Model:
             results = runner.run(take_epochs(train_data, count), epoch, display)
             self._data_state = iterator_state(train_data)
             callbacks = as_callbacks(epoch_end_callback)
-            quiet_run: list = []  # consecutive epochs recorded in bulk, without a line
-            for offset, result in enumerate(results):
-                quiet_epoch = (
-                    eval_data is None
-                    and not callbacks
-                    and display.bar is None
-                    and not display.logs(epoch + offset)
-                    and self.history.get("epoch")
-                )
-                if quiet_epoch:  # 10,000 one-batch epochs: keep Python's share small
-                    quiet_run.append((epoch + offset, result))
-                    continue
-                self._extend_history(quiet_run, metric_name)
-                quiet_run = []
+            # Epochs that print nothing and call nothing are recorded in bulk, between the
+            # ones that do: 10,000 one-batch epochs must keep Python's share small.
+            if eval_data is None and not callbacks and display.bar is None:
+                loud = display.logged(epoch, epoch + len(results))
+                if not self.history.get("epoch"):
+                    loud = sorted({epoch, *loud})
+            else:
+                loud = range(epoch, epoch + len(results))
+            done = 0
+            for loud_epoch in loud:
+                offset = loud_epoch - epoch
+                self._extend_history(results[done:offset], epoch + done, metric_name)
+                done = offset + 1
+                result = results[offset]
                 loss = result.loss_sum / result.samples if result.samples else None
                 set_metric(train_metric, result.metric_sum, result.samples)
                 self._end_epoch(
@@ -450,28 +451,33 @@ class Model:
                     display,
                     epoch_end_callback,
                 )
-            self._extend_history(quiet_run, metric_name)
+            self._extend_history(results[done:], epoch + done, metric_name)
             epoch += count
 
-    def _extend_history(self, run: list, metric_name: str) -> None:
-        """Append epochs that print nothing to the history, all at once."""
-        if not run:
+    def _extend_history(self, run: EpochResults, first_epoch: int, metric_name: str) -> None:
+        """Append epochs that print nothing (``first_epoch`` on) to the history, at once."""
+        if not len(run):
             return
         keys = {"epoch", "time", "train_loss", f"train_{metric_name}"}
         if set(self.history) != keys:
-            for epoch, result in run:
+            for offset in range(len(run)):
+                result = run[offset]
                 loss = result.loss_sum / result.samples if result.samples else None
                 value = metric_value(metric_name, result.metric_sum, result.samples)
-                self._record(epoch, result.seconds, [(metric_name, value)], loss, [], None, None)
+                self._record(
+                    first_epoch + offset,
+                    result.seconds,
+                    [(metric_name, value)],
+                    loss,
+                    [],
+                    None,
+                    None,
+                )
             return
-        self.history["epoch"].extend(epoch + 1 for epoch, _ in run)
-        self.history["time"].extend(result.seconds for _, result in run)
-        self.history["train_loss"].extend(
-            result.loss_sum / result.samples if result.samples else math.nan for _, result in run
-        )
-        self.history[f"train_{metric_name}"].extend(
-            metric_value(metric_name, result.metric_sum, result.samples) for _, result in run
-        )
+        self.history["epoch"].extend(range(first_epoch + 1, first_epoch + 1 + len(run)))
+        self.history["time"].extend(run.seconds.tolist())
+        self.history["train_loss"].extend(run.losses())
+        self.history[f"train_{metric_name}"].extend(run.metric_values(metric_name))
 
     def _previous_optimizer(self) -> tuple[dict, dict] | None:
         """The optimizer state to carry on from: the live optimizer's, else a checkpoint's."""

@@ -15,6 +15,7 @@ no validation data and no ``epoch_end_callback`` a chunk may span epochs, so Lin
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -38,6 +39,47 @@ class EpochResult:
     metric_sum: float
     samples: int
     seconds: float
+
+
+@dataclass
+class EpochResults:
+    """The epochs of one compiled call, as arrays (one entry per epoch), so that 10,000
+    one-batch epochs cost Python a few array operations, not an object each. Indexing
+    gives an :class:`EpochResult`, slicing another ``EpochResults``."""
+
+    loss_sums: np.ndarray
+    metric_sums: np.ndarray
+    samples: np.ndarray
+    seconds: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, key):
+        if isinstance(key, slice):
+            return EpochResults(
+                self.loss_sums[key], self.metric_sums[key], self.samples[key], self.seconds[key]
+            )
+        return EpochResult(
+            float(self.loss_sums[key]),
+            float(self.metric_sums[key]),
+            int(self.samples[key]),
+            float(self.seconds[key]),
+        )
+
+    def losses(self) -> list[float]:
+        """Each epoch's mean loss (NaN for an epoch without samples)."""
+        return [
+            loss / samples if samples else math.nan
+            for loss, samples in zip(self.loss_sums.tolist(), self.samples.tolist())
+        ]
+
+    def metric_values(self, name: str) -> list[float]:
+        """Each epoch's metric, as :func:`metric_value` gives it."""
+        return [
+            metric_value(name, metric, samples)
+            for metric, samples in zip(self.metric_sums.tolist(), self.samples.tolist())
+        ]
 
 
 def compiled_trainer(model, executor, train_data, heads, metric, batch_end_callback, states):
@@ -153,7 +195,7 @@ class CompiledEpochs:
             return 1
         return int(max(1, min(MAX_CHUNK_STEPS, CHUNK_SECONDS / self.seconds_per_step)))
 
-    def run(self, plans, first_epoch: int, display) -> list[EpochResult]:
+    def run(self, plans, first_epoch: int, display) -> EpochResults:
         """Train the epochs of ``plans`` (from :func:`take_epochs`), a chunk at a time; a
         chunk spans epochs when there are several. Raises TrainingDivergedError."""
         available = min(len(source) for source in self.sources)
@@ -207,12 +249,7 @@ class CompiledEpochs:
         metric_sums = np.bincount(epoch_index, weights=metrics, minlength=count)
         samples = np.bincount(epoch_index, weights=rows, minlength=count)
         times = np.bincount(epoch_index, weights=seconds, minlength=count)
-        return [
-            EpochResult(
-                float(loss_sums[k]), float(metric_sums[k]), int(samples[k]), float(times[k])
-            )
-            for k in range(count)
-        ]
+        return EpochResults(loss_sums, metric_sums, samples.astype(np.int64), times)
 
     def _diverged(self, epoch: int, nbatch: int, loss: float):
         executor = self.trainer.executor
@@ -257,4 +294,11 @@ def set_metric(metric, metric_sum: float, samples: int) -> None:
     metric.num_inst = samples
 
 
-__all__ = ["METRICS", "CompiledEpochs", "compiled_trainer", "epochs_per_call", "take_epochs"]
+__all__ = [
+    "METRICS",
+    "CompiledEpochs",
+    "EpochResults",
+    "compiled_trainer",
+    "epochs_per_call",
+    "take_epochs",
+]

@@ -253,6 +253,20 @@ class TrainingDisplay:
         first, last = epoch == self.begin_epoch, epoch == self.num_epoch - 1
         return first or last or (epoch + 1) % self.log_every == 0
 
+    def logged(self, first: int, stop: int) -> list[int]:
+        """The epochs of ``range(first, stop)`` whose line is printed (``logs``), found
+        without testing each one.
+
+        >>> TrainingDisplay(num_epoch=10, log_every=4).logged(2, 10)
+        [3, 7, 9]
+        """
+        epochs = {
+            epoch for epoch in (self.begin_epoch, self.num_epoch - 1) if first <= epoch < stop
+        }
+        start = first + (-(first + 1)) % self.log_every  # the first epoch + 1 in its multiples
+        epochs.update(range(start, stop, self.log_every))
+        return sorted(epochs)
+
     def end_epoch(
         self,
         epoch: int,

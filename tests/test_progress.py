@@ -153,3 +153,16 @@ def test_bad_settings_are_named():
         TrainingDisplay(2, log_every=0)
     with pytest.raises(ValueError, match="quiet"):
         TrainingDisplay(2, quiet="all")
+
+
+def test_logged_lists_exactly_the_epochs_logs_prints():
+    for num_epoch in range(1, 30):
+        for log_every in range(1, 9):
+            for begin in range(0, num_epoch, 3):
+                display = TrainingDisplay(
+                    num_epoch=num_epoch, begin_epoch=begin, log_every=log_every
+                )
+                for first in range(begin, num_epoch):
+                    for stop in range(first, num_epoch + 1):
+                        expected = [e for e in range(first, stop) if display.logs(e)]
+                        assert display.logged(first, stop) == expected
