@@ -101,22 +101,15 @@ class ModelBindings:
         must be provided unless ``what`` is ``'predict'``."""
         provided = {name: tuple(shape) for name, shape in data_iter.provide_data}
         labels = {name: tuple(shape) for name, shape in getattr(data_iter, "provide_label", [])}
-        unknown = [name for name in provided if name not in self.data_names]
-        missing = [name for name in self.data_names if name not in provided]
-        if unknown or missing:
-            raise ValueError(
-                f"{what}: the iterator provides data {list(provided)}, the model's data_names "
-                f"are {list(self.data_names)}; name them alike (NDArrayIter's data_name)"
-            )
+        _check_names(what, "data", provided, self.data_names, "NDArrayIter's data_name")
         if what != "predict":
-            unknown = [name for name in labels if name not in self.label_names]
-            missing = [name for name in self.label_names if name not in labels]
-            if unknown or missing:
-                raise ValueError(
-                    f"{what}: the iterator provides labels {list(labels)}, the model's "
-                    f"label_names are {list(self.label_names)}; name them alike "
-                    "(NDArrayIter's label_name, Model's label_names)"
-                )
+            _check_names(
+                what,
+                "label",
+                labels,
+                self.label_names,
+                "NDArrayIter's label_name, Model's label_names",
+            )
         partial = self.symbol.infer_shape_partial(**provided)[0]
         inferred = dict(zip(self.symbol.list_arguments(), partial))
         shapes = dict(provided)
@@ -196,6 +189,16 @@ class ModelBindings:
         for name, value in zip(label_names, batch.label):
             if name in self.label_names:
                 copy_into(executor.arg_dict[name], value, f"batch label {name!r}")
+
+
+def _check_names(what: str, kind: str, provided, expected, hint: str) -> None:
+    """The iterator must provide exactly the model's data (or label) names."""
+    if set(provided) != set(expected):
+        plural = "data" if kind == "data" else "labels"
+        raise ValueError(
+            f"{what}: the iterator provides {plural} {list(provided)}, the model's "
+            f"{kind}_names are {list(expected)}; name them alike ({hint})"
+        )
 
 
 def _label_shape(name: str, inferred, given, provided: dict, what: str) -> tuple:
