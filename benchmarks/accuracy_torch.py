@@ -7,7 +7,7 @@ graphc's examples, on the same data, so README's accuracies can be compared.
 Same architecture, initialization (Glorot uniform weights, zero biases: MXNet's Xavier with
 magnitude 3), optimizer and hyper-parameters (weight decay as in MXNet's SGD: added to the
 batch-mean gradient), batch size, epochs and data order (unshuffled, or shuffled by the same
-seeded NumPy permutation) as ``examples/*.py``. Data come from ``graphc.datasets`` so both
+seeded NumPy permutation) as ``examples/*.py``. Data come from ``graphc.data.datasets`` so both
 sides read identical arrays. Prints one line per epoch and a final ``RESULT`` line.
 """
 

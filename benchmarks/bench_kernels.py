@@ -16,10 +16,9 @@ import numpy as np
 from common import median_seconds, print_table
 
 import graphc as gc
-from graphc.codegen_cpu.lowering import NodeSpec
+from graphc.backend.lowering import NodeSpec, kernel_for
 from graphc.ir.evaluate import evaluate_entries
 from graphc.ir.registry import get_op
-from graphc.runtime.kernels import kernel_for
 
 F32 = np.dtype("float32")
 

@@ -73,7 +73,7 @@ def train(args, corpus: gc.datasets.TextData, ctx) -> gc.Model:
         f"batches of {args.seq_len} x {args.batch_size} per epoch"
     )
     # charlm's SoftmaxOutput divides its gradient by the batch itself (normalization
-    # 'batch'), so fit's default rescale_grad is 1 (graphc.model_heads). Its output is
+    # 'batch'), so fit's default rescale_grad is 1 (graphc.training.heads). Its output is
     # (seq_len * batch, vocab) in time-major row order, the order of the flattened (T, N)
     # label, which is what Perplexity needs.
     model.fit(

@@ -1,7 +1,7 @@
 """graphc: a JIT compiler for neural-network computation graphs.
 
 Build MXNet-style symbolic graphs, differentiate them as graphs, and evaluate them with
-the NumPy reference executor.
+the NumPy reference executor; bind them to compiled kernels and train them.
 
 >>> import graphc as gc
 >>> x = gc.Variable("x")
@@ -10,11 +10,15 @@ the NumPy reference executor.
 [(2, 3), (4, 3), (4,)]
 """
 
-from graphc.cache_location import route_numba_cache
+from graphc.backend.cache_location import route_numba_cache
 
 route_numba_cache()  # before anything below imports Numba
 
-from graphc import codegen_cpu, datasets, initializer, io, metric, models, plot, viz
+import sys
+from importlib.metadata import version
+
+from graphc import backend, codegen_cpu, data, ir, models, passes, runtime, training
+from graphc.backend import KernelCacheWarning
 from graphc.ir import (
     DTypeError,
     GradientError,
@@ -33,18 +37,27 @@ from graphc.ir import (
     var,
 )
 from graphc.ir.ops import *  # noqa: F403 - every op constructor at the top level, as mx.sym.*
-from graphc.model import Model, TrainingDivergedError  # noqa: E402 - after the runtime
 from graphc.passes import optimize
-from graphc.runtime import (
-    Context,
-    Executor,
-    KernelCacheWarning,
-    cpu,
-    gpu,
-    lr_scheduler,
-    optimizer,
-)
+from graphc.runtime import Context, Executor, cpu, gpu
+from graphc.training import Model, TrainingDivergedError
 
-init = initializer  # MXNet's short name (mx.init.Xavier)
+_MODULES = {
+    "io": data.io,
+    "datasets": data.datasets,
+    "optimizer": training.optimizer,
+    "lr_scheduler": training.lr_scheduler,
+    "metric": training.metric,
+    "initializer": training.initializer,
+    "init": training.initializer,  # MXNet's short name (mx.init.Xavier)
+    "plot": training.plot,
+    "viz": passes.dump,
+}
+"""Public module names as MXNet users know them (``gc.io``, ``gc.metric``), for the modules
+that live in the layered packages; ``import graphc.io`` works too."""
 
-__version__ = "0.1.0"
+for _name, _module in _MODULES.items():
+    globals()[_name] = _module
+    sys.modules[f"{__name__}.{_name}"] = _module
+del _name, _module
+
+__version__ = version("graphc")  # pyproject.toml holds it

@@ -8,6 +8,6 @@ os.environ.setdefault("NUMBA_NRT_STATS", "1")
 os.environ.setdefault("GRAPHC_CACHE_DIR", os.path.join(tempfile.gettempdir(), "graphc-test-cache"))
 
 # Numba's cache goes where graphc routes it, even for test modules that import numba first.
-from graphc.cache_location import route_numba_cache  # noqa: E402
+from graphc.backend.cache_location import route_numba_cache  # noqa: E402
 
 route_numba_cache()

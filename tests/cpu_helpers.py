@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 import graphc.codegen_cpu  # noqa: F401 - registers the lowerings
-from graphc.codegen_cpu.lowering import Kernel, NodeSpec, lower
+from graphc.backend.lowering import Kernel, NodeSpec, lower
 from graphc.ir.evaluate import evaluate_entries
 from graphc.ir.node import Node, NodeOutput
 from graphc.ir.registry import get_op
@@ -63,13 +63,14 @@ def poisoned(shape, dtype) -> np.ndarray:
 
 def kernel_arguments(kernel: Kernel, spec: NodeSpec, inputs, step: int, outputs=None) -> list:
     """The runtime's argument list: inputs, fresh poisoned outputs (unless given) and
-    workspace as the kernel prepares them, and the step when the kernel asks for it."""
+    workspace as the kernel prepares them, and the Dropout counter and the training flag
+    when the kernel asks for them (``step`` < 0: inference, as the reference's step)."""
     if outputs is None:
         outputs = [poisoned(shape, dtype) for shape, dtype in zip(spec.out_shapes, spec.out_dtypes)]
     workspace = [poisoned(shape, dtype) for shape, dtype in kernel.workspace]
     args = list(kernel.arguments(tuple(inputs), tuple(outputs), tuple(workspace)))
-    if kernel.needs_step:
-        args.append(step)
+    if kernel.needs_counter:
+        args += [step, step >= 0]
     return args
 
 

@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 
 import graphc as gc
-from graphc.runtime import cache
+from graphc.backend import source_cache as cache
 
 PROGRAM = textwrap.dedent(
     """
@@ -23,7 +23,7 @@ PROGRAM = textwrap.dedent(
     exe = net.simple_bind(gc.cpu(), x=(4, 5))
     exe.arg_dict["fc_weight"][:] = np.arange(15, dtype=np.float32).reshape(3, 5) / 10
     out = exe.forward(x=np.ones((4, 5), dtype=np.float32))[0]
-    misses = sum(sum(step.kernel.fn.stats.cache_misses.values()) for step in exe._forward_steps)
+    misses = sum(sum(step.kernel.fn.stats.cache_misses.values()) for step in exe._forward_launches)
     print(json.dumps({"out": out.tolist(), "misses": misses}))
     """
 )

@@ -182,7 +182,7 @@ def test_no_allocation_in_steady_state():
     exe.forward(is_train=True)
     exe.backward()
     offenders = []
-    for step in exe._forward_steps + exe._backward_steps:
+    for step in exe._forward_launches + exe._backward_launches:
         arrays = _count_arrays(step.args)
         before = rtsys.get_allocation_stats().alloc
         _call(step, 0)
@@ -208,11 +208,11 @@ def test_options_reach_code_generation():
     fast = net.simple_bind(
         gc.cpu(), grad_req="null", options={"fastmath": True, "im2col_bytes": 4096}, x=(2, 1, 6, 6)
     )
-    sources = {step.node.op: step.kernel.source for step in plain._forward_steps}
+    sources = {step.node.op: step.kernel.source for step in plain._forward_launches}
     assert "fastmath=False" in sources["_fused"], "exp and the product are fused"
-    assert "fastmath=True" in {s.node.op: s.kernel.source for s in fast._forward_steps}["_fused"]
+    assert "fastmath=True" in {s.node.op: s.kernel.source for s in fast._forward_launches}["_fused"]
     conv_workspace = next(
-        s.kernel.workspace for s in fast._forward_steps if s.node.op == "Convolution"
+        s.kernel.workspace for s in fast._forward_launches if s.node.op == "Convolution"
     )
     assert (
         sum(int(np.prod(shape)) * np.dtype(dtype).itemsize for shape, dtype in conv_workspace)

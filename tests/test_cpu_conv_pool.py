@@ -17,7 +17,7 @@ from cpu_helpers import node_spec, poisoned
 from numba.core.runtime import rtsys
 
 import graphc as gc
-from graphc.codegen_cpu.lowering import lower
+from graphc.backend.lowering import lower
 from graphc.ir.errors import BackendError
 from graphc.ir.evaluate import evaluate_entries
 from graphc.ir.node import NodeOutput

@@ -19,7 +19,7 @@ import graphc as gc
 import graphc.codegen_cpu.indexing  # noqa: F401 - registers the lowerings under test
 import graphc.codegen_cpu.reduce as reduce_kernels
 import graphc.codegen_cpu.softmax_loss  # noqa: F401
-from graphc.codegen_cpu.lowering import NodeSpec, lower
+from graphc.backend.lowering import NodeSpec, lower
 from graphc.ir.evaluate import evaluate_entries
 from graphc.ir.symbol import apply_op
 

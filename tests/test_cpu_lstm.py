@@ -13,8 +13,8 @@ import pytest
 from cpu_helpers import node_spec
 
 import graphc as gc
+from graphc.backend.lowering import NodeSpec, lower
 from graphc.codegen_cpu import lstm as lstm_kernels
-from graphc.codegen_cpu.lowering import NodeSpec, lower
 from graphc.ir.errors import BackendError
 from graphc.ir.evaluate import evaluate_entries
 from graphc.ir.node import NodeOutput

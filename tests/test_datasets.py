@@ -1,4 +1,4 @@
-"""graphc.datasets: the shipped data, the IDX reader and the search for MNIST-shaped files.
+"""graphc.data.datasets: the shipped data, the IDX reader and the search for MNIST-shaped files.
 
 Only the bundled subset and tiny IDX files written here are read: the tests never need the
 Debian package or the network (the Debian directory is pointed at tmp_path where tested).
@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from graphc import datasets
-from graphc.datasets import IDX_FILE_NAMES, DataFormatError, read_idx, write_idx
-from graphc.datasets import images as images_module
+from graphc.data import datasets
+from graphc.data.datasets import IDX_FILE_NAMES, DataFormatError, read_idx, write_idx
+from graphc.data.datasets import images as images_module
 
 DATA_DIR = Path(datasets.__file__).parent / "data"
 

@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 
 import graphc as gc
-from graphc.datasets.housing import HOUSING_CSV
-from graphc.datasets.text import HIAWATHA_TXT
+from graphc.data.datasets.housing import HOUSING_CSV
+from graphc.data.datasets.text import HIAWATHA_TXT
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc import initializer as init
+from graphc.training import initializer as init
 
 
 def _xavier_scale(shape, factor_type="avg", magnitude=3.0):

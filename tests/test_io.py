@@ -1,4 +1,4 @@
-"""graphc.io: NDArrayIter's batching, shuffling and last-batch handling, and BPTTIter's
+"""graphc.data.io: NDArrayIter's batching, shuffling and last-batch handling, and BPTTIter's
 windows for truncated back-propagation through time."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from graphc.io import BPTTIter, DataBatch, DataDesc, NDArrayIter
+from graphc.data.io import BPTTIter, DataBatch, DataDesc, NDArrayIter
 
 
 def samples(n: int = 10) -> tuple[np.ndarray, np.ndarray]:
@@ -279,7 +279,7 @@ def test_bptt_errors_name_the_lengths():
 
 
 def test_bptt_over_the_shipped_text_decodes_to_the_text():
-    from graphc.datasets import text
+    from graphc.data.datasets import text
 
     corpus = text()
     it = BPTTIter(corpus.data, batch_size=8, seq_len=50)

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from graphc.runtime.lr_scheduler import CosineScheduler, FactorScheduler, MultiFactorScheduler
+from graphc.training.lr_scheduler import CosineScheduler, FactorScheduler, MultiFactorScheduler
 
 
 def rates(schedule, updates):

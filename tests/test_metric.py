@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc import metric as mt
+from graphc.training import metric as mt
 
 PROBS = np.array(
     [

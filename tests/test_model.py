@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc import model_checkpoint
-from graphc.initializer import Xavier, initialize
-from graphc.io import BPTTIter, NDArrayIter
-from graphc.model import Model, TrainingDivergedError
-from graphc.model_binding import ModelBindings
-from graphc.model_checkpoint import CheckpointError
-from graphc.model_heads import LossHead, batch_loss, default_rescale_grad, loss_heads
+from graphc.data.io import BPTTIter, NDArrayIter
+from graphc.training import checkpoint as model_checkpoint
+from graphc.training.binding import ModelBindings
+from graphc.training.checkpoint import CheckpointError
+from graphc.training.heads import LossHead, batch_loss, default_rescale_grad, loss_heads
+from graphc.training.initializer import Xavier, initialize
+from graphc.training.model import Model, TrainingDivergedError
 
 BATCH = 50
 HIDDEN = (16,)

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc.io import BPTTIter
-from graphc.model import Model
+from graphc.data.io import BPTTIter
 from graphc.models import CHARLM_STATE_NAMES
+from graphc.training.model import Model
 
 VOCAB, EMBED, HIDDEN, SEQ_LEN, BATCH = 7, 5, 6, 4, 3
 # 27 tokens: 3 rows of 9, so two windows of 4 steps (the last token is only a label).

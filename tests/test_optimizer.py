@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 from numba.core.dispatcher import Dispatcher
 
+from graphc.codegen_cpu.optimizer_updates import adam_update, global_norm_scale, sum_of_squares
 from graphc.ir.errors import DTypeError, ShapeError
-from graphc.runtime.lr_scheduler import FactorScheduler
-from graphc.runtime.optimizer import (
+from graphc.training.lr_scheduler import FactorScheduler
+from graphc.training.optimizer import (
     GRAD_SCALE_INDEX,
     SGD,
     AdaDelta,
@@ -24,7 +25,6 @@ from graphc.runtime.optimizer import (
     Optimizer,
     create,
 )
-from graphc.runtime.optimizer_kernels import adam_update, global_norm_scale, sum_of_squares
 
 SHAPES = {"conv_weight": (3, 5), "fc_bias": (7,), "embed": (2, 3, 4)}
 STEPS = 10

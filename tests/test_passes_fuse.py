@@ -300,7 +300,7 @@ def test_fused_reductions_on_the_cpu_match_the_reference(axis, keepdims):
     exe = out.simple_bind(gc.cpu(), grad_req="write", **shapes)
     reductions = [
         member.op
-        for step in exe._forward_steps + exe._backward_steps
+        for step in exe._forward_launches + exe._backward_launches
         if step.node.op == "_fused"
         for member in step.node.attrs["members"]
         if member.op in ("sum", "sum_to_like")

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from graphc import plot
+from graphc.training import plot
 
 RUN = {
     "epoch": [1, 2, 3],

@@ -1,4 +1,4 @@
-"""graphc.progress: the progress bar's redraw limit, rate and ETA, and which summary lines
+"""graphc.training.progress: the progress bar's redraw limit, rate and ETA, and which summary lines
 the training display prints where."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from graphc.progress import (
+from graphc.training.progress import (
     ProgressBar,
     TrainingDisplay,
     format_duration,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc.model_loop import TrainingDivergedError
+from graphc.training.fit_loop import TrainingDivergedError
 
 BATCH = 20
 
@@ -139,10 +139,10 @@ def test_nan_in_a_batch_stops_the_compiled_loop_naming_epoch_and_batch(fashion):
 def test_forward_and_backward_are_one_compiled_call_each(monkeypatch, capfd):
     from graphc.runtime import executor as executor_module
 
-    monkeypatch.setenv("GRAPHC_DUMP", "step")
+    monkeypatch.setenv("GRAPHC_DUMP", "sequence")
     exe = gc.models.mlp().simple_bind(gc.cpu(), data=(4, 784))
     dumped = capfd.readouterr().err
-    assert "def run(arguments, step_value):" in dumped
+    assert "def run(arguments, counter, training):" in dumped
     assert "# fused(fc1, relu1): fc1 (FullyConnected) at" in dumped
     calls = []
     monkeypatch.setattr(executor_module, "_call", lambda *args: calls.append(args))

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc.io import BPTTIter, NDArrayIter
+from graphc.data.io import BPTTIter, NDArrayIter
 from graphc.models import CHARLM_STATE_NAMES
 
 BATCH, EPOCHS = 20, 2  # 200 samples: 10 batches per epoch, 20 steps

@@ -9,7 +9,7 @@ same bytes. Usage, from the repository root::
 
     .venv/bin/python tools/make_fashion_subset.py
 
-Record any change of the rule or the seed in ``graphc/datasets/data/PROVENANCE.md``.
+Record any change of the rule or the seed in ``graphc/data/datasets/bundled/PROVENANCE.md``.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from graphc.datasets.idx import read_idx, write_idx
-from graphc.datasets.images import (
+from graphc.data.datasets.idx import read_idx, write_idx
+from graphc.data.datasets.images import (
     BUNDLED_FASHION_MNIST_DIR,
     DEBIAN_FASHION_MNIST_DIR,
     IDX_FILE_NAMES,

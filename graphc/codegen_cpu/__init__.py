@@ -1,5 +1,7 @@
-"""The CPU backend: every op lowered to a Numba kernel. Importing this registers them all."""
+"""The CPU backend: every op lowered to a Numba kernel. Importing this registers the
+lowerings and the CPU target."""
 
+from graphc.backend.target import register_target
 from graphc.codegen_cpu import (  # noqa: F401 - imported to register the lowerings
     conv,
     elementwise,
@@ -12,4 +14,6 @@ from graphc.codegen_cpu import (  # noqa: F401 - imported to register the loweri
     shape_ops,
     softmax_loss,
 )
-from graphc.codegen_cpu.lowering import LOWERINGS, Kernel, NodeSpec, lower
+from graphc.codegen_cpu.target import CPU
+
+register_target(CPU)

@@ -46,7 +46,8 @@ import math
 import numba
 import numpy as np
 
-from graphc.codegen_cpu.lowering import Kernel, NodeSpec, lowering, uniform_float_dtype
+from graphc.backend.lowering import Kernel, NodeSpec, lowering, uniform_float_dtype
+from graphc.codegen_cpu.target import TARGET
 from graphc.ir.errors import BackendError
 
 DEFAULT_IM2COL_BYTES = 64 * 2**20
@@ -324,7 +325,7 @@ def _kernel(fn, workspace: tuple, descriptor: tuple[int, ...]) -> Kernel:
     return Kernel(fn=fn, workspace=workspace, name=fn.__name__, source=source, prepare=prepare)
 
 
-@lowering("Convolution")
+@lowering(TARGET, "Convolution")
 def lower_convolution(spec: NodeSpec) -> Kernel:
     """im2col + GEMM forward; workspace: the column matrix, the GEMM product, the weight as
     a contiguous (F, C*kh*kw) matrix (all flat); the geometry is bound at bind.
@@ -351,7 +352,7 @@ def lower_convolution(spec: NodeSpec) -> Kernel:
     return _kernel(fn, workspace, geometry_descriptor(spec, rows))
 
 
-@lowering("_conv_backward_weight")
+@lowering(TARGET, "_conv_backward_weight")
 def lower_conv_backward_weight(spec: NodeSpec) -> Kernel:
     """GEMM of dy rows by the column matrix; workspace: the column matrix, dy as (F, rows*W'),
     and one chunk's partial sum (F, C*kh*kw) when there is more than one chunk."""
@@ -369,7 +370,7 @@ def lower_conv_backward_weight(spec: NodeSpec) -> Kernel:
     return _kernel(convolution_backward_weight, workspace, geometry_descriptor(spec, rows))
 
 
-@lowering("_conv_backward_data")
+@lowering(TARGET, "_conv_backward_data")
 def lower_conv_backward_data(spec: NodeSpec) -> Kernel:
     """GEMM of the transposed weight by dy rows, then col2im; workspace: the column matrix,
     dy as (F, rows*W') and the weight as a contiguous (F, C*kh*kw) matrix."""

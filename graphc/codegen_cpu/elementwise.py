@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from graphc.codegen_cpu.lowering import Kernel, NodeSpec, lowering
+from graphc.backend.lowering import Kernel, NodeSpec, lowering
+from graphc.backend.source_cache import load_kernel
 from graphc.codegen_cpu.scalar_functions import CPU_SPELLINGS
 from graphc.ir.registry import REGISTRY, get_op
-from graphc.runtime.cache import load_kernel
 
 HEADER = (
     "import math\n\nimport numba\nimport numpy as np\n\n"

@@ -22,6 +22,8 @@ import math
 
 import numpy as np
 
+from graphc.backend.lowering import Kernel, NodeSpec, lower, lowering
+from graphc.backend.source_cache import load_kernel
 from graphc.codegen_cpu.elementwise import (
     DECORATOR,
     HEADER,
@@ -32,14 +34,20 @@ from graphc.codegen_cpu.elementwise import (
     read_positions,
     render_expression,
 )
-from graphc.codegen_cpu.lowering import Kernel, NodeSpec, kernel_reference, lower, lowering
+from graphc.codegen_cpu.sequence import kernel_reference
+from graphc.codegen_cpu.target import TARGET
 from graphc.ir.errors import BackendError
-from graphc.ir.ops.fused import CONST, INPUT, MEMBER, Member, member_dtypes, member_shapes
+from graphc.ir.ops.fused import (
+    CONST,
+    INPUT,
+    MEMBER,
+    REDUCTIONS,
+    Member,
+    member_dtypes,
+    member_shapes,
+)
 from graphc.ir.ops.reduce import reduced_axes
 from graphc.ir.registry import get_op
-from graphc.runtime.cache import load_kernel
-
-REDUCTIONS = ("sum", "sum_to_like")
 
 
 def literal(value: float, dtype) -> str:
@@ -161,7 +169,7 @@ def render_fused(spec: NodeSpec, members, shapes, dtypes, anchor: tuple | None) 
     header = HEADER
     if anchor is not None:
         header += (
-            "from graphc.runtime.cache import kernel_function\n\n"
+            "from graphc.backend.source_cache import kernel_function\n\n"
             f"anchor = kernel_function({anchor[0]!r}, {anchor[1]!r})\n\n\n"
         )
     fastmath = bool(spec.options.get("fastmath", False))
@@ -288,7 +296,7 @@ def _anchor_of(members) -> Member | None:
     return None
 
 
-@lowering("_fused")
+@lowering(TARGET, "_fused")
 def lower_fused(spec: NodeSpec) -> Kernel:
     members = spec.attrs["members"]
     outputs = list(spec.attrs["outputs"])
@@ -298,8 +306,8 @@ def lower_fused(spec: NodeSpec) -> Kernel:
     anchor_kernel = None
     reference = None
     if anchor is not None:
-        anchor_kernel = lower(_anchor_spec(spec, anchor, shapes[0], dtypes[0]))
-        if anchor_kernel.view_of is not None or anchor_kernel.needs_step:
+        anchor_kernel = lower(_anchor_spec(spec, anchor, shapes[0], dtypes[0]), TARGET)
+        if anchor_kernel.view_of is not None or anchor_kernel.needs_counter:
             raise BackendError(f"{spec.name} (_fused): {anchor.op} cannot anchor a fused kernel")
         reference = kernel_reference(anchor_kernel.fn)
     source = render_fused(spec, members, shapes, dtypes, reference)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from graphc.codegen_cpu.lowering import Kernel, NodeSpec, lowering
+from graphc.backend.lowering import Kernel, NodeSpec, lowering
+from graphc.codegen_cpu.target import TARGET
 
 _JIT = {"cache": True, "error_model": "numpy"}
 
@@ -40,7 +41,7 @@ def fully_connected_no_bias(data, weight, out):
     np.dot(flat, weight.T, out.reshape(rows, weight.shape[0]))
 
 
-@lowering("FullyConnected")
+@lowering(TARGET, "FullyConnected")
 def lower_fully_connected(spec: NodeSpec) -> Kernel:
     if spec.attrs["no_bias"]:
         return Kernel(fully_connected_no_bias, name="fully_connected_no_bias")
@@ -77,7 +78,7 @@ _DOT = {
 }
 
 
-@lowering("dot")
+@lowering(TARGET, "dot")
 def lower_dot(spec: NodeSpec) -> Kernel:
     key = (spec.attrs["transpose_a"], spec.attrs["transpose_b"])
     return Kernel(_DOT[key], name=f"dot_{'t' if key[0] else 'n'}{'t' if key[1] else 'n'}")
@@ -115,7 +116,7 @@ _BATCH_DOT = {
 }
 
 
-@lowering("batch_dot")
+@lowering(TARGET, "batch_dot")
 def lower_batch_dot(spec: NodeSpec) -> Kernel:
     key = (spec.attrs["transpose_a"], spec.attrs["transpose_b"])
     return Kernel(_BATCH_DOT[key], name="batch_dot")

@@ -15,7 +15,8 @@ import math
 
 import numba
 
-from graphc.codegen_cpu.lowering import Kernel, NodeSpec, lowering
+from graphc.backend.lowering import Kernel, NodeSpec, lowering
+from graphc.codegen_cpu.target import TARGET
 from graphc.ir.registry import normalize_axis
 
 
@@ -61,12 +62,12 @@ def embedding_backward_kernel(dy, indices, out):
         position += 1
 
 
-@lowering("Embedding")
+@lowering(TARGET, "Embedding")
 def lower_embedding(spec: NodeSpec) -> Kernel:
     return Kernel(fn=embedding_kernel, name="embedding")
 
 
-@lowering("_embedding_backward")
+@lowering(TARGET, "_embedding_backward")
 def lower_embedding_backward(spec: NodeSpec) -> Kernel:
     return Kernel(fn=embedding_backward_kernel, name="embedding_backward")
 
@@ -125,7 +126,7 @@ def _bound(function, name: str, *constants) -> Kernel:
     return Kernel(fn=function, name=name, prepare=prepare)
 
 
-@lowering("one_hot")
+@lowering(TARGET, "one_hot")
 def lower_one_hot(spec: NodeSpec) -> Kernel:
     on_value, off_value = float(spec.attrs["on_value"]), float(spec.attrs["off_value"])
     return _bound(one_hot_kernel, "one_hot", on_value, off_value)
@@ -141,13 +142,13 @@ def pick_geometry(shape: tuple[int, ...], axis: int) -> tuple[int, int, int]:
     return math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1 :])
 
 
-@lowering("pick")
+@lowering(TARGET, "pick")
 def lower_pick(spec: NodeSpec) -> Kernel:
     outer, axis_length, inner = pick_geometry(spec.in_shapes[0], spec.attrs["axis"])
     return _bound(pick_kernel, "pick", outer, axis_length, inner)
 
 
-@lowering("_pick_backward")
+@lowering(TARGET, "_pick_backward")
 def lower_pick_backward(spec: NodeSpec) -> Kernel:
     """Inputs (dy, index, like); ``like`` only lends its shape."""
     outer, axis_length, inner = pick_geometry(spec.in_shapes[2], spec.attrs["axis"])

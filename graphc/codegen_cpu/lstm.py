@@ -35,7 +35,8 @@ import numpy as np
 from numba import types
 from numba.extending import overload
 
-from graphc.codegen_cpu.lowering import Kernel, NodeSpec, lowering, uniform_float_dtype
+from graphc.backend.lowering import Kernel, NodeSpec, lowering, uniform_float_dtype
+from graphc.codegen_cpu.target import TARGET
 
 # -- shared helpers ----------------------------------------------------------------------------
 
@@ -366,7 +367,7 @@ def _source(*functions) -> str:
     return "\n\n".join(inspect.getsource(function.py_func) for function in functions)
 
 
-@lowering("LSTM")
+@lowering(TARGET, "LSTM")
 def lower_lstm(spec: NodeSpec) -> Kernel:
     """The forward kernel of one LSTM node; its workspace is data as (T*N, I) rows, both
     weights transposed, one step's recurrent product (N, 4H) and the initial states.
@@ -396,7 +397,7 @@ def lower_lstm(spec: NodeSpec) -> Kernel:
     )  # fmt: skip
 
 
-@lowering("_lstm_backward")
+@lowering(TARGET, "_lstm_backward")
 def lower_lstm_backward(spec: NodeSpec) -> Kernel:
     """The backward kernel of one _lstm_backward node; its workspace is every step's dz
     (T, N, 4H), data and the previous hidden states as rows, contiguous copies of both

@@ -25,7 +25,8 @@ import inspect
 import numba
 import numpy as np
 
-from graphc.codegen_cpu.lowering import Kernel, NodeSpec, lowering
+from graphc.backend.lowering import Kernel, NodeSpec, lowering
+from graphc.codegen_cpu.target import TARGET
 from graphc.ir.errors import BackendError
 from graphc.ir.ops.pool import _geometry as pool_geometry
 
@@ -178,7 +179,7 @@ def _kernel(fn, descriptor: tuple[int, ...] | None = None) -> Kernel:
     return Kernel(fn=fn, name=fn.__name__, source=source, prepare=prepare)
 
 
-@lowering("Pooling")
+@lowering(TARGET, "Pooling")
 def lower_pooling(spec: NodeSpec) -> Kernel:
     """Max pooling (outputs: the max and the int32 argmax) or average pooling.
 
@@ -198,14 +199,14 @@ def lower_pooling(spec: NodeSpec) -> Kernel:
     return _kernel(fn, _descriptor(spec, spec.in_shapes[0]))
 
 
-@lowering("_max_pool_backward")
+@lowering(TARGET, "_max_pool_backward")
 def lower_max_pool_backward(spec: NodeSpec) -> Kernel:
     """dy scattered by argmax into zeros shaped like the pooled input; no workspace."""
     _check_float(spec, spec.in_dtypes[0])
     return _kernel(max_pooling_backward)
 
 
-@lowering("_avg_pool_backward")
+@lowering(TARGET, "_avg_pool_backward")
 def lower_avg_pool_backward(spec: NodeSpec) -> Kernel:
     """Each dy over its window's count, spread over the window."""
     _check_float(spec, spec.in_dtypes[0])

@@ -42,10 +42,11 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from graphc.codegen_cpu.lowering import Kernel, NodeSpec, lowering
+from graphc.backend.lowering import Kernel, NodeSpec, lowering
+from graphc.backend.source_cache import load_kernel
+from graphc.codegen_cpu.target import TARGET
 from graphc.ir.errors import BackendError
 from graphc.ir.ops.reduce import reduced_axes
-from graphc.runtime.cache import load_kernel
 
 BLOCK = 128
 LANES = 8
@@ -367,7 +368,7 @@ def _sum_lowering(spec: NodeSpec, axes: tuple[int, ...]) -> Kernel:
     return Kernel(fn=sum_entry, workspace=workspace, name=f"{spec.op}_tree", prepare=prepare)
 
 
-@lowering("sum")
+@lowering(TARGET, "sum")
 def lower_sum(spec: NodeSpec) -> Kernel:
     """Tree sum over ``axis``; workspace: float64 lanes (8, inner) and block partials
     (blocks, inner) of the layout, empty where the layout needs none.
@@ -382,7 +383,7 @@ def lower_sum(spec: NodeSpec) -> Kernel:
     return _sum_lowering(spec, axes)
 
 
-@lowering("sum_to_like")
+@lowering(TARGET, "sum_to_like")
 def lower_sum_to_like(spec: NodeSpec) -> Kernel:
     """Tree sum over the axes broadcasting added; ``like`` only lends its shape. Where
     nothing was broadcast the output is a view of the input and no kernel runs."""
@@ -392,7 +393,7 @@ def lower_sum_to_like(spec: NodeSpec) -> Kernel:
     return _sum_lowering(spec, axes)
 
 
-@lowering("max", "min")
+@lowering(TARGET, "max", "min")
 def lower_extremum(spec: NodeSpec) -> Kernel:
     """Running maximum (minimum) over ``axis``, whole rows at a time; no workspace."""
     shape = spec.in_shapes[0]
@@ -414,7 +415,7 @@ def fill_scalar(out, value):
     out[()] = value
 
 
-@lowering("_size")
+@lowering(TARGET, "_size")
 def lower_size(spec: NodeSpec) -> Kernel:
     """Writes the (shape-derived, constant) element count over ``axis``."""
     shape = spec.in_shapes[0]
@@ -452,7 +453,7 @@ def kernel({params}):
 """
 
 
-@lowering("add_n")
+@lowering(TARGET, "add_n")
 def lower_add_n(spec: NodeSpec) -> Kernel:
     """Element-wise pairwise sum of the inputs in float64; inputs of any strides are read
     through ``.flat`` (C order), which costs nothing extra for C-contiguous ones.

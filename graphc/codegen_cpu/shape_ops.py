@@ -6,14 +6,15 @@ a loop nest over the output in order, so writes stream and reads gather.
 
 from __future__ import annotations
 
-from graphc.codegen_cpu.lowering import Kernel, NodeSpec, lowering
+from graphc.backend.lowering import Kernel, NodeSpec, lowering
+from graphc.backend.source_cache import load_kernel
+from graphc.codegen_cpu.target import TARGET
 from graphc.ir.ops.shape_ops import _slice_bounds, _transpose_axes
-from graphc.runtime.cache import load_kernel
 
 HEADER = "import numba\n\n\n@numba.njit(cache=True)\n"
 
 
-@lowering("Reshape", "reshape_like", "expand_dims")
+@lowering(TARGET, "Reshape", "reshape_like", "expand_dims")
 def lower_view(spec: NodeSpec) -> Kernel:
     return Kernel(fn=None, view_of=0, name=f"view_{spec.op}")
 
@@ -34,7 +35,7 @@ def _load(name: str, body: list[str], params: list[str]) -> Kernel:
     return Kernel(fn=load_kernel(source), name=name, source=source)
 
 
-@lowering("transpose")
+@lowering(TARGET, "transpose")
 def lower_transpose(spec: NodeSpec) -> Kernel:
     ndim = len(spec.in_shapes[0])
     axes = _transpose_axes(spec.attrs, ndim)
@@ -53,7 +54,7 @@ def lower_transpose(spec: NodeSpec) -> Kernel:
     return _load("transpose", body, ["in0", "out0"])
 
 
-@lowering("Concat")
+@lowering(TARGET, "Concat")
 def lower_concat(spec: NodeSpec) -> Kernel:
     out_shape = spec.out_shapes[0]
     axis = spec.attrs["dim"] % len(out_shape)
@@ -80,14 +81,14 @@ def _split(spec: NodeSpec, axis: int, sizes: list[int], squeeze: bool, n_inputs:
     return _load("split", body, params)
 
 
-@lowering("_split_like")
+@lowering(TARGET, "_split_like")
 def lower_split_like(spec: NodeSpec) -> Kernel:
     axis = spec.attrs["axis"] % len(spec.in_shapes[0])
     sizes = [shape[axis] for shape in spec.in_shapes[1:]]
     return _split(spec, axis, sizes, False, len(spec.in_shapes))
 
 
-@lowering("SliceChannel")
+@lowering(TARGET, "SliceChannel")
 def lower_slice_channel(spec: NodeSpec) -> Kernel:
     axis = spec.attrs["axis"] % len(spec.in_shapes[0])
     parts = spec.attrs["num_outputs"]
@@ -95,7 +96,7 @@ def lower_slice_channel(spec: NodeSpec) -> Kernel:
     return _split(spec, axis, [size] * parts, spec.attrs["squeeze_axis"], 1)
 
 
-@lowering("slice_axis")
+@lowering(TARGET, "slice_axis")
 def lower_slice_axis(spec: NodeSpec) -> Kernel:
     shape = spec.in_shapes[0]
     axis = spec.attrs["axis"] % len(shape)
@@ -107,7 +108,7 @@ def lower_slice_axis(spec: NodeSpec) -> Kernel:
     )
 
 
-@lowering("_slice_axis_backward")
+@lowering(TARGET, "_slice_axis_backward")
 def lower_slice_axis_backward(spec: NodeSpec) -> Kernel:
     shape = spec.out_shapes[0]
     axis = spec.attrs["axis"] % len(shape)

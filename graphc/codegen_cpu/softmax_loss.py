@@ -7,18 +7,17 @@ What each op computes is defined by its NumPy reference (``graphc/ir/ops/loss.py
 no kernel here. Labels are inputs of the heads but their forwards do not read them. Inputs
 may have any strides: they are read through ``.flat`` in C order.
 
-Dropout and the training flag. Dropout's kernel has ``needs_step=True``: the runtime passes
-the step counter as its last argument, and that argument also carries the training flag.
-A step >= 0 means a training forward at that step; the runtime passes step = -1 for an
-inference forward. So one kernel serves both, and the runtime need not lower the forward
-twice:
+Dropout's kernel has ``needs_counter=True``: the runtime passes the Dropout counter and the
+training flag as its last two arguments. The counter numbers the training forwards (the
+reference's ``step``); the runtime passes -1 at inference. So one kernel serves both, and
+the runtime need not lower the forward twice:
 
-- step >= 0, or mode='always' at any step: mask = 1/(1-p) where the SplitMix64 counter
-  hash of (seed, step, element index) is >= p, else 0 (``dropout_mask`` in the reference,
-  reproduced exactly with uint64 arithmetic), and out = data * mask;
-- step < 0 with mode='training', or p == 0: out = data and mask = 1.
+- training, or mode='always': mask = 1/(1-p) where the SplitMix64 counter hash of (seed,
+  counter, element index) is >= p, else 0 (``dropout_mask`` in the reference, reproduced
+  exactly with uint64 arithmetic), and out = data * mask;
+- not training with mode='training', or p == 0: out = data and mask = 1.
 
-With mode='always' at inference the mask is the one of step -1, which is what the
+With mode='always' at inference the mask is the one of counter -1, which is what the
 reference gives for ``evaluate(..., is_train=False, step=-1)``.
 """
 
@@ -29,8 +28,9 @@ import math
 import numba
 import numpy as np
 
-from graphc.codegen_cpu.lowering import Kernel, NodeSpec, lowering
+from graphc.backend.lowering import Kernel, NodeSpec, lowering
 from graphc.codegen_cpu.reduce import sum_workspace, tree_sum, tree_sum_rows
+from graphc.codegen_cpu.target import TARGET
 from graphc.ir.errors import BackendError
 
 # The hash's constants come from the op's definition, so the two cannot drift apart.
@@ -127,7 +127,7 @@ def _float_dtype(spec: NodeSpec) -> np.dtype:
     return dtype
 
 
-@lowering("SoftmaxOutput")
+@lowering(TARGET, "SoftmaxOutput")
 def lower_softmax_output(spec: NodeSpec) -> Kernel:
     """Softmax probabilities; workspace: the tree sum's lanes and partials, the maximum and
     the sum of each column (inner values each)."""
@@ -156,19 +156,19 @@ def logistic_kernel(data, label, out):
         position += 1
 
 
-@lowering("LinearRegressionOutput")
+@lowering(TARGET, "LinearRegressionOutput")
 def lower_linear_regression_output(spec: NodeSpec) -> Kernel:
     # The forward is the identity: the head's output is its input's buffer, bound as a view,
     # and nothing runs (LinReg's step copied 506 values per step for nothing).
     return Kernel(fn=None, view_of=0, name="view_LinearRegressionOutput")
 
 
-@lowering("LogisticRegressionOutput")
+@lowering(TARGET, "LogisticRegressionOutput")
 def lower_logistic_regression_output(spec: NodeSpec) -> Kernel:
     return Kernel(fn=logistic_kernel, name="sigmoid")
 
 
-@lowering("MakeLoss", "BlockGrad")
+@lowering(TARGET, "MakeLoss", "BlockGrad")
 def lower_copy(spec: NodeSpec) -> Kernel:
     return Kernel(fn=copy_kernel, name="copy")
 
@@ -188,20 +188,21 @@ def splitmix64(value):
 
 
 @numba.njit(cache=True)
-def dropout_kernel(data, out, mask, step, p, seed, always):
-    """out = data * mask with the reference's mask; see the module docstring for ``step``.
+def dropout_kernel(data, out, mask, p, seed, always, counter, training):
+    """out = data * mask with the reference's mask; see the module docstring for ``counter``
+    and ``training``.
 
     ``seed`` is the attribute's low 32 bits; ``always`` is mode == 'always'."""
     flat_out = out.reshape(out.size)
     flat_mask = mask.reshape(mask.size)
     position = 0
-    if (step < 0 and not always) or p == 0.0:
+    if (not training and not always) or p == 0.0:
         for value in data.flat:
             flat_out[position] = value
             flat_mask[position] = 1
             position += 1
         return
-    key = splitmix64((np.uint64(seed) << np.uint64(32)) | np.uint64(step & _LOW_32_BITS))
+    key = splitmix64((np.uint64(seed) << np.uint64(32)) | np.uint64(counter & _LOW_32_BITS))
     scale = 1.0 / (1.0 - p)
     unit = 1.0 / 9007199254740992.0  # 2**-53: 53 random bits become a float in [0, 1)
     for value in data.flat:
@@ -212,15 +213,9 @@ def dropout_kernel(data, out, mask, step, p, seed, always):
         position += 1
 
 
-@numba.njit(cache=True)
-def dropout_entry(data, out, mask, p, seed, always, step):
-    """``dropout_kernel`` with the step last, where the runtime passes it."""
-    dropout_kernel(data, out, mask, step, p, seed, always)
-
-
-@lowering("Dropout")
+@lowering(TARGET, "Dropout")
 def lower_dropout(spec: NodeSpec) -> Kernel:
-    """Outputs (out, mask); the step, last argument, is -1 at inference."""
+    """Outputs (out, mask); the counter and the training flag come last."""
     _float_dtype(spec)
     attrs = spec.attrs
     constants = (float(attrs["p"]), attrs["seed"] & _LOW_32_BITS, attrs["mode"] == "always")
@@ -228,4 +223,4 @@ def lower_dropout(spec: NodeSpec) -> Kernel:
     def prepare(inputs, outputs, workspace):
         return (inputs[0], *outputs, *constants)
 
-    return Kernel(fn=dropout_entry, needs_step=True, name="dropout", prepare=prepare)
+    return Kernel(fn=dropout_kernel, needs_counter=True, name="dropout", prepare=prepare)

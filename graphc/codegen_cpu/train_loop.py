@@ -8,11 +8,12 @@ gathered into the bound input (``gather_rows``). It then calls the forward kerne
 records the batch's loss and metric sums, stops before the backward pass when the loss or
 an output is not finite (returning that step's index), calls the backward kernels, stops
 likewise on a non-finite gradient, and updates every parameter with the optimizer's fused
-kernel. Values that change during training (learning rate, Adam's step, the Dropout step)
-are runtime arguments: ``scalars[step]`` holds the optimizer's scalars of each step and
-``step0`` the first Dropout step, so a learning-rate schedule never recompiles anything.
+kernel. Values that change during training (learning rate, Adam's step, the Dropout
+counter) are runtime arguments: ``scalars[step]`` holds the optimizer's scalars of each step
+and ``counter0`` the Dropout counter of the first, so a learning-rate schedule never
+recompiles anything.
 
-The source is readable (``GRAPHC_DUMP=step`` prints it) and cached like every kernel;
+The source is readable (``GRAPHC_DUMP=sequence`` prints it) and cached like every kernel;
 each kernel call is commented with the user's nodes it computes.
 """
 
@@ -21,44 +22,11 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 
-from graphc.codegen_cpu.lowering import Kernel, kernel_reference
-from graphc.codegen_cpu.step import call_lines, kernel_names
-from graphc.runtime.cache import load_kernel
-
-
-@dataclass(frozen=True)
-class LoopPlan:
-    """What the generated loop calls, beside the kernels.
-
-    ``head``: 'softmax' or 'regression' (which statistics helper computes the loss);
-    ``metric``: 'accuracy' or 'perplexity' (softmax), 'mse', 'rmse' or 'mae' (regression).
-    ``states``: how many recurrent states the loop carries from step to step (each zeroed
-    where ``fresh[step]``, else the previous step's state output). ``sources``: how
-    many arrays are cut into batches (data then labels). ``update``: the optimizer's kernel;
-    ``scalars``: how many scalars it takes after its arrays, ``grad_scale_index`` where
-    the global-norm factor goes among them; ``clip_global_norm``: whether to compute it.
-
-    ``views``: where the kernels read the bound inputs, as (phase 'forward' or 'backward',
-    kernel index, the nesting of its arguments, the path to the argument, source index); when
-    given, a batch whose rows are consecutive in the data is read in place (a view of the
-    data, no copy; ``in_place[step]`` says which, as :func:`runtime.compiled_fit.in_place_steps`
-    computes it) and only a shuffled or wrapped batch is gathered into the bound input.
-    None: every batch is gathered. ``label_source``: the source that is the head's label
-    (read in place likewise by the loss and metric), or -1."""
-
-    head: str
-    metric: str
-    sources: int
-    parameters: int
-    update: object
-    scalars: int
-    grad_scale_index: int
-    clip_global_norm: bool
-    states: int = 0
-    views: tuple[tuple[str, int, tuple, tuple, int], ...] | None = None
-    label_source: int = -1
+from graphc.backend.loop_plan import LoopPlan
+from graphc.backend.lowering import Kernel
+from graphc.backend.source_cache import load_kernel
+from graphc.codegen_cpu.sequence import call_lines, kernel_names, kernel_reference
 
 
 def render_training_loop(
@@ -82,13 +50,13 @@ def render_training_loop(
         "    softmax_stats,",
         "    zero_fill,",
         ")",
-        "from graphc.runtime.cache import kernel_function",
-        "from graphc.runtime.optimizer_kernels import global_norm_scale, sum_of_squares\n",
+        "from graphc.backend.source_cache import kernel_function",
+        "from graphc.codegen_cpu.optimizer_updates import global_norm_scale, sum_of_squares\n",
         *imports,
         f"update = kernel_function({module!r}, {attribute!r})\n\n",
         "@numba.njit(cache=True)",
         "def train(forward, backward, updates, scalars, sources, targets, order, batch,"
-        " count, rows, step0, head, label, grad_scale, losses, metrics, carried, fresh,"
+        " count, rows, counter0, head, label, grad_scale, losses, metrics, carried, fresh,"
         " in_place):",
         "    for step in range(count):",
         "        start = step * batch",
@@ -120,13 +88,13 @@ def render_training_loop(
             expressions[path] = f"batch{source}.reshape({{bound}}.shape)"
         if plan.label_source >= 0:
             label = f"batch{plan.label_source}.reshape(label.shape)"
-    lines.append(f"{indent}step_value = step0 + step")
+    lines.append(f"{indent}counter = counter0 + step")
     if plan.states:
         lines.append(f"{indent}if fresh[step]:")
         for index in range(plan.states):
             lines.append(f"{indent}    zero_fill(carried[{index}][0])")
     lines += call_lines(
-        forward, forward_comments, names, "forward", "step_value", indent, replaced["forward"]
+        forward, forward_comments, names, "forward", "counter, True", indent, replaced["forward"]
     )
     if plan.head == "softmax":
         lines.append(f"{indent}loss, metric = softmax_stats(head, {label}, rows[step], grad_scale)")
@@ -144,7 +112,13 @@ def render_training_loop(
         f"{indent}    return step",
     ]
     lines += call_lines(
-        backward, backward_comments, names, "backward", "step_value", indent, replaced["backward"]
+        backward,
+        backward_comments,
+        names,
+        "backward",
+        "counter, True",
+        indent,
+        replaced["backward"],
     )
     for index in range(plan.parameters):
         lines += [
@@ -171,9 +145,9 @@ def render_training_loop(
 
 def compile_training_loop(forward, forward_comments, backward, backward_comments, plan):
     """The compiled ``train`` function and its source with comments (the source without
-    them is what is compiled and cached, as in ``codegen_cpu.step``)."""
+    them is what is compiled and cached, as in ``codegen_cpu.sequence``)."""
     source = render_training_loop(forward, forward_comments, backward, backward_comments, plan)
-    if "step" in os.environ.get("GRAPHC_DUMP", "").split(","):
+    if "sequence" in os.environ.get("GRAPHC_DUMP", "").split(","):
         print(source, file=sys.stderr)
     bare = render_training_loop(forward, None, backward, None, plan)
     return load_kernel(bare, "train"), source

@@ -2,7 +2,7 @@
 of the in-memory data, checking values are finite, and the per-batch loss and metric sums
 of the loss heads the compiled loop supports.
 
-The sums mean exactly what ``graphc.model_heads`` (the loss) and ``graphc.metric`` (the
+The sums mean exactly what ``graphc.training.heads`` (the loss) and ``graphc.training.metric`` (the
 metric's ``sum_metric`` and ``num_inst``) compute in Python, over the first ``rows`` rows of
 the batch (padding rows left out), so a compiled epoch reports the numbers a step-by-step
 epoch reports.
@@ -101,7 +101,7 @@ def regression_stats(predictions, labels, rows, grad_scale, absolute):
 
 
 PERPLEXITY_FLOOR = 1e-10
-"""``graphc.metric.Perplexity``'s floor on a probability."""
+"""``graphc.training.metric.Perplexity``'s floor on a probability."""
 
 
 @numba.njit(**_JIT)

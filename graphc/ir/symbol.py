@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -19,6 +19,24 @@ from graphc.ir.graph import Graph
 from graphc.ir.infer import infer_dtypes, infer_shapes
 from graphc.ir.node import NAMES, VARIABLE_OP, Node, NodeOutput, freeze_attrs, user_source
 from graphc.ir.registry import REQUIRED, OpDef, get_op
+
+_BINDERS: dict[str, Callable] = {}
+"""``simple_bind`` and ``bind``, registered by ``graphc.runtime`` when it is imported: the IR
+comes first in the way through graphc and imports nothing above it, while MXNet's API puts
+binding on the symbol."""
+
+
+def register_binders(**binders: Callable) -> None:
+    _BINDERS.update(binders)
+
+
+def _binder(name: str) -> Callable:
+    try:
+        return _BINDERS[name]
+    except KeyError:
+        raise RuntimeError(
+            f"Symbol.{name} needs graphc.runtime; import graphc (not graphc.ir alone)"
+        ) from None
 
 
 class Symbol:
@@ -186,9 +204,7 @@ class Symbol:
         ``options`` tunes code generation: ``fastmath`` (default False) and ``im2col_bytes``
         (the convolution workspace bound, default 64 MiB). ``opt_level`` 0, 1 or 2 (default
         ``GRAPHC_OPT_LEVEL``, else 2) selects the optimization passes."""
-        from graphc.runtime.bind import simple_bind
-
-        return simple_bind(
+        return _binder("simple_bind")(
             self,
             ctx,
             grad_req=grad_req,
@@ -211,9 +227,7 @@ class Symbol:
     ):
         """Bind to caller-owned arrays (read and written in place); with ``own_grads`` the
         gradients live in the executor's arena, ``args_grad`` giving their initial values."""
-        from graphc.runtime.bind import bind
-
-        return bind(
+        return _binder("bind")(
             self,
             ctx,
             args,

@@ -37,29 +37,28 @@ from dataclasses import dataclass, field
 
 from graphc.ir.graph import Graph
 from graphc.ir.node import Node, NodeOutput, freeze_attrs
-from graphc.ir.ops.fused import CONST, INPUT, MEMBER, Member
+from graphc.ir.ops.fused import ANCHOR_OPS, CONST, INPUT, MEMBER, REDUCTIONS, Member
 from graphc.ir.registry import get_op
 from graphc.ir.symbol import Symbol
 from graphc.passes.rewrite import num_outputs, with_inputs
 from graphc.passes.simplify import entry_shapes
 
-EPILOGUE_ANCHORS = frozenset(
-    {
-        "FullyConnected",
-        "Convolution",
-        "dot",
-        "batch_dot",
-        "_conv_backward_data",
-        "Pooling",
-        "_max_pool_backward",
-        "_avg_pool_backward",
-    }
-)
-"""Ops whose output 0 an elementwise group may read inside the same kernel: each writes its
-whole output in one kernel that takes no step counter."""
 
-REDUCTIONS = frozenset({"sum", "sum_to_like"})
-"""Reductions that may accumulate inside a group's loop."""
+@dataclass(frozen=True)
+class FusionCapabilities:
+    """What a target's kernels can fuse; each backend declares its own through the seam
+    (``graphc.backend``), and fusion asks this instead of assuming one target.
+
+    ``epilogue_anchors``: ops whose output 0 an elementwise group may read inside the same
+    kernel (a subset of ``ANCHOR_OPS``, the ops the fused op can anchor).
+    ``reductions``: whether ``REDUCTIONS`` may accumulate inside a group's loop."""
+
+    epilogue_anchors: frozenset[str] = ANCHOR_OPS
+    reductions: bool = True
+
+
+EVERY_FUSION = FusionCapabilities()
+"""Everything the fused op can express: the default when no target is named."""
 
 
 @dataclass
@@ -84,8 +83,10 @@ def fuse(
     symbol: Symbol,
     shapes: Mapping[str, tuple] | None = None,
     forward_outputs: int | None = None,
+    capabilities: FusionCapabilities = EVERY_FUSION,
 ) -> Symbol:
-    """Replace groups of fusible nodes by ``_fused`` nodes (see the module docstring).
+    """Replace groups of fusible nodes by ``_fused`` nodes (see the module docstring), as far
+    as the target's ``capabilities`` allow.
 
     Keeps: every output's value, shape and dtype; the fused node's ``members`` name the
     replaced nodes and their source lines. Needs ``shapes`` (groups are formed over
@@ -114,7 +115,7 @@ def fuse(
         )
         return symbol
     known = entry_shapes(symbol, shapes)
-    context = _Context(graph, known, _phases(symbol, forward_outputs))
+    context = _Context(graph, known, _phases(symbol, forward_outputs), capabilities)
     groups = [group for group in _plan_groups(context) if group.worth_fusing()]
     if not groups:
         return symbol
@@ -124,8 +125,15 @@ def fuse(
 class _Context:
     """Facts about the graph the grouping reads: positions, consumers, shapes, phases."""
 
-    def __init__(self, graph: Graph, shapes: Mapping, phases: Mapping[Node, int]) -> None:
+    def __init__(
+        self,
+        graph: Graph,
+        shapes: Mapping,
+        phases: Mapping[Node, int],
+        capabilities: FusionCapabilities,
+    ) -> None:
         self.graph = graph
+        self.capabilities = capabilities
         self.shapes = shapes
         self.phases = phases
         self.position = {node: index for index, node in enumerate(graph.nodes)}
@@ -182,7 +190,7 @@ def _plan_groups(context: _Context) -> list[Group]:
     for group in groups:
         _attach_anchor(group, context, group_of)
     for node in context.graph.nodes:
-        if node.op in REDUCTIONS and node not in group_of:
+        if context.capabilities.reductions and node.op in REDUCTIONS and node not in group_of:
             _attach_reduction(node, context, group_of)
     return groups
 
@@ -228,7 +236,7 @@ def _attach_anchor(group: Group, context: _Context, group_of: dict) -> None:
             anchor = entry.node
             if (
                 entry.index == 0
-                and anchor.op in EPILOGUE_ANCHORS
+                and anchor.op in context.capabilities.epilogue_anchors
                 and anchor not in group_of
                 and context.shape(anchor) == group.shape
                 and context.phases[anchor] == group.phase

@@ -1,15 +1,16 @@
 """The optimization pipeline: a list of passes per level, run in order.
 
-A pass is a plain function ``pass_(symbol, shapes=None, forward_outputs=None) -> Symbol``:
+A pass is a plain function ``pass_(symbol, shapes, forward_outputs, capabilities) -> Symbol``:
 it returns a new symbol over the graph's outputs (same number, same order, same values) and
 never changes its input. ``shapes`` are the input shapes the caller knows; a pass that needs
 more shapes than it can infer skips what it cannot prove. ``forward_outputs`` says that the
 first that many outputs are the forward pass (the rest gradients), for passes that keep the
-two apart.
+two apart. ``capabilities`` are what the target's kernels can fuse (declared by each
+backend through ``graphc.backend``; every fusion the IR can express when none is named).
 
-Memory planning is the last stage of ``-O2``; it works on the scheduled kernels rather than
-on the graph, so the runtime runs it at bind (``graphc.runtime.memory_plan``: in-place
-elementwise kernels and size classes at ``-O2``).
+Scheduling, liveness, in-place decisions and the memory plan come after: they work on the
+lowered kernels' needs (workspace, views, in-place capability) rather than on the graph, so
+the runtime runs them at bind (``graphc.passes.liveness`` and ``graphc.passes.memory_plan``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Callable, Mapping
 
 from graphc.ir.symbol import Symbol
 from graphc.passes.dump import pass_dumper
-from graphc.passes.fuse import fuse
+from graphc.passes.fuse import EVERY_FUSION, FusionCapabilities, fuse
 from graphc.passes.simplify import simplify
 
 Pass = Callable[..., Symbol]
@@ -41,6 +42,7 @@ def optimize(
     shapes: Mapping[str, tuple] | None = None,
     dump: Dump | None = None,
     forward_outputs: int | None = None,
+    capabilities: FusionCapabilities = EVERY_FUSION,
 ) -> Symbol:
     """The optimized graph of ``symbol``: the passes of ``level`` applied in order.
 
@@ -61,6 +63,9 @@ def optimize(
     forward_outputs : int, optional
         The first that many outputs are the forward pass; fusion then never mixes forward
         and gradient nodes in one kernel.
+    capabilities : FusionCapabilities, optional
+        What the target can fuse (``graphc.backend.target("cpu").fusion``); by default
+        every fusion the fused op can express.
 
     Returns
     -------
@@ -78,7 +83,7 @@ def optimize(
         dump = pass_dumper(os.environ.get("GRAPHC_DUMP_DIR", "graphc-dump"), shapes)
     for optimization in LEVEL_PASSES[level]:
         before = symbol
-        symbol = optimization(symbol, shapes, forward_outputs)
+        symbol = optimization(symbol, shapes, forward_outputs, capabilities)
         if dump is not None:
             dump(optimization.__name__, before, symbol)
     return symbol

@@ -9,7 +9,7 @@ are skipped.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,6 +20,9 @@ from graphc.ir.registry import EvalContext, get_op
 from graphc.ir.symbol import Symbol
 from graphc.passes.identities import first_identity
 from graphc.passes.rewrite import make_node, num_outputs, transform
+
+if TYPE_CHECKING:  # fuse imports this module
+    from graphc.passes.fuse import FusionCapabilities
 
 MAX_ROUNDS = 10
 """``simplify`` stops after this many rounds even if a rewrite still fires."""
@@ -239,9 +242,11 @@ def simplify(
     symbol: Symbol,
     shapes: Mapping[str, tuple] | None = None,
     forward_outputs: int | None = None,
+    capabilities: FusionCapabilities | None = None,
 ) -> Symbol:
     """Run every simplification until none changes the graph (at most MAX_ROUNDS rounds).
-    ``forward_outputs`` is accepted for the pipeline's uniform call and not needed here.
+    ``forward_outputs`` and ``capabilities`` are accepted for the pipeline's uniform call
+    and not needed here.
 
     Keeps: the value, shape and dtype of every output, in order; the outputs' node names
     where those nodes survive.

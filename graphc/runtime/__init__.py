@@ -1,8 +1,9 @@
-"""Run-time: contexts, the kernel cache, memory plans, and the executor."""
+"""Run-time: contexts, bind and the executor. The executor binds through the target of its
+context (``graphc.backend.target``) and imports no backend."""
 
-from graphc.cache_location import cache_dir
-from graphc.runtime import lr_scheduler, optimizer
+from graphc.ir.symbol import register_binders
 from graphc.runtime.bind import bind, simple_bind
-from graphc.runtime.cache import KernelCacheWarning
 from graphc.runtime.context import Context, cpu, gpu
 from graphc.runtime.executor import Executor
+
+register_binders(simple_bind=simple_bind, bind=bind)

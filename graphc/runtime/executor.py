@@ -2,10 +2,11 @@
 
 At bind the executor builds the training graph (the forward outputs and, when gradients
 are requested, the gradient graph from ``gc.grad``), optimizes it (``opt_level``), infers
-every shape and dtype, lowers each node to a kernel, fixes a memory plan (one arena) and
-generates one Numba function each for the forward and the backward kernels
-(``codegen_cpu.step``). ``forward`` and ``backward`` are then one compiled call each over
-the planned buffers; nothing is allocated per step.
+every shape and dtype, lowers each node to a kernel for the context's target, plans the
+buffers (``passes.liveness``, ``passes.memory_plan``), allocates one arena through the
+target and compiles one sequence each for the forward and the backward kernels
+(``codegen_cpu.sequence`` on the CPU). ``forward`` and ``backward`` are then one compiled
+call each over the planned buffers; nothing is allocated per step.
 
 The arena, one 64-byte aligned allocation, holds every intermediate (shared by lifetime),
 the outputs, the gradients when the executor owns them (``simple_bind``, and ``Model``'s
@@ -31,8 +32,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from graphc.codegen_cpu.lowering import Kernel, NodeSpec
-from graphc.codegen_cpu.step import compile_sequence
+from graphc.backend.lowering import Kernel, NodeSpec, kernel_for
+from graphc.backend.target import Target, target_for
 from graphc.ir.errors import BackendError, DTypeError, ShapeError
 from graphc.ir.grad import grad as build_gradients
 from graphc.ir.graph import Graph
@@ -40,11 +41,16 @@ from graphc.ir.infer import infer_dtypes, infer_shapes
 from graphc.ir.node import Node, NodeOutput
 from graphc.ir.registry import get_op
 from graphc.ir.symbol import Symbol, Variable
+from graphc.passes.liveness import (
+    BufferAssignment,
+    assign_buffers,
+    lifetime_requests,
+    outputs_of,
+    workspace_requests,
+)
+from graphc.passes.memory_plan import FOREVER, BufferRequest, plan_memory
 from graphc.passes.pipeline import LEVEL_PASSES, optimize
-from graphc.runtime.cache import call_repairing
 from graphc.runtime.context import Context
-from graphc.runtime.kernels import kernel_for
-from graphc.runtime.memory_plan import FOREVER, BufferRequest, plan_memory
 
 GRAD_REQS = ("write", "add", "null")
 IN_PLACE_LEVEL = 2
@@ -52,7 +58,7 @@ IN_PLACE_LEVEL = 2
 
 
 @dataclass
-class Step:
+class Launch:
     """One kernel call: the node it computes and its bound arguments."""
 
     node: Node
@@ -78,8 +84,7 @@ class Executor:
         """``own_grads``: ``grad_dict``'s arrays are only initial values; the executor keeps
         its gradients in its arena and ``grad_dict`` holds views of them (``simple_bind``).
         Without it the caller's arrays are written in place (``bind`` with ``args_grad``)."""
-        if ctx.device_type != "cpu":
-            raise BackendError(f"bind: no backend for {ctx}; graphc runs on gc.cpu() for now")
+        self.target: Target = target_for(ctx)
         self.symbol = symbol
         self.ctx = ctx
         self.arg_dict = arg_dict
@@ -88,7 +93,8 @@ class Executor:
         self.aux_dict = aux_dict
         self.options = dict(options or {})
         self.opt_level = resolve_opt_level(opt_level)
-        self._train_step = 0
+        self.dropout_counter = 0
+        """Training forwards so far: the counter Dropout draws its masks from."""
         self._owns_grads = own_grads
         self._reserved: dict[tuple, tuple[tuple, np.dtype]] = {}
         self._persistent: dict[tuple, np.ndarray] = {}
@@ -112,7 +118,11 @@ class Executor:
         training = Symbol(list(symbol.entries) + list(self._grad_entries.values()))
         shapes = {name: array.shape for name, array in values.items()}
         training = optimize(
-            training, level=self.opt_level, shapes=shapes, forward_outputs=len(symbol.entries)
+            training,
+            level=self.opt_level,
+            shapes=shapes,
+            forward_outputs=len(symbol.entries),
+            capabilities=self.target.fusion,
         )
         entries = list(training.entries)
         self._output_entries = entries[: len(symbol.entries)]
@@ -174,103 +184,106 @@ class Executor:
             out_dtypes=tuple(self._dtypes[e] for e in outputs),
             options=self.options,
         )
-        return kernel_for(spec)
+        return kernel_for(spec, self.target.name)
 
     def _bind_buffers(self, values: dict[str, np.ndarray]) -> None:
-        """Plan and allocate every intermediate, then bind each step's arguments."""
-        storage: dict[NodeOutput, NodeOutput] = {}  # entry -> the entry whose memory it uses
-        inputs_of: dict[NodeOutput, int] = {}  # entry -> the input whose buffer it takes
-        last_use: dict[NodeOutput, int] = {}
-        first_def: dict[NodeOutput, int] = {}
-        last_read = self._last_reads()
-        kept = set(self._output_entries) | set(self._grad_entries.values())
-        for position, (node, kernel) in enumerate(zip(self.schedule, self._kernels)):
-            for entry in node.inputs:
-                root = storage.get(entry, entry)
-                last_use[root] = position
-            taken: set[NodeOutput] = set()
-            for index in range(get_op(node.op).num_outputs(node.attrs)):
-                entry = NodeOutput(node, index)
-                if kernel.view_of is not None:
-                    storage[entry] = storage.get(
-                        node.inputs[kernel.view_of], node.inputs[kernel.view_of]
-                    )
-                    continue
-                donor = self._in_place_donor(
-                    node, kernel, entry, position, storage, first_def, last_read, kept, taken
-                )
-                if donor is None:
-                    first_def[entry] = position
-                else:
-                    root = storage.get(node.inputs[donor], node.inputs[donor])
-                    storage[entry] = root
-                    inputs_of[entry] = donor
-                    taken.add(root)
-        self._in_place = inputs_of
-        self._direct_grads = self._direct_gradient_entries(first_def)
-        for entry in self._direct_grads.values():
-            del first_def[entry]
-        end = len(self.schedule)
-        for entry in list(self._output_entries) + list(self._grad_entries.values()):
-            last_use[storage.get(entry, entry)] = FOREVER if entry in self._output_entries else end
-        requests = [
-            BufferRequest(
-                entry,
-                _nbytes(self._shapes[entry], self._dtypes[entry]),
-                first,
-                max(first, last_use.get(entry, first)),
-            )
-            for entry, first in first_def.items()
-        ]
-        workspace_requests = []
-        for position, kernel in enumerate(self._kernels):
-            for slot, (shape, dtype) in enumerate(kernel.workspace):
-                workspace_requests.append(
-                    BufferRequest(("ws", position, slot), _nbytes(shape, dtype), position, position)
-                )
+        """Plan the arena (liveness and in-place decisions are the passes'), allocate it
+        through the target, then bind each launch's arguments."""
+        assignment = assign_buffers(
+            self.schedule,
+            views={
+                node: kernel.view_of
+                for node, kernel in zip(self.schedule, self._kernels)
+                if kernel.view_of is not None
+            },
+            elementwise={
+                node for node, kernel in zip(self.schedule, self._kernels) if kernel.elementwise
+            },
+            shapes=self._shapes,
+            dtypes=self._dtypes,
+            kept=set(self._output_entries) | set(self._grad_entries.values()),
+            in_place=self.opt_level >= IN_PLACE_LEVEL,
+        )
+        self._direct_grads = self._direct_gradient_entries(assignment.first_def)
+        direct = set(self._direct_grads.values())
+        owned = [entry for entry in assignment.first_def if entry not in direct]
+        requests = lifetime_requests(
+            assignment,
+            owned,
+            outputs=self._output_entries,
+            gradients=list(self._grad_entries.values()),
+            end=len(self.schedule),
+            nbytes={entry: _nbytes(self._shapes[entry], self._dtypes[entry]) for entry in owned},
+        )
+        workspace = workspace_requests(
+            [[_nbytes(shape, dtype) for shape, dtype in k.workspace] for k in self._kernels]
+        )
         self.memory_plan = plan_memory(
-            requests + workspace_requests + self._persistent_requests(),
+            requests + workspace + self._persistent_requests(),
             optimized=self.opt_level >= IN_PLACE_LEVEL,
         )
-        self._arena = self.memory_plan.allocate()
+        self._arena = self._allocate_arena(self.memory_plan.arena_bytes)
         self._place_persistent()
+        self._bind_launches(values, assignment, owned)
 
+    def _allocate_arena(self, nbytes: int):
+        try:
+            return self.target.allocate_arena(nbytes)
+        except MemoryError:
+            sizes = sorted(self.memory_plan.sizes.items(), key=lambda item: -item[1])[:5]
+            largest = ", ".join(f"{_buffer_label(key)} {size:,} bytes" for key, size in sizes)
+            raise MemoryError(
+                f"bind: the {self.target.name} arena of graph {self.symbol.list_outputs()} needs "
+                f"{nbytes:,} bytes ({nbytes / 2**30:.2f} GiB), which cannot be allocated; "
+                f"largest buffers: {largest}"
+            ) from None
+
+    def _bind_launches(
+        self, values: dict, assignment: BufferAssignment, owned: list[NodeOutput]
+    ) -> None:
         arrays: dict[NodeOutput, np.ndarray] = {}
         for node in self.graph.variables:
             arrays[NodeOutput(node, 0)] = values[node.name]
-        for entry in first_def:
+        for entry in owned:
             arrays[entry] = self._block_view(entry, self._shapes[entry], self._dtypes[entry])
         for name, entry in self._direct_grads.items():
             arrays[entry] = self.grad_dict[name]
-        steps = []
+        launches = []
         for position, (node, kernel) in enumerate(zip(self.schedule, self._kernels)):
-            count = get_op(node.op).num_outputs(node.attrs)
+            entries = outputs_of(node)
             if kernel.view_of is not None:
                 source = arrays[node.inputs[kernel.view_of]]
-                arrays[NodeOutput(node, 0)] = source.reshape(self._shapes[NodeOutput(node, 0)])
+                arrays[entries[0]] = source.reshape(self._shapes[entries[0]])
                 continue
-            for index in range(count):
-                donor = self._in_place.get(NodeOutput(node, index))
+            for entry in entries:
+                donor = assignment.in_place.get(entry)
                 if donor is not None:
-                    arrays[NodeOutput(node, index)] = arrays[node.inputs[donor]]
+                    arrays[entry] = arrays[node.inputs[donor]]
             inputs = tuple(arrays[e] for e in node.inputs)
-            outputs = tuple(arrays[NodeOutput(node, i)] for i in range(count))
+            outputs = tuple(arrays[entry] for entry in entries)
             workspace = tuple(
                 self._block_view(("ws", position, slot), shape, dtype)
                 for slot, (shape, dtype) in enumerate(kernel.workspace)
             )
-            steps.append(
-                (position, Step(node, kernel, kernel.arguments(inputs, outputs, workspace)))
-            )
-        self._forward_steps = [step for position, step in steps if position < self._forward_count]
-        self._backward_steps = [step for position, step in steps if position >= self._forward_count]
+            launch = Launch(node, kernel, kernel.arguments(inputs, outputs, workspace))
+            launches.append((position, launch))
+        self._in_place = assignment.in_place
+        self._forward_launches = [
+            launch for position, launch in launches if position < self._forward_count
+        ]
+        self._backward_launches = [
+            launch for position, launch in launches if position >= self._forward_count
+        ]
         self.outputs = [arrays[entry] for entry in self._output_entries]
         self._grad_sources = {
             name: arrays[entry]
             for name, entry in self._grad_entries.items()
             if name not in self._direct_grads
         }
-        self._compile_runs()
+        self._forward_run = CompiledSequence(self.target, self._forward_launches)
+        self._backward_run = CompiledSequence(
+            self.target, self._backward_launches, prelude=tuple(self._forward_launches)
+        )
 
     def _persistent_requests(self) -> list[BufferRequest]:
         """Buffers alive for the executor's whole life: the gradients it owns and what
@@ -354,49 +367,6 @@ class Executor:
                 direct[name] = entry
         return direct
 
-    def _compile_runs(self) -> None:
-        """One generated Numba function each for the forward and the backward kernels."""
-        self._forward_run = _Run(self._forward_steps)
-        self._backward_run = _Run(self._backward_steps)
-
-    def _last_reads(self) -> dict[NodeOutput, int]:
-        """The last schedule position that reads each entry."""
-        last: dict[NodeOutput, int] = {}
-        for position, node in enumerate(self.schedule):
-            for entry in node.inputs:
-                last[entry] = position
-        return last
-
-    def _in_place_donor(
-        self, node, kernel, entry, position, storage, first_def, last_read, kept, taken
-    ) -> int | None:
-        """The input whose buffer output ``entry`` may take (in-place execution), or None.
-
-        Only at -O2, only for elementwise kernels, and only an intermediate buffer of the
-        same shape and dtype that nothing reads after this step (no alias of it either),
-        that is no output or gradient of the graph, and that no other output of this step
-        took."""
-        if self.opt_level < IN_PLACE_LEVEL or not kernel.elementwise:
-            return None
-        aliases: dict[NodeOutput, list[NodeOutput]] = {}
-        for alias, root in storage.items():
-            aliases.setdefault(root, []).append(alias)
-        for donor, source in enumerate(node.inputs):
-            root = storage.get(source, source)
-            if root not in first_def or root in taken:
-                continue
-            if self._shapes[source] != self._shapes[entry]:
-                continue
-            if self._dtypes[source] != self._dtypes[entry]:
-                continue
-            family = [root, *aliases.get(root, [])]
-            if any(member in kept for member in family):
-                continue
-            if any(last_read.get(member, -1) > position for member in family):
-                continue
-            return donor
-        return None
-
     def _block_view(self, key, shape, dtype) -> np.ndarray:
         return self.memory_plan.view(self._arena, key, shape, dtype)
 
@@ -408,11 +378,11 @@ class Executor:
         Inputs must have exactly the bound shape and dtype: nothing is broadcast or cast."""
         for name, value in inputs.items():
             self._assign_input(name, value)
-        step_value = self._train_step if is_train else -1
-        self._forward_run(step_value)
-        self._last_forward_step = step_value
+        counter = self.dropout_counter if is_train else -1
+        self._forward_run(counter, is_train)
+        self._last_forward = (counter, is_train)
         if is_train:
-            self._train_step += 1
+            self.dropout_counter += 1
         return self.outputs
 
     def backward(self, out_grads=None) -> None:
@@ -425,8 +395,8 @@ class Executor:
                 "backward: this executor was bound with grad_req='null' for every argument"
             )
         self._set_head_gradients(out_grads)
-        step_value = getattr(self, "_last_forward_step", -1)
-        self._backward_run(step_value)
+        counter, training = getattr(self, "_last_forward", (-1, False))
+        self._backward_run(counter, training)
         for name, source in self._grad_sources.items():
             target = self.grad_dict[name]
             if self.grad_req[name] == "add":
@@ -474,6 +444,13 @@ class Executor:
                     f" given {value.shape} {value.dtype}"
                 )
             np.copyto(target, value)
+
+    def gradient_buffer(self, name: str) -> np.ndarray:
+        """Where the backward kernels leave the gradient of argument ``name``: the
+        ``grad_dict`` array itself when written directly, else the planned buffer that
+        ``backward`` copies (or adds) from."""
+        source = self._grad_sources.get(name)
+        return self.grad_dict[name] if source is None else source
 
     # -- MXNet's conveniences ----------------------------------------------------------------
 
@@ -567,19 +544,19 @@ class Executor:
         """Median milliseconds of every kernel of a forward and backward pass, each named
         by the user's nodes it computes (a fused kernel lists all of them), slowest first.
 
-        Kernels run one by one from Python here, so the figures leave out the step
-        function's savings; they say where the time goes, not what a step costs."""
-        step_value = self._train_step if is_train else -1
-        steps = self._forward_steps + (self._backward_steps if self._grad_entries else [])
-        times: dict[int, list[float]] = {index: [] for index in range(len(steps))}
+        Kernels run one by one from Python here, so the figures leave out the compiled
+        sequence's savings; they say where the time goes, not what a step costs."""
+        counter = self.dropout_counter if is_train else -1
+        launches = self._forward_launches + (self._backward_launches if self._grad_entries else [])
+        times: dict[int, list[float]] = {index: [] for index in range(len(launches))}
         for _ in range(max(1, repeats)):
-            for index, step in enumerate(steps):
+            for index, launch in enumerate(launches):
                 start = time.perf_counter()
-                _call(step, step_value)
+                _call(self.target, launch, counter, is_train)
                 times[index].append(time.perf_counter() - start)
         rows = [
-            (provenance(step.node), float(np.median(times[index])) * 1e3)
-            for index, step in enumerate(steps)
+            (provenance(launch.node), float(np.median(times[index])) * 1e3)
+            for index, launch in enumerate(launches)
         ]
         return sorted(rows, key=lambda row: -row[1])
 
@@ -590,9 +567,9 @@ class Executor:
         return {
             "opt_level": self.opt_level,
             "nodes": len(self.schedule),
-            "kernels_per_step": len(self._forward_steps) + len(self._backward_steps),
-            "forward_kernels": len(self._forward_steps),
-            "backward_kernels": len(self._backward_steps),
+            "kernels_per_step": len(self._forward_launches) + len(self._backward_launches),
+            "forward_kernels": len(self._forward_launches),
+            "backward_kernels": len(self._backward_launches),
             "planned_peak_bytes": self.memory_plan.planned_peak_bytes,
             "persistent_bytes": sum(
                 size
@@ -645,36 +622,47 @@ def resolve_opt_level(opt_level: int | None) -> int:
     return opt_level
 
 
-class _Run:
-    """Kernels called in order by one generated Numba function (``codegen_cpu.step``).
+class CompiledSequence:
+    """A phase's launches called in order by one compiled function from the target
+    (``codegen_cpu.sequence`` on the CPU).
 
-    Should a kernel raise, the steps run again one by one from Python so that the error
-    carries a note naming the user's nodes of the kernel that failed (kernels only read
-    their inputs and overwrite their outputs, so running them again is harmless)."""
+    Should a kernel raise, the launches run again one by one from Python so that the error
+    carries a note naming the user's nodes of the kernel that failed. That re-run first
+    runs ``prelude`` (the forward launches, for the backward phase): a backward kernel may
+    have run in place over a forward buffer it was the last to read, so re-running the
+    backward alone would read its own output. Kernels only read their inputs and
+    overwrite their outputs, and the arguments are never written in place, so the forward
+    re-run recomputes every buffer the backward reads; outputs and gradients are left as
+    the re-run leaves them (undefined after a failure, as after any failed pass)."""
 
-    def __init__(self, steps: list[Step]) -> None:
-        self.steps = steps
-        comments = [provenance(step.node) for step in steps]
-        self.fn, self.source = compile_sequence([step.kernel for step in steps], comments)
-        self.arguments = tuple(step.args for step in steps)
+    def __init__(self, target: Target, launches: list[Launch], prelude: tuple = ()) -> None:
+        self.target = target
+        self.launches = launches
+        self.prelude = prelude
+        comments = [provenance(launch.node) for launch in launches]
+        kernels = [launch.kernel for launch in launches]
+        self.fn, self.source = target.compile_sequence(kernels, comments)
+        self.arguments = tuple(launch.args for launch in launches)
 
-    def __call__(self, step_value: int) -> None:
+    def __call__(self, counter: int, training: bool) -> None:
         try:
-            call_repairing(self.fn, self.arguments, step_value)
+            self.target.call(self.fn, self.arguments, counter, training)
         except Exception:
-            for step in self.steps:
-                _call(step, step_value)
+            for launch in self.prelude:
+                _call(self.target, launch, counter, training)
+            for launch in self.launches:
+                _call(self.target, launch, counter, training)
             raise
 
 
-def _call(step: Step, step_value: int) -> None:
+def _call(target: Target, launch: Launch, counter: int, training: bool) -> None:
     try:
-        if step.kernel.needs_step:
-            call_repairing(step.kernel.fn, *step.args, step_value)
+        if launch.kernel.needs_counter:
+            target.call(launch.kernel.fn, *launch.args, counter, training)
         else:
-            call_repairing(step.kernel.fn, *step.args)
+            target.call(launch.kernel.fn, *launch.args)
     except Exception as exc:
-        exc.add_note(f"in the kernel of {provenance(step.node)}")
+        exc.add_note(f"in the kernel of {provenance(launch.node)}")
         raise
 
 
@@ -689,6 +677,17 @@ def provenance(node: Node) -> str:
         f"{member.name} ({member.op}) at {member.source}" for member in node.attrs["members"]
     )
     return f"{node.name}: {members}"
+
+
+def _buffer_label(key) -> str:
+    """A memory-plan key as a user reads it: the node's output, a gradient, a workspace."""
+    if isinstance(key, NodeOutput):
+        return f"{key.node.name} ({key.node.op}) output {key.index}"
+    if isinstance(key, tuple) and key and key[0] == "grad":
+        return f"gradient of {key[1]}"
+    if isinstance(key, tuple) and key and key[0] == "ws":
+        return f"workspace of kernel {key[1]}"
+    return repr(key)
 
 
 def _nbytes(shape, dtype) -> int:

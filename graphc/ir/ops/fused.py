@@ -25,6 +25,25 @@ from graphc.ir.registry import Attr, EvalContext, OpDef, get_op, register, same_
 INPUT, MEMBER, CONST = "input", "member", "const"
 """Operand kinds: an input of the fused node, an earlier member's output 0, a constant."""
 
+ANCHOR_OPS = frozenset(
+    {
+        "FullyConnected",
+        "Convolution",
+        "dot",
+        "batch_dot",
+        "_conv_backward_data",
+        "Pooling",
+        "_max_pool_backward",
+        "_avg_pool_backward",
+    }
+)
+"""Ops that may lead a fused node as its anchor (member 0, whose output 0 the elementwise
+members read): each writes its whole output at once and takes no Dropout counter. A target
+declares which of them its kernels can anchor (``passes.fuse.FusionCapabilities``)."""
+
+REDUCTIONS = frozenset({"sum", "sum_to_like"})
+"""Reductions that may be members of a fused node, accumulating inside its loop."""
+
 
 @dataclass(frozen=True)
 class Member:

@@ -1,0 +1,210 @@
+"""The loops over batches behind ``Model.fit``, ``Model.score`` and ``Model.predict``.
+
+One training step, in order: copy the batch into the executor's bound arrays, set the
+state inputs (zeros, or the last batch's state outputs: ``graphc.training.states``),
+``forward(is_train=True)``, keep the state outputs, the batch loss (``graphc.training.heads``)
+and its finiteness, the metric (every output but the states), ``backward()`` (no gradient
+from the state outputs), the finiteness of every gradient, ``optimizer.update``. A
+non-finite loss or gradient raises :class:`TrainingDivergedError` before the update, so the
+parameters stay those of the last good step.
+
+>>> import numpy as np, graphc as gc
+>>> from graphc.training.binding import ModelBindings
+>>> bindings = ModelBindings(gc.models.linreg(), gc.cpu(), ("data",), ("lro_label",))
+>>> pairs = gc.io.NDArrayIter(np.eye(2, dtype=np.float32), np.array([1.0, 3.0]),
+...                           batch_size=2, label_name="lro_label")
+>>> executor = bindings.executor(bindings.input_shapes(pairs, "score"), for_training=False)
+>>> evaluate(bindings, executor, pairs, gc.metric.create("mae"))
+([('mae', 2.0)], 2.5)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+import numpy as np
+
+from graphc.ir.errors import GraphcError
+from graphc.runtime.executor import Executor
+from graphc.training import metric as metrics
+from graphc.training.binding import ModelBindings, batch_size_of, iterator_names
+from graphc.training.heads import batch_loss, loss_heads, valid_rows
+from graphc.training.optimizer import Optimizer
+from graphc.training.progress import TrainingDisplay
+from graphc.training.states import CarriedStates, state_output_positions
+
+
+class TrainingDivergedError(GraphcError, FloatingPointError):
+    """The training loss or a gradient became NaN or infinite; raised before that batch's
+    update.
+
+    Attributes: ``epoch`` and ``nbatch`` (both counted from 0, as callbacks count them) and
+    ``loss`` (None when no loss head has its label)."""
+
+    def __init__(self, message: str, epoch: int, nbatch: int, loss: float | None) -> None:
+        super().__init__(message)
+        self.epoch = epoch
+        self.nbatch = nbatch
+        self.loss = loss
+
+
+class BatchEndParam(NamedTuple):
+    """What ``batch_end_callback`` receives, as MXNet's (``loss`` in place of ``locals``)."""
+
+    epoch: int
+    nbatch: int
+    eval_metric: metrics.EvalMetric
+    loss: float | None
+
+
+def train_epoch(
+    bindings: ModelBindings,
+    executor: Executor,
+    optimizer: Optimizer,
+    opt_states: dict[str, tuple],
+    train_data,
+    metric: metrics.EvalMetric,
+    display: TrainingDisplay,
+    callbacks: Sequence[Callable],
+    epoch: int,
+) -> tuple[float | None, int]:
+    """One pass over ``train_data``; returns the mean loss per sample and the samples seen
+    (padding left out)."""
+    heads = loss_heads(bindings.symbol)
+    metric.reset()
+    batch_size = batch_size_of(train_data)
+    data_names, label_names = iterator_names(train_data)
+    states = CarriedStates(executor, bindings.state_names)
+    loss_sum, loss_samples, samples = 0.0, 0, 0
+    for nbatch, batch in enumerate(train_data):
+        bindings.copy_batch(executor, batch, data_names, label_names)
+        states.before_forward(train_data)
+        executor.forward(is_train=True)
+        states.after_forward()
+        loss = batch_loss(heads, executor.outputs, executor.arg_dict, batch_size, batch.pad)
+        if loss is not None and not math.isfinite(loss):
+            raise diverged(bindings, executor, epoch, nbatch, loss)
+        update_metric(bindings, executor, metric, batch_size, batch.pad)
+        executor.backward(states.out_grads)
+        # A NaN that the forward hides (the ReLU kernel maps it to 0) still reaches the
+        # gradients; np.sum propagates it and allocates nothing.
+        bad_grads = [
+            name
+            for name in bindings.param_names
+            if not math.isfinite(float(np.sum(executor.grad_dict[name])))
+        ]
+        if bad_grads:
+            raise diverged(bindings, executor, epoch, nbatch, loss, bad_grads)
+        optimizer.update(executor.arg_dict, executor.grad_dict, opt_states)
+        real = batch_size - batch.pad
+        samples += real
+        if loss is not None:
+            loss_sum += loss * real
+            loss_samples += real
+        mean_loss = loss_sum / loss_samples if loss_samples else None
+        display.batch(nbatch + 1, samples, metric.get_name_value(), mean_loss)
+        for callback in callbacks:
+            callback(BatchEndParam(epoch, nbatch, metric, loss))
+    return (loss_sum / loss_samples if loss_samples else None), samples
+
+
+def diverged(
+    bindings: ModelBindings,
+    executor: Executor,
+    epoch: int,
+    nbatch: int,
+    loss: float | None,
+    bad_grads: Sequence[str] = (),
+) -> TrainingDivergedError:
+    """The error for a non-finite loss or, with ``bad_grads``, non-finite gradients; it
+    says whether the batch's inputs were finite, which tells bad data from divergence."""
+    inputs = bindings.data_names + bindings.label_names
+    bad = sum(int(np.count_nonzero(~np.isfinite(executor.arg_dict[name]))) for name in inputs)
+    what = f"the loss is {loss}"
+    if bad_grads:
+        what = f"the gradient of {', '.join(bad_grads)} is not finite (the loss is {loss})"
+    cause = (
+        f"the batch holds {bad} non-finite input values"
+        if bad
+        else "the batch's inputs are finite, so the parameters diverged: lower the learning "
+        "rate or clip the gradient (clip_gradient in optimizer_params)"
+    )
+    return TrainingDivergedError(
+        f"fit: training diverged at epoch {epoch}, batch {nbatch} (both counted from 0): "
+        f"{what}; training stopped before that batch's update. {cause}",
+        epoch,
+        nbatch,
+        loss,
+    )
+
+
+def evaluate(
+    bindings: ModelBindings, executor: Executor, eval_data, metric: metrics.EvalMetric
+) -> tuple[list[tuple[str, float]], float | None]:
+    """The metric's name-values over ``eval_data`` (from where it stands) and the mean loss
+    per sample (None when no loss head has its label); padding rows left out."""
+    heads = loss_heads(bindings.symbol)
+    metric.reset()
+    batch_size = batch_size_of(eval_data)
+    data_names, label_names = iterator_names(eval_data)
+    states = CarriedStates(executor, bindings.state_names)
+    loss_sum, loss_samples = 0.0, 0
+    for batch in eval_data:
+        bindings.copy_batch(executor, batch, data_names, label_names)
+        states.before_forward(eval_data)
+        executor.forward(is_train=False)
+        states.after_forward()
+        update_metric(bindings, executor, metric, batch_size, batch.pad)
+        loss = batch_loss(heads, executor.outputs, executor.arg_dict, batch_size, batch.pad)
+        if loss is not None:
+            loss_sum += loss * (batch_size - batch.pad)
+            loss_samples += batch_size - batch.pad
+    return metric.get_name_value(), (loss_sum / loss_samples if loss_samples else None)
+
+
+def predict_outputs(bindings: ModelBindings, executor: Executor, data_iter) -> list[np.ndarray]:
+    """Every output for every sample of ``data_iter`` (from where it stands), concatenated
+    over the batches with the padding rows left out."""
+    rows_per_batch = batch_size_of(data_iter)
+    data_names, _ = iterator_names(data_iter)
+    parts: list[list[np.ndarray]] = [[] for _ in executor.outputs]
+    states = CarriedStates(executor, bindings.state_names)
+    for batch in data_iter:
+        bindings.copy_batch(executor, batch, data_names, [])
+        states.before_forward(data_iter)
+        executor.forward(is_train=False)
+        states.after_forward()
+        for collected, output in zip(parts, executor.outputs):
+            rows = valid_rows(output.shape[0], rows_per_batch, batch.pad)
+            collected.append(np.array(output[slice(rows)]))
+    if not parts[0]:
+        raise ValueError("predict: the iterator gave no batch (reset it, or pass reset=True)")
+    return [np.concatenate(collected) for collected in parts]
+
+
+def update_metric(
+    bindings: ModelBindings,
+    executor: Executor,
+    metric: metrics.EvalMetric,
+    batch_size: int,
+    pad: int,
+) -> None:
+    """Add the batch the executor last ran to ``metric``: every output but the state
+    outputs, against the labels in order."""
+    skipped = state_output_positions(bindings.symbol, bindings.state_names)
+    preds = [output for index, output in enumerate(executor.outputs) if index not in skipped]
+    labels = [executor.arg_dict[name] for name in bindings.label_names]
+    metric.update(labels, preds, valid_rows(preds[0].shape[0], batch_size, pad))
+
+
+def as_callbacks(callbacks) -> list[Callable]:
+    """A callback or a list of them (MXNet accepts both) as a list.
+
+    >>> as_callbacks(None), len(as_callbacks(print)), len(as_callbacks([print, print]))
+    ([], 1, 2)
+    """
+    if callbacks is None:
+        return []
+    return list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks]

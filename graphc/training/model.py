@@ -1,0 +1,687 @@
+"""``Model``: train, evaluate, predict with and checkpoint a symbol, as MXNet's ``Module.fit``.
+
+``fit`` binds one executor for the training iterator's batch shape, with a gradient for
+every parameter and none for data and labels, and then runs for each batch: copy the batch
+into the bound arrays, ``forward(is_train=True)``, check the loss is finite, update the
+metric, ``backward()``, check the gradients are finite, ``optimizer.update``
+(``graphc.training.fit_loop``). The batch is copied into arrays bound once, not allocated. Evaluation and prediction bind forward-only executors for their own batch shapes that
+share the parameter arrays (or reuse the training executor when the shapes are the same).
+
+The default ``rescale_grad`` and the training loss follow the loss heads: see
+``graphc.training.heads``. Checkpoints: see ``graphc.training.checkpoint``; what ``fit`` shows:
+see ``graphc.training.progress``. A recurrent state carried across batches (truncated BPTT): see
+``state_names`` and ``graphc.training.states``.
+
+>>> import numpy as np, graphc as gc
+>>> x = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)
+>>> y = (x @ np.array([1.0, -2.0, 0.5], np.float32)).reshape(64, 1)
+>>> train = gc.io.NDArrayIter(x, y, batch_size=16, label_name="lro_label")
+>>> model = Model(gc.models.linreg(), label_names=("lro_label",))
+>>> history = model.fit(train, eval_metric="mse", optimizer_params={"learning_rate": 0.1},
+...                     num_epoch=20, verbose=False)
+>>> bool(history["train_mse"][-1] < 1e-3), model.predict(x[:5]).shape
+(True, (5, 1))
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from graphc.data.io import NDArrayIter
+from graphc.ir.symbol import Symbol
+from graphc.runtime.context import Context, cpu
+from graphc.training import metric as metrics
+from graphc.training.binding import ModelBindings, batch_size_of, num_batches_of
+from graphc.training.checkpoint import (
+    CheckpointError,
+    CheckpointState,
+    iterator_state,
+    load_checkpoint_files,
+    params_path,
+    restore_iterator_state,
+    save_checkpoint_files,
+)
+from graphc.training.compiled_fit import (
+    CompiledEpochs,
+    EpochResults,
+    compiled_trainer,
+    epochs_per_call,
+    metric_value,
+    set_metric,
+    take_epochs,
+)
+from graphc.training.fit_loop import (
+    BatchEndParam,
+    TrainingDivergedError,
+    as_callbacks,
+    evaluate,
+    predict_outputs,
+    train_epoch,
+)
+from graphc.training.heads import loss_heads
+from graphc.training.initializer import Xavier, initialize
+from graphc.training.optimizer import Optimizer
+from graphc.training.optimizer_state import (
+    DEFAULT_OPTIMIZER_PARAMS,
+    carry_over,
+    make_optimizer,
+    placed_states,
+    snapshot,
+)
+from graphc.training.progress import TrainingDisplay
+
+__all__ = ["BatchEndParam", "Model", "TrainingDivergedError"]
+
+DEFAULT_PREDICT_BATCH = 128
+
+
+class Model:
+    """A symbol with its parameters, trained by :meth:`fit`.
+
+    Parameters
+    ----------
+    symbol : Symbol
+        Every output must be a loss head to ``fit`` (``SoftmaxOutput``, ...), or an output
+        named in ``state_names``.
+    ctx : Context
+        ``gc.cpu()``.
+    data_names, label_names : sequence of str
+        Arguments fed from the iterators' ``provide_data`` and ``provide_label``; every
+        other argument is a parameter. ``models.linreg`` names its label ``lro_label``.
+    opt_level : int, optional
+        The executors' optimization level (see ``simple_bind``).
+    state_names : mapping of str to str, optional
+        Recurrent state carried across batches: each key is an input of ``symbol`` and its
+        value the output (named as in ``symbol.list_outputs()``) whose value after a batch
+        becomes that input for the next batch, when the iterator's ``is_continuation`` says
+        the batch continues the last one; otherwise, and at the start of every epoch,
+        ``score`` and ``predict``, the input is zero. An iterator without
+        ``is_continuation`` (``NDArrayIter``) starts every batch from zero. State inputs are
+        not parameters (no initializer, no gradient, not in ``param_names``, not in
+        checkpoints: they start from zero at every epoch anyway) and state outputs send no
+        gradient back. For ``models.charlm(stateful=True)``:
+        ``models.CHARLM_STATE_NAMES``. See ``graphc.training.states``.
+
+    Attributes
+    ----------
+    history : dict of lists
+        One entry per epoch trained: ``epoch`` (epochs completed, the number a checkpoint
+        of it carries), ``train_loss``, ``train_<metric>``, ``val_loss`` and ``val_<metric>``
+        with ``eval_data``, and ``time`` (training seconds). NaN where a value is missing.
+
+    Notes
+    -----
+    Recurrent state: the default ``models.charlm`` has no state inputs, so every
+    ``BPTTIter`` window starts from a zero LSTM state. ``models.charlm(stateful=True)``
+    with ``state_names=models.CHARLM_STATE_NAMES`` carries the final state of each row into
+    the next window (truncated BPTT): gradients flow through ``seq_len`` steps, the state
+    through the whole epoch.
+
+    >>> import graphc as gc
+    >>> Model(gc.models.mlp()).param_names
+    ['fc1_weight', 'fc1_bias', 'fc2_weight', 'fc2_bias']
+    """
+
+    def __init__(
+        self,
+        symbol: Symbol,
+        ctx: Context | None = None,
+        data_names: Sequence[str] = ("data",),
+        label_names: Sequence[str] | None = ("softmax_label",),
+        opt_level: int | None = None,
+        state_names: Mapping[str, str] | None = None,
+    ) -> None:
+        self.symbol = symbol
+        self.ctx = ctx or cpu()
+        self.data_names = tuple(data_names)
+        self.label_names = tuple(label_names or ())
+        self.opt_level = opt_level
+        self.bindings = ModelBindings(
+            symbol, self.ctx, self.data_names, self.label_names, opt_level, state_names
+        )
+        self.history: dict[str, list] = {"epoch": [], "time": [], "train_loss": []}
+        self._initialized = False
+        self._optimizer: Optimizer | None = None
+        self.fit_path: str | None = None  # "compiled" or "step by step: <why>", after fit
+        self._trainer = None  # the compiled training loop of the last fit, if it ran one
+        self._opt_states: dict[str, tuple] = {}
+        self._data_state: dict | None = None
+        # Set by Model.load, used by the next fit.
+        self._loaded_optimizer: tuple[dict, dict] | None = None
+        self._loaded_data_state: tuple[int, dict] | None = None
+        self._loaded_train_step: int | None = None
+
+    # -- parameters --------------------------------------------------------------------------
+
+    @property
+    def param_names(self) -> list[str]:
+        """The arguments that are neither data, labels nor state inputs."""
+        return self.bindings.param_names
+
+    @property
+    def state_names(self) -> dict[str, str]:
+        """State input to the output that feeds it (empty for a model without state)."""
+        return self.bindings.state_names
+
+    @property
+    def arg_params(self) -> dict[str, np.ndarray] | None:
+        """The live parameter arrays every executor reads (None before the first bind)."""
+        return self.bindings.arg_params
+
+    @property
+    def aux_params(self) -> dict[str, np.ndarray]:
+        return self.bindings.aux_params
+
+    @property
+    def optimizer(self) -> Optimizer | None:
+        """The optimizer of the last ``fit`` (its ``rescale_grad``, ``num_update``, ...)."""
+        return self._optimizer
+
+    def stats(self) -> dict[str, int]:
+        """The training executor's ``stats()`` (nodes, kernels, planned memory) with the
+        optimizer's update: ``update_kernels`` (one fused kernel per parameter) counted in
+        ``kernels_per_step``. Needs a ``fit`` first."""
+        executor = self.bindings.train_executor
+        if executor is None:
+            raise ValueError("stats: the model has not been bound for training; call fit first")
+        stats = dict(executor.stats())
+        stats["update_kernels"] = len(self.param_names)
+        stats["kernels_per_step"] += stats["update_kernels"]
+        return stats
+
+    def get_params(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Copies of the parameters and auxiliary states, as MXNet's ``get_params``."""
+        self._require_params("get_params")
+        return (
+            {name: array.copy() for name, array in self.arg_params.items()},
+            {name: array.copy() for name, array in self.aux_params.items()},
+        )
+
+    def set_params(
+        self, arg_params: Mapping[str, np.ndarray], aux_params: Mapping | None = None
+    ) -> None:
+        """Set every parameter (and auxiliary state); ``fit`` then does not initialize."""
+        self.bindings.set(arg_params, aux_params)
+        self._initialized = True
+
+    def _require_params(self, what: str) -> None:
+        if not self._initialized:
+            raise ValueError(
+                f"{what}: the model has no parameters yet; fit it, load a checkpoint "
+                "(Model.load) or call set_params"
+            )
+
+    # -- training ----------------------------------------------------------------------------
+
+    def fit(
+        self,
+        train_data,
+        eval_data=None,
+        eval_metric: Any = "acc",
+        optimizer: str | Optimizer = "sgd",
+        optimizer_params: Mapping | Sequence = DEFAULT_OPTIMIZER_PARAMS,
+        initializer=None,
+        num_epoch: int = 1,
+        begin_epoch: int = 0,
+        batch_end_callback: Callable | Sequence[Callable] | None = None,
+        epoch_end_callback: Callable | Sequence[Callable] | None = None,
+        seed: int = 0,
+        quiet: bool | None = None,
+        log_every: int | None = None,
+        verbose: bool = True,
+    ) -> dict[str, list]:
+        """Train for epochs ``begin_epoch`` to ``num_epoch - 1`` and return :attr:`history`.
+
+        Parameters
+        ----------
+        train_data, eval_data : data iterator
+            ``NDArrayIter`` or ``BPTTIter`` (anything with ``provide_data``,
+            ``provide_label``, iteration and ``reset``). Training starts from the
+            iterator's current position and resets it after every epoch.
+        eval_metric : str, EvalMetric or list
+            As ``graphc.training.metric.create``; the validation metric is a copy of it.
+        optimizer, optimizer_params
+            As ``graphc.training.optimizer.create``. Without ``rescale_grad`` in
+            ``optimizer_params`` it is ``1 / batch_size`` when the loss heads sum their
+            gradient over the batch, 1 when they divide it already (``graphc.training.heads``),
+            so the learning rate means what it means in MXNet. An ``Optimizer`` instance is
+            used as it is.
+        initializer : Initializer or str, optional
+            Default ``Xavier()`` (uniform, ``factor_type='avg'``, ``magnitude=3``; biases
+            zero), drawn with ``seed``. Not used when the parameters are set already
+            (trained, loaded or ``set_params``).
+        num_epoch, begin_epoch : int
+            To resume from ``Model.load(prefix, epoch)``, pass ``begin_epoch=epoch``: the
+            optimizer state, the update count, Dropout's step and the shuffling order of an
+            ``NDArrayIter`` continue as in an uninterrupted run.
+        batch_end_callback : callable or list, optional
+            Called with a :class:`BatchEndParam` after every batch.
+        epoch_end_callback : callable or list, optional
+            ``callback(epoch, symbol, arg_params, aux_params)`` after every epoch, with the
+            live parameter arrays (copy them to keep them), as MXNet's; see
+            :meth:`checkpoint_callback`.
+        seed : int
+            The initializer's seed (shuffling is the iterator's own ``seed``).
+        quiet, log_every, verbose
+            What is shown: see ``graphc.training.progress.TrainingDisplay``; ``log_every`` defaults
+            to a twentieth of the epochs (every epoch up to 39), first and last always.
+
+        In-memory data (``NDArrayIter``) with no ``batch_end_callback`` train through the
+        compiled loop, a chunk of batches per call (``graphc.training.compiled_fit``); after
+        ``fit``, ``model.fit_path`` says which path ran and, if step by step, why.
+
+        Raises
+        ------
+        TrainingDivergedError
+            The loss or a gradient of a batch is not finite; it names the epoch and the
+            batch, and that batch's update is not applied.
+        """
+        _check_epochs(begin_epoch, num_epoch)
+        if log_every is None:  # about 20 summary lines however long the run
+            log_every = max(1, (num_epoch - begin_epoch) // 20)
+        display = TrainingDisplay(num_epoch, begin_epoch, log_every, quiet, verbose)
+        heads = loss_heads(self.symbol)
+        outputs = self.symbol.list_outputs()
+        allowed = {outputs[head.output] for head in heads} | set(self.state_names.values())
+        others = [name for name in outputs if name not in allowed]
+        if others:
+            raise ValueError(
+                f"fit: the outputs {others} are not loss heads; fit trains a symbol whose "
+                "outputs are all loss heads (SoftmaxOutput, LinearRegressionOutput, "
+                "LogisticRegressionOutput, MakeLoss) or recurrent states named in "
+                "Model's state_names"
+            )
+        executor = self.bindings.executor(
+            self.bindings.input_shapes(train_data, "fit"), for_training=True
+        )
+        self.bindings.train_executor = executor
+        if self._loaded_train_step is not None:
+            # The executor counts training forwards for Dropout's masks; it has no setter.
+            executor.dropout_counter = self._loaded_train_step
+            self._loaded_train_step = None
+        if not self._initialized:
+            params = {**self.arg_params, **self.aux_params}
+            initialize(params, Xavier() if initializer is None else initializer, seed)
+            self._initialized = True
+        batch_size = batch_size_of(train_data)
+        previous = self._previous_optimizer()
+        self._optimizer = make_optimizer(optimizer, optimizer_params, heads, batch_size)
+        self._opt_states = placed_states(
+            executor, self._optimizer, {name: self.arg_params[name] for name in self.param_names}
+        )
+        carry_over(self._optimizer, self._opt_states, previous)
+        self._loaded_optimizer = None
+        self._resume_data_order(train_data, begin_epoch)
+        train_metric = metrics.create(eval_metric)
+        val_metric = copy.deepcopy(train_metric)
+        trainer = compiled_trainer(
+            self,
+            executor,
+            heads=heads,
+            train_data=train_data,
+            metric=train_metric,
+            batch_end_callback=batch_end_callback,
+            states=self._opt_states,
+        )
+        self._trainer = trainer
+        try:
+            if trainer is not None:
+                self._fit_compiled(
+                    trainer,
+                    train_data,
+                    eval_data,
+                    train_metric,
+                    val_metric,
+                    display,
+                    epoch_end_callback,
+                    begin_epoch,
+                    num_epoch,
+                )
+                return self.history
+            for epoch in range(begin_epoch, num_epoch):
+                start = time.perf_counter()
+                display.start_epoch(epoch, num_batches_of(train_data))
+                train_loss, samples = train_epoch(
+                    self.bindings,
+                    executor,
+                    self._optimizer,
+                    self._opt_states,
+                    train_data,
+                    train_metric,
+                    display,
+                    as_callbacks(batch_end_callback),
+                    epoch,
+                )
+                seconds = time.perf_counter() - start
+                train_data.reset()
+                self._data_state = iterator_state(train_data)
+                self._end_epoch(
+                    epoch,
+                    seconds,
+                    train_metric,
+                    train_loss,
+                    samples,
+                    eval_data,
+                    val_metric,
+                    display,
+                    epoch_end_callback,
+                )
+        finally:
+            display.close()
+        return self.history
+
+    def _end_epoch(
+        self,
+        epoch,
+        seconds,
+        train_metric,
+        train_loss,
+        samples,
+        eval_data,
+        val_metric,
+        display,
+        epoch_end_callback,
+    ) -> None:
+        """Validation, history, the summary line and the callbacks of one epoch."""
+        val_values, val_loss = [], None
+        if eval_data is not None:
+            val_values, val_loss = self._evaluate(eval_data, val_metric, "fit")
+        train_values = train_metric.get_name_value()
+        self._record(epoch, seconds, train_values, train_loss, val_values, val_loss, eval_data)
+        display.end_epoch(epoch, train_values, train_loss, val_values, val_loss, seconds, samples)
+        for callback in as_callbacks(epoch_end_callback):
+            callback(epoch, self.symbol, self.arg_params, self.aux_params)
+
+    def _fit_compiled(
+        self,
+        trainer,
+        train_data,
+        eval_data,
+        train_metric,
+        val_metric,
+        display,
+        epoch_end_callback,
+        begin_epoch,
+        num_epoch,
+    ) -> None:
+        """The epochs of ``fit`` through the compiled loop (``graphc.training.compiled_fit``)."""
+        metric_name = train_metric.get_name_value()[0][0]
+        runner = CompiledEpochs(trainer, train_data, self.bindings, metric_name)
+        spans = eval_data is None and not as_callbacks(epoch_end_callback)
+        batches = num_batches_of(train_data) or 0
+        epoch = begin_epoch
+        while epoch < num_epoch:
+            count = min(epochs_per_call(runner, batches, spans), num_epoch - epoch)
+            if count == 1:
+                display.start_epoch(epoch, batches)
+            results = runner.run(take_epochs(train_data, count), epoch, display)
+            self._data_state = iterator_state(train_data)
+            callbacks = as_callbacks(epoch_end_callback)
+            # Epochs that print nothing and call nothing are recorded in bulk, between the
+            # ones that do: 10,000 one-batch epochs must keep Python's share small.
+            if eval_data is None and not callbacks and display.bar is None:
+                loud = display.logged(epoch, epoch + len(results))
+                if not self.history.get("epoch"):
+                    loud = sorted({epoch, *loud})
+            else:
+                loud = range(epoch, epoch + len(results))
+            done = 0
+            for loud_epoch in loud:
+                offset = loud_epoch - epoch
+                self._extend_history(results[done:offset], epoch + done, metric_name)
+                done = offset + 1
+                result = results[offset]
+                loss = result.loss_sum / result.samples if result.samples else None
+                set_metric(train_metric, result.metric_sum, result.samples)
+                self._end_epoch(
+                    epoch + offset,
+                    result.seconds,
+                    train_metric,
+                    loss,
+                    result.samples,
+                    eval_data,
+                    val_metric,
+                    display,
+                    epoch_end_callback,
+                )
+            self._extend_history(results[done:], epoch + done, metric_name)
+            epoch += count
+
+    def _extend_history(self, run: EpochResults, first_epoch: int, metric_name: str) -> None:
+        """Append epochs that print nothing (``first_epoch`` on) to the history, at once."""
+        if not len(run):
+            return
+        keys = {"epoch", "time", "train_loss", f"train_{metric_name}"}
+        if set(self.history) != keys:
+            for offset in range(len(run)):
+                result = run[offset]
+                loss = result.loss_sum / result.samples if result.samples else None
+                value = metric_value(metric_name, result.metric_sum, result.samples)
+                self._record(
+                    first_epoch + offset,
+                    result.seconds,
+                    [(metric_name, value)],
+                    loss,
+                    [],
+                    None,
+                    None,
+                )
+            return
+        self.history["epoch"].extend(range(first_epoch + 1, first_epoch + 1 + len(run)))
+        self.history["time"].extend(run.seconds.tolist())
+        self.history["train_loss"].extend(run.losses())
+        self.history[f"train_{metric_name}"].extend(run.metric_values(metric_name))
+
+    def _previous_optimizer(self) -> tuple[dict, dict] | None:
+        """The optimizer state to carry on from: the live optimizer's, else a checkpoint's."""
+        if self._optimizer is not None:
+            return snapshot(self._optimizer, self._opt_states)
+        return self._loaded_optimizer
+
+    def _resume_data_order(self, train_data, begin_epoch: int) -> None:
+        if self._loaded_data_state is None:
+            return
+        epoch, state = self._loaded_data_state
+        self._loaded_data_state = None
+        if begin_epoch != epoch:
+            warnings.warn(
+                f"fit: begin_epoch={begin_epoch} but the checkpoint is of epoch {epoch}; the "
+                "training data order it saved is not restored",
+                stacklevel=3,
+            )
+            return
+        restore_iterator_state(train_data, state)
+
+    def _record(self, epoch, seconds, train_values, train_loss, val_values, val_loss, eval_data):
+        row = {"epoch": epoch + 1, "time": seconds, "train_loss": _or_nan(train_loss)}
+        row.update({f"train_{name}": value for name, value in train_values})
+        if eval_data is not None:
+            row["val_loss"] = _or_nan(val_loss)
+            row.update({f"val_{name}": value for name, value in val_values})
+        done = len(self.history["epoch"])
+        for key in row:
+            self.history.setdefault(key, [math.nan] * done)
+        for key, values in self.history.items():
+            values.append(row.get(key, math.nan))
+
+    # -- evaluation and prediction -----------------------------------------------------------
+
+    def score(self, eval_data, eval_metric: Any = "acc", reset: bool = True) -> list:
+        """``[(name, value), ...]`` of ``eval_metric`` over ``eval_data``, padding left out.
+
+        ``reset`` starts the iterator from its first batch (as MXNet's ``score``). A
+        recurrent state (``state_names``) starts from zero and is carried over the pass as
+        in ``fit``.
+
+        >>> import numpy as np, graphc as gc
+        >>> model = Model(gc.models.linreg(), label_names=("lro_label",))
+        >>> model.set_params({"fc_weight": np.ones((1, 2), np.float32),
+        ...                   "fc_bias": np.zeros(1, np.float32)})
+        >>> pairs = gc.io.NDArrayIter(np.eye(2, dtype=np.float32), np.array([1.0, 3.0]),
+        ...                           batch_size=2, label_name="lro_label")
+        >>> model.score(pairs, "mse")
+        [('mse', 2.0)]
+        """
+        values, _ = self._evaluate(eval_data, metrics.create(eval_metric), "score", reset)
+        return values
+
+    def _evaluate(self, eval_data, metric, what: str, reset: bool = True):
+        self._require_params(what)
+        shapes = self.bindings.input_shapes(eval_data, what)
+        executor = self.bindings.executor(shapes, for_training=False)
+        if reset:
+            eval_data.reset()
+        return evaluate(self.bindings, executor, eval_data, metric)
+
+    def predict(
+        self, data, batch_size: int | None = None, reset: bool = True
+    ) -> np.ndarray | list[np.ndarray]:
+        """The outputs for every sample of ``data``, padding rows left out.
+
+        Parameters
+        ----------
+        data : ndarray, list or dict of ndarrays, or a data iterator
+            Arrays are batched in order (``NDArrayIter``, named ``data_names[0]``).
+        batch_size : int, optional
+            For arrays only; default ``min(128, number of samples)``.
+        reset : bool
+            Reset an iterator before the first batch.
+
+        Returns
+        -------
+        ndarray, or a list of them for a symbol with several outputs (the state outputs
+        included, one row per stream per batch). A recurrent state (``state_names``)
+        starts from zero and is carried over the pass as in ``fit``.
+        """
+        self._require_params("predict")
+        data_iter = self._as_iter(data, batch_size)
+        executor = self.bindings.executor(
+            self.bindings.input_shapes(data_iter, "predict"), for_training=False
+        )
+        if reset:
+            data_iter.reset()
+        results = predict_outputs(self.bindings, executor, data_iter)
+        return results[0] if len(results) == 1 else results
+
+    def _as_iter(self, data, batch_size: int | None):
+        if hasattr(data, "provide_data"):
+            if batch_size is not None:
+                raise ValueError("predict: batch_size is for arrays; an iterator has its own")
+            return data
+        if isinstance(data, Mapping):
+            first = next(iter(data.values()), None)
+        elif isinstance(data, (list, tuple)):
+            first = data[0] if data else None
+        else:
+            first = data
+        count = len(np.asarray(first)) if first is not None else 0
+        size = batch_size or max(1, min(DEFAULT_PREDICT_BATCH, count))
+        return NDArrayIter(data, batch_size=size, data_name=self.data_names[0])
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    def save_checkpoint(self, prefix: str, epoch: int, save_optimizer_states: bool = True) -> None:
+        """Write ``{prefix}-symbol.json`` and ``{prefix}-{epoch:04d}.npz`` (atomically).
+
+        ``epoch`` is the number of epochs completed: ``Model.load(prefix, epoch)`` and then
+        ``fit(..., begin_epoch=epoch)`` continue exactly as training would have. The file
+        layout is in ``graphc.training.checkpoint``.
+
+        >>> import os, tempfile, numpy as np, graphc as gc
+        >>> model = Model(gc.models.linreg(), label_names=("lro_label",))
+        >>> model.set_params({"fc_weight": np.ones((1, 2), np.float32),
+        ...                   "fc_bias": np.zeros(1, np.float32)})
+        >>> prefix = os.path.join(tempfile.mkdtemp(), "linreg")
+        >>> model.save_checkpoint(prefix, 0)
+        >>> loaded = Model.load(prefix, 0, label_names=("lro_label",))
+        >>> loaded.predict(np.eye(2, dtype=np.float32)).ravel().tolist()
+        [1.0, 1.0]
+        """
+        self._require_params("save_checkpoint")
+        state = CheckpointState(
+            symbol=self.symbol,
+            epoch=epoch,
+            arg_params=self.arg_params,
+            aux_params=self.aux_params,
+            train_step=self._train_step(),
+            data_state=self._data_state,
+            history=self.history,
+        )
+        if self._loaded_data_state is not None:
+            state.data_state = self._loaded_data_state[1]
+        previous = self._previous_optimizer() if save_optimizer_states else None
+        if previous is not None:
+            state.optimizer, state.optimizer_state = previous
+        save_checkpoint_files(prefix, state)
+
+    def _train_step(self) -> int:
+        if self.bindings.train_executor is not None:
+            return self.bindings.train_executor.dropout_counter
+        return self._loaded_train_step or 0
+
+    def checkpoint_callback(self, prefix: str, period: int = 1) -> Callable:
+        """An ``epoch_end_callback`` saving a checkpoint every ``period`` epochs, numbered by
+        epochs completed (MXNet's ``mx.callback.module_checkpoint``)."""
+
+        def callback(epoch: int, symbol, arg_params, aux_params) -> None:
+            if (epoch + 1) % period == 0:
+                self.save_checkpoint(prefix, epoch + 1)
+
+        return callback
+
+    @classmethod
+    def load(
+        cls,
+        prefix: str,
+        epoch: int,
+        ctx: Context | None = None,
+        data_names: Sequence[str] = ("data",),
+        label_names: Sequence[str] | None = ("softmax_label",),
+        opt_level: int | None = None,
+        state_names: Mapping[str, str] | None = None,
+    ) -> Model:
+        """The model saved by ``save_checkpoint(prefix, epoch)``, ready to predict or to
+        resume with ``fit(..., begin_epoch=epoch)``. A checkpoint holds no recurrent state
+        (it starts from zero at every epoch); pass the ``state_names`` the model had.
+
+        Raises FileNotFoundError or ``CheckpointError``, naming the file."""
+        state = load_checkpoint_files(prefix, epoch)
+        model = cls(state.symbol, ctx, data_names, label_names, opt_level, state_names)
+        missing = sorted(set(model.param_names) - set(state.arg_params))
+        if missing:
+            raise CheckpointError(
+                f"{params_path(prefix, epoch)}: no 'arg:' entry for the parameters {missing}"
+            )
+        model.set_params(
+            {name: state.arg_params[name] for name in model.param_names}, state.aux_params
+        )
+        if state.optimizer is not None:
+            model._loaded_optimizer = (state.optimizer, state.optimizer_state)
+        if state.data_state is not None:
+            model._loaded_data_state = (state.epoch, state.data_state)
+        model._loaded_train_step = state.train_step
+        if state.history:
+            model.history = {key: list(values) for key, values in state.history.items()}
+        return model
+
+
+def _check_epochs(begin_epoch: int, num_epoch: int) -> None:
+    for name, value in (("begin_epoch", begin_epoch), ("num_epoch", num_epoch)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"fit: {name} must be an integer >= 0, got {value!r}")
+    if num_epoch <= begin_epoch:
+        raise ValueError(
+            f"fit: num_epoch={num_epoch} is the epoch to stop before, so it must exceed "
+            f"begin_epoch={begin_epoch} (MXNet's convention: epochs begin_epoch..num_epoch-1)"
+        )
+
+
+def _or_nan(value: float | None) -> float:
+    return math.nan if value is None else float(value)
