@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint install clean
+.PHONY: run test test-fast lint install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,17 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# `make test` runs everything: lint, tests/ (all tiers) and the >>> examples in graphc/.
 test: lint
 	$(BIN)/python -m pytest
+
+# `make test-fast` runs the unit tier of tests/ only, in seconds: the IR, passes, the NumPy
+# reference, data, metrics and errors raised before any kernel compiles (no Numba compile;
+# tests/conftest.py fails a unit test that compiles). The doctests in graphc/ are left out:
+# they cannot carry markers, and some of them compile kernels. Other tiers: -m "cpu and not
+# slow" (compiles CPU kernels), -m slow (whole models trained or compiled cold).
+test-fast: install
+	$(BIN)/python -m pytest -m unit tests
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -39,7 +39,7 @@ from graphc.ir import (
 from graphc.ir.ops import *  # noqa: F403 - every op constructor at the top level, as mx.sym.*
 from graphc.passes import optimize
 from graphc.runtime import Context, Executor, cpu, gpu
-from graphc.training import Model, TrainingDivergedError
+from graphc.training import Model, StepByStepWarning, TrainingDivergedError
 
 _MODULES = {
     "io": data.io,

@@ -1,8 +1,18 @@
 """Test-wide settings: Numba counts its allocations (for the no-allocation test), and
-kernels are cached in a per-session directory so tests never touch ~/.cache."""
+kernels are cached in a per-session directory so tests never touch ~/.cache.
+
+Tiers (markers registered in pyproject.toml): ``unit`` tests compile nothing with Numba and
+run in seconds (``make test-fast`` runs ``pytest -m unit tests``); ``cpu`` tests compile
+CPU kernels; ``slow`` tests, a part of them, train or cold-compile whole models
+(``-m "cpu and not slow"`` leaves them out). Every test not marked ``unit`` (or ``cuda``,
+``mpi``) is a ``cpu`` test, doctests included, so an unmarked test never slows the fast tier
+down; a ``unit`` test that compiles a Numba function fails and says so.
+"""
 
 import os
 import tempfile
+
+import pytest
 
 os.environ.setdefault("NUMBA_NRT_STATS", "1")
 os.environ.setdefault("GRAPHC_CACHE_DIR", os.path.join(tempfile.gettempdir(), "graphc-test-cache"))
@@ -11,3 +21,45 @@ os.environ.setdefault("GRAPHC_CACHE_DIR", os.path.join(tempfile.gettempdir(), "g
 from graphc.backend.cache_location import route_numba_cache  # noqa: E402
 
 route_numba_cache()
+
+NOT_CPU = ("unit", "cuda", "mpi")
+
+
+def pytest_collection_modifyitems(items):
+    """Mark ``cpu`` every test that is not ``unit``, ``cuda`` or ``mpi``."""
+    for item in items:
+        if not any(item.get_closest_marker(name) for name in NOT_CPU):
+            item.add_marker(pytest.mark.cpu)
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_compile_nothing(request, monkeypatch):
+    """Fail a ``unit`` test that compiles a Numba function: it belongs to the ``cpu`` tier.
+
+    ``Dispatcher.compile`` runs the first time a function meets new argument types, whether
+    it then compiles or loads Numba's on-disk cache; a function already compiled in this
+    process is not seen, so the check is exact when ``-m unit`` runs alone. A test marked
+    both ``unit`` and ``cpu`` (say a module's ``pytestmark`` and the test's own mark) fails
+    too: ``-m unit`` would select it, and markers do not override one another.
+    """
+    if request.node.get_closest_marker("unit") is None:
+        yield
+        return
+    compiling = [name for name in ("cpu", "slow") if request.node.get_closest_marker(name)]
+    if compiling:
+        pytest.fail(
+            f"marked unit and {' and '.join(compiling)}: a module marked unit cannot hold a "
+            "compiling test; mark its tests one by one"
+        )
+    from numba.core.dispatcher import Dispatcher
+
+    compiled = []
+    original = Dispatcher.compile
+
+    def recording_compile(dispatcher, signature):
+        compiled.append(dispatcher.py_func.__qualname__)
+        return original(dispatcher, signature)
+
+    monkeypatch.setattr(Dispatcher, "compile", recording_compile)
+    yield
+    assert not compiled, f"marked unit but compiled {sorted(set(compiled))} with Numba: mark it cpu"

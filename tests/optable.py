@@ -2,8 +2,9 @@
 
 Each row builds a symbol from Variables, says how to make its inputs, and gives the
 expected forward values computed independently of graphc's reference (Python's math
-module element by element, explicit loops, or hand-written formulas). Adding an op to the
-test suite is adding a row.
+module element by element, explicit loops, hand-written formulas, or the loop-based
+convolution, pooling and step-by-step LSTM of oracles.py). Adding an op to the test suite
+is adding a row.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+from oracles import lstm_steps, naive_convolution, naive_pooling
 
 import graphc as gc
 
@@ -77,6 +79,19 @@ def _fc(v, flatten=True):
     x = v["a"].reshape(v["a"].shape[0], -1) if flatten else v["a"]
     out = np.einsum("...k,hk->...h", x, v["fc_weight"])
     return [out + v["fc_bias"]]
+
+
+def _global_mean(x):
+    """The mean of each (H, W) plane of x, as an (N, C, 1, 1) array."""
+    out = np.empty(x.shape[:2] + (1, 1))
+    for n, c in np.ndindex(x.shape[:2]):
+        out[n, c] = math.fsum(x[n, c].ravel()) / x[n, c].size
+    return out
+
+
+def _lstm_parameters(v):
+    names = ("rnn_i2h_weight", "rnn_h2h_weight", "rnn_i2h_bias", "rnn_h2h_bias")
+    return [v[name] for name in names]
 
 
 def _softmax_rows(x):
@@ -404,34 +419,37 @@ CASES = [
             )
         ],
     ),
-    # Layers whose forward values are checked against naive loops in their own test files
-    # (test_ops_conv_pool.py, test_ops_lstm.py); here they join the gradient and backend checks.
     OpCase(
         "convolution",
         lambda: gc.Convolution(
             a, kernel=(3, 2), num_filter=2, stride=(2, 1), pad=(1, 0), name="cv"
         ),
         {"a": normal(2, 3, 5, 4), "cv_weight": normal(2, 3, 3, 2), "cv_bias": normal(2)},
+        lambda v: [naive_convolution(v["a"], v["cv_weight"], v["cv_bias"], (2, 1), (1, 0))],
     ),
     OpCase(
         "convolution_1x1_nobias",
         lambda: gc.Convolution(a, kernel=1, num_filter=3, no_bias=True, name="cv"),
         {"a": normal(1, 2, 3, 1), "cv_weight": normal(3, 2, 1, 1)},
+        lambda v: [naive_convolution(v["a"], v["cv_weight"], None, (1, 1), (0, 0))],
     ),
     OpCase(
         "max_pool",
         lambda: gc.Pooling(a, kernel=(2, 2), stride=(2, 1), pad=(1, 0), pool_type="max"),
         {"a": normal(2, 3, 5, 3)},
+        lambda v: [naive_pooling(v["a"], (2, 2), (2, 1), (1, 0), "max", True, "valid")[0]],
     ),
     OpCase(
         "avg_pool_exclude_pad",
         lambda: gc.Pooling(a, kernel=3, stride=2, pad=1, pool_type="avg", count_include_pad=False),
         {"a": normal(1, 2, 7, 5)},
+        lambda v: [naive_pooling(v["a"], (3, 3), (2, 2), (1, 1), "avg", False, "valid")[0]],
     ),
     OpCase(
         "global_avg_pool",
         lambda: gc.Pooling(a, kernel=1, pool_type="avg", global_pool=True),
         {"a": normal(2, 3, 3, 2)},
+        lambda v: [_global_mean(v["a"])],
     ),
     OpCase(
         "lstm",
@@ -443,6 +461,7 @@ CASES = [
             "rnn_i2h_bias": normal(12),
             "rnn_h2h_bias": normal(12),
         },
+        lambda v: list(lstm_steps(v["a"], *_lstm_parameters(v))),
     ),
     OpCase(
         "lstm_with_state",
@@ -456,5 +475,6 @@ CASES = [
             "rnn_i2h_bias": normal(8),
             "rnn_h2h_bias": normal(8),
         },
+        lambda v: list(lstm_steps(v["a"], *_lstm_parameters(v), state=v["b"], state_cell=v["c"])),
     ),
 ]

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 import graphc as gc
 from graphc.cli import main
+
+pytestmark = pytest.mark.unit
 
 
 def test_compile_model_file_prints_summary(capsys):

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from numpy.lib.array_utils import byte_bounds
 from optable import CASES
 
 import graphc as gc
 from graphc.ir.gradcheck import non_differentiable_arguments
 from graphc.ir.registry import get_op
+
+pytestmark = pytest.mark.cpu
 
 TOLERANCE = {np.float64: 1e-10, np.float32: 1e-4}
 
@@ -162,11 +165,18 @@ def test_arrays_are_shared_in_place_and_reshape_keeps_parameters():
 def test_memory_plan_reuses_buffers_and_reports_peak():
     exe = gc.models.lenet().simple_bind(gc.cpu(), data=(2, 1, 28, 28))
     stats = exe.stats()
-    assert stats["planned_peak_bytes"] == exe._arena.nbytes
+    assert 0 < arena_span_bytes(exe) <= stats["planned_peak_bytes"]
     requested = exe.memory_plan.requested_bytes
     assert stats["planned_peak_bytes"] < 0.7 * requested, "liveness-based reuse shares memory"
     assert stats["kernels_per_step"] > 0 and stats["nodes"] >= stats["kernels_per_step"]
     assert "planned peak" in exe.debug_str()
+
+
+def arena_span_bytes(executor) -> int:
+    """Bytes from the lowest to the highest address of the executor's outputs and gradients:
+    views of its one arena, so at most the planned peak."""
+    bounds = [byte_bounds(array) for array in [*executor.outputs, *executor.grad_dict.values()]]
+    return max(high for _, high in bounds) - min(low for low, _ in bounds)
 
 
 def test_no_allocation_in_steady_state():
@@ -176,7 +186,7 @@ def test_no_allocation_in_steady_state():
     compiled step function will not need) and by nothing else."""
     from numba.core.runtime import rtsys
 
-    from graphc.runtime.executor import _call
+    from graphc.runtime.launch import call_launch
 
     exe = gc.models.lenet().simple_bind(gc.cpu(), data=(2, 1, 28, 28))
     exe.forward(is_train=True)
@@ -185,7 +195,7 @@ def test_no_allocation_in_steady_state():
     for step in exe._forward_launches + exe._backward_launches:
         arrays = _count_arrays(step.args)
         before = rtsys.get_allocation_stats().alloc
-        _call(step, 0)
+        call_launch(exe.target, step, 0, True)
         extra = rtsys.get_allocation_stats().alloc - before - arrays
         if extra:
             offenders.append(f"{step.node.name} ({step.node.op}): {extra}")
@@ -211,13 +221,12 @@ def test_options_reach_code_generation():
     sources = {step.node.op: step.kernel.source for step in plain._forward_launches}
     assert "fastmath=False" in sources["_fused"], "exp and the product are fused"
     assert "fastmath=True" in {s.node.op: s.kernel.source for s in fast._forward_launches}["_fused"]
-    conv_workspace = next(
-        s.kernel.workspace for s in fast._forward_launches if s.node.op == "Convolution"
-    )
-    assert (
-        sum(int(np.prod(shape)) * np.dtype(dtype).itemsize for shape, dtype in conv_workspace)
-        <= 4096
-    )
+    workspace = [
+        size
+        for key, size in fast.memory_plan.sizes.items()
+        if isinstance(key, tuple) and key[0] == "ws"
+    ]
+    assert workspace and sum(workspace) <= 4096, "the convolution's im2col scratch is bounded"
     values = np.random.default_rng(0).standard_normal((2, 1, 6, 6)).astype(np.float32)
     for exe in (plain, fast):
         exe.arg_dict["conv_weight"][:] = 0.5
@@ -228,7 +237,12 @@ def test_options_reach_code_generation():
     "model, shapes, label_high",
     [
         (lambda: gc.models.mlp(), {"data": (5, 7)}, 10),
-        (lambda: gc.models.lenet(), {"data": (2, 1, 28, 28)}, 10),
+        pytest.param(
+            lambda: gc.models.lenet(),
+            {"data": (2, 1, 28, 28)},
+            10,
+            marks=pytest.mark.slow,  # LeNet at three levels: 18 s on a cold cache
+        ),
         (lambda: gc.models.charlm(vocab_size=11, embed=6, hidden=7), {"data": (5, 3)}, 11),
     ],
     ids=["mlp", "lenet", "charlm"],

@@ -14,7 +14,6 @@ from cpu_helpers import node_spec
 
 import graphc as gc
 from graphc.backend.lowering import NodeSpec, lower
-from graphc.codegen_cpu import lstm as lstm_kernels
 from graphc.ir.errors import BackendError
 from graphc.ir.evaluate import evaluate_entries
 from graphc.ir.node import NodeOutput
@@ -203,35 +202,3 @@ def test_integer_lstm_is_a_backend_error_naming_the_node():
     )
     with pytest.raises(BackendError, match=r"int_rnn \(LSTM\).*int32"):
         lower(spec)
-
-
-@numba.njit
-def _tanh_of_each(values, out):
-    for index in range(values.size):
-        out[index] = lstm_kernels._tanh(values[index])
-
-
-def test_float32_tanh_is_within_float32_accuracy():
-    values = np.concatenate(
-        [np.linspace(-12, 12, 200_001), np.geomspace(1e-9, 20, 100_000)]
-    ).astype(np.float32)
-    values = np.concatenate([values, -values])
-    result = np.empty_like(values)
-    _tanh_of_each(values, result)
-    exact = np.tanh(values.astype(np.float64))
-    nonzero = exact != 0
-    relative = np.abs(result[nonzero] - exact[nonzero]) / np.abs(exact[nonzero])
-    assert np.max(relative) < 5e-7
-    np.testing.assert_array_equal(result[~nonzero], 0.0)
-    assert np.max(np.abs(result)) <= 1.0
-    special = np.array([0.0, -0.0, np.inf, -np.inf, np.nan], dtype=np.float32)
-    result = np.empty_like(special)
-    _tanh_of_each(special, result)
-    np.testing.assert_array_equal(result, [0.0, -0.0, 1.0, -1.0, np.nan])
-
-
-def test_float64_tanh_is_libm_tanh():
-    values = np.linspace(-20, 20, 10_001)
-    result = np.empty_like(values)
-    _tanh_of_each(values, result)
-    np.testing.assert_allclose(result, np.tanh(values), rtol=4e-16, atol=0)

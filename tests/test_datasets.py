@@ -16,7 +16,9 @@ from graphc.data import datasets
 from graphc.data.datasets import IDX_FILE_NAMES, DataFormatError, read_idx, write_idx
 from graphc.data.datasets import images as images_module
 
-DATA_DIR = Path(datasets.__file__).parent / "data"
+pytestmark = pytest.mark.unit
+
+DATA_DIR = Path(datasets.__file__).parent / "bundled"
 
 
 def write_idx_set(

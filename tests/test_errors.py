@@ -9,6 +9,8 @@ import pytest
 
 import graphc as gc
 
+pytestmark = pytest.mark.unit
+
 
 def test_shape_error_names_node_op_line_and_upstream_shapes():
     data = gc.Variable("data")

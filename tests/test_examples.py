@@ -14,9 +14,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import graphc as gc
 from graphc.data.datasets.housing import HOUSING_CSV
 from graphc.data.datasets.text import HIAWATHA_TXT
+
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 

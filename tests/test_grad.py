@@ -7,6 +7,8 @@ import pytest
 
 import graphc as gc
 
+pytestmark = pytest.mark.unit
+
 rng = np.random.default_rng(3)
 
 

@@ -10,6 +10,8 @@ import pytest
 import graphc as gc
 from graphc.training import initializer as init
 
+pytestmark = pytest.mark.unit
+
 
 def _xavier_scale(shape, factor_type="avg", magnitude=3.0):
     """MXNet's Xavier scale written out by hand for 2-D and 4-D shapes."""

@@ -8,6 +8,8 @@ import pytest
 
 from graphc.data.io import BPTTIter, DataBatch, DataDesc, NDArrayIter
 
+pytestmark = pytest.mark.unit
+
 
 def samples(n: int = 10) -> tuple[np.ndarray, np.ndarray]:
     """Data whose row i holds (i, 100 + i), and label i + 0.5: a batch shows its rows."""

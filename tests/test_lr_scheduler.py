@@ -9,6 +9,8 @@ import pytest
 
 from graphc.training.lr_scheduler import CosineScheduler, FactorScheduler, MultiFactorScheduler
 
+pytestmark = pytest.mark.unit
+
 
 def rates(schedule, updates):
     return [schedule(n) for n in updates]

@@ -10,6 +10,8 @@ import pytest
 import graphc as gc
 from graphc.training import metric as mt
 
+pytestmark = pytest.mark.unit
+
 PROBS = np.array(
     [
         [0.1, 0.7, 0.2],

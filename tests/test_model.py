@@ -235,11 +235,16 @@ def test_predict_before_any_parameters_is_an_error(fashion):
 
 def test_names_that_do_not_match_are_reported(fashion):
     with pytest.raises(ValueError, match=r"label_names \['softmax_label'\].*lro_label"):
-        Model(gc.models.linreg())
+        Model(gc.models.linreg(), label_names=("softmax_label",))
     model = mlp_model()
-    renamed = NDArrayIter(fashion[0][:BATCH], fashion[1][:BATCH], batch_size=BATCH, label_name="y")
-    with pytest.raises(ValueError, match=r"provides labels \['y'\].*\['softmax_label'\]"):
+    renamed = NDArrayIter(fashion[0][:BATCH], fashion[1][:BATCH], batch_size=BATCH, data_name="x")
+    with pytest.raises(ValueError, match=r"provides data \['x'\].*\['data'\]"):
         model.fit(renamed, verbose=False)
+    # Two labels cannot be matched by position: their names must match.
+    two = {"y": fashion[1][:BATCH], "z": fashion[1][:BATCH]}
+    both = NDArrayIter(fashion[0][:BATCH], two, batch_size=BATCH)
+    with pytest.raises(ValueError, match=r"provides labels \['y', 'z'\].*\['softmax_label'\]"):
+        model.fit(both, verbose=False)
 
 
 # -- loss heads (no compilation) -------------------------------------------------------------

@@ -9,6 +9,8 @@ from optable import CASES
 
 import graphc as gc
 
+pytestmark = pytest.mark.unit
+
 GRADCHECK_TOLERANCE = 1e-6
 
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from oracles import naive_convolution, naive_pooling
 
 import graphc as gc
 from graphc.ir.node import NodeOutput
 from graphc.ir.registry import get_op
 from graphc.ir.symbol import Symbol, apply_op
+
+pytestmark = pytest.mark.unit
 
 RNG_SEED = 0
 
@@ -120,46 +123,6 @@ def test_convolution_creates_its_parameters():
 
 
 # -- (b) against naive loops ----------------------------------------------------------------
-
-
-def naive_convolution(x, weight, bias, stride, pad):
-    N, C, H, W = x.shape
-    F, _, kh, kw = weight.shape
-    out_h = (H + 2 * pad[0] - kh) // stride[0] + 1
-    out_w = (W + 2 * pad[1] - kw) // stride[1] + 1
-    out = np.zeros((N, F, out_h, out_w))
-    for n, f, i, j in np.ndindex(out.shape):
-        total = bias[f]
-        for c, di, dj in np.ndindex(C, kh, kw):
-            r = i * stride[0] - pad[0] + di
-            s = j * stride[1] - pad[1] + dj
-            if 0 <= r < H and 0 <= s < W:
-                total += x[n, c, r, s] * weight[f, c, di, dj]
-        out[n, f, i, j] = total
-    return out
-
-
-def naive_pooling(x, kernel, stride, pad, pool_type, count_include_pad, convention):
-    """MXNet's pool.h loops: windows clipped to the padded input, then to the input."""
-    N, C, H, W = x.shape
-    rounding = np.ceil if convention == "full" else np.floor
-    out_h = int(rounding((H + 2 * pad[0] - kernel[0]) / stride[0])) + 1
-    out_w = int(rounding((W + 2 * pad[1] - kernel[1]) / stride[1])) + 1
-    out = np.zeros((N, C, out_h, out_w))
-    argmax = np.zeros((N, C, out_h, out_w), dtype=np.int64)
-    for n, c, i, j in np.ndindex(out.shape):
-        h0, w0 = i * stride[0] - pad[0], j * stride[1] - pad[1]
-        h1, w1 = min(h0 + kernel[0], H + pad[0]), min(w0 + kernel[1], W + pad[1])
-        padded_size = (h1 - h0) * (w1 - w0)
-        h0, w0, h1, w1 = max(h0, 0), max(w0, 0), min(h1, H), min(w1, W)
-        region = x[n, c, h0:h1, w0:w1]
-        if pool_type == "max":
-            out[n, c, i, j] = region.max()
-            r, s = np.unravel_index(np.argmax(region), region.shape)
-            argmax[n, c, i, j] = (h0 + r) * W + (w0 + s)
-        else:
-            out[n, c, i, j] = region.sum() / (padded_size if count_include_pad else region.size)
-    return out, argmax
 
 
 CONV_CASES = [

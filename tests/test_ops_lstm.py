@@ -8,8 +8,11 @@ import sys
 
 import numpy as np
 import pytest
+from oracles import lstm_steps
 
 import graphc as gc
+
+pytestmark = pytest.mark.unit
 
 
 def _random_args(name: str, T: int, N: int, I: int, H: int, states: tuple[str, ...], seed: int):
@@ -32,32 +35,17 @@ def _build(name: str, H: int, states: tuple[str, ...]) -> gc.Symbol:
     return gc.LSTM(gc.Variable("data"), num_hidden=H, name=name, **given)
 
 
-def _reference_lstm(args: dict, name: str, H: int):
-    """Step by step with one matrix per gate and the textbook sigmoid 1 / (1 + e^-x)."""
-    data = args["data"]
-    T, N, _ = data.shape
-    w_x = np.split(args[f"{name}_i2h_weight"], 4)
-    w_h = np.split(args[f"{name}_h2h_weight"], 4)
-    bias = np.split(args[f"{name}_i2h_bias"] + args[f"{name}_h2h_bias"], 4)
-    h = args.get("state", np.zeros((N, H)))
-    c = args.get("state_cell", np.zeros((N, H)))
-
-    def pre_activation(gate: int, x: np.ndarray) -> np.ndarray:
-        return x @ w_x[gate].T + h @ w_h[gate].T + bias[gate]
-
-    def sigmoid(value: np.ndarray) -> np.ndarray:
-        return 1.0 / (1.0 + np.exp(-value))
-
-    hidden_states = []
-    for t in range(T):
-        input_gate = sigmoid(pre_activation(0, data[t]))
-        forget_gate = sigmoid(pre_activation(1, data[t]))
-        candidate = np.tanh(pre_activation(2, data[t]))
-        output_gate = sigmoid(pre_activation(3, data[t]))
-        c = forget_gate * c + input_gate * candidate
-        h = output_gate * np.tanh(c)
-        hidden_states.append(h)
-    return np.stack(hidden_states), h, c
+def _reference_lstm(args: dict, name: str):
+    """Step by step with one matrix per gate and the textbook sigmoid (oracles.lstm_steps)."""
+    return lstm_steps(
+        args["data"],
+        args[f"{name}_i2h_weight"],
+        args[f"{name}_h2h_weight"],
+        args[f"{name}_i2h_bias"],
+        args[f"{name}_h2h_bias"],
+        args.get("state"),
+        args.get("state_cell"),
+    )
 
 
 STATE_CASES = [(), ("state",), ("state_cell",), ("state", "state_cell")]
@@ -69,7 +57,7 @@ def test_forward_matches_step_by_step_reference(T, states):
     H = 5
     args = _random_args("rnn", T, N=3, I=4, H=H, states=states, seed=T)
     output, state, state_cell = gc.evaluate(_build("rnn", H, states), args)
-    expected_output, expected_state, expected_cell = _reference_lstm(args, "rnn", H)
+    expected_output, expected_state, expected_cell = _reference_lstm(args, "rnn")
     assert output.shape == (T, 3, H)
     np.testing.assert_allclose(output, expected_output, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(state, expected_state, rtol=1e-12, atol=1e-14)
@@ -116,7 +104,7 @@ def test_float32_in_float32_out():
     args32 = {key: value.astype(np.float32) for key, value in args.items()}
     outputs = gc.evaluate(_build("rnn", 2, ("state",)), args32)
     assert [value.dtype for value in outputs] == [np.float32] * 3
-    np.testing.assert_allclose(outputs[0], _reference_lstm(args, "rnn", 2)[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(outputs[0], _reference_lstm(args, "rnn")[0], rtol=1e-5, atol=1e-6)
 
 
 GRADCHECK_CASES = [
@@ -243,7 +231,7 @@ def test_long_sequence_needs_no_recursion():
         (d_data_value,) = gc.evaluate(d_data, args)
     finally:
         sys.setrecursionlimit(limit)
-    np.testing.assert_allclose(output, _reference_lstm(args, "rnn", H)[0], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(output, _reference_lstm(args, "rnn")[0], rtol=1e-12, atol=1e-14)
     np.testing.assert_array_equal(state, output[-1])
     assert max(errors.values()) < 1e-6, errors
     assert d_data_value.shape == (T, 2, 3) and np.all(np.isfinite(d_data_value))

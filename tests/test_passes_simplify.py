@@ -21,6 +21,8 @@ from graphc.passes import (
     simplify,
 )
 
+pytestmark = pytest.mark.unit
+
 
 def _inputs(names, seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)

@@ -8,6 +8,8 @@ import pytest
 
 from graphc.training import plot
 
+pytestmark = pytest.mark.unit
+
 RUN = {
     "epoch": [1, 2, 3],
     "time": [1.0, 1.0, 1.0],

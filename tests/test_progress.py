@@ -15,6 +15,8 @@ from graphc.training.progress import (
     is_terminal,
 )
 
+pytestmark = pytest.mark.unit
+
 
 class FakeClock:
     def __init__(self) -> None:

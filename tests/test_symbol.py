@@ -7,6 +7,8 @@ import pytest
 
 import graphc as gc
 
+pytestmark = pytest.mark.unit
+
 LENET_ARGUMENTS = [
     ("data", (100, 1, 28, 28)),
     ("conv1_weight", (20, 1, 5, 5)),

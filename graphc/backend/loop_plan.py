@@ -1,18 +1,70 @@
 """The contract of a compiled training loop: what ``Model.fit``'s compiled path hands a
 target's loop generator beside the forward and backward kernels (``codegen_cpu.train_loop``
-renders it for the CPU)."""
+renders it for the CPU).
+
+The loop computes, after each forward, the loss of the step from the head's output and
+label (a head statistic) and the sum of one metric (a metric statistic). The names below
+are the vocabulary between the two sides: a loss head names its statistic in its
+definition (``HeadDef.loop_statistic``, ``graphc/ir/ops/loss.py``), a metric names its own
+(``EvalMetric.loop_statistic``, ``graphc/training/metric.py``), and a target implements
+each name once.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+HEAD_STATISTICS = {
+    "softmax": (
+        "the sum over rows of -log(max(p[label], floor)) times grad_scale (arguments: floor),"
+        " from (rows, classes) probabilities; with 'correct', the rows whose first most"
+        " probable class is the label"
+    ),
+    "regression": (
+        "the sum over rows of half the mean squared error over the row's outputs, times"
+        " grad_scale; with 'squares' and 'magnitudes', the sums over rows of the mean squared"
+        " and the mean absolute error"
+    ),
+    "logistic": (
+        "the sum over rows of the mean binary cross-entropy over the row's outputs, from"
+        " probabilities clipped to [floor, 1 - floor] (arguments: floor), times grad_scale;"
+        " with 'squares' and 'magnitudes' as for 'regression'"
+    ),
+}
+"""The loss statistics a loop computes, by name."""
+
+METRIC_STATISTICS = {
+    "accuracy": "the rows whose first most probable class is the label",
+    "top_k": "the rows whose label ranks among the k most probable classes, ties to the"
+    " lower class (arguments: k)",
+    "cross_entropy": "the sum over rows of -log(p[label] + eps) (arguments: eps)",
+    "perplexity": "the sum over rows of -log(max(p[label], floor)) (arguments: floor)",
+    "squared_error": "the sum over rows of the mean squared error over the row's outputs",
+    "absolute_error": "the sum over rows of the mean absolute error over the row's outputs",
+}
+"""The metric sums a loop computes, by name: each step's sum is the metric's
+``sum_metric`` over the step's rows, and the rows are its ``num_inst``."""
+
+
+@dataclass(frozen=True)
+class LoopStatistic:
+    """One statistic of the loop: a name of :data:`HEAD_STATISTICS` or
+    :data:`METRIC_STATISTICS` and its arguments (numbers written into the loop).
+
+    >>> LoopStatistic("top_k", (5,))
+    LoopStatistic(name='top_k', arguments=(5,))
+    """
+
+    name: str
+    arguments: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
 class LoopPlan:
     """What the generated loop calls, beside the kernels.
 
-    ``head``: 'softmax' or 'regression' (which statistics helper computes the loss);
-    ``metric``: 'accuracy' or 'perplexity' (softmax), 'mse', 'rmse' or 'mae' (regression).
+    ``head``: the loss statistic (a name of :data:`HEAD_STATISTICS`); ``metric``: the metric
+    statistic (a name of :data:`METRIC_STATISTICS`).
     ``states``: how many recurrent states the loop carries from step to step (each zeroed
     where ``fresh[step]``, else the previous step's state output). ``sources``: how
     many arrays are cut into batches (data then labels). ``update``: the optimizer's kernel;
@@ -27,8 +79,8 @@ class LoopPlan:
     None: every batch is gathered. ``label_source``: the source that is the head's label
     (read in place likewise by the loss and metric), or -1."""
 
-    head: str
-    metric: str
+    head: LoopStatistic
+    metric: LoopStatistic
     sources: int
     parameters: int
     update: object
@@ -38,3 +90,14 @@ class LoopPlan:
     states: int = 0
     views: tuple[tuple[str, int, tuple, tuple, int], ...] | None = None
     label_source: int = -1
+
+    def __post_init__(self) -> None:
+        if self.head.name not in HEAD_STATISTICS:
+            raise ValueError(
+                f"LoopPlan: no head statistic {self.head.name!r}; known: {sorted(HEAD_STATISTICS)}"
+            )
+        if self.metric.name not in METRIC_STATISTICS:
+            raise ValueError(
+                f"LoopPlan: no metric statistic {self.metric.name!r}; known: "
+                f"{sorted(METRIC_STATISTICS)}"
+            )

@@ -6,7 +6,8 @@ dtypes and returns a compiled function; it never redefines what the op means (th
 registry's NumPy reference is the oracle every kernel is tested against).
 
 Calling convention: ``kernel.fn(*inputs, *outputs, *workspace)``, followed by the Dropout
-counter when ``kernel.needs_counter``. Inputs are C-contiguous arrays of the node's input
+counter and the training flag when ``kernel.needs_counter`` (Dropout's mask, the training
+forward's label check). Inputs are C-contiguous arrays of the node's input
 shapes (the runtime only ever hands out whole buffers or reshaped views of them); outputs
 and workspace buffers are C-contiguous arrays from the runtime's memory plan, which the
 kernel overwrites completely. Kernels allocate nothing in the steady state, so that a
@@ -80,7 +81,7 @@ class Kernel:
     elementwise: bool = False
 
     def arguments(self, inputs: tuple, outputs: tuple, workspace: tuple = ()) -> tuple:
-        """The arguments ``fn`` is called with (without the Dropout counter)."""
+        """The arguments ``fn`` is called with (without the counter and training flag)."""
         if self.prepare is not None:
             return tuple(self.prepare(tuple(inputs), tuple(outputs), tuple(workspace)))
         return (*inputs, *outputs, *workspace)
@@ -135,3 +136,22 @@ def uniform_float_dtype(spec: NodeSpec) -> np.dtype:
             f"outputs of one dtype, not {names}"
         )
     return next(iter(dtypes))
+
+
+def float_dtype(spec: NodeSpec, output: int = 0) -> np.dtype:
+    """The dtype of output ``output``, for a kernel whose other arrays follow it by the op's
+    dtype rule (pooling's int32 argmax, a sum's input); BackendError unless it is one of
+    ``FLOAT_DTYPES``.
+
+    >>> i32 = np.dtype("int32")
+    >>> float_dtype(NodeSpec("sum", "total", {}, ((3,),), (i32,), ((),), (i32,)))
+    Traceback (most recent call last):
+    ...
+    graphc.ir.errors.BackendError: total (sum): the kernel takes float32 or float64 data, not int32
+    """
+    dtype = np.dtype(spec.out_dtypes[output])
+    if dtype not in FLOAT_DTYPES:
+        raise BackendError(
+            f"{spec.name} ({spec.op}): the kernel takes float32 or float64 data, not {dtype}"
+        )
+    return dtype

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 
-from graphc.backend.cache_location import cache_dir
+from graphc.backend.cache_location import cache_dir, kernel_code_version
 
 _HEADER = "# graphc kernel sha256="
 _loaded: dict[str, Callable] = {}
@@ -41,10 +41,10 @@ class KernelCacheWarning(UserWarning):
 
 def version_salt(target: str = "cpu") -> str:
     """What else a kernel's compiled code depends on: the versions of graphc and of the
-    compiler (read from the installed metadata, so that this module imports no Numba) and
-    the target."""
+    compiler (read from the installed metadata, so that this module imports no Numba), the
+    kernels it calls (``kernel_code_version``) and the target."""
     versions = ";".join(f"{name}={version(name)}" for name in ("graphc", "numba", "llvmlite"))
-    return f"{versions};target={target}"
+    return f"{versions};kernels={kernel_code_version()};target={target}"
 
 
 def cache_key(source: str, target: str = "cpu") -> str:

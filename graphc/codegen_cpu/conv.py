@@ -26,9 +26,9 @@ All functions are ``numba.njit(cache=True)`` at module level and compiled once p
 input layout, whatever the geometry. The geometry (kernel, stride, pad and rows per chunk)
 is bound at bind by each kernel's ``prepare`` as a tuple of ints, the last argument
 ``descriptor = (kh, kw, sh, sw, ph, pw, rows)``. The alternative, an entry point
-generated per geometry with the numbers as constants, costs
-a Numba compile per distinct convolution, because Numba links and re-optimises everything
-it calls: measured 1.3-1.6 s each here, which made a cold run of this file's tests 97 s.
+generated per geometry with the numbers as constants, costs a Numba compile per distinct
+convolution, because Numba links and re-optimises everything it calls: measured 1.3-1.6 s
+each here, which made a cold run of this file's tests 97 s.
 Inputs may have any strides; outputs are C-contiguous, as ``lowering.py`` promises.
 
 The loops are serial. OpenBLAS already runs the GEMMs on both cores, and a ``prange`` over
@@ -296,7 +296,7 @@ def chunk_rows(spec: NodeSpec, out_shape: tuple, row_elements: int, fixed_elemen
     >>> chunk_rows(spec, (2, 4, 10, 10), row_elements=100, fixed_elements=0)
     7
     """
-    itemsize = np.dtype(uniform_float_dtype(spec)).itemsize
+    itemsize = uniform_float_dtype(spec).itemsize
     bound = spec.options.get("im2col_bytes", DEFAULT_IM2COL_BYTES)
     fitting = (bound // itemsize - fixed_elements) // row_elements
     if fitting < 1:

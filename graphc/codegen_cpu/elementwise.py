@@ -14,12 +14,13 @@ from collections.abc import Sequence
 
 from graphc.backend.lowering import Kernel, NodeSpec, lowering
 from graphc.backend.source_cache import load_kernel
-from graphc.codegen_cpu.scalar_functions import CPU_SPELLINGS
+from graphc.codegen_cpu.scalar_functions import CPU_SPELLINGS, NAMES
+from graphc.codegen_cpu.target import TARGET
 from graphc.ir.registry import REGISTRY, get_op
 
 HEADER = (
     "import math\n\nimport numba\nimport numpy as np\n\n"
-    "from graphc.codegen_cpu.scalar_functions import fast_tanh, one_hot_at\n\n\n"
+    f"from graphc.codegen_cpu.scalar_functions import {', '.join(sorted(NAMES))}\n\n\n"
 )
 DECORATOR = "@numba.njit(cache=True, error_model='numpy', fastmath={fastmath})\n"
 
@@ -149,4 +150,4 @@ def lower_elementwise(spec: NodeSpec) -> Kernel:
 _OPS = sorted(
     name for name, opdef in REGISTRY.items() if opdef.expr is not None and name != "BlockGrad"
 )
-lowering(*_OPS)(lower_elementwise)
+lowering(TARGET, *_OPS)(lower_elementwise)

@@ -2,7 +2,7 @@
 
 What the ops compute is defined by their NumPy references in ``graphc/ir/ops/lstm.py``; these
 kernels follow them operation for operation (same sigmoid, same order of additions; float32
-tanh is a rational approximation, below) and differ only in where the work happens:
+tanh is ``fast_tanh``, a rational approximation) and differ only in where the work happens:
 
 - the input projection of every step is one GEMM, (T*N, I) x (I, 4H);
 - each step is one recurrent GEMM, (N, H) x (H, 4H), into a preallocated buffer, then one
@@ -32,10 +32,9 @@ import inspect
 
 import numba
 import numpy as np
-from numba import types
-from numba.extending import overload
 
 from graphc.backend.lowering import Kernel, NodeSpec, lowering, uniform_float_dtype
+from graphc.codegen_cpu.scalar_functions import fast_tanh
 from graphc.codegen_cpu.target import TARGET
 
 # -- shared helpers ----------------------------------------------------------------------------
@@ -59,67 +58,11 @@ def _copy_transposed(matrix, transposed):
             transposed[k, r] = matrix[r, k]
 
 
-# tanh(x) ~ x P(x^2) / Q(x^2) on [-c, c], with c where the quotient reaches 1.0f: the rational
-# approximation Eigen uses for float32 tanh (generic_fast_tanh_float), max relative error
-# 3.4e-7 against float64 tanh (checked in tests/test_cpu_lstm.py). Libm's scalar tanhf took
-# 17 ns per call against 3 ns for this on the development machine, and the forward makes 5
-# calls per (t, n, j): LSTM forward at T=100, N=128, I=256, H=256, float32, one BLAS thread,
-# went from 515 ms to 240 ms. float64 keeps libm's tanh (within an ulp), which the 1e-10
-# agreement with the reference needs.
-_TANH_CLAMP = 7.90531110763549805
-_TANH_NUMERATOR = (
-    4.89352455891786e-03,
-    6.37261928875436e-04,
-    1.48572235717979e-05,
-    5.12229709037114e-08,
-    -8.60467152213735e-11,
-    2.00018790482477e-13,
-    -2.76076847742355e-16,
-)
-_TANH_DENOMINATOR = (
-    4.89352518554385e-03,
-    2.26843463243900e-03,
-    1.18534705686654e-04,
-    1.19825839466702e-06,
-)
-# Below this, x itself is tanh(x) to float32 precision.
-_TANH_IDENTITY_BELOW = 0.0004
-
-
-def _tanh(x):
-    """tanh of one scalar; compiled, a float32 takes the rational approximation above."""
-    return np.tanh(x)
-
-
-@overload(_tanh)
-def _tanh_for_type(x):
-    if x != types.float32:
-        return lambda x: np.tanh(x)
-    clamp = np.float32(_TANH_CLAMP)
-    identity_below = np.float32(_TANH_IDENTITY_BELOW)
-    a1, a3, a5, a7, a9, a11, a13 = (np.float32(value) for value in _TANH_NUMERATOR)
-    b0, b2, b4, b6 = (np.float32(value) for value in _TANH_DENOMINATOR)
-
-    def tanh_float32(x):
-        if abs(x) < identity_below:
-            return x
-        # Written so that NaN fails both comparisons and comes out NaN.
-        clamped = (clamp if x > 0 else -clamp) if abs(x) > clamp else x
-        x2 = clamped * clamped
-        numerator = a13 * x2 + a11
-        numerator = (((numerator * x2 + a9) * x2 + a7) * x2 + a5) * x2 + a3
-        numerator = (numerator * x2 + a1) * clamped
-        denominator = ((b6 * x2 + b4) * x2 + b2) * x2 + b0
-        return numerator / denominator
-
-    return tanh_float32
-
-
 @numba.njit(cache=True)
 def _sigmoid(x, half, one):
     # The reference's tanh form: never overflows, unlike 1 / (1 + exp(-x)). The constants
     # arrive typed as the data so that float32 math stays float32.
-    return half * (_tanh(half * x) + one)
+    return half * (fast_tanh(half * x) + one)
 
 
 @numba.njit(cache=True)
@@ -173,7 +116,7 @@ def _forward_steps(
                 zo = _pre_activation(gates, recurrent, i2h_bias, h2h_bias, t, n, 3 * hidden + j)
                 i = _sigmoid(zi, half, one)
                 f = _sigmoid(zf, half, one)
-                g = _tanh(zg)
+                g = fast_tanh(zg)
                 o = _sigmoid(zo, half, one)
                 c_prev = c_initial[n, j] if t == 0 else cells[t - 1, n, j]
                 c = f * c_prev + i * g
@@ -182,7 +125,7 @@ def _forward_steps(
                 gates[t, n, 2 * hidden + j] = g
                 gates[t, n, 3 * hidden + j] = o
                 cells[t, n, j] = c
-                output[t, n, j] = o * _tanh(c)
+                output[t, n, j] = o * fast_tanh(c)
     if steps > 0:
         final_state[:] = output[steps - 1]
         final_cell[:] = cells[steps - 1]
@@ -268,7 +211,7 @@ def _backward_steps(
                 g = gates[t, n, 2 * hidden + j]
                 o = gates[t, n, 3 * hidden + j]
                 c_prev = c_initial[n, j] if t == 0 else cells[t - 1, n, j]
-                tanh_c = _tanh(cells[t, n, j])
+                tanh_c = fast_tanh(cells[t, n, j])
                 dh = d_output[t, n, j] + dh_next[n, j]
                 dc = dc_next[n, j] + dh * o * (one - tanh_c * tanh_c)
                 # Gradients at the pre-activations: sigmoid' = s (1 - s), tanh' = 1 - t^2.

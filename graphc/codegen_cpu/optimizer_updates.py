@@ -48,6 +48,31 @@ def _clip(value, bound):
     return value
 
 
+# The prologue every kernel shares, inlined into each (Numba IR inlining, so the arithmetic
+# and its order are exactly those of the code written out in the kernel).
+
+
+@numba.njit(inline="always", **_JIT)
+def _common_scalars(weight, lr, wd, rescale_grad, clip_gradient, grad_scale):
+    """``(lr, wd, scale, bound)`` in the weight's dtype, ``scale = rescale_grad * grad_scale``
+    multiplied in float64 first."""
+    cast = weight.dtype.type
+    return cast(lr), cast(wd), cast(rescale_grad * grad_scale), cast(clip_gradient)
+
+
+@numba.njit(inline="always", **_JIT)
+def _gradient(grad, i, scale, bound):
+    """``clip(g)`` at element ``i``, weight decay left to the kernel (SGD, AdaGrad, AdaDelta)."""
+    return _clip(grad[i] * scale, bound)
+
+
+@numba.njit(inline="always", **_JIT)
+def _decayed_gradient(grad, weight, i, wd, scale, bound):
+    """``clip(g + wd * weight)`` at element ``i``: weight decay before clipping (Adam,
+    RMSProp)."""
+    return _clip(grad[i] * scale + wd * weight[i], bound)
+
+
 @numba.njit(**_JIT)
 def sum_of_squares(grad):
     """The sum of ``grad[i] ** 2`` over a flat gradient, accumulated in float64."""
@@ -75,11 +100,11 @@ def global_norm_scale(total_sum_of_squares, rescale_grad, max_norm):
 @numba.njit(**_JIT)
 def sgd_update(weight, grad, lr, wd, rescale_grad, clip_gradient, grad_scale):
     """``weight -= lr * (clip(g) + wd * weight)`` (MXNet's ``sgd_update``)."""
-    cast = weight.dtype.type
-    lr_, wd_ = cast(lr), cast(wd)
-    scale, bound = cast(rescale_grad * grad_scale), cast(clip_gradient)
+    lr_, wd_, scale, bound = _common_scalars(
+        weight, lr, wd, rescale_grad, clip_gradient, grad_scale
+    )
     for i in range(weight.size):
-        g = _clip(grad[i] * scale, bound) + wd_ * weight[i]
+        g = _gradient(grad, i, scale, bound) + wd_ * weight[i]
         weight[i] -= lr_ * g
 
 
@@ -91,11 +116,12 @@ def sgd_mom_update(weight, grad, mom, lr, wd, rescale_grad, clip_gradient, grad_
     mom = momentum * mom - lr * g
     weight += mom
     """
-    cast = weight.dtype.type
-    lr_, wd_, momentum_ = cast(lr), cast(wd), cast(momentum)
-    scale, bound = cast(rescale_grad * grad_scale), cast(clip_gradient)
+    lr_, wd_, scale, bound = _common_scalars(
+        weight, lr, wd, rescale_grad, clip_gradient, grad_scale
+    )
+    momentum_ = weight.dtype.type(momentum)
     for i in range(weight.size):
-        g = _clip(grad[i] * scale, bound) + wd_ * weight[i]
+        g = _gradient(grad, i, scale, bound) + wd_ * weight[i]
         mom[i] = momentum_ * mom[i] - lr_ * g
         weight[i] += mom[i]
 
@@ -108,11 +134,12 @@ def nag_mom_update(weight, grad, mom, lr, wd, rescale_grad, clip_gradient, grad_
     mom = momentum * mom - lr * g
     weight += momentum * mom - lr * g
     """
-    cast = weight.dtype.type
-    lr_, wd_, momentum_ = cast(lr), cast(wd), cast(momentum)
-    scale, bound = cast(rescale_grad * grad_scale), cast(clip_gradient)
+    lr_, wd_, scale, bound = _common_scalars(
+        weight, lr, wd, rescale_grad, clip_gradient, grad_scale
+    )
+    momentum_ = weight.dtype.type(momentum)
     for i in range(weight.size):
-        g = _clip(grad[i] * scale, bound) + wd_ * weight[i]
+        g = _gradient(grad, i, scale, bound) + wd_ * weight[i]
         step = lr_ * g
         mom[i] = momentum_ * mom[i] - step
         weight[i] += momentum_ * mom[i] - step
@@ -130,13 +157,13 @@ def adam_update(
     var = beta2 * var + (1 - beta2) * g * g
     weight -= lr * mean / (sqrt(var) + epsilon)
     """
+    lr_, wd_, scale, bound = _common_scalars(
+        weight, lr, wd, rescale_grad, clip_gradient, grad_scale
+    )
     cast = weight.dtype.type
-    lr_, wd_, epsilon_ = cast(lr), cast(wd), cast(epsilon)
-    scale, bound = cast(rescale_grad * grad_scale), cast(clip_gradient)
-    beta1_, beta2_ = cast(beta1), cast(beta2)
-    one = cast(1.0)
+    beta1_, beta2_, epsilon_, one = cast(beta1), cast(beta2), cast(epsilon), cast(1.0)
     for i in range(weight.size):
-        g = _clip(grad[i] * scale + wd_ * weight[i], bound)
+        g = _decayed_gradient(grad, weight, i, wd_, scale, bound)
         mean[i] = beta1_ * mean[i] + (one - beta1_) * g
         var[i] = beta2_ * var[i] + (one - beta2_) * g * g
         weight[i] -= lr_ * mean[i] / (np.sqrt(var[i]) + epsilon_)
@@ -150,11 +177,12 @@ def adagrad_update(weight, grad, history, lr, wd, rescale_grad, clip_gradient, g
     history += g * g
     weight -= lr * (g / sqrt(history + eps) + wd * weight)
     """
-    cast = weight.dtype.type
-    lr_, wd_, eps_ = cast(lr), cast(wd), cast(eps)
-    scale, bound = cast(rescale_grad * grad_scale), cast(clip_gradient)
+    lr_, wd_, scale, bound = _common_scalars(
+        weight, lr, wd, rescale_grad, clip_gradient, grad_scale
+    )
+    eps_ = weight.dtype.type(eps)
     for i in range(weight.size):
-        g = _clip(grad[i] * scale, bound)
+        g = _gradient(grad, i, scale, bound)
         history[i] += g * g
         weight[i] -= lr_ * (g / np.sqrt(history[i] + eps_) + wd_ * weight[i])
 
@@ -172,12 +200,11 @@ def adadelta_update(
     acc_delta = rho * acc_delta + (1 - rho) * delta * delta
     weight -= delta + wd * weight
     """
+    _, wd_, scale, bound = _common_scalars(weight, lr, wd, rescale_grad, clip_gradient, grad_scale)
     cast = weight.dtype.type
-    wd_, rho_, epsilon_ = cast(wd), cast(rho), cast(epsilon)
-    scale, bound = cast(rescale_grad * grad_scale), cast(clip_gradient)
-    one = cast(1.0)
+    rho_, epsilon_, one = cast(rho), cast(epsilon), cast(1.0)
     for i in range(weight.size):
-        g = _clip(grad[i] * scale, bound)
+        g = _gradient(grad, i, scale, bound)
         acc_g[i] = rho_ * acc_g[i] + (one - rho_) * g * g
         delta = np.sqrt(acc_delta[i] + epsilon_) / np.sqrt(acc_g[i] + epsilon_) * g
         acc_delta[i] = rho_ * acc_delta[i] + (one - rho_) * delta * delta
@@ -194,13 +221,13 @@ def rmsprop_update(
     n = (1 - gamma1) * g * g + gamma1 * n
     weight -= lr * g / sqrt(n + epsilon)
     """
+    lr_, wd_, scale, bound = _common_scalars(
+        weight, lr, wd, rescale_grad, clip_gradient, grad_scale
+    )
     cast = weight.dtype.type
-    lr_, wd_, epsilon_ = cast(lr), cast(wd), cast(epsilon)
-    scale, bound = cast(rescale_grad * grad_scale), cast(clip_gradient)
-    gamma1_ = cast(gamma1)
-    one = cast(1.0)
+    gamma1_, epsilon_, one = cast(gamma1), cast(epsilon), cast(1.0)
     for i in range(weight.size):
-        g = _clip(grad[i] * scale + wd_ * weight[i], bound)
+        g = _decayed_gradient(grad, weight, i, wd_, scale, bound)
         n[i] = (one - gamma1_) * g * g + gamma1_ * n[i]
         weight[i] -= lr_ * g / np.sqrt(n[i] + epsilon_)
 
@@ -229,13 +256,13 @@ def rmspropalex_update(
     delta = gamma2 * delta - lr * g / sqrt(n - mean_g * mean_g + epsilon)
     weight += delta
     """
+    lr_, wd_, scale, bound = _common_scalars(
+        weight, lr, wd, rescale_grad, clip_gradient, grad_scale
+    )
     cast = weight.dtype.type
-    lr_, wd_, epsilon_ = cast(lr), cast(wd), cast(epsilon)
-    scale, bound = cast(rescale_grad * grad_scale), cast(clip_gradient)
-    gamma1_, gamma2_ = cast(gamma1), cast(gamma2)
-    one = cast(1.0)
+    gamma1_, gamma2_, epsilon_, one = cast(gamma1), cast(gamma2), cast(epsilon), cast(1.0)
     for i in range(weight.size):
-        g = _clip(grad[i] * scale + wd_ * weight[i], bound)
+        g = _decayed_gradient(grad, weight, i, wd_, scale, bound)
         n[i] = (one - gamma1_) * g * g + gamma1_ * n[i]
         mean_g[i] = (one - gamma1_) * g + gamma1_ * mean_g[i]
         variance = n[i] - mean_g[i] * mean_g[i] + epsilon_

@@ -23,11 +23,9 @@ from __future__ import annotations
 import inspect
 
 import numba
-import numpy as np
 
-from graphc.backend.lowering import Kernel, NodeSpec, lowering
+from graphc.backend.lowering import Kernel, NodeSpec, float_dtype, lowering
 from graphc.codegen_cpu.target import TARGET
-from graphc.ir.errors import BackendError
 from graphc.ir.ops.pool import _geometry as pool_geometry
 
 # Window loops index with unsigned integers (``_u``, non-negative by construction): with
@@ -160,13 +158,6 @@ def _descriptor(spec: NodeSpec, data_shape: tuple) -> tuple[int, ...]:
     return (*geometry.kernel, *geometry.stride, *geometry.pad, include_pad)
 
 
-def _check_float(spec: NodeSpec, dtype) -> None:
-    if np.dtype(dtype) not in (np.float32, np.float64):
-        raise BackendError(
-            f"{spec.name} ({spec.op}): the CPU kernel pools float32 or float64 data, not {dtype}"
-        )
-
-
 def _kernel(fn, descriptor: tuple[int, ...] | None = None) -> Kernel:
     """The kernel, with the window geometry (if it needs one) bound at bind after the arrays."""
     source = inspect.getsource(fn.py_func)
@@ -194,7 +185,7 @@ def lower_pooling(spec: NodeSpec) -> Kernel:
     >>> out.ravel().tolist()
     [2.5, 4.5, 10.5, 12.5]
     """
-    _check_float(spec, spec.in_dtypes[0])
+    float_dtype(spec)
     fn = max_pooling if spec.attrs["pool_type"] == "max" else avg_pooling
     return _kernel(fn, _descriptor(spec, spec.in_shapes[0]))
 
@@ -202,12 +193,12 @@ def lower_pooling(spec: NodeSpec) -> Kernel:
 @lowering(TARGET, "_max_pool_backward")
 def lower_max_pool_backward(spec: NodeSpec) -> Kernel:
     """dy scattered by argmax into zeros shaped like the pooled input; no workspace."""
-    _check_float(spec, spec.in_dtypes[0])
+    float_dtype(spec)
     return _kernel(max_pooling_backward)
 
 
 @lowering(TARGET, "_avg_pool_backward")
 def lower_avg_pool_backward(spec: NodeSpec) -> Kernel:
     """Each dy over its window's count, spread over the window."""
-    _check_float(spec, spec.in_dtypes[0])
+    float_dtype(spec)
     return _kernel(avg_pooling_backward, _descriptor(spec, spec.in_shapes[1]))

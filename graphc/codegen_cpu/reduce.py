@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from graphc.backend.lowering import Kernel, NodeSpec, lowering
+from graphc.backend.lowering import Kernel, NodeSpec, float_dtype, lowering
 from graphc.backend.source_cache import load_kernel
 from graphc.codegen_cpu.target import TARGET
 from graphc.ir.errors import BackendError
@@ -343,17 +343,8 @@ def reading_view(array: np.ndarray, layout: ReductionLayout) -> np.ndarray:
     return array if layout.order is None else np.transpose(array, layout.order)
 
 
-def _float_dtype(spec: NodeSpec) -> np.dtype:
-    dtype = np.dtype(spec.out_dtypes[0])
-    if dtype not in (np.float32, np.float64):
-        raise BackendError(
-            f"{spec.name} ({spec.op}): the CPU kernel takes float32 or float64, not {dtype}"
-        )
-    return dtype
-
-
 def _sum_lowering(spec: NodeSpec, axes: tuple[int, ...]) -> Kernel:
-    _float_dtype(spec)
+    float_dtype(spec)
     layout = reduction_layout(spec.in_shapes[0], axes)
     around = kept_run(spec.in_shapes[0], axes) if layout.order is not None else None
     if around is not None:

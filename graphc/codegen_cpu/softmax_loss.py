@@ -4,8 +4,13 @@
 
 What each op computes is defined by its NumPy reference (``graphc/ir/ops/loss.py`` and
 ``graphc/ir/ops/dropout.py``); the heads' gradients are compositions of primitives and need
-no kernel here. Labels are inputs of the heads but their forwards do not read them. Inputs
-may have any strides: they are read through ``.flat`` in C order.
+no kernel here. Labels are inputs of the heads; only ``SoftmaxOutput``'s training forward
+reads its label, to check, as the reference does, that every value is a class index (or,
+with use_ignore, ignore_label): a bad one raises ValueError naming the label element and
+its value, before any gradient indexes with it (the executor's note names the head's node;
+the kernel, shared by every node of its key, cannot). An inference forward ignores the
+label, as MXNet's does, so its kernel takes the training flag (``needs_counter``). Inputs may have any strides: they are
+read through ``.flat`` in C order.
 
 Dropout's kernel has ``needs_counter=True``: the runtime passes the Dropout counter and the
 training flag as its last two arguments. The counter numbers the training forwards (the
@@ -28,10 +33,9 @@ import math
 import numba
 import numpy as np
 
-from graphc.backend.lowering import Kernel, NodeSpec, lowering
+from graphc.backend.lowering import Kernel, NodeSpec, float_dtype, lowering
 from graphc.codegen_cpu.reduce import sum_workspace, tree_sum, tree_sum_rows
 from graphc.codegen_cpu.target import TARGET
-from graphc.ir.errors import BackendError
 
 # The hash's constants come from the op's definition, so the two cannot drift apart.
 from graphc.ir.ops.dropout import _GOLDEN, _MIX1, _MIX2
@@ -50,13 +54,77 @@ def copy_kernel(data, out):
 
 
 @numba.njit(cache=True)
-def softmax_kernel(data, out, outer, classes, inner, lanes, partials, column_max, column_sum):
-    """With data and out as (outer, classes, inner): out = softmax of data over classes.
+def spelled_number(value):
+    """``value`` as Python's ``repr`` spells a float, to six decimals: ``5.0``, ``-1.0``,
+    ``2.5``, ``nan``, ``inf``."""
+    if value != value:
+        return "nan"
+    if value == math.inf or value == -math.inf:
+        return "inf" if value > 0 else "-inf"
+    sign = "-" if value < 0 else ""
+    magnitude = abs(value)
+    if magnitude >= 1e15:  # no fraction digit left to show
+        return sign + str(int(magnitude)) + ".0"
+    whole = int(magnitude)
+    fraction = int(round((magnitude - whole) * 1e6))
+    if fraction == 1000000:
+        whole, fraction = whole + 1, 0
+    digits = str(fraction)
+    digits = "0" * (6 - len(digits)) + digits
+    while len(digits) > 1 and digits[-1] == "0":
+        digits = digits[:-1]
+    return sign + str(whole) + "." + digits
+
+
+@numba.njit(cache=True)
+def check_class_labels(label, classes, use_ignore, ignore_label):
+    """ValueError unless every label is an integer in [0, classes) or, with ``use_ignore``,
+    ``ignore_label``: the rule of ``_softmax_bad_label`` in ``graphc/ir/ops/loss.py``."""
+    position = 0
+    for value in label.flat:
+        ignored = use_ignore and value == ignore_label
+        if not ignored and (not (value >= 0 and value < classes) or value != math.floor(value)):
+            rule = "a class index in [0, " + str(classes) + ")"
+            if use_ignore:
+                rule += " or ignore_label " + spelled_number(float(ignore_label))
+            raise ValueError(
+                "SoftmaxOutput: label element "
+                + str(position)
+                + " is "
+                + spelled_number(float(value))
+                + "; it must be "
+                + rule
+            )
+        position += 1
+
+
+@numba.njit(cache=True)
+def softmax_kernel(
+    data,
+    label,
+    out,
+    outer,
+    classes,
+    inner,
+    lanes,
+    partials,
+    column_max,
+    column_sum,
+    use_ignore,
+    ignore_label,
+    counter,
+    training,
+):
+    """With data and out as (outer, classes, inner): out = softmax of data over classes,
+    after checking ``label`` (:func:`check_class_labels`) when ``training``; ``counter`` is
+    the Dropout counter, unused.
 
     The maximum over classes is subtracted before exp (it cancels in the ratio, and no exp
     overflows); the sum of the exps is a tree sum (``reduce.py``). ``column_max`` has
     ``inner`` values of data's dtype, ``column_sum`` ``inner`` float64 values, ``lanes``
     and ``partials`` are the tree sum's scratch for ``classes`` rows of ``inner``."""
+    if training:
+        check_class_labels(label, classes, use_ignore, ignore_label)
     copy_kernel(data, out)
     if inner == 1:  # one row per sample: flat rows, half the time of the general walk
         softmax_rows(out.reshape(outer * classes), outer, classes, partials)
@@ -118,29 +186,27 @@ def softmax_geometry(attrs, shape: tuple[int, ...]) -> tuple[int, int, int]:
     return shape[0], math.prod(shape[1:]), 1
 
 
-def _float_dtype(spec: NodeSpec) -> np.dtype:
-    dtype = np.dtype(spec.out_dtypes[0])
-    if dtype not in (np.float32, np.float64):
-        raise BackendError(
-            f"{spec.name} ({spec.op}): the CPU kernel takes float32 or float64, not {dtype}"
-        )
-    return dtype
-
-
 @lowering(TARGET, "SoftmaxOutput")
 def lower_softmax_output(spec: NodeSpec) -> Kernel:
-    """Softmax probabilities; workspace: the tree sum's lanes and partials, the maximum and
-    the sum of each column (inner values each)."""
-    dtype = _float_dtype(spec)
-    outer, classes, inner = softmax_geometry(spec.attrs, spec.in_shapes[0])
+    """Softmax probabilities, the label checked in training; workspace: the tree sum's lanes and
+    partials, the maximum and the sum of each column (inner values each)."""
+    dtype = float_dtype(spec)
+    attrs = spec.attrs
+    outer, classes, inner = softmax_geometry(attrs, spec.in_shapes[0])
     workspace = (*sum_workspace(classes, inner), ((inner,), dtype), ((inner,), np.float64))
+    label_rule = (bool(attrs["use_ignore"]), float(attrs["ignore_label"]))
 
     def prepare(inputs, outputs, workspace):
-        # The label lends nothing to the forward; the geometry is bound here, at bind, so
-        # one compiled kernel serves every shape.
-        return (inputs[0], outputs[0], outer, classes, inner, *workspace)
+        # The geometry is bound here, at bind, so one compiled kernel serves every shape.
+        return (inputs[0], inputs[1], outputs[0], outer, classes, inner, *workspace, *label_rule)
 
-    return Kernel(fn=softmax_kernel, workspace=workspace, name="softmax_output", prepare=prepare)
+    return Kernel(
+        fn=softmax_kernel,
+        workspace=workspace,
+        needs_counter=True,
+        name="softmax_output",
+        prepare=prepare,
+    )
 
 
 # -- regression heads and copies ---------------------------------------------------------------
@@ -216,7 +282,7 @@ def dropout_kernel(data, out, mask, p, seed, always, counter, training):
 @lowering(TARGET, "Dropout")
 def lower_dropout(spec: NodeSpec) -> Kernel:
     """Outputs (out, mask); the counter and the training flag come last."""
-    _float_dtype(spec)
+    float_dtype(spec)
     attrs = spec.attrs
     constants = (float(attrs["p"]), attrs["seed"] & _LOW_32_BITS, attrs["mode"] == "always")
 

@@ -23,10 +23,35 @@ import os
 import sys
 from collections.abc import Sequence
 
-from graphc.backend.loop_plan import LoopPlan
+from graphc.backend.loop_plan import LoopPlan, LoopStatistic
 from graphc.backend.lowering import Kernel
 from graphc.backend.source_cache import load_kernel
+from graphc.codegen_cpu import train_support
 from graphc.codegen_cpu.sequence import call_lines, kernel_names, kernel_reference
+from graphc.ir.errors import BackendError
+
+INDENT = "        "
+
+HEAD_STATISTICS = {
+    "softmax": ("softmax_stats", ("correct",)),
+    "regression": ("regression_stats", ("squares", "magnitudes")),
+    "logistic": ("logistic_stats", ("squares", "magnitudes")),
+}
+"""The CPU lowering of each loss statistic (``backend.loop_plan.HEAD_STATISTICS``): the
+helper of ``train_support`` called as ``helper(head, label, rows, grad_scale, *arguments)``
+and the metric sums it gives beside the loss, in its order."""
+
+METRIC_STATISTICS = {
+    "accuracy": "correct",
+    "squared_error": "squares",
+    "absolute_error": "magnitudes",
+    "perplexity": "perplexity_sum",
+    "cross_entropy": "cross_entropy_sum",
+    "top_k": "top_k_hits",
+}
+"""The CPU lowering of each metric statistic (``backend.loop_plan.METRIC_STATISTICS``): a
+sum the head's helper gives already (read, no second pass over the output), or the helper
+of ``train_support`` called as ``helper(head, label, rows, *arguments)``."""
 
 
 def render_training_loop(
@@ -36,19 +61,51 @@ def render_training_loop(
     backward_comments: Sequence[str] | None,
     plan: LoopPlan,
 ) -> str:
+    """The source of ``train``: per step, the batch, the forward kernels, the loss and
+    metric, the finiteness checks, the backward kernels and the updates."""
     imports, names = kernel_names([*forward, *backward])
-    module, attribute = kernel_reference(plan.update)
+    replaced: dict[str, dict] = {"forward": {}, "backward": {}}
+    batch, label = _batch_lines(plan, replaced)
     lines = [
+        *_header_lines(imports, plan),
+        *batch,
+        f"{INDENT}counter = counter0 + step",
+        *_state_lines(plan),
+        *call_lines(
+            forward,
+            forward_comments,
+            names,
+            "forward",
+            "counter, True",
+            INDENT,
+            replaced["forward"],
+        ),
+        *_statistics_lines(plan, label),
+        f"{INDENT}if not math.isfinite(loss) or not all_finite(head):",
+        f"{INDENT}    return step",
+        *call_lines(
+            backward,
+            backward_comments,
+            names,
+            "backward",
+            "counter, True",
+            INDENT,
+            replaced["backward"],
+        ),
+        *_update_lines(plan),
+        "    return count",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _header_lines(imports: list[str], plan: LoopPlan) -> list[str]:
+    """The imports and the signature of ``train``, up to the first line of a step."""
+    module, attribute = kernel_reference(plan.update)
+    return [
         "import math\n",
         "import numba\n",
         "from graphc.codegen_cpu.train_support import (",
-        "    all_finite,",
-        "    copy_array,",
-        "    gather_rows,",
-        "    perplexity_sum,",
-        "    regression_stats,",
-        "    softmax_stats,",
-        "    zero_fill,",
+        *(f"    {name}," for name in sorted(train_support.NAMES)),
         ")",
         "from graphc.backend.source_cache import kernel_function",
         "from graphc.codegen_cpu.optimizer_updates import global_norm_scale, sum_of_squares\n",
@@ -61,86 +118,101 @@ def render_training_loop(
         "    for step in range(count):",
         "        start = step * batch",
     ]
-    indent = "        "
-    replaced: dict[str, dict] = {"forward": {}, "backward": {}}
-    label = "label"
+
+
+def _batch_lines(plan: LoopPlan, replaced: dict[str, dict]) -> tuple[list[str], str]:
+    """Cutting the step's batch: gathered into the bound inputs, or with ``plan.views``
+    read in place when its rows are consecutive (the kernels' arguments at those views
+    are spelled out in ``replaced``). Also the spelling of the label the statistics read."""
     if plan.views is None:
-        for index in range(plan.sources):
-            lines.append(f"{indent}gather_rows(sources[{index}], targets[{index}], order, start)")
-    else:
-        lines += [
-            f"{indent}first = order[start]",
-            f"{indent}if in_place[step]:  # consecutive rows: read in place",
+        lines = [
+            f"{INDENT}gather_rows(sources[{index}], targets[{index}], order, start)"
+            for index in range(plan.sources)
         ]
-        for index in range(plan.sources):
-            lines.append(
-                f"{indent}    batch{index} = sources[{index}][first : first + batch]"
-                f".reshape(targets[{index}].shape)"
-            )
-        lines.append(f"{indent}else:  # shuffled or wrapped: gathered into the bound input")
-        for index in range(plan.sources):
-            lines += [
-                f"{indent}    gather_rows(sources[{index}], targets[{index}], order, start)",
-                f"{indent}    batch{index} = targets[{index}]",
-            ]
-        for phase, kernel, structure, path, source in plan.views:
-            expressions = replaced[phase].setdefault(kernel, (structure, {}))[1]
-            expressions[path] = f"batch{source}.reshape({{bound}}.shape)"
-        if plan.label_source >= 0:
-            label = f"batch{plan.label_source}.reshape(label.shape)"
-    lines.append(f"{indent}counter = counter0 + step")
-    if plan.states:
-        lines.append(f"{indent}if fresh[step]:")
-        for index in range(plan.states):
-            lines.append(f"{indent}    zero_fill(carried[{index}][0])")
-    lines += call_lines(
-        forward, forward_comments, names, "forward", "counter, True", indent, replaced["forward"]
-    )
-    if plan.head == "softmax":
-        lines.append(f"{indent}loss, metric = softmax_stats(head, {label}, rows[step], grad_scale)")
-        if plan.metric == "perplexity":
-            lines.append(f"{indent}metric = perplexity_sum(head, {label}, rows[step])")
-    else:
-        lines.append(
-            f"{indent}loss, metric = regression_stats(head, {label}, rows[step], grad_scale,"
-            f" {plan.metric == 'mae'})"
-        )
-    lines += [
-        f"{indent}losses[step] = loss",
-        f"{indent}metrics[step] = metric",
-        f"{indent}if not math.isfinite(loss) or not all_finite(head):",
-        f"{indent}    return step",
+        return lines, "label"
+    lines = [
+        f"{INDENT}first = order[start]",
+        f"{INDENT}if in_place[step]:  # consecutive rows: read in place",
     ]
-    lines += call_lines(
-        backward,
-        backward_comments,
-        names,
-        "backward",
-        "counter, True",
-        indent,
-        replaced["backward"],
-    )
+    for index in range(plan.sources):
+        lines.append(
+            f"{INDENT}    batch{index} = sources[{index}][first : first + batch]"
+            f".reshape(targets[{index}].shape)"
+        )
+    lines.append(f"{INDENT}else:  # shuffled or wrapped: gathered into the bound input")
+    for index in range(plan.sources):
+        lines += [
+            f"{INDENT}    gather_rows(sources[{index}], targets[{index}], order, start)",
+            f"{INDENT}    batch{index} = targets[{index}]",
+        ]
+    for phase, kernel, structure, path, source in plan.views:
+        expressions = replaced[phase].setdefault(kernel, (structure, {}))[1]
+        expressions[path] = f"batch{source}.reshape({{bound}}.shape)"
+    label = "label"
+    if plan.label_source >= 0:
+        label = f"batch{plan.label_source}.reshape(label.shape)"
+    return lines, label
+
+
+def _state_lines(plan: LoopPlan) -> list[str]:
+    """Zeroing the carried states where a step starts them afresh."""
+    if not plan.states:
+        return []
+    lines = [f"{INDENT}if fresh[step]:"]
+    for index in range(plan.states):
+        lines.append(f"{INDENT}    zero_fill(carried[{index}][0])")
+    return lines
+
+
+def _statistics_lines(plan: LoopPlan, label: str) -> list[str]:
+    """The step's loss and metric sum, recorded in ``losses`` and ``metrics``."""
+    helper, sums = HEAD_STATISTICS[plan.head.name]
+    arguments = _spelled(plan.head)
+    lines = [
+        f"{INDENT}loss, {', '.join(sums)} = {helper}(head, {label}, rows[step], grad_scale"
+        f"{arguments})"
+    ]
+    metric = METRIC_STATISTICS[plan.metric.name]
+    if metric in train_support.NAMES:
+        metric = f"{metric}(head, {label}, rows[step]{_spelled(plan.metric)})"
+    elif metric not in sums:
+        raise BackendError(
+            f"the CPU training loop computes the metric statistic {plan.metric.name!r} from "
+            f"class probabilities or predictions its head statistic {plan.head.name!r} "
+            "does not give"
+        )
+    return [*lines, f"{INDENT}losses[step] = loss", f"{INDENT}metrics[step] = {metric}"]
+
+
+def _spelled(statistic: LoopStatistic) -> str:
+    """The statistic's arguments as source, each after a comma (repr keeps every float)."""
+    return "".join(f", {argument!r}" for argument in statistic.arguments)
+
+
+def _update_lines(plan: LoopPlan) -> list[str]:
+    """The finiteness check of every gradient, global-norm clipping, the updates and the
+    carried states' copy."""
+    lines = []
     for index in range(plan.parameters):
         lines += [
-            f"{indent}if not all_finite(updates[{index}][1]):",
-            f"{indent}    return step",
+            f"{INDENT}if not all_finite(updates[{index}][1]):",
+            f"{INDENT}    return step",
         ]
     scalars = [f"scalars[step, {k}]" for k in range(plan.scalars)]
     if plan.clip_global_norm:
-        lines.append(f"{indent}total = 0.0")
+        lines.append(f"{INDENT}total = 0.0")
         for index in range(plan.parameters):
-            lines.append(f"{indent}total += sum_of_squares(updates[{index}][1])")
+            lines.append(f"{INDENT}total += sum_of_squares(updates[{index}][1])")
         lines.append(
-            f"{indent}scale = global_norm_scale(total, scalars[step, 2],"
+            f"{INDENT}scale = global_norm_scale(total, scalars[step, 2],"
             f" scalars[step, {plan.grad_scale_index}])"
         )
         scalars[plan.grad_scale_index] = "scale"
     for index in range(plan.parameters):
-        lines.append(f"{indent}update(*updates[{index}], {', '.join(scalars)})")
+        lines.append(f"{INDENT}update(*updates[{index}], {', '.join(scalars)})")
     for index in range(plan.states):
-        lines.append(f"{indent}copy_array(carried[{index}][1], carried[{index}][0])")
-    lines.append("    return count")
-    return "\n".join(lines) + "\n"
+        lines.append(f"{INDENT}copy_array(carried[{index}][1], carried[{index}][0])")
+    return lines
 
 
 def compile_training_loop(forward, forward_comments, backward, backward_comments, plan):

@@ -1,11 +1,13 @@
 """Compiled helpers the generated training loop calls between kernels: cutting a batch out
-of the in-memory data, checking values are finite, and the per-batch loss and metric sums
-of the loss heads the compiled loop supports.
+of the in-memory data, checking values are finite, and the CPU lowering of the loop's loss
+and metric statistics (``backend.loop_plan.HEAD_STATISTICS`` and ``METRIC_STATISTICS``).
 
-The sums mean exactly what ``graphc.training.heads`` (the loss) and ``graphc.training.metric`` (the
-metric's ``sum_metric`` and ``num_inst``) compute in Python, over the first ``rows`` rows of
-the batch (padding rows left out), so a compiled epoch reports the numbers a step-by-step
-epoch reports.
+The sums mean exactly what the heads' definitions (the loss: ``HeadDef.batch_loss`` in
+``graphc/ir/ops/loss.py``) and ``graphc.training.metric`` (the metric's ``sum_metric`` and
+``num_inst``) compute in NumPy, over the first ``rows`` rows of the batch (padding rows left
+out), so a compiled epoch reports the numbers a step-by-step epoch reports. The constants
+they take (floors, eps, k) are arguments, written into the loop from those definitions:
+none is defined here.
 """
 
 from __future__ import annotations
@@ -15,8 +17,6 @@ import math
 import numba
 
 _JIT = {"cache": True, "error_model": "numpy"}
-
-PROBABILITY_FLOOR = 1e-12
 
 
 @numba.njit(**_JIT)
@@ -59,8 +59,8 @@ def all_finite(array):
 
 
 @numba.njit(**_JIT)
-def softmax_stats(probabilities, labels, rows, grad_scale):
-    """(sum over rows of -log p[label] * grad_scale, correct predictions) of a
+def softmax_stats(probabilities, labels, rows, grad_scale, floor):
+    """(sum over rows of -log max(p[label], floor) * grad_scale, correct predictions) of a
     ``SoftmaxOutput`` with one row per sample; a label that is not finite makes the loss NaN."""
     classes = probabilities.shape[1]
     loss = 0.0
@@ -70,7 +70,7 @@ def softmax_stats(probabilities, labels, rows, grad_scale):
         if not math.isfinite(label):
             return math.nan, correct
         picked = probabilities[row, int(label)]
-        loss -= math.log(max(float(picked), PROBABILITY_FLOOR))
+        loss -= math.log(max(float(picked), floor))
         best = 0
         for column in range(1, classes):
             if probabilities[row, column] > probabilities[row, best]:
@@ -81,10 +81,9 @@ def softmax_stats(probabilities, labels, rows, grad_scale):
 
 
 @numba.njit(**_JIT)
-def regression_stats(predictions, labels, rows, grad_scale, absolute):
-    """(sum over rows of half the mean squared error * grad_scale, the metric's sum): the
-    sum over rows of the mean squared error, or of the mean absolute error when
-    ``absolute``. Labels are read in the predictions' layout."""
+def regression_stats(predictions, labels, rows, grad_scale):
+    """(sum over rows of half the mean squared error * grad_scale, sum over rows of the mean
+    squared error, of the mean absolute error). Labels are read in the predictions' layout."""
     width = predictions.size // predictions.shape[0]
     flat_predictions = predictions.reshape((predictions.shape[0], width))
     flat_labels = labels.reshape((predictions.shape[0], width))
@@ -96,22 +95,68 @@ def regression_stats(predictions, labels, rows, grad_scale, absolute):
             squares += error * error
             magnitudes += abs(error)
     loss = 0.5 * squares / width
-    metric = (magnitudes if absolute else squares) / width
-    return loss * grad_scale, metric
-
-
-PERPLEXITY_FLOOR = 1e-10
-"""``graphc.training.metric.Perplexity``'s floor on a probability."""
+    return loss * grad_scale, squares / width, magnitudes / width
 
 
 @numba.njit(**_JIT)
-def perplexity_sum(probabilities, labels, rows):
-    """Sum over rows of -log p[label] with Perplexity's floor (its ``sum_metric``)."""
+def logistic_stats(probabilities, labels, rows, grad_scale, floor):
+    """(sum over rows of the mean binary cross-entropy * grad_scale, with probabilities
+    clipped to [floor, 1 - floor], and the error sums of :func:`regression_stats`)."""
+    width = probabilities.size // probabilities.shape[0]
+    flat_probabilities = probabilities.reshape((probabilities.shape[0], width))
+    flat_labels = labels.reshape((probabilities.shape[0], width))
+    entropy = 0.0
+    squares = 0.0
+    magnitudes = 0.0
+    for row in range(rows):
+        for column in range(width):
+            probability = float(flat_probabilities[row, column])
+            target = float(flat_labels[row, column])
+            clipped = min(max(probability, floor), 1.0 - floor)
+            entropy -= target * math.log(clipped) + (1.0 - target) * math.log1p(-clipped)
+            error = probability - target
+            squares += error * error
+            magnitudes += abs(error)
+    return entropy / width * grad_scale, squares / width, magnitudes / width
+
+
+@numba.njit(**_JIT)
+def perplexity_sum(probabilities, labels, rows, floor):
+    """Sum over rows of -log max(p[label], floor) (Perplexity's ``sum_metric``)."""
     total = 0.0
     for row in range(rows):
         picked = probabilities[row, int(labels[row])]
-        total -= math.log(max(float(picked), PERPLEXITY_FLOOR))
+        total -= math.log(max(float(picked), floor))
     return total
+
+
+@numba.njit(**_JIT)
+def cross_entropy_sum(probabilities, labels, rows, eps):
+    """Sum over rows of -log(p[label] + eps) (CrossEntropy's ``sum_metric``)."""
+    total = 0.0
+    for row in range(rows):
+        picked = probabilities[row, int(labels[row])]
+        total -= math.log(float(picked) + eps)
+    return total
+
+
+@numba.njit(**_JIT)
+def top_k_hits(probabilities, labels, rows, k):
+    """The rows whose label ranks among the ``k`` highest probabilities, a tie going to the
+    lower class as a stable sort ranks it (TopKAccuracy's ``sum_metric``)."""
+    classes = probabilities.shape[1]
+    hits = 0.0
+    for row in range(rows):
+        label = int(labels[row])
+        picked = probabilities[row, label]
+        ahead = 0
+        for column in range(classes):
+            value = probabilities[row, column]
+            if value > picked or (value == picked and column < label):
+                ahead += 1
+        if ahead < k:
+            hits += 1.0
+    return hits
 
 
 @numba.njit(**_JIT)
@@ -135,10 +180,13 @@ NAMES = (
     "all_finite",
     "softmax_stats",
     "regression_stats",
+    "logistic_stats",
     "perplexity_sum",
+    "cross_entropy_sum",
+    "top_k_hits",
     "zero_fill",
     "copy_array",
 )
 """What a generated training loop imports from this module."""
 
-__all__ = [*NAMES, "PROBABILITY_FLOOR", "PERPLEXITY_FLOOR"]
+__all__ = list(NAMES)

@@ -181,6 +181,53 @@ class EvalContext:
     step: int = 0
 
 
+HEAD_OUTPUTS = ("class_probabilities", "predictions", "loss")
+"""What a loss head's output is to a metric (``HeadDef.output``)."""
+
+
+@dataclass(frozen=True)
+class HeadDef:
+    """What training reads of a loss head beside its gradient: the one definition that
+    ``Model``, the step-by-step loop and the compiled loop derive theirs from.
+
+    output: what the output is to a metric, one of :data:`HEAD_OUTPUTS`:
+        ``class_probabilities`` (probabilities over classes; the label holds class
+        indices), ``predictions`` (values the label should equal, in the output's layout)
+        or ``loss`` (the loss itself; the head takes no label).
+    batch_loss(attrs, output, label, samples) -> float: the training loss of a batch from
+        its output and its label (in ``label_shape``), in NumPy: the mean per sample
+        (``samples`` counts them where the head has no per-sample layout of its own), before
+        ``grad_scale``.
+    label_shape(attrs, output_shape) -> the label's shape (the shape rule's): a bound label
+        of the same size is read in it.
+    bad_label(attrs, output_shape, label) -> the flat position (C order) of the first label
+        value the head cannot take, or None; ``label_rule(attrs, output_shape)`` says in
+        words what a label must be.
+    probability_floor: the floor a probability takes before a log in the loss, or None.
+    default_metric: ``Model.fit``'s metric for the head; ``stream_metric`` its metric when
+        the labels are a token stream (a ``BPTTIter``).
+    loop_statistic: the compiled training loop's statistic for the loss (a name of
+        ``backend.loop_plan.HEAD_STATISTICS``), or None when the loop has none;
+        ``loop_unsupported(attrs, output_shape)``: why the loop cannot take this head as
+        configured, or None.
+    """
+
+    output: str
+    batch_loss: Callable
+    label_shape: Callable | None = None
+    bad_label: Callable | None = None
+    label_rule: Callable | None = None
+    probability_floor: float | None = None
+    default_metric: str | None = None
+    stream_metric: str | None = None
+    loop_statistic: str | None = None
+    loop_unsupported: Callable | None = None
+
+    def __post_init__(self) -> None:
+        if self.output not in HEAD_OUTPUTS:
+            raise ValueError(f"HeadDef: output {self.output!r} is not one of {HEAD_OUTPUTS}")
+
+
 @dataclass(frozen=True)
 class OpDef:
     """Everything graphc knows about one op.
@@ -193,6 +240,7 @@ class OpDef:
         ``None`` as the rule itself means the op has no gradient (an error if one is asked).
     loss(attrs, inputs, outputs) -> float: marks a loss head, whose gradient rule ignores the
         incoming gradient; this is the loss that gradient belongs to (gradcheck uses it).
+    head: a loss head's :class:`HeadDef` (its training loss, label and metrics).
     labels, integer_inputs: inputs that hold class labels or indices; they get no gradient.
     expr: for an elementwise op, its scalar expression (``{0}``, ``{1}`` the operands,
         ``{name}`` an attribute, ``{index}`` the output position along the ``axis``
@@ -219,6 +267,7 @@ class OpDef:
     variadic: bool = False
     broadcasting: bool = False
     loss: Callable | None = None
+    head: HeadDef | None = None
     expr: str | Callable[[Mapping], str] | None = None
     shape_only: tuple[str, ...] = ()
     operand_axes: Callable | None = None
@@ -227,6 +276,8 @@ class OpDef:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "schema", {attr.name: attr for attr in self.attrs})
+        if (self.loss is None) != (self.head is None):
+            raise ValueError(f"op {self.name!r}: a loss head needs both loss and head")
 
     def input_names(self, attrs: Mapping) -> tuple[str, ...]:
         return self.inputs(attrs) if callable(self.inputs) else self.inputs

@@ -36,6 +36,27 @@ def _grad_reqs(symbol: Symbol, grad_req) -> dict[str, str]:
     return {name: ("null" if name in skip else request) for name, request in requests.items()}
 
 
+def check_input_shape(where: str, name: str, shape) -> tuple[int, ...]:
+    """``shape`` as a tuple of positive ints; ShapeError naming the argument otherwise.
+    A dimension of zero or less has no meaning for a bound buffer (MXNet's -1 or 0 for
+    "infer" belong to Reshape, not to an input), and a float is never silently truncated."""
+    try:
+        dims = tuple(shape)
+    except TypeError:
+        raise ShapeError(f"{where}: the shape of {name!r} is {shape!r}, not a tuple") from None
+    for dim in dims:
+        if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
+            raise ShapeError(
+                f"{where}: argument {name!r} has shape {shape!r}: dimension {dim!r} is not an int"
+            )
+        if dim <= 0:
+            raise ShapeError(
+                f"{where}: argument {name!r} has shape {shape!r}: every dimension must be "
+                f"positive (a batch of at least one)"
+            )
+    return tuple(int(dim) for dim in dims)
+
+
 def simple_bind(
     symbol: Symbol,
     ctx: Context | None = None,
@@ -55,6 +76,7 @@ def simple_bind(
     >>> exe.arg_dict["fc1_weight"].shape, exe.grad_dict["fc1_weight"].shape
     ((64, 784), (64, 784))
     """
+    shapes = {name: check_input_shape("simple_bind", name, s) for name, s in shapes.items()}
     arg_shapes, _, aux_shapes = symbol.infer_shape(**shapes)
     arg_types, _, aux_types = symbol.infer_type(**dict(type_dict or {}))
     names = symbol.list_arguments()

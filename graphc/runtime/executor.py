@@ -28,7 +28,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -51,19 +50,11 @@ from graphc.passes.liveness import (
 from graphc.passes.memory_plan import FOREVER, BufferRequest, plan_memory
 from graphc.passes.pipeline import LEVEL_PASSES, optimize
 from graphc.runtime.context import Context
+from graphc.runtime.launch import CompiledSequence, Launch, call_launch, provenance
 
 GRAD_REQS = ("write", "add", "null")
 IN_PLACE_LEVEL = 2
 """From this optimization level on, elementwise kernels run in place where they can."""
-
-
-@dataclass
-class Launch:
-    """One kernel call: the node it computes and its bound arguments."""
-
-    node: Node
-    kernel: Kernel
-    args: tuple
 
 
 class Executor:
@@ -85,6 +76,13 @@ class Executor:
         its gradients in its arena and ``grad_dict`` holds views of them (``simple_bind``).
         Without it the caller's arrays are written in place (``bind`` with ``args_grad``)."""
         self.target: Target = target_for(ctx)
+        for table in (arg_dict, aux_dict):
+            for name, array in table.items():
+                if array.size == 0:
+                    raise ShapeError(
+                        f"bind: argument {name!r} has shape {array.shape}: every dimension "
+                        "must be positive (a batch of at least one)"
+                    )
         self.symbol = symbol
         self.ctx = ctx
         self.arg_dict = arg_dict
@@ -231,7 +229,9 @@ class Executor:
             return self.target.allocate_arena(nbytes)
         except MemoryError:
             sizes = sorted(self.memory_plan.sizes.items(), key=lambda item: -item[1])[:5]
-            largest = ", ".join(f"{_buffer_label(key)} {size:,} bytes" for key, size in sizes)
+            largest = ", ".join(
+                f"{_buffer_label(key, self.schedule)} {size:,} bytes" for key, size in sizes
+            )
             raise MemoryError(
                 f"bind: the {self.target.name} arena of graph {self.symbol.list_outputs()} needs "
                 f"{nbytes:,} bytes ({nbytes / 2**30:.2f} GiB), which cannot be allocated; "
@@ -445,6 +445,12 @@ class Executor:
                 )
             np.copyto(target, value)
 
+    @property
+    def arena(self):
+        """The one allocation (a byte array) that holds every planned buffer; ``outputs``,
+        owned gradients and reserved state are views into it."""
+        return self._arena
+
     def gradient_buffer(self, name: str) -> np.ndarray:
         """Where the backward kernels leave the gradient of argument ``name``: the
         ``grad_dict`` array itself when written directly, else the planned buffer that
@@ -552,7 +558,7 @@ class Executor:
         for _ in range(max(1, repeats)):
             for index, launch in enumerate(launches):
                 start = time.perf_counter()
-                _call(self.target, launch, counter, is_train)
+                call_launch(self.target, launch, counter, is_train)
                 times[index].append(time.perf_counter() - start)
         rows = [
             (provenance(launch.node), float(np.median(times[index])) * 1e3)
@@ -622,71 +628,15 @@ def resolve_opt_level(opt_level: int | None) -> int:
     return opt_level
 
 
-class CompiledSequence:
-    """A phase's launches called in order by one compiled function from the target
-    (``codegen_cpu.sequence`` on the CPU).
-
-    Should a kernel raise, the launches run again one by one from Python so that the error
-    carries a note naming the user's nodes of the kernel that failed. That re-run first
-    runs ``prelude`` (the forward launches, for the backward phase): a backward kernel may
-    have run in place over a forward buffer it was the last to read, so re-running the
-    backward alone would read its own output. Kernels only read their inputs and
-    overwrite their outputs, and the arguments are never written in place, so the forward
-    re-run recomputes every buffer the backward reads; outputs and gradients are left as
-    the re-run leaves them (undefined after a failure, as after any failed pass)."""
-
-    def __init__(self, target: Target, launches: list[Launch], prelude: tuple = ()) -> None:
-        self.target = target
-        self.launches = launches
-        self.prelude = prelude
-        comments = [provenance(launch.node) for launch in launches]
-        kernels = [launch.kernel for launch in launches]
-        self.fn, self.source = target.compile_sequence(kernels, comments)
-        self.arguments = tuple(launch.args for launch in launches)
-
-    def __call__(self, counter: int, training: bool) -> None:
-        try:
-            self.target.call(self.fn, self.arguments, counter, training)
-        except Exception:
-            for launch in self.prelude:
-                _call(self.target, launch, counter, training)
-            for launch in self.launches:
-                _call(self.target, launch, counter, training)
-            raise
-
-
-def _call(target: Target, launch: Launch, counter: int, training: bool) -> None:
-    try:
-        if launch.kernel.needs_counter:
-            target.call(launch.kernel.fn, *launch.args, counter, training)
-        else:
-            target.call(launch.kernel.fn, *launch.args)
-    except Exception as exc:
-        exc.add_note(f"in the kernel of {provenance(launch.node)}")
-        raise
-
-
-def provenance(node: Node) -> str:
-    """The user's nodes a scheduled node computes: itself, or every node fusion replaced.
-
-    ``fc1 (FullyConnected) at model.py:3``, or for a fused node
-    ``fused(fc1, relu1): fc1 (FullyConnected) at model.py:3, relu1 (relu) at model.py:4``."""
-    if node.op != "_fused":
-        return f"{node.name} ({node.op}) at {node.source}"
-    members = ", ".join(
-        f"{member.name} ({member.op}) at {member.source}" for member in node.attrs["members"]
-    )
-    return f"{node.name}: {members}"
-
-
-def _buffer_label(key) -> str:
+def _buffer_label(key, schedule: list[Node]) -> str:
     """A memory-plan key as a user reads it: the node's output, a gradient, a workspace."""
     if isinstance(key, NodeOutput):
         return f"{key.node.name} ({key.node.op}) output {key.index}"
     if isinstance(key, tuple) and key and key[0] == "grad":
         return f"gradient of {key[1]}"
     if isinstance(key, tuple) and key and key[0] == "ws":
-        return f"workspace of kernel {key[1]}"
+        node = schedule[key[1]]
+        return f"workspace of {node.name} ({node.op})"
     return repr(key)
 
 

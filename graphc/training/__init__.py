@@ -3,4 +3,5 @@ recurrent states, checkpoints), optimizers, learning-rate schedules, initializer
 progress display and plots."""
 
 from graphc.training import initializer, lr_scheduler, metric, optimizer, plot
+from graphc.training.compiled_fit import StepByStepWarning
 from graphc.training.model import Model, TrainingDivergedError

@@ -8,6 +8,10 @@ executor has a gradient for every parameter and none for data and labels; the ot
 none at all, so they compile no backward kernels. An evaluation or prediction with the
 training batch shape reuses the training executor.
 
+An iterator's data and labels feed the arguments of the same names; an iterator with one
+label feeds a model with one label whatever its name (``NDArrayIter``'s default
+``softmax_label`` feeds ``models.linreg``'s ``lro_label``): :meth:`ModelBindings.input_names`.
+
 >>> import graphc as gc
 >>> bindings = ModelBindings(gc.models.mlp(), gc.cpu(), ("data",), ("softmax_label",))
 >>> train = bindings.executor({"data": (8, 784), "softmax_label": (8,)}, for_training=True)
@@ -95,12 +99,27 @@ class ModelBindings:
         self.arg_params = {name: np.array(value) for name, value in arg_params.items()}
         self.aux_params = {name: np.array(value) for name, value in aux_params.items()}
 
+    def input_names(self, data_iter) -> tuple[list[str], list[str]]:
+        """The arguments the iterator's data and labels feed, in its order: their names,
+        except that one label feeds the model's one label whatever the two are named.
+
+        >>> import numpy as np, graphc as gc
+        >>> bindings = ModelBindings(gc.models.linreg(), gc.cpu(), ("data",), ("lro_label",))
+        >>> bindings.input_names(gc.io.NDArrayIter(np.zeros((4, 13)), np.zeros(4), 2))
+        (['data'], ['lro_label'])
+        """
+        data_names, label_names = iterator_names(data_iter)
+        if len(label_names) == 1 == len(self.label_names):
+            label_names = list(self.label_names)
+        return data_names, label_names
+
     def input_shapes(self, data_iter, what: str) -> dict[str, tuple]:
         """Data shapes from ``provide_data``; label shapes as the symbol infers them from the
         data (a batch's label is reshaped to them), else from ``provide_label``. Labels
         must be provided unless ``what`` is ``'predict'``."""
         provided = {name: tuple(shape) for name, shape in data_iter.provide_data}
-        labels = {name: tuple(shape) for name, shape in getattr(data_iter, "provide_label", [])}
+        label_shapes = [tuple(shape) for _, shape in getattr(data_iter, "provide_label", [])]
+        labels = dict(zip(self.input_names(data_iter)[1], label_shapes))
         _check_names(what, "data", provided, self.data_names, "NDArrayIter's data_name")
         if what != "predict":
             _check_names(
@@ -183,7 +202,8 @@ class ModelBindings:
                 table[name] = np.ascontiguousarray(table[name], dtype=dtype)
 
     def copy_batch(self, executor: Executor, batch, data_names, label_names) -> None:
-        """Copy a ``DataBatch`` into the executor's data and label arrays, in place."""
+        """Copy a ``DataBatch`` into the executor's data and label arrays, in place; the
+        names are those of :meth:`input_names`."""
         for name, value in zip(data_names, batch.data):
             copy_into(executor.arg_dict[name], value, f"batch data {name!r}", reshape=False)
         for name, value in zip(label_names, batch.label):

@@ -2,7 +2,7 @@
 
 One training step, in order: copy the batch into the executor's bound arrays, set the
 state inputs (zeros, or the last batch's state outputs: ``graphc.training.states``),
-``forward(is_train=True)``, keep the state outputs, the batch loss (``graphc.training.heads``)
+check the labels are values the heads take (``heads.check_label``), ``forward(is_train=True)``, keep the state outputs, the batch loss (``graphc.training.heads``)
 and its finiteness, the metric (every output but the states), ``backward()`` (no gradient
 from the state outputs), the finiteness of every gradient, ``optimizer.update``. A
 non-finite loss or gradient raises :class:`TrainingDivergedError` before the update, so the
@@ -21,16 +21,18 @@ parameters stay those of the last good step.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import numpy as np
 
+from graphc.data.io import NDArrayIter
 from graphc.ir.errors import GraphcError
 from graphc.runtime.executor import Executor
 from graphc.training import metric as metrics
-from graphc.training.binding import ModelBindings, batch_size_of, iterator_names
-from graphc.training.heads import batch_loss, loss_heads, valid_rows
+from graphc.training.binding import ModelBindings, batch_size_of
+from graphc.training.heads import LossHead, batch_loss, check_label, loss_heads, valid_rows
 from graphc.training.optimizer import Optimizer
 from graphc.training.progress import TrainingDisplay
 from graphc.training.states import CarriedStates, state_output_positions
@@ -48,6 +50,20 @@ class TrainingDivergedError(GraphcError, FloatingPointError):
         self.epoch = epoch
         self.nbatch = nbatch
         self.loss = loss
+
+
+@dataclass(frozen=True)
+class FitRun:
+    """What one ``Model.fit`` call's epochs read, on either path."""
+
+    train_data: Any
+    eval_data: Any
+    train_metric: metrics.EvalMetric
+    val_metric: metrics.EvalMetric
+    display: TrainingDisplay
+    epoch_end_callback: Any
+    begin_epoch: int
+    num_epoch: int
 
 
 class BatchEndParam(NamedTuple):
@@ -75,11 +91,12 @@ def train_epoch(
     heads = loss_heads(bindings.symbol)
     metric.reset()
     batch_size = batch_size_of(train_data)
-    data_names, label_names = iterator_names(train_data)
+    data_names, label_names = bindings.input_names(train_data)
     states = CarriedStates(executor, bindings.state_names)
     loss_sum, loss_samples, samples = 0.0, 0, 0
     for nbatch, batch in enumerate(train_data):
         bindings.copy_batch(executor, batch, data_names, label_names)
+        check_labels(heads, executor, "fit", f"batch {nbatch} of epoch {epoch}")
         states.before_forward(train_data)
         executor.forward(is_train=True)
         states.after_forward()
@@ -88,8 +105,9 @@ def train_epoch(
             raise diverged(bindings, executor, epoch, nbatch, loss)
         update_metric(bindings, executor, metric, batch_size, batch.pad)
         executor.backward(states.out_grads)
-        # A NaN that the forward hides (the ReLU kernel maps it to 0) still reaches the
-        # gradients; np.sum propagates it and allocates nothing.
+        # A finite loss does not make the gradients finite: the backward pass can overflow
+        # on its own, and a NaN weight that max pooling passes over leaves the forward
+        # finite. np.sum propagates NaN and infinity and allocates nothing.
         bad_grads = [
             name
             for name in bindings.param_names
@@ -148,11 +166,12 @@ def evaluate(
     heads = loss_heads(bindings.symbol)
     metric.reset()
     batch_size = batch_size_of(eval_data)
-    data_names, label_names = iterator_names(eval_data)
+    data_names, label_names = bindings.input_names(eval_data)
     states = CarriedStates(executor, bindings.state_names)
     loss_sum, loss_samples = 0.0, 0
-    for batch in eval_data:
+    for nbatch, batch in enumerate(eval_data):
         bindings.copy_batch(executor, batch, data_names, label_names)
+        check_labels(heads, executor, "evaluate", f"batch {nbatch}")
         states.before_forward(eval_data)
         executor.forward(is_train=False)
         states.after_forward()
@@ -168,7 +187,7 @@ def predict_outputs(bindings: ModelBindings, executor: Executor, data_iter) -> l
     """Every output for every sample of ``data_iter`` (from where it stands), concatenated
     over the batches with the padding rows left out."""
     rows_per_batch = batch_size_of(data_iter)
-    data_names, _ = iterator_names(data_iter)
+    data_names, _ = bindings.input_names(data_iter)
     parts: list[list[np.ndarray]] = [[] for _ in executor.outputs]
     states = CarriedStates(executor, bindings.state_names)
     for batch in data_iter:
@@ -182,6 +201,48 @@ def predict_outputs(bindings: ModelBindings, executor: Executor, data_iter) -> l
     if not parts[0]:
         raise ValueError("predict: the iterator gave no batch (reset it, or pass reset=True)")
     return [np.concatenate(collected) for collected in parts]
+
+
+def check_labels(heads: Sequence[LossHead], executor: Executor, where: str, batch: str) -> None:
+    """Raise ValueError, before the forward pass, when a head's bound label holds a value
+    the head cannot take, naming the head, its label, the value and its element in
+    ``batch`` (the executor's kernel would stop on it too, knowing less to say)."""
+    for head in heads:
+        if head.definition.bad_label is None or head.label not in executor.arg_dict:
+            continue
+        check_label(
+            head,
+            executor.arg_dict[head.label],
+            executor.outputs[head.output].shape,
+            where,
+            lambda index: f"element {_spelled_index(index)} of {batch}",
+        )
+
+
+def _spelled_index(index: tuple[int, ...]) -> str:
+    return str(index[0]) if len(index) == 1 else str(index)
+
+
+DEFAULT_PREDICT_BATCH = 128
+
+
+def prediction_iter(data, batch_size: int | None, data_name: str):
+    """``Model.predict``'s iterator: ``data`` itself when it is one, else an ``NDArrayIter``
+    over the arrays in order, ``data_name`` naming the first, in batches of ``batch_size``
+    (default ``min(128, number of samples)``)."""
+    if hasattr(data, "provide_data"):
+        if batch_size is not None:
+            raise ValueError("predict: batch_size is for arrays; an iterator has its own")
+        return data
+    if isinstance(data, Mapping):
+        first = next(iter(data.values()), None)
+    elif isinstance(data, (list, tuple)):
+        first = data[0] if data else None
+    else:
+        first = data
+    count = len(np.asarray(first)) if first is not None else 0
+    size = batch_size or max(1, min(DEFAULT_PREDICT_BATCH, count))
+    return NDArrayIter(data, batch_size=size, data_name=data_name)
 
 
 def update_metric(

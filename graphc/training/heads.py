@@ -14,24 +14,18 @@ carries over from MXNet unchanged. A head that already divides its gradient
 ``rescale_grad = 1``: MXNet's ``Module`` would divide a second time there, and to reproduce
 that exactly, pass ``rescale_grad=1 / batch_size`` in ``optimizer_params``.
 
-The training loss
------------------
-Each head's loss is the one its gradient belongs to (``loss`` in ``graphc/ir/ops/loss.py``),
-averaged per sample instead of summed, and times the head's ``grad_scale``; a model with
-several heads reports their sum.
-
-* ``SoftmaxOutput``: the mean of ``-log p[label]`` over the label positions that count (not
-  ``ignore_label`` when ``use_ignore``), from the output probabilities floored at ``1e-12``
-  (``graphc.training.metric.CrossEntropy``'s floor), so an underflowed probability gives a large
-  finite loss. For ``models.charlm`` this is the mean per character.
-* ``LinearRegressionOutput``: half the squared error summed over a sample's outputs and
-  divided by their number (the op's loss), averaged over the samples.
-* ``LogisticRegressionOutput``: binary cross-entropy from the probabilities, floored at
-  ``1e-12`` and ``1 - 1e-12``, per output of a sample, averaged over the samples.
-* ``MakeLoss``: the sum of its values divided by the batch size (by the count of values
-  above ``valid_thresh`` with ``normalization='valid'``).
-
-Padding rows (``DataBatch.pad``) are left out when the head has one row per sample.
+The training loss, the labels and the default metric
+----------------------------------------------------
+Each head's loss is the one its gradient belongs to, averaged per sample instead of summed,
+and times the head's ``grad_scale``; a model with several heads reports their sum. It is
+computed from the head's output as the op's definition says (``HeadDef.batch_loss`` in
+``graphc/ir/ops/loss.py``: ``SoftmaxOutput``'s mean -log p[label] from probabilities floored
+at ``PROBABILITY_FLOOR``, for ``models.charlm`` the mean per character; the regression heads'
+half squared error and binary cross-entropy; ``MakeLoss``'s sum per sample). The same
+definition says which label values a head takes (:func:`check_label`), its default metric
+(:func:`default_metric`) and the compiled loop's statistic for it
+(``graphc.training.compiled_loop``). Padding rows (``DataBatch.pad``) are left out when the
+head has one row per sample.
 
 >>> import graphc as gc
 >>> heads = loss_heads(gc.models.mlp())
@@ -39,20 +33,21 @@ Padding rows (``DataBatch.pad``) are left out when the head has one row per samp
 [('SoftmaxOutput', 'softmax_label', True)]
 >>> default_rescale_grad(heads, batch_size=50)
 0.02
+>>> default_metric(heads), default_metric(loss_heads(gc.models.linreg()))
+('accuracy', 'mse')
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from graphc.ir.registry import get_op
+from graphc.ir.registry import HeadDef, get_op
 from graphc.ir.symbol import Symbol
 
-PROBABILITY_FLOOR = 1e-12
 NORMALIZING = ("batch", "valid")
 
 
@@ -70,17 +65,33 @@ class LossHead:
     label : str or None
         The name of the variable that feeds its label, None when the label is computed by
         other nodes or the head takes none (``MakeLoss``).
+    name : str
+        The node's name (the op's, when not given).
     """
 
     output: int
     op: str
     attrs: Mapping[str, Any]
     label: str | None
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        # Every attribute, defaults filled in, as the definition's functions read them.
+        object.__setattr__(self, "attrs", get_op(self.op).parse_attrs(self.attrs, self.describe()))
+
+    @property
+    def definition(self) -> HeadDef:
+        """What the op's definition says of it as a head (``graphc/ir/ops/loss.py``)."""
+        return get_op(self.op).head
 
     @property
     def sums_over_batch(self) -> bool:
         """Whether the gradient is a sum over the batch (not divided by the head itself)."""
         return self.attrs.get("normalization", "null") not in NORMALIZING
+
+    def describe(self) -> str:
+        """``SoftmaxOutput 'softmax'``."""
+        return f"{self.op} {(self.name or self.op)!r}"
 
 
 def loss_heads(symbol: Symbol) -> list[LossHead]:
@@ -93,8 +104,76 @@ def loss_heads(symbol: Symbol) -> list[LossHead]:
         label = None
         if len(node.inputs) > 1 and node.inputs[1].node.is_variable:
             label = node.inputs[1].node.name
-        heads.append(LossHead(position, node.op, dict(node.attrs), label))
+        heads.append(LossHead(position, node.op, dict(node.attrs), label, node.name))
     return heads
+
+
+def label_names_of(heads: Sequence[LossHead]) -> tuple[str, ...]:
+    """The variables that feed the heads' labels, in output order: what ``Model`` takes as
+    its ``label_names`` when none are given.
+
+    >>> import graphc as gc
+    >>> label_names_of(loss_heads(gc.models.linreg()))
+    ('lro_label',)
+    """
+    names: list[str] = []
+    for head in heads:
+        if head.label is not None and head.label not in names:
+            names.append(head.label)
+    return tuple(names)
+
+
+def default_metric(heads: Sequence[LossHead], stream: bool = False) -> str:
+    """``Model.fit``'s and ``score``'s metric when none is given: the default of the first
+    loss head that has one (``HeadDef.default_metric``: accuracy for ``SoftmaxOutput``, mse
+    for the regression heads), or its ``stream_metric`` when the labels are a token stream
+    (``stream``: a ``BPTTIter``, as ``models.charlm`` trains on: perplexity); accuracy,
+    MXNet's default, when no head has one (``MakeLoss``).
+
+    >>> import graphc as gc
+    >>> default_metric(loss_heads(gc.models.charlm(11, 6, 7)), stream=True)
+    'perplexity'
+    """
+    for head in heads:
+        definition = head.definition
+        if stream and definition.stream_metric:
+            return definition.stream_metric
+        if definition.default_metric:
+            return definition.default_metric
+    return "accuracy"
+
+
+def check_label(
+    head: LossHead,
+    label: np.ndarray,
+    output_shape: tuple,
+    where: str,
+    located: Callable[[tuple[int, ...]], str],
+) -> None:
+    """Raise ValueError when ``label`` holds a value the head cannot take (a
+    ``SoftmaxOutput`` label that is not a class index, NaN included), naming the head, its
+    label variable, the first such value and where it is: ``located(index)`` of its index
+    in ``label``.
+
+    >>> import graphc as gc
+    >>> head = loss_heads(gc.models.mlp())[0]
+    >>> check_label(head, np.array([1.0, 12.0]), (2, 10), "fit", lambda index: f"row {index[0]}")
+    Traceback (most recent call last):
+    ...
+    ValueError: fit: the label 'softmax_label' of SoftmaxOutput 'softmax' is 12.0 at row 1; it must be a class index in [0, 10)
+    """
+    definition = head.definition
+    if definition.bad_label is None:
+        return
+    position = definition.bad_label(head.attrs, output_shape, label)
+    if position is None:
+        return
+    index = tuple(int(k) for k in np.unravel_index(position, np.shape(label)))
+    value = float(np.asarray(label).flat[position])
+    raise ValueError(
+        f"{where}: the label {head.label!r} of {head.describe()} is {value!r} at "
+        f"{located(index)}; it must be {definition.label_rule(head.attrs, output_shape)}"
+    )
 
 
 def default_rescale_grad(heads: Sequence[LossHead], batch_size: int) -> float:
@@ -144,11 +223,12 @@ def batch_loss(
     total = 0.0
     counted = False
     for head in heads:
-        if head.op != "MakeLoss" and head.label not in arrays:
+        takes_label = head.definition.output != "loss"
+        if takes_label and head.label not in arrays:
             continue
         output = outputs[head.output]
         rows = valid_rows(output.shape[0], batch_size, pad) if output.ndim else None
-        label = arrays[head.label] if head.op != "MakeLoss" else None
+        label = arrays[head.label] if takes_label else None
         total += head_loss(head, output, label, rows, batch_size)
         counted = True
     return total if counted else None
@@ -161,62 +241,15 @@ def head_loss(
     rows: int | None,
     batch_size: int,
 ) -> float:
-    """The mean loss of one head over its first ``rows`` rows (all when None)."""
+    """The mean loss of one head over its first ``rows`` rows (all when None), times its
+    ``grad_scale``; NaN when a label is not finite."""
     output = np.asarray(output)[slice(rows)]
     scale = float(head.attrs.get("grad_scale", 1.0))
-    if head.op == "MakeLoss":
-        return scale * _make_loss(head.attrs, output, batch_size if rows is None else rows)
-    label = np.asarray(label, dtype=np.float64)[slice(rows)]
-    if not np.all(np.isfinite(label)):
-        return float("nan")
-    if head.op == "SoftmaxOutput":
-        return scale * _softmax_loss(head.attrs, output, label)
-    output = output.astype(np.float64)
-    if head.op == "LinearRegressionOutput":
-        residual = output - label.reshape(output.shape)
-        return scale * 0.5 * _mean_per_output(residual**2)
-    if head.op == "LogisticRegressionOutput":
-        prob = np.clip(output, PROBABILITY_FLOOR, 1.0 - PROBABILITY_FLOOR)
-        target = label.reshape(output.shape)
-        per_element = -(target * np.log(prob) + (1.0 - target) * np.log1p(-prob))
-        return scale * _mean_per_output(per_element)
-    raise ValueError(
-        f"fit: no training loss is defined for the loss head {head.op}; known heads: "
-        "SoftmaxOutput, LinearRegressionOutput, LogisticRegressionOutput, MakeLoss"
-    )
-
-
-def _softmax_loss(attrs: Mapping[str, Any], probs: np.ndarray, label: np.ndarray) -> float:
-    axis = 1 if attrs.get("multi_output") else -1
-    if not (attrs.get("multi_output") or attrs.get("preserve_shape")):
-        probs = probs.reshape(probs.shape[0], -1)
-    label = label.reshape(np.delete(np.array(probs.shape), axis % probs.ndim).tolist())
-    valid = np.ones(label.shape, dtype=bool)
-    if attrs.get("use_ignore"):
-        valid = label != attrs.get("ignore_label", -1.0)
-    classes = probs.shape[axis]
-    indices = np.where(valid, label, 0).astype(np.int64)
-    if indices.size and (indices.min() < 0 or indices.max() >= classes):
-        raise ValueError(
-            f"fit: SoftmaxOutput labels must be class indices in [0, {classes}), but they "
-            f"range from {label[valid].min():g} to {label[valid].max():g}"
-        )
-    # Only the picked probabilities go to float64, not the whole (rows, classes) output.
-    picked = np.take_along_axis(probs, np.expand_dims(indices, axis), axis=axis)
-    picked = np.squeeze(picked, axis=axis).astype(np.float64)
-    nll = -np.log(np.maximum(picked, PROBABILITY_FLOOR))
-    return float(np.sum(nll * valid) / max(int(valid.sum()), 1))
-
-
-def _mean_per_output(per_element: np.ndarray) -> float:
-    """Sum over each sample's outputs divided by their number, averaged over the samples:
-    the mean over all elements."""
-    return float(per_element.mean()) if per_element.size else 0.0
-
-
-def _make_loss(attrs: Mapping[str, Any], values: np.ndarray, samples: int) -> float:
-    values = values.astype(np.float64)
-    if attrs.get("normalization") == "valid":
-        count = int(np.sum(values > attrs.get("valid_thresh", 0.0)))
-        return float(np.sum(values)) / max(count, 1)
-    return float(np.sum(values)) / max(samples, 1)
+    definition = head.definition
+    if label is not None:
+        label = np.asarray(label, dtype=np.float64)[slice(rows)]
+        if not np.all(np.isfinite(label)):
+            return float("nan")
+        label = label.reshape(definition.label_shape(head.attrs, output.shape))
+    samples = batch_size if rows is None else rows
+    return scale * definition.batch_loss(head.attrs, output, label, samples)

@@ -12,6 +12,10 @@ tail of a last, partial batch is left out.
 >>> acc.update([np.array([0, 1, 1])], [np.array([[0.9, 0.1], [0.2, 0.8], [0.7, 0.3]])])
 >>> acc.get()
 ('accuracy', 0.6666666666666666)
+
+``Model.fit``'s compiled loop computes a metric itself when the metric says how
+(:meth:`EvalMetric.loop_statistic`, for what the loss head's output is), with the sums
+``update`` would give; otherwise ``fit`` trains step by step and warns.
 """
 
 from __future__ import annotations
@@ -23,9 +27,16 @@ from typing import Any
 
 import numpy as np
 
+from graphc.backend.loop_plan import LoopStatistic
 from graphc.ir.errors import ShapeError
+from graphc.ir.ops.loss import PROBABILITY_FLOOR
 
 Arrays = np.ndarray | Sequence[np.ndarray]
+
+_CLASSES, _PREDICTIONS = "class_probabilities", "predictions"  # HeadDef.output
+
+_REPORTING = ("update", "_update_pair", "_per_sample", "get", "value_from", "values_from")
+"""The methods that say how a metric's sums grow and what it reports."""
 
 # Perplexity floors each probability at this before the log, as MXNet's Perplexity does, so
 # one zero probability gives a large but finite value instead of infinity.
@@ -91,9 +102,39 @@ class EvalMetric:
         >>> Accuracy().get()
         ('accuracy', nan)
         """
-        if self.num_inst == 0:
-            return (self.name, float("nan"))
-        return (self.name, float(self.sum_metric / self.num_inst))
+        return (self.name, self.value_from(self.sum_metric, self.num_inst))
+
+    def value_from(self, sum_metric: float, num_inst: int) -> float:
+        """The value ``get`` reports for these sums (NaN without instances)."""
+        return self._from_mean(sum_metric / num_inst) if num_inst else float("nan")
+
+    def values_from(self, sums: np.ndarray, counts: np.ndarray) -> list[float]:
+        """:meth:`value_from` of each pair of ``sums`` and ``counts`` (NumPy arrays), with
+        one division for all: ``Model.fit`` records 10,000 one-batch epochs at once."""
+        means = np.full(len(counts), np.nan)
+        np.divide(sums, counts, out=means, where=np.asarray(counts) > 0)
+        if type(self)._from_mean is EvalMetric._from_mean:
+            return means.tolist()
+        return [self._from_mean(mean) for mean in means.tolist()]
+
+    def _from_mean(self, mean: float) -> float:
+        return float(mean)
+
+    def loop_statistic(self, head_output: str) -> LoopStatistic | None:
+        """How ``Model.fit``'s compiled loop computes this metric's sums for a loss head
+        whose output is ``head_output`` (``HeadDef.output``: 'class_probabilities' or
+        'predictions'), as a name of ``backend.loop_plan.METRIC_STATISTICS``; None when it
+        cannot (``fit`` then trains step by step)."""
+        return None
+
+    def compiled_loop_statistic(self, head_output: str) -> LoopStatistic | None:
+        """:meth:`loop_statistic`, unless a subclass below the class that defines it
+        changes the sums or what is reported (``update``, ``_update_pair``, ``_per_sample``,
+        ``get``, ``value_from``): the loop would not compute what that subclass does."""
+        classes = type(self).__mro__
+        owner = next(k for k, cls in enumerate(classes) if "loop_statistic" in vars(cls))
+        changed = [name for cls in classes[:owner] for name in _REPORTING if name in vars(cls)]
+        return None if changed else self.loop_statistic(head_output)
 
     def get_name_value(self) -> list[tuple[str, float]]:
         """``[(name, value), ...]``: one pair, or one per child of a composite metric.
@@ -147,6 +188,12 @@ class Accuracy(EvalMetric):
         self.sum_metric += float(hits.sum())
         self.num_inst += int(label.size)
 
+    def loop_statistic(self, head_output: str) -> LoopStatistic | None:
+        # The loop's probabilities are (rows, classes): axis 1 is the classes' axis.
+        if head_output == _CLASSES and self.axis in (1, -1):
+            return LoopStatistic("accuracy")
+        return None
+
 
 class TopKAccuracy(EvalMetric):
     """The fraction of samples whose label is among the ``top_k`` highest scores.
@@ -180,6 +227,9 @@ class TopKAccuracy(EvalMetric):
         hits = (ranked == label.astype(np.int64).reshape(-1, 1)).any(axis=1)
         self.sum_metric += float(hits.sum())
         self.num_inst += int(label.size)
+
+    def loop_statistic(self, head_output: str) -> LoopStatistic | None:
+        return LoopStatistic("top_k", (self.top_k,)) if head_output == _CLASSES else None
 
 
 class MSE(EvalMetric):
@@ -216,6 +266,9 @@ class MSE(EvalMetric):
         self.sum_metric += float(self._per_sample(errors).sum())
         self.num_inst += samples
 
+    def loop_statistic(self, head_output: str) -> LoopStatistic | None:
+        return LoopStatistic("squared_error") if head_output == _PREDICTIONS else None
+
 
 class MAE(MSE):
     """Mean absolute error per sample, averaged over every sample seen (see :class:`MSE`).
@@ -231,6 +284,9 @@ class MAE(MSE):
 
     def _per_sample(self, errors: np.ndarray) -> np.ndarray:
         return np.mean(np.abs(errors), axis=1)
+
+    def loop_statistic(self, head_output: str) -> LoopStatistic | None:
+        return LoopStatistic("absolute_error") if head_output == _PREDICTIONS else None
 
 
 class RMSE(MSE):
@@ -251,10 +307,8 @@ class RMSE(MSE):
     def __init__(self, name: str = "rmse") -> None:
         super().__init__(name)
 
-    def get(self) -> tuple[str, float]:
-        if self.num_inst == 0:
-            return (self.name, float("nan"))
-        return (self.name, math.sqrt(self.sum_metric / self.num_inst))
+    def _from_mean(self, mean: float) -> float:
+        return math.sqrt(mean)
 
 
 class CrossEntropy(EvalMetric):
@@ -269,7 +323,7 @@ class CrossEntropy(EvalMetric):
     1.039721
     """
 
-    def __init__(self, eps: float = 1e-12, name: str = "cross-entropy") -> None:
+    def __init__(self, eps: float = PROBABILITY_FLOOR, name: str = "cross-entropy") -> None:
         is_real = isinstance(eps, numbers.Real) and not isinstance(eps, bool)
         if not (is_real and math.isfinite(eps) and eps >= 0):
             raise ValueError(f"CrossEntropy: eps={eps!r} must be a finite number >= 0")
@@ -282,6 +336,9 @@ class CrossEntropy(EvalMetric):
         picked = _pick(self.name, probs, label.ravel())
         self.sum_metric += float(-np.log(picked + self.eps).sum())
         self.num_inst += int(picked.size)
+
+    def loop_statistic(self, head_output: str) -> LoopStatistic | None:
+        return LoopStatistic("cross_entropy", (self.eps,)) if head_output == _CLASSES else None
 
 
 class Perplexity(EvalMetric):
@@ -332,10 +389,14 @@ class Perplexity(EvalMetric):
         self.sum_metric += float(-np.log(np.maximum(picked, PERPLEXITY_PROBABILITY_FLOOR)).sum())
         self.num_inst += int(picked.size)
 
-    def get(self) -> tuple[str, float]:
-        if self.num_inst == 0:
-            return (self.name, float("nan"))
-        return (self.name, math.exp(self.sum_metric / self.num_inst))
+    def _from_mean(self, mean: float) -> float:
+        return math.exp(mean)
+
+    def loop_statistic(self, head_output: str) -> LoopStatistic | None:
+        # The loop counts every row as a token: ignored tokens would need a count per step.
+        if head_output != _CLASSES or self.ignore_label is not None or self.axis not in (1, -1):
+            return None
+        return LoopStatistic("perplexity", (PERPLEXITY_PROBABILITY_FLOOR,))
 
 
 class CustomMetric(EvalMetric):

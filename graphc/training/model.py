@@ -7,20 +7,21 @@ metric, ``backward()``, check the gradients are finite, ``optimizer.update``
 (``graphc.training.fit_loop``). The batch is copied into arrays bound once, not allocated. Evaluation and prediction bind forward-only executors for their own batch shapes that
 share the parameter arrays (or reuse the training executor when the shapes are the same).
 
-The default ``rescale_grad`` and the training loss follow the loss heads: see
-``graphc.training.heads``. Checkpoints: see ``graphc.training.checkpoint``; what ``fit`` shows:
+The default ``rescale_grad``, the training loss, the default metric and the label names
+follow the loss heads: see ``graphc.training.heads``. Checkpoints: see ``graphc.training.checkpoint``; what ``fit`` shows:
 see ``graphc.training.progress``. A recurrent state carried across batches (truncated BPTT): see
 ``state_names`` and ``graphc.training.states``.
 
 >>> import numpy as np, graphc as gc
 >>> x = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)
 >>> y = (x @ np.array([1.0, -2.0, 0.5], np.float32)).reshape(64, 1)
->>> train = gc.io.NDArrayIter(x, y, batch_size=16, label_name="lro_label")
->>> model = Model(gc.models.linreg(), label_names=("lro_label",))
->>> history = model.fit(train, eval_metric="mse", optimizer_params={"learning_rate": 0.1},
-...                     num_epoch=20, verbose=False)
->>> bool(history["train_mse"][-1] < 1e-3), model.predict(x[:5]).shape
-(True, (5, 1))
+>>> model = Model(gc.models.linreg())
+>>> model.label_names
+('lro_label',)
+>>> history = model.fit(gc.io.NDArrayIter(x, y, batch_size=16),
+...                     optimizer_params={"learning_rate": 0.1}, num_epoch=20, verbose=False)
+>>> bool(history["train_mse"][-1] < 1e-3), model.fit_path, model.predict(x[:5]).shape
+(True, 'compiled', (5, 1))
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from graphc.data.io import NDArrayIter
+from graphc.data.io import BPTTIter
 from graphc.ir.symbol import Symbol
 from graphc.runtime.context import Context, cpu
 from graphc.training import metric as metrics
@@ -48,24 +49,18 @@ from graphc.training.checkpoint import (
     restore_iterator_state,
     save_checkpoint_files,
 )
-from graphc.training.compiled_fit import (
-    CompiledEpochs,
-    EpochResults,
-    compiled_trainer,
-    epochs_per_call,
-    metric_value,
-    set_metric,
-    take_epochs,
-)
+from graphc.training.compiled_fit import StepByStepWarning, compiled_trainer, fit_compiled
 from graphc.training.fit_loop import (
     BatchEndParam,
+    FitRun,
     TrainingDivergedError,
     as_callbacks,
     evaluate,
     predict_outputs,
+    prediction_iter,
     train_epoch,
 )
-from graphc.training.heads import loss_heads
+from graphc.training.heads import default_metric, label_names_of, loss_heads
 from graphc.training.initializer import Xavier, initialize
 from graphc.training.optimizer import Optimizer
 from graphc.training.optimizer_state import (
@@ -77,9 +72,7 @@ from graphc.training.optimizer_state import (
 )
 from graphc.training.progress import TrainingDisplay
 
-__all__ = ["BatchEndParam", "Model", "TrainingDivergedError"]
-
-DEFAULT_PREDICT_BATCH = 128
+__all__ = ["BatchEndParam", "Model", "StepByStepWarning", "TrainingDivergedError"]
 
 
 class Model:
@@ -94,7 +87,12 @@ class Model:
         ``gc.cpu()``.
     data_names, label_names : sequence of str
         Arguments fed from the iterators' ``provide_data`` and ``provide_label``; every
-        other argument is a parameter. ``models.linreg`` names its label ``lro_label``.
+        other argument is a parameter. Without ``label_names`` they are the variables
+        that feed the loss heads' labels (``heads.label_names_of``): a
+        ``LinearRegressionOutput`` named ``lro`` takes ``lro_label`` (``models.linreg``), a
+        ``SoftmaxOutput`` named ``softmax`` ``softmax_label``. An iterator with one label
+        feeds a model with one label whatever its name, so ``NDArrayIter``'s default
+        ``softmax_label`` feeds ``lro_label``; otherwise the names must match.
     opt_level : int, optional
         The executors' optimization level (see ``simple_bind``).
     state_names : mapping of str to str, optional
@@ -127,6 +125,8 @@ class Model:
     >>> import graphc as gc
     >>> Model(gc.models.mlp()).param_names
     ['fc1_weight', 'fc1_bias', 'fc2_weight', 'fc2_bias']
+    >>> Model(gc.models.mlp()).label_names, Model(gc.models.linreg()).label_names
+    (('softmax_label',), ('lro_label',))
     """
 
     def __init__(
@@ -134,14 +134,16 @@ class Model:
         symbol: Symbol,
         ctx: Context | None = None,
         data_names: Sequence[str] = ("data",),
-        label_names: Sequence[str] | None = ("softmax_label",),
+        label_names: Sequence[str] | None = None,
         opt_level: int | None = None,
         state_names: Mapping[str, str] | None = None,
     ) -> None:
         self.symbol = symbol
         self.ctx = ctx or cpu()
         self.data_names = tuple(data_names)
-        self.label_names = tuple(label_names or ())
+        if label_names is None:
+            label_names = label_names_of(loss_heads(symbol))
+        self.label_names = tuple(label_names)
         self.opt_level = opt_level
         self.bindings = ModelBindings(
             symbol, self.ctx, self.data_names, self.label_names, opt_level, state_names
@@ -224,7 +226,7 @@ class Model:
         self,
         train_data,
         eval_data=None,
-        eval_metric: Any = "acc",
+        eval_metric: Any = None,
         optimizer: str | Optimizer = "sgd",
         optimizer_params: Mapping | Sequence = DEFAULT_OPTIMIZER_PARAMS,
         initializer=None,
@@ -245,48 +247,77 @@ class Model:
             ``NDArrayIter`` or ``BPTTIter`` (anything with ``provide_data``,
             ``provide_label``, iteration and ``reset``). Training starts from the
             iterator's current position and resets it after every epoch.
-        eval_metric : str, EvalMetric or list
-            As ``graphc.training.metric.create``; the validation metric is a copy of it.
+        eval_metric : str, EvalMetric or list, optional
+            As ``graphc.training.metric.create`` (the validation metric is a copy). Default:
+            the loss head's (``heads.default_metric``): accuracy for ``SoftmaxOutput``,
+            perplexity on a ``BPTTIter``, mse for the regression heads.
         optimizer, optimizer_params
-            As ``graphc.training.optimizer.create``. Without ``rescale_grad`` in
-            ``optimizer_params`` it is ``1 / batch_size`` when the loss heads sum their
-            gradient over the batch, 1 when they divide it already (``graphc.training.heads``),
-            so the learning rate means what it means in MXNet. An ``Optimizer`` instance is
-            used as it is.
+            As ``graphc.training.optimizer.create``; an ``Optimizer`` is used as it is. The
+            default ``rescale_grad`` follows the heads (``graphc.training.heads``), so the
+            learning rate means what it means in MXNet.
         initializer : Initializer or str, optional
-            Default ``Xavier()`` (uniform, ``factor_type='avg'``, ``magnitude=3``; biases
-            zero), drawn with ``seed``. Not used when the parameters are set already
-            (trained, loaded or ``set_params``).
+            Default ``Xavier()``, drawn with ``seed``; unused when the parameters are set.
         num_epoch, begin_epoch : int
-            To resume from ``Model.load(prefix, epoch)``, pass ``begin_epoch=epoch``: the
-            optimizer state, the update count, Dropout's step and the shuffling order of an
-            ``NDArrayIter`` continue as in an uninterrupted run.
+            ``begin_epoch=epoch`` after ``Model.load(prefix, epoch)`` continues the
+            optimizer state, update count, Dropout's step and shuffling order exactly.
         batch_end_callback : callable or list, optional
             Called with a :class:`BatchEndParam` after every batch.
         epoch_end_callback : callable or list, optional
             ``callback(epoch, symbol, arg_params, aux_params)`` after every epoch, with the
-            live parameter arrays (copy them to keep them), as MXNet's; see
-            :meth:`checkpoint_callback`.
+            live parameter arrays, as MXNet's; see :meth:`checkpoint_callback`.
         seed : int
             The initializer's seed (shuffling is the iterator's own ``seed``).
         quiet, log_every, verbose
-            What is shown: see ``graphc.training.progress.TrainingDisplay``; ``log_every`` defaults
-            to a twentieth of the epochs (every epoch up to 39), first and last always.
+            What is shown (``graphc.training.progress.TrainingDisplay``); ``log_every``
+            defaults to a twentieth of the epochs, first and last always.
 
-        In-memory data (``NDArrayIter``) with no ``batch_end_callback`` train through the
-        compiled loop, a chunk of batches per call (``graphc.training.compiled_fit``); after
-        ``fit``, ``model.fit_path`` says which path ran and, if step by step, why.
+        In-memory data with no ``batch_end_callback`` train in the compiled loop
+        (``graphc.training.compiled_fit``) when it computes the head's loss and the metric;
+        otherwise step by step, with the same numbers and one :class:`StepByStepWarning`
+        saying why. ``model.fit_path`` says which path ran.
 
         Raises
         ------
         TrainingDivergedError
-            The loss or a gradient of a batch is not finite; it names the epoch and the
-            batch, and that batch's update is not applied.
+            A batch's loss or gradient is not finite (its update is not applied).
+        ValueError
+            A label the head cannot take, naming the head, the label, the value and where.
         """
         _check_epochs(begin_epoch, num_epoch)
+        heads = self._training_heads()
+        executor = self._bind_for_training(train_data, initializer, seed)
+        self._start_optimizer(executor, optimizer, optimizer_params, heads, train_data)
+        self._resume_data_order(train_data, begin_epoch)
+        if eval_metric is None:
+            eval_metric = default_metric(heads, stream=isinstance(train_data, BPTTIter))
+        train_metric = metrics.create(eval_metric)
         if log_every is None:  # about 20 summary lines however long the run
             log_every = max(1, (num_epoch - begin_epoch) // 20)
         display = TrainingDisplay(num_epoch, begin_epoch, log_every, quiet, verbose)
+        run = FitRun(
+            train_data,
+            eval_data,
+            train_metric,
+            copy.deepcopy(train_metric),
+            display,
+            epoch_end_callback,
+            begin_epoch,
+            num_epoch,
+        )
+        self._trainer = compiled_trainer(
+            self, executor, train_data, heads, train_metric, batch_end_callback, self._opt_states
+        )
+        try:
+            if self._trainer is not None:
+                fit_compiled(self, self._trainer, run)
+            else:
+                self._fit_steps(executor, run, batch_end_callback)
+        finally:
+            display.close()
+        return self.history
+
+    def _training_heads(self) -> list:
+        """The loss heads ``fit`` trains; every other output must be a carried state."""
         heads = loss_heads(self.symbol)
         outputs = self.symbol.list_outputs()
         allowed = {outputs[head.output] for head in heads} | set(self.state_names.values())
@@ -298,6 +329,10 @@ class Model:
                 "LogisticRegressionOutput, MakeLoss) or recurrent states named in "
                 "Model's state_names"
             )
+        return heads
+
+    def _bind_for_training(self, train_data, initializer, seed: int):
+        """The training executor for the data's shapes, the parameters initialized once."""
         executor = self.bindings.executor(
             self.bindings.input_shapes(train_data, "fit"), for_training=True
         )
@@ -310,174 +345,54 @@ class Model:
             params = {**self.arg_params, **self.aux_params}
             initialize(params, Xavier() if initializer is None else initializer, seed)
             self._initialized = True
-        batch_size = batch_size_of(train_data)
+        return executor
+
+    def _start_optimizer(self, executor, optimizer, optimizer_params, heads, train_data) -> None:
+        """The optimizer of this fit, its state placed in the executor's arena and carried
+        over from the last fit or the checkpoint loaded."""
         previous = self._previous_optimizer()
-        self._optimizer = make_optimizer(optimizer, optimizer_params, heads, batch_size)
+        self._optimizer = make_optimizer(
+            optimizer, optimizer_params, heads, batch_size_of(train_data)
+        )
         self._opt_states = placed_states(
             executor, self._optimizer, {name: self.arg_params[name] for name in self.param_names}
         )
         carry_over(self._optimizer, self._opt_states, previous)
         self._loaded_optimizer = None
-        self._resume_data_order(train_data, begin_epoch)
-        train_metric = metrics.create(eval_metric)
-        val_metric = copy.deepcopy(train_metric)
-        trainer = compiled_trainer(
-            self,
-            executor,
-            heads=heads,
-            train_data=train_data,
-            metric=train_metric,
-            batch_end_callback=batch_end_callback,
-            states=self._opt_states,
-        )
-        self._trainer = trainer
-        try:
-            if trainer is not None:
-                self._fit_compiled(
-                    trainer,
-                    train_data,
-                    eval_data,
-                    train_metric,
-                    val_metric,
-                    display,
-                    epoch_end_callback,
-                    begin_epoch,
-                    num_epoch,
-                )
-                return self.history
-            for epoch in range(begin_epoch, num_epoch):
-                start = time.perf_counter()
-                display.start_epoch(epoch, num_batches_of(train_data))
-                train_loss, samples = train_epoch(
-                    self.bindings,
-                    executor,
-                    self._optimizer,
-                    self._opt_states,
-                    train_data,
-                    train_metric,
-                    display,
-                    as_callbacks(batch_end_callback),
-                    epoch,
-                )
-                seconds = time.perf_counter() - start
-                train_data.reset()
-                self._data_state = iterator_state(train_data)
-                self._end_epoch(
-                    epoch,
-                    seconds,
-                    train_metric,
-                    train_loss,
-                    samples,
-                    eval_data,
-                    val_metric,
-                    display,
-                    epoch_end_callback,
-                )
-        finally:
-            display.close()
-        return self.history
 
-    def _end_epoch(
-        self,
-        epoch,
-        seconds,
-        train_metric,
-        train_loss,
-        samples,
-        eval_data,
-        val_metric,
-        display,
-        epoch_end_callback,
-    ) -> None:
+    def _fit_steps(self, executor, run: FitRun, batch_end_callback) -> None:
+        """The epochs of ``fit`` step by step, Python running every batch (``fit_loop``)."""
+        for epoch in range(run.begin_epoch, run.num_epoch):
+            start = time.perf_counter()
+            run.display.start_epoch(epoch, num_batches_of(run.train_data))
+            train_loss, samples = train_epoch(
+                self.bindings,
+                executor,
+                self._optimizer,
+                self._opt_states,
+                run.train_data,
+                run.train_metric,
+                run.display,
+                as_callbacks(batch_end_callback),
+                epoch,
+            )
+            seconds = time.perf_counter() - start
+            run.train_data.reset()
+            self._data_state = iterator_state(run.train_data)
+            self._end_epoch(epoch, seconds, train_loss, samples, run)
+
+    def _end_epoch(self, epoch, seconds, train_loss, samples, run: FitRun) -> None:
         """Validation, history, the summary line and the callbacks of one epoch."""
         val_values, val_loss = [], None
-        if eval_data is not None:
-            val_values, val_loss = self._evaluate(eval_data, val_metric, "fit")
-        train_values = train_metric.get_name_value()
-        self._record(epoch, seconds, train_values, train_loss, val_values, val_loss, eval_data)
-        display.end_epoch(epoch, train_values, train_loss, val_values, val_loss, seconds, samples)
-        for callback in as_callbacks(epoch_end_callback):
+        if run.eval_data is not None:
+            val_values, val_loss = self._evaluate(run.eval_data, run.val_metric, "fit")
+        train_values = run.train_metric.get_name_value()
+        self._record(epoch, seconds, train_values, train_loss, val_values, val_loss, run.eval_data)
+        run.display.end_epoch(
+            epoch, train_values, train_loss, val_values, val_loss, seconds, samples
+        )
+        for callback in as_callbacks(run.epoch_end_callback):
             callback(epoch, self.symbol, self.arg_params, self.aux_params)
-
-    def _fit_compiled(
-        self,
-        trainer,
-        train_data,
-        eval_data,
-        train_metric,
-        val_metric,
-        display,
-        epoch_end_callback,
-        begin_epoch,
-        num_epoch,
-    ) -> None:
-        """The epochs of ``fit`` through the compiled loop (``graphc.training.compiled_fit``)."""
-        metric_name = train_metric.get_name_value()[0][0]
-        runner = CompiledEpochs(trainer, train_data, self.bindings, metric_name)
-        spans = eval_data is None and not as_callbacks(epoch_end_callback)
-        batches = num_batches_of(train_data) or 0
-        epoch = begin_epoch
-        while epoch < num_epoch:
-            count = min(epochs_per_call(runner, batches, spans), num_epoch - epoch)
-            if count == 1:
-                display.start_epoch(epoch, batches)
-            results = runner.run(take_epochs(train_data, count), epoch, display)
-            self._data_state = iterator_state(train_data)
-            callbacks = as_callbacks(epoch_end_callback)
-            # Epochs that print nothing and call nothing are recorded in bulk, between the
-            # ones that do: 10,000 one-batch epochs must keep Python's share small.
-            if eval_data is None and not callbacks and display.bar is None:
-                loud = display.logged(epoch, epoch + len(results))
-                if not self.history.get("epoch"):
-                    loud = sorted({epoch, *loud})
-            else:
-                loud = range(epoch, epoch + len(results))
-            done = 0
-            for loud_epoch in loud:
-                offset = loud_epoch - epoch
-                self._extend_history(results[done:offset], epoch + done, metric_name)
-                done = offset + 1
-                result = results[offset]
-                loss = result.loss_sum / result.samples if result.samples else None
-                set_metric(train_metric, result.metric_sum, result.samples)
-                self._end_epoch(
-                    epoch + offset,
-                    result.seconds,
-                    train_metric,
-                    loss,
-                    result.samples,
-                    eval_data,
-                    val_metric,
-                    display,
-                    epoch_end_callback,
-                )
-            self._extend_history(results[done:], epoch + done, metric_name)
-            epoch += count
-
-    def _extend_history(self, run: EpochResults, first_epoch: int, metric_name: str) -> None:
-        """Append epochs that print nothing (``first_epoch`` on) to the history, at once."""
-        if not len(run):
-            return
-        keys = {"epoch", "time", "train_loss", f"train_{metric_name}"}
-        if set(self.history) != keys:
-            for offset in range(len(run)):
-                result = run[offset]
-                loss = result.loss_sum / result.samples if result.samples else None
-                value = metric_value(metric_name, result.metric_sum, result.samples)
-                self._record(
-                    first_epoch + offset,
-                    result.seconds,
-                    [(metric_name, value)],
-                    loss,
-                    [],
-                    None,
-                    None,
-                )
-            return
-        self.history["epoch"].extend(range(first_epoch + 1, first_epoch + 1 + len(run)))
-        self.history["time"].extend(run.seconds.tolist())
-        self.history["train_loss"].extend(run.losses())
-        self.history[f"train_{metric_name}"].extend(run.metric_values(metric_name))
 
     def _previous_optimizer(self) -> tuple[dict, dict] | None:
         """The optimizer state to carry on from: the live optimizer's, else a checkpoint's."""
@@ -513,22 +428,27 @@ class Model:
 
     # -- evaluation and prediction -----------------------------------------------------------
 
-    def score(self, eval_data, eval_metric: Any = "acc", reset: bool = True) -> list:
+    def score(self, eval_data, eval_metric: Any = None, reset: bool = True) -> list:
         """``[(name, value), ...]`` of ``eval_metric`` over ``eval_data``, padding left out.
 
-        ``reset`` starts the iterator from its first batch (as MXNet's ``score``). A
+        ``eval_metric`` defaults to the loss head's, as in :meth:`fit`. ``reset`` starts
+        the iterator from its first batch (as MXNet's ``score``). A
         recurrent state (``state_names``) starts from zero and is carried over the pass as
         in ``fit``.
 
         >>> import numpy as np, graphc as gc
-        >>> model = Model(gc.models.linreg(), label_names=("lro_label",))
+        >>> model = Model(gc.models.linreg())
         >>> model.set_params({"fc_weight": np.ones((1, 2), np.float32),
         ...                   "fc_bias": np.zeros(1, np.float32)})
         >>> pairs = gc.io.NDArrayIter(np.eye(2, dtype=np.float32), np.array([1.0, 3.0]),
         ...                           batch_size=2, label_name="lro_label")
-        >>> model.score(pairs, "mse")
-        [('mse', 2.0)]
+        >>> model.score(pairs), model.score(pairs, "mae")
+        ([('mse', 2.0)], [('mae', 1.0)])
         """
+        if eval_metric is None:
+            eval_metric = default_metric(
+                loss_heads(self.symbol), stream=isinstance(eval_data, BPTTIter)
+            )
         values, _ = self._evaluate(eval_data, metrics.create(eval_metric), "score", reset)
         return values
 
@@ -561,7 +481,7 @@ class Model:
         starts from zero and is carried over the pass as in ``fit``.
         """
         self._require_params("predict")
-        data_iter = self._as_iter(data, batch_size)
+        data_iter = prediction_iter(data, batch_size, self.data_names[0])
         executor = self.bindings.executor(
             self.bindings.input_shapes(data_iter, "predict"), for_training=False
         )
@@ -569,21 +489,6 @@ class Model:
             data_iter.reset()
         results = predict_outputs(self.bindings, executor, data_iter)
         return results[0] if len(results) == 1 else results
-
-    def _as_iter(self, data, batch_size: int | None):
-        if hasattr(data, "provide_data"):
-            if batch_size is not None:
-                raise ValueError("predict: batch_size is for arrays; an iterator has its own")
-            return data
-        if isinstance(data, Mapping):
-            first = next(iter(data.values()), None)
-        elif isinstance(data, (list, tuple)):
-            first = data[0] if data else None
-        else:
-            first = data
-        count = len(np.asarray(first)) if first is not None else 0
-        size = batch_size or max(1, min(DEFAULT_PREDICT_BATCH, count))
-        return NDArrayIter(data, batch_size=size, data_name=self.data_names[0])
 
     # -- checkpoints -------------------------------------------------------------------------
 
@@ -595,12 +500,12 @@ class Model:
         layout is in ``graphc.training.checkpoint``.
 
         >>> import os, tempfile, numpy as np, graphc as gc
-        >>> model = Model(gc.models.linreg(), label_names=("lro_label",))
+        >>> model = Model(gc.models.linreg())
         >>> model.set_params({"fc_weight": np.ones((1, 2), np.float32),
         ...                   "fc_bias": np.zeros(1, np.float32)})
         >>> prefix = os.path.join(tempfile.mkdtemp(), "linreg")
         >>> model.save_checkpoint(prefix, 0)
-        >>> loaded = Model.load(prefix, 0, label_names=("lro_label",))
+        >>> loaded = Model.load(prefix, 0)
         >>> loaded.predict(np.eye(2, dtype=np.float32)).ravel().tolist()
         [1.0, 1.0]
         """
@@ -643,7 +548,7 @@ class Model:
         epoch: int,
         ctx: Context | None = None,
         data_names: Sequence[str] = ("data",),
-        label_names: Sequence[str] | None = ("softmax_label",),
+        label_names: Sequence[str] | None = None,
         opt_level: int | None = None,
         state_names: Mapping[str, str] | None = None,
     ) -> Model:

@@ -32,7 +32,7 @@ them; nothing that changes during training is compiled in. ``clip_gradient`` is 
 off. With ``clip_global_norm`` set, ``grad_scale`` (position ``GRAD_SCALE_INDEX``) is
 ``global_norm_scale(total, rescale_grad, clip_global_norm)`` where ``total`` is the sum of
 ``sum_of_squares(grad)`` over all the parameters updated in that step; both are njit
-functions. See ``optimizer_kernels`` for the formulas.
+functions. The docstrings of ``graphc.codegen_cpu.optimizer_updates`` give the formulas.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from numbers import Real
 
 import numpy as np
 
+from graphc.backend.lowering import FLOAT_DTYPES
 from graphc.codegen_cpu.optimizer_updates import (
     adadelta_update,
     adagrad_update,
@@ -58,11 +59,13 @@ from graphc.codegen_cpu.optimizer_updates import (
 from graphc.ir.errors import DTypeError, ShapeError
 
 GRAD_SCALE_INDEX = 4
-_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 class Optimizer:
     """What every optimizer takes and does; use a subclass or ``create``.
+
+    Every subclass takes these parameters as keywords after its own (as MXNet's do), the
+    learning rate with the subclass's default.
 
     Parameters
     ----------
@@ -88,6 +91,7 @@ class Optimizer:
     def __init__(
         self,
         learning_rate: float | None,
+        *,
         wd: float = 0.0,
         rescale_grad: float = 1.0,
         clip_gradient: float | None = None,
@@ -98,7 +102,7 @@ class Optimizer:
             learning_rate = self._check("learning_rate", learning_rate, minimum=0.0)
         self.lr = learning_rate
         self.wd = self._check("wd", wd, minimum=0.0)
-        self.rescale_grad = self._check("rescale_grad", rescale_grad, minimum=0.0, open_low=True)
+        self.rescale_grad = self._positive("rescale_grad", rescale_grad)
         self.clip_gradient = self._optional_bound("clip_gradient", clip_gradient)
         self.clip_global_norm = self._optional_bound("clip_global_norm", clip_global_norm)
         if lr_scheduler is not None and not callable(lr_scheduler):
@@ -282,17 +286,18 @@ class Optimizer:
             )
         return float(value)
 
-    def _optional_bound(self, parameter: str, value) -> float | None:
-        if value is None:
-            return None
+    def _positive(self, parameter: str, value) -> float:
         return self._check(parameter, value, minimum=0.0, open_low=True)
+
+    def _optional_bound(self, parameter: str, value) -> float | None:
+        return None if value is None else self._positive(parameter, value)
 
     def _unit_interval(self, parameter: str, value) -> float:
         return self._check(parameter, value, minimum=0.0, maximum=1.0)
 
 
 def _check_float(optimizer: str, name: str, label: str, array) -> None:
-    if not isinstance(array, np.ndarray) or array.dtype not in _FLOAT_DTYPES:
+    if not isinstance(array, np.ndarray) or array.dtype not in FLOAT_DTYPES:
         found = array.dtype if isinstance(array, np.ndarray) else type(array).__name__
         raise DTypeError(
             f"{optimizer}: {label} of {name!r} must be a float32 or float64 NumPy array, "
@@ -337,19 +342,9 @@ class SGD(Optimizer):
     """
 
     def __init__(
-        self,
-        learning_rate: float = 0.01,
-        momentum: float = 0.0,
-        nesterov: bool = False,
-        wd: float = 0.0,
-        rescale_grad: float = 1.0,
-        clip_gradient: float | None = None,
-        clip_global_norm: float | None = None,
-        lr_scheduler: Callable[[int], float] | None = None,
+        self, learning_rate: float = 0.01, momentum: float = 0.0, nesterov: bool = False, **common
     ) -> None:
-        super().__init__(
-            learning_rate, wd, rescale_grad, clip_gradient, clip_global_norm, lr_scheduler
-        )
+        super().__init__(learning_rate, **common)
         self.momentum = self._unit_interval("momentum", momentum)
         self.nesterov = bool(nesterov)
 
@@ -391,18 +386,12 @@ class Adam(Optimizer):
         beta1: float = 0.9,
         beta2: float = 0.999,
         epsilon: float = 1e-8,
-        wd: float = 0.0,
-        rescale_grad: float = 1.0,
-        clip_gradient: float | None = None,
-        clip_global_norm: float | None = None,
-        lr_scheduler: Callable[[int], float] | None = None,
+        **common,
     ) -> None:
-        super().__init__(
-            learning_rate, wd, rescale_grad, clip_gradient, clip_global_norm, lr_scheduler
-        )
+        super().__init__(learning_rate, **common)
         self.beta1 = self._unit_interval("beta1", beta1)
         self.beta2 = self._unit_interval("beta2", beta2)
-        self.epsilon = self._check("epsilon", epsilon, minimum=0.0, open_low=True)
+        self.epsilon = self._positive("epsilon", epsilon)
 
     def learning_rate_at(self, num_update: int) -> float:
         """The bias-corrected step size ``lr_t`` of update ``num_update`` (from 1)."""
@@ -427,20 +416,9 @@ class AdaGrad(Optimizer):
     kernel = staticmethod(adagrad_update)
     state_names = ("history",)
 
-    def __init__(
-        self,
-        learning_rate: float = 0.01,
-        eps: float = 1e-7,
-        wd: float = 0.0,
-        rescale_grad: float = 1.0,
-        clip_gradient: float | None = None,
-        clip_global_norm: float | None = None,
-        lr_scheduler: Callable[[int], float] | None = None,
-    ) -> None:
-        super().__init__(
-            learning_rate, wd, rescale_grad, clip_gradient, clip_global_norm, lr_scheduler
-        )
-        self.eps = self._check("eps", eps, minimum=0.0, open_low=True)
+    def __init__(self, learning_rate: float = 0.01, eps: float = 1e-7, **common) -> None:
+        super().__init__(learning_rate, **common)
+        self.eps = self._positive("eps", eps)
 
     @property
     def hyper_parameters(self) -> tuple[float, ...]:
@@ -463,25 +441,18 @@ class AdaDelta(Optimizer):
     state_names = ("acc_g", "acc_delta")
 
     def __init__(
-        self,
-        rho: float = 0.9,
-        epsilon: float = 1e-5,
-        wd: float = 0.0,
-        rescale_grad: float = 1.0,
-        clip_gradient: float | None = None,
-        clip_global_norm: float | None = None,
-        learning_rate: None = None,
-        lr_scheduler: None = None,
+        self, rho: float = 0.9, epsilon: float = 1e-5, learning_rate: None = None, **common
     ) -> None:
-        for parameter, value in (("learning_rate", learning_rate), ("lr_scheduler", lr_scheduler)):
+        given = (("learning_rate", learning_rate), ("lr_scheduler", common.get("lr_scheduler")))
+        for parameter, value in given:
             if value is not None:
                 raise ValueError(
                     f"AdaDelta: {parameter}={value!r} would be ignored, AdaDelta has no "
                     "learning rate (weight -= delta + wd * weight); leave it out"
                 )
-        super().__init__(None, wd, rescale_grad, clip_gradient, clip_global_norm, None)
+        super().__init__(None, **common)
         self.rho = self._unit_interval("rho", rho)
-        self.epsilon = self._check("epsilon", epsilon, minimum=0.0, open_low=True)
+        self.epsilon = self._positive("epsilon", epsilon)
 
     def learning_rate_at(self, num_update: int) -> float:
         """0.0: the kernel's ``lr`` slot, which AdaDelta does not read."""
@@ -517,18 +488,12 @@ class RMSProp(Optimizer):
         gamma2: float = 0.9,
         epsilon: float = 1e-8,
         centered: bool = False,
-        wd: float = 0.0,
-        rescale_grad: float = 1.0,
-        clip_gradient: float | None = None,
-        clip_global_norm: float | None = None,
-        lr_scheduler: Callable[[int], float] | None = None,
+        **common,
     ) -> None:
-        super().__init__(
-            learning_rate, wd, rescale_grad, clip_gradient, clip_global_norm, lr_scheduler
-        )
+        super().__init__(learning_rate, **common)
         self.gamma1 = self._unit_interval("gamma1", gamma1)
         self.gamma2 = self._unit_interval("gamma2", gamma2)
-        self.epsilon = self._check("epsilon", epsilon, minimum=0.0, open_low=True)
+        self.epsilon = self._positive("epsilon", epsilon)
         self.centered = bool(centered)
 
     @property

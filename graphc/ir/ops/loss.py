@@ -2,7 +2,20 @@
 supplies the loss's gradient itself, ignoring any incoming gradient (MXNet's backward).
 
 Each head's gradient is a composition of primitives. Each head also carries, as ``loss``,
-the loss function that gradient belongs to, so that gradcheck can verify it.
+the loss function that gradient belongs to, so that gradcheck can verify it, and, as
+``head`` (a :class:`~graphc.ir.registry.HeadDef`), what training reads of it: the loss of
+a batch computed from the output (what ``Model.fit`` reports), the label's shape and the
+values it may take, what its output is to a metric, its default metric and the compiled
+training loop's statistic. ``Model``, the step-by-step loop and the compiled loop derive
+theirs from here (``graphc.training.heads``).
+
+>>> import numpy as np
+>>> head = get_op("SoftmaxOutput").head
+>>> head.output, head.default_metric, head.loop_statistic
+('class_probabilities', 'accuracy', 'softmax')
+>>> attrs = get_op("SoftmaxOutput").parse_attrs({}, "doc")
+>>> head.bad_label(attrs, (3, 4), np.array([0.0, 3.0, 4.0])), head.label_rule(attrs, (3, 4))
+(2, 'a class index in [0, 4)')
 """
 
 from __future__ import annotations
@@ -16,8 +29,24 @@ from graphc.ir.ops.probability import log_softmax
 from graphc.ir.ops.reduce import size_array
 from graphc.ir.ops.reduce import sum as reduce_sum
 from graphc.ir.ops.shape_ops import Reshape, expand_dims, reshape_like
-from graphc.ir.registry import Attr, OpDef, fill, get_op, known, register, require, size_of
+from graphc.ir.registry import (
+    Attr,
+    HeadDef,
+    OpDef,
+    fill,
+    get_op,
+    known,
+    register,
+    require,
+    size_of,
+)
 from graphc.ir.symbol import Symbol, make_constructor
+
+PROBABILITY_FLOOR = 1e-12
+"""The floor a probability takes before a log in a head's training loss (``SoftmaxOutput``'s
+-log p[label], ``LogisticRegressionOutput``'s binary cross-entropy, also clipped at
+1 - floor), so that an underflowed probability gives a large finite loss; also
+``CrossEntropy``'s default eps (MXNet's)."""
 
 # -- SoftmaxOutput -----------------------------------------------------------------------------
 
@@ -55,8 +84,50 @@ def _as_classes(attrs, data: np.ndarray) -> np.ndarray:
     return data.reshape(data.shape[0], -1)
 
 
+def _softmax_classes(attrs, data: tuple) -> int:
+    """The number of classes of data of this shape."""
+    if attrs["multi_output"]:
+        return data[1]
+    if attrs["preserve_shape"]:
+        return data[-1]
+    return size_of(data[1:])
+
+
+def _softmax_bad_label(attrs, data: tuple, label: np.ndarray) -> int | None:
+    """The flat position of the first label that is not a class index (nor, with
+    use_ignore, ignore_label), NaN included; None when every label is one."""
+    values = np.asarray(label).reshape(-1)
+    with np.errstate(invalid="ignore"):
+        good = (values >= 0) & (values < _softmax_classes(attrs, data))
+        good &= values == np.floor(values)
+        if attrs["use_ignore"]:
+            good |= values == attrs["ignore_label"]
+    bad = np.flatnonzero(~good)
+    return int(bad[0]) if bad.size else None
+
+
+def _softmax_label_rule(attrs, data: tuple) -> str:
+    rule = f"a class index in [0, {_softmax_classes(attrs, data)})"
+    if attrs["use_ignore"]:
+        rule += f" or ignore_label {float(attrs['ignore_label'])!r}"
+    return rule
+
+
+def _check_softmax_label(attrs, data: tuple, label: np.ndarray) -> None:
+    """ValueError naming the first label element that is not a class index, and its value."""
+    position = _softmax_bad_label(attrs, data, label)
+    if position is not None:
+        value = float(np.asarray(label).flat[position])
+        raise ValueError(
+            f"SoftmaxOutput: label element {position} is {value!r}; it must be "
+            f"{_softmax_label_rule(attrs, data)}"
+        )
+
+
 def _softmax_output_forward(attrs, inputs, ctx):
-    data = inputs[0]
+    data, label = inputs
+    if ctx.is_train:  # inference ignores the label, as MXNet's does; the CPU kernel too
+        _check_softmax_label(attrs, data.shape, label)
     return [_stable_softmax(_as_classes(attrs, data), _softmax_axis(attrs)).reshape(data.shape)]
 
 
@@ -89,6 +160,43 @@ def _softmax_output_loss(attrs, inputs, outputs) -> float:
     picked = np.squeeze(np.take_along_axis(log_probs, indices, axis=axis), axis=axis)
     total = -np.sum(picked * valid)
     return attrs["grad_scale"] * total / _normalizer(attrs, data, valid)
+
+
+def _softmax_batch_loss(attrs, probs: np.ndarray, label: np.ndarray, samples: int) -> float:
+    """The mean of -log p[label] over the label positions that count (not ignore_label
+    with use_ignore), from the probabilities floored at PROBABILITY_FLOOR."""
+    _check_softmax_label(attrs, probs.shape, label)
+    axis = _softmax_axis(attrs)
+    probs = _as_classes(attrs, probs)
+    valid = _valid_mask(attrs, label)
+    indices = np.where(valid, label, 0).astype(np.int64)
+    # Only the picked probabilities go to float64, not the whole (rows, classes) output.
+    picked = np.take_along_axis(probs, np.expand_dims(indices, axis), axis=axis)
+    picked = np.squeeze(picked, axis=axis).astype(np.float64)
+    nll = -np.log(np.maximum(picked, PROBABILITY_FLOOR))
+    return float(np.sum(nll * valid) / max(int(valid.sum()), 1))
+
+
+def _softmax_loop_unsupported(attrs, data: tuple) -> str | None:
+    if attrs["use_ignore"] or attrs["multi_output"] or attrs["preserve_shape"]:
+        return "SoftmaxOutput with ignored labels or several outputs per sample"
+    if len(data) != 2:
+        return "SoftmaxOutput over more than two dimensions"
+    return None
+
+
+_SOFTMAX_HEAD = HeadDef(
+    output="class_probabilities",
+    batch_loss=_softmax_batch_loss,
+    label_shape=_softmax_label_shape,
+    bad_label=_softmax_bad_label,
+    label_rule=_softmax_label_rule,
+    probability_floor=PROBABILITY_FLOOR,
+    default_metric="accuracy",
+    stream_metric="perplexity",
+    loop_statistic="softmax",
+    loop_unsupported=_softmax_loop_unsupported,
+)
 
 
 def _softmax_output_grad(args):
@@ -131,6 +239,7 @@ register(
         forward=_softmax_output_forward,
         grad=_softmax_output_grad,
         loss=_softmax_output_loss,
+        head=_SOFTMAX_HEAD,
         doc="Softmax probabilities forward; backward (p - onehot(label)) * grad_scale, divided"
         " by the batch size ('batch') or the number of non-ignored labels ('valid'). Classes"
         " lie on axis 1 with multi_output, on the last axis with preserve_shape, and otherwise"
@@ -186,6 +295,47 @@ def _sigmoid(values: np.ndarray) -> np.ndarray:
     return 0.5 * (np.tanh(0.5 * values) + 1.0)
 
 
+def _mean_per_output(per_element: np.ndarray) -> float:
+    """Sum over each sample's outputs divided by their number, averaged over the samples:
+    the mean over all elements."""
+    return float(per_element.mean()) if per_element.size else 0.0
+
+
+def _linear_batch_loss(attrs, output: np.ndarray, label: np.ndarray, samples: int) -> float:
+    """Half the squared error summed over a sample's outputs and divided by their number
+    (the op's loss), averaged over the samples."""
+    residual = output.astype(np.float64) - label
+    return 0.5 * _mean_per_output(residual**2)
+
+
+def _logistic_batch_loss(attrs, output: np.ndarray, label: np.ndarray, samples: int) -> float:
+    """Binary cross-entropy from the probabilities, clipped to [PROBABILITY_FLOOR,
+    1 - PROBABILITY_FLOOR], per output of a sample, averaged over the samples."""
+    prob = np.clip(output.astype(np.float64), PROBABILITY_FLOOR, 1.0 - PROBABILITY_FLOOR)
+    return _mean_per_output(-(label * np.log(prob) + (1.0 - label) * np.log1p(-prob)))
+
+
+def _same_shape(attrs, data: tuple) -> tuple:
+    return tuple(data)
+
+
+_LINEAR_HEAD = HeadDef(
+    output="predictions",
+    batch_loss=_linear_batch_loss,
+    label_shape=_same_shape,
+    default_metric="mse",
+    loop_statistic="regression",
+)
+_LOGISTIC_HEAD = HeadDef(
+    output="predictions",
+    batch_loss=_logistic_batch_loss,
+    label_shape=_same_shape,
+    probability_floor=PROBABILITY_FLOOR,
+    default_metric="mse",
+    loop_statistic="logistic",
+)
+
+
 _REGRESSION_ATTRS = (Attr("grad_scale", "float", 1.0),)
 
 register(
@@ -198,6 +348,7 @@ register(
         forward=lambda attrs, inputs, ctx: [inputs[0].copy()],
         grad=_regression_grad,
         loss=_linear_loss,
+        head=_LINEAR_HEAD,
         doc="Identity forward; backward (out - label) * grad_scale / outputs per sample: the"
         " gradient of half the squared error.",
     )
@@ -212,6 +363,7 @@ register(
         forward=lambda attrs, inputs, ctx: [_sigmoid(inputs[0])],
         grad=_regression_grad,
         loss=_logistic_loss,
+        head=_LOGISTIC_HEAD,
         doc="sigmoid(x) forward; backward (sigmoid(x) - label) * grad_scale / outputs per"
         " sample: the gradient of binary cross-entropy.",
     )
@@ -227,6 +379,16 @@ def _make_loss_norm(attrs, data: np.ndarray) -> float:
     if attrs["normalization"] == "valid":
         return float(max(np.sum(data > attrs["valid_thresh"]), 1))
     return 1.0
+
+
+def _make_loss_batch_loss(attrs, values: np.ndarray, label, samples: int) -> float:
+    """The sum of the values divided by the samples (by the count of values above
+    valid_thresh with normalization 'valid')."""
+    values = values.astype(np.float64)
+    if attrs["normalization"] == "valid":
+        count = int(np.sum(values > attrs["valid_thresh"]))
+        return float(np.sum(values)) / max(count, 1)
+    return float(np.sum(values)) / max(samples, 1)
 
 
 def _make_loss_grad(args):
@@ -255,6 +417,7 @@ register(
         loss=lambda attrs, inputs, outputs: (
             attrs["grad_scale"] * float(np.sum(inputs[0])) / _make_loss_norm(attrs, inputs[0])
         ),
+        head=HeadDef(output="loss", batch_loss=_make_loss_batch_loss),
         doc="Turn any symbol into a loss: identity forward, gradient grad_scale (divided by the"
         " batch size or the count of elements above valid_thresh under 'batch'/'valid').",
     )

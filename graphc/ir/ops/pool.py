@@ -283,7 +283,7 @@ register(
         infer_shape=_max_backward_shape,
         infer_type=_max_backward_type,
         forward=_max_backward_forward,
-        # Asking for a second derivative through max pooling is a GradientError for now.
+        # No second derivative through max pooling: asking for one is a GradientError.
         grad=None,
         doc="The gradient of max pooling: ``dy`` added into zeros shaped like the input at"
         " the cells ``argmax`` names.",
