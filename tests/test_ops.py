@@ -51,3 +51,12 @@ def test_float32_follows_float64(case):
     for out32, out64 in zip(outputs32, outputs64):
         assert out32.dtype == np.float32
         np.testing.assert_allclose(out32, out64, rtol=2e-5, atol=2e-5)
+
+
+def test_transpose_of_a_scalar_stays_a_scalar():
+    """Found by the level-0 = level-2 property test: the reference returned shape (1,)."""
+    x = gc.Variable("x")
+    total = gc.transpose(gc.sum(x))
+    assert total.infer_shape(x=(2, 3))[1] == [()]
+    (value,) = gc.evaluate(total, {"x": np.ones((2, 3))})
+    assert value.shape == () and value == 6.0

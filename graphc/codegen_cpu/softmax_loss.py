@@ -142,10 +142,7 @@ def softmax_kernel(
         for c in range(classes):
             for i in range(inner):
                 block[c, i] = math.exp(block[c, i] - column_max[i])
-        if inner == 1:
-            column_sum[0] = tree_sum(block.flat, 0, classes, partials)
-        else:
-            tree_sum_rows(block.flat, 0, classes, lanes, partials, column_sum)
+        tree_sum_rows(block.flat, 0, classes, lanes, partials, column_sum)
         for c in range(classes):
             for i in range(inner):
                 block[c, i] = block[c, i] / column_sum[i]

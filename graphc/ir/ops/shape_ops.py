@@ -233,7 +233,8 @@ register(
         attrs=(Attr("axes", "axis", None),),
         infer_shape=_transpose_shape,
         forward=lambda attrs, inputs, ctx: [
-            np.ascontiguousarray(np.transpose(inputs[0], _transpose_axes(attrs, inputs[0].ndim)))
+            # copy, not ascontiguousarray, which would make a 0-d array 1-d
+            np.transpose(inputs[0], _transpose_axes(attrs, inputs[0].ndim)).copy(order="C")
         ],
         grad=_transpose_grad,
         doc="Permute axes (reverse them when ``axes`` is not given).",
