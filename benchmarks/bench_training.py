@@ -60,11 +60,9 @@ def graphc_run(name: str, x, y) -> tuple[float, str]:
         net = gc.models.charlm(x.vocab_size, stateful=True)
         model = gc.Model(net, state_names=gc.models.CHARLM_STATE_NAMES)
         data = gc.io.BPTTIter(x.data, settings["batch"], 100, layout="TN")
-        metric = "perplexity"
     elif name == "linreg":
-        model = gc.Model(gc.models.linreg(), label_names=("lro_label",))
-        data = gc.io.NDArrayIter(x, y, batch_size=settings["batch"], label_name="lro_label")
-        metric = "mse"
+        model = gc.Model(gc.models.linreg())  # label lro_label and metric mse, from the head
+        data = gc.io.NDArrayIter(x, y, batch_size=settings["batch"])
     else:
         symbol = {
             "softmax": gc.models.softmax_regression,
@@ -73,11 +71,9 @@ def graphc_run(name: str, x, y) -> tuple[float, str]:
         }[name]()
         model = gc.Model(symbol)
         data = gc.io.NDArrayIter(x, y, batch_size=settings["batch"])
-        metric = "acc"
     start = time.perf_counter()
-    model.fit(
+    model.fit(  # the head's default metric: mse, accuracy, perplexity (BPTTIter)
         data,
-        eval_metric=metric,
         optimizer=settings["optimizer"],
         optimizer_params=dict(settings["params"]),
         num_epoch=settings["epochs"],
