@@ -15,7 +15,7 @@ from graphc.backend.cache_location import route_numba_cache
 route_numba_cache()  # before anything below imports Numba
 
 import sys
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 
 from graphc import backend, codegen_cpu, data, ir, models, passes, runtime, training
 from graphc.backend import KernelCacheWarning
@@ -60,4 +60,9 @@ for _name, _module in _MODULES.items():
     sys.modules[f"{__name__}.{_name}"] = _module
 del _name, _module
 
-__version__ = version("graphc")  # pyproject.toml holds it
+try:
+    __version__ = version("graphc")  # pyproject.toml holds it
+except PackageNotFoundError:  # a source tree on sys.path, not installed
+    __version__ = "0+unknown"
+
+del sys, version, PackageNotFoundError, route_numba_cache

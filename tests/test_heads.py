@@ -76,7 +76,7 @@ def test_the_default_metric_follows_the_head():
     assert default_metric(charlm, stream=True) == "perplexity"
     assert default_metric(charlm, stream=False) == "accuracy"
     made = gc.MakeLoss(gc.sum(gc.Variable("x") ** 2))
-    assert default_metric(loss_heads(made)) == "accuracy"  # MXNet's default: no metric of its own
+    assert default_metric(loss_heads(made)) == "loss"  # mx.metric.Loss: no label to score
 
 
 @pytest.mark.unit
@@ -280,7 +280,7 @@ def test_a_metric_the_loop_cannot_compute_warns_once_saying_why_and_the_cost():
     assert len(caught) == 1
     message = str(caught[0].message)
     assert "accuracy" in message and "LinearRegressionOutput 'lro'" in message
-    assert "whose output is predictions" in message and "4.9 s instead of 0.27 s" in message
+    assert "whose output is predictions" in message and "about 1 s instead of 0.06 s" in message
     assert "computes [" not in message, "the reason must not list what it computes"
     assert model.fit_path == (
         "step by step: the compiled loop does not compute the metric 'accuracy' (Accuracy) for "
@@ -379,3 +379,17 @@ def test_a_bad_label_names_the_head_the_label_the_value_and_where_on_every_path(
     assert any(
         "softmax (SoftmaxOutput) at test_heads.py:" in note for note in plain.value.__notes__
     )
+
+
+def test_make_loss_trains_with_its_own_loss_as_the_default_metric():
+    """MXNet's mx.metric.Loss: a MakeLoss head has no label, so accuracy cannot be its metric."""
+    fc = gc.FullyConnected(gc.Variable("data"), num_hidden=1, name="fc")
+    net = gc.MakeLoss(gc.square(fc), name="loss")
+    assert default_metric(loss_heads(net)) == "loss"
+    model = gc.Model(net)
+    features = np.random.default_rng(0).standard_normal((40, 3)).astype(np.float32)
+    data = gc.io.NDArrayIter(features, None, batch_size=10)
+    with pytest.warns(gc.StepByStepWarning, match="no loss statistic for MakeLoss"):
+        model.fit(data, num_epoch=3, optimizer_params={"learning_rate": 0.05}, verbose=False)
+    losses = model.history["train_loss"]
+    assert losses[2] < losses[1] < losses[0], losses

@@ -44,7 +44,9 @@ def imported_modules(path: Path) -> list[tuple[int, str]]:
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             found += [(node.lineno, alias.name) for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+        elif isinstance(node, ast.ImportFrom) and node.level > 0:
+            found.append((node.lineno, "." * node.level + (node.module or "")))
+        elif isinstance(node, ast.ImportFrom) and node.module:
             if node.module == "graphc":
                 found += [(node.lineno, f"graphc.{alias.name}") for alias in node.names]
             else:
@@ -63,6 +65,9 @@ def violations(root: Path = PACKAGE) -> list[str]:
             problems.append(f"{relative}: package {home!r} has no layer in tests/test_layers.py")
             continue
         for line, module in imported_modules(path):
+            if module.startswith("."):
+                problems.append(f"{relative}:{line}: relative import {module}; name the package")
+                continue
             target = package_of(module)
             if target is None or target == home:
                 continue
@@ -86,8 +91,10 @@ def test_the_check_catches_an_upward_import(tmp_path):
     (tmp_path / "runtime" / "side.py").write_text("import graphc.codegen_cpu.conv\n")
     (tmp_path / "passes").mkdir()
     (tmp_path / "passes" / "root.py").write_text("from graphc import metric\n")
+    (tmp_path / "passes" / "near.py").write_text("from .root import metric\n")
     assert violations(tmp_path) == [
         "ir/bad.py:2: ir imports graphc.runtime",
+        "passes/near.py:1: relative import .root; name the package",
         "passes/root.py:1: passes imports graphc.metric",
         "runtime/side.py:1: runtime imports graphc.codegen_cpu.conv",
     ]

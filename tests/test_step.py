@@ -41,38 +41,6 @@ def _fit(symbol, x, y, compiled, optimizer="sgd", params=None, epochs=2, shuffle
     return model
 
 
-def test_compiled_sgd_matches_a_numpy_reference(fashion):
-    """Softmax regression, 20 steps of SGD with momentum: the reference computes each
-    gradient with the NumPy executor in float64 and applies MXNet's update formula."""
-    x, y = fashion
-    x = x.reshape(len(x), -1)
-    symbol = gc.models.softmax_regression()
-    model = gc.Model(symbol)
-    model.fit(
-        gc.io.NDArrayIter(x, y, batch_size=BATCH),
-        optimizer_params={"learning_rate": 0.1, "momentum": 0.9},
-        num_epoch=2,
-        verbose=False,
-        initializer=gc.init.Constant(0.01),
-    )
-    assert model.fit_path == "compiled"
-    params = {"fc_weight": np.full((10, 784), 0.01), "fc_bias": np.zeros(10)}
-    momentum = {name: np.zeros_like(value) for name, value in params.items()}
-    grads = gc.Group(gc.grad(symbol, ["fc_weight", "fc_bias"]))
-    for step in range(20):
-        rows = slice((step % 10) * BATCH, (step % 10 + 1) * BATCH)
-        inputs = {
-            "data": x[rows].astype(np.float64),
-            "softmax_label": y[rows].astype(np.float64),
-            **params,
-        }
-        for name, grad in zip(params, gc.evaluate(grads, inputs), strict=True):
-            momentum[name] = 0.9 * momentum[name] - 0.1 * grad / BATCH
-            params[name] = params[name] + momentum[name]
-    for name, value in params.items():
-        np.testing.assert_allclose(model.get_params()[0][name], value, rtol=1e-4, atol=1e-6)
-
-
 def test_a_schedule_changes_the_rate_inside_a_chunk_without_recompiling(fashion):
     x, y = fashion
     x = x.reshape(len(x), -1)

@@ -69,7 +69,7 @@ class LoopPlan:
     where ``fresh[step]``, else the previous step's state output). ``sources``: how
     many arrays are cut into batches (data then labels). ``update``: the optimizer's kernel;
     ``scalars``: how many scalars it takes after its arrays, ``grad_scale_index`` where
-    the global-norm factor goes among them; ``clip_global_norm``: whether to compute it.
+    the global-norm factor goes among them (``rescale_grad_index``: where rescale_grad is); ``clip_global_norm``: whether to compute it.
 
     ``views``: where the kernels read the bound inputs, as (phase 'forward' or 'backward',
     kernel index, the nesting of its arguments, the path to the argument, source index); when
@@ -90,6 +90,7 @@ class LoopPlan:
     states: int = 0
     views: tuple[tuple[str, int, tuple, tuple, int], ...] | None = None
     label_source: int = -1
+    rescale_grad_index: int = 2
 
     def __post_init__(self) -> None:
         if self.head.name not in HEAD_STATISTICS:

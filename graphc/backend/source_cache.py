@@ -25,7 +25,7 @@ import sys
 import tempfile
 import warnings
 from collections.abc import Callable
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from graphc.backend.cache_location import cache_dir, kernel_code_version
@@ -43,8 +43,15 @@ def version_salt(target: str = "cpu") -> str:
     """What else a kernel's compiled code depends on: the versions of graphc and of the
     compiler (read from the installed metadata, so that this module imports no Numba), the
     kernels it calls (``kernel_code_version``) and the target."""
-    versions = ";".join(f"{name}={version(name)}" for name in ("graphc", "numba", "llvmlite"))
+    versions = ";".join(f"{name}={_installed(name)}" for name in ("graphc", "numba", "llvmlite"))
     return f"{versions};kernels={kernel_code_version()};target={target}"
+
+
+def _installed(name: str) -> str:
+    try:
+        return version(name)
+    except PackageNotFoundError:  # run from a source tree: the kernel sources still key it
+        return "unknown"
 
 
 def cache_key(source: str, target: str = "cpu") -> str:

@@ -63,12 +63,3 @@ def target_for(ctx) -> Target:
         reason = _MISSING.get(ctx.device_type, "no backend serves this device type")
         raise BackendError(f"bind to {ctx}: {reason}")
     return target
-
-
-def target_named(name: str) -> Target:
-    """The registered target called ``name`` (``"cpu"``)."""
-    for target in _TARGETS.values():
-        if target.name == name:
-            return target
-    known = sorted(target.name for target in _TARGETS.values())
-    raise BackendError(f"no backend named {name!r}; installed: {known}")

@@ -13,69 +13,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from graphc.backend.lowering import Kernel, NodeSpec, lowering
+from graphc.backend.scalar_expr import (
+    full_index,
+    needs_indices,
+    operand_axes,
+    read_index,
+    read_positions,
+    render_expression,
+)
 from graphc.backend.source_cache import load_kernel
 from graphc.codegen_cpu.scalar_functions import CPU_SPELLINGS, NAMES
 from graphc.codegen_cpu.target import TARGET
-from graphc.ir.registry import REGISTRY, get_op
+from graphc.ir.registry import REGISTRY
 
 HEADER = (
     "import math\n\nimport numba\nimport numpy as np\n\n"
     f"from graphc.codegen_cpu.scalar_functions import {', '.join(sorted(NAMES))}\n\n\n"
 )
 DECORATOR = "@numba.njit(cache=True, error_model='numpy', fastmath={fastmath})\n"
-
-
-def expression_template(op: str, attrs) -> str:
-    expr = get_op(op).expr
-    return expr(attrs) if callable(expr) else expr
-
-
-def read_positions(op: str, attrs) -> list[int]:
-    """Positions of the inputs an op's expression reads (shape-only inputs are skipped)."""
-    opdef = get_op(op)
-    names = opdef.input_names(attrs)
-    return [position for position, name in enumerate(names) if name not in opdef.shape_only]
-
-
-def operand_axes(op: str, attrs, out_ndim: int, position: int):
-    """The output axes input ``position`` is indexed by (None: NumPy's trailing alignment)."""
-    rule = get_op(op).operand_axes
-    return None if rule is None else rule(attrs, out_ndim, position)
-
-
-def render_expression(op: str, attrs, operands: Sequence[str], out_shape: tuple) -> str:
-    """The op's scalar expression over the given operand expressions; ``{index}`` and
-    ``{extent}`` become the loop index and the output length along the op's ``axis``."""
-    values = {key: repr(value) for key, value in attrs.items() if isinstance(value, (int, float))}
-    if "axis" in attrs and isinstance(attrs["axis"], int) and out_shape:
-        axis = attrs["axis"] % len(out_shape)
-        values["index"] = f"i{axis}"
-        values["extent"] = str(out_shape[axis])
-    text = expression_template(op, attrs)
-    for spelling, cpu_spelling in CPU_SPELLINGS.items():
-        text = text.replace(spelling, cpu_spelling)
-    return "(" + text.format(*operands, **values) + ")"
-
-
-def needs_indices(op: str, attrs) -> bool:
-    """Whether the op's expression reads loop indices (so a flat loop will not do)."""
-    return "{index}" in expression_template(op, attrs) or get_op(op).operand_axes is not None
-
-
-def read_index(in_shape: tuple, out_shape: tuple, axes: Sequence[int] | None = None) -> str:
-    """How to read an input of ``in_shape`` at the loop indices of ``out_shape``: along
-    ``axes`` (one output axis per input dimension) or, by default, aligned to the trailing
-    axes; size-1 dimensions of a broadcast input are read at index 0."""
-    if not in_shape:
-        return "[()]"
-    if axes is None:
-        offset = len(out_shape) - len(in_shape)
-        axes = [offset + axis for axis in range(len(in_shape))]
-    parts = [
-        f"i{out_axis}" if dim != 1 or out_shape[out_axis] == 1 else "0"
-        for dim, out_axis in zip(in_shape, axes)
-    ]
-    return "[" + ", ".join(parts) + "]"
 
 
 def loop_header(out_shape: tuple, array: str = "out0") -> tuple[list[str], str]:
@@ -85,12 +40,6 @@ def loop_header(out_shape: tuple, array: str = "out0") -> tuple[list[str], str]:
         lines.append(f"{indent}for i{axis} in range({array}.shape[{axis}]):")
         indent += "    "
     return lines, indent
-
-
-def full_index(out_shape: tuple) -> str:
-    if not out_shape:
-        return "[()]"
-    return "[" + ", ".join(f"i{axis}" for axis in range(len(out_shape))) + "]"
 
 
 def render_kernel(
@@ -115,7 +64,9 @@ def render_kernel(
             lines.append(f"    flat{i} = in{i}.ravel()")
         lines.append("    for i in range(flat_out.size):")
         operands = {i: f"flat{i}[i]" for i in used}
-        expression = render_expression(op, attrs, _operand_list(operands, in_shapes), out_shape)
+        expression = render_expression(
+            op, attrs, _operand_list(operands, in_shapes), out_shape, CPU_SPELLINGS
+        )
         lines.append(f"        flat_out[i] = {expression}")
         return "\n".join(lines) + "\n"
     loops, indent = loop_header(tuple(out_shape))
@@ -127,7 +78,9 @@ def render_kernel(
         )
         for i in used
     }
-    expression = render_expression(op, attrs, _operand_list(operands, in_shapes), out_shape)
+    expression = render_expression(
+        op, attrs, _operand_list(operands, in_shapes), out_shape, CPU_SPELLINGS
+    )
     lines.append(f"{indent}out0{full_index(tuple(out_shape))} = {expression}")
     return "\n".join(lines) + "\n"
 

@@ -23,10 +23,7 @@ import math
 import numpy as np
 
 from graphc.backend.lowering import Kernel, NodeSpec, lower, lowering
-from graphc.backend.source_cache import load_kernel
-from graphc.codegen_cpu.elementwise import (
-    DECORATOR,
-    HEADER,
+from graphc.backend.scalar_expr import (
     full_index,
     needs_indices,
     operand_axes,
@@ -34,6 +31,9 @@ from graphc.codegen_cpu.elementwise import (
     read_positions,
     render_expression,
 )
+from graphc.backend.source_cache import load_kernel
+from graphc.codegen_cpu.elementwise import DECORATOR, HEADER
+from graphc.codegen_cpu.scalar_functions import CPU_SPELLINGS
 from graphc.codegen_cpu.sequence import kernel_reference
 from graphc.codegen_cpu.target import TARGET
 from graphc.ir.errors import BackendError
@@ -222,7 +222,7 @@ def _member_lines(spec: NodeSpec, members, shape, dtypes, flat: bool, anchor_arr
             continue
         dtype = np.dtype(dtypes[position][0])
         operands = _operands(member, spec, shape, dtype, flat)
-        expression = render_expression(member.op, member.attr_map, operands, shape)
+        expression = render_expression(member.op, member.attr_map, operands, shape, CPU_SPELLINGS)
         body.append(f"v{position} = np.{dtype.name}({expression})")
     return body
 

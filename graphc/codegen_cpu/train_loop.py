@@ -204,7 +204,7 @@ def _update_lines(plan: LoopPlan) -> list[str]:
         for index in range(plan.parameters):
             lines.append(f"{INDENT}total += sum_of_squares(updates[{index}][1])")
         lines.append(
-            f"{INDENT}scale = global_norm_scale(total, scalars[step, 2],"
+            f"{INDENT}scale = global_norm_scale(total, scalars[step, {plan.rescale_grad_index}],"
             f" scalars[step, {plan.grad_scale_index}])"
         )
         scalars[plan.grad_scale_index] = "scale"

@@ -10,9 +10,9 @@ Invariants:
 
 - a view, and an in-place output, uses the buffer of its *root*: the entry that owns it;
 - an entry takes an input's buffer only at ``in_place`` (``-O2``), only from an intermediate
-  of the same shape and dtype that nothing (no alias either) reads after this step, that is
-  no output or gradient of the graph, and that no other output of the same step took;
-- a root lives from the step that defines it to the last step that reads it or any alias.
+  of the same shape and dtype that nothing (no alias either) reads after this position, that is
+  no output or gradient of the graph, and that no other output of the same kernel took;
+- a root lives from the position that defines it to the last that reads it or any alias.
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ def lifetime_requests(
     nbytes: Mapping[NodeOutput, int],
 ) -> list[BufferRequest]:
     """A request per owned buffer: from its definition to its last use, where the graph's
-    ``outputs`` live forever (the user reads them after any step) and ``gradients`` until
+    ``outputs`` live forever (the user reads them after any pass) and ``gradients`` until
     the end of the schedule (they are copied out, or read by the optimizer, after it)."""
     last_use = dict(assignment.last_use)
     for entry in gradients:
@@ -139,7 +139,7 @@ def lifetime_requests(
 
 
 def workspace_requests(workspace_bytes: Sequence[Sequence[int]]) -> list[BufferRequest]:
-    """A request per workspace buffer of each scheduled kernel, alive for its step only."""
+    """A request per workspace buffer of each scheduled kernel, alive at its position only."""
     return [
         BufferRequest(("ws", position, slot), size, position, position)
         for position, sizes in enumerate(workspace_bytes)

@@ -1,11 +1,11 @@
 """The memory plan of a bound graph: where in one arena each intermediate lives.
 
-Buffers live from the step that writes them to the last step that reads them (liveness over
+Buffers live from the schedule position that writes them to the last one that reads them (liveness over
 the schedule). Every buffer gets an offset in a single arena, aligned to 64 bytes, such
-that two buffers alive at the same step never overlap; buffers whose lifetimes do not
+that two buffers alive at the same position never overlap; buffers whose lifetimes do not
 overlap share memory. Views (reshapes) and in-place outputs share their base's buffer and
 extend its lifetime (``graphc.passes.liveness`` decides those). The plan is fixed at bind:
-a step allocates nothing, and the arena is one allocation, made by the target.
+a training step allocates nothing, and the arena is one allocation, made by the target.
 
 Two placements:
 
@@ -39,7 +39,8 @@ def round_up(nbytes: int) -> int:
 
 @dataclass
 class BufferRequest:
-    """A buffer one step writes: its size, and the steps that define and last read it."""
+    """A buffer one kernel writes: its size, and the schedule positions that define and last
+    read it."""
 
     key: object
     nbytes: int
@@ -73,7 +74,7 @@ class MemoryPlan:
 
 
 def plan_memory(requests: list[BufferRequest], optimized: bool = False) -> MemoryPlan:
-    """Place every buffer so that no two buffers alive at the same step overlap;
+    """Place every buffer so that no two buffers alive at the same position overlap;
     ``optimized`` also tries greedy-by-size placement and keeps the smaller arena."""
     plan = _best_fit_plan(requests)
     if optimized:
@@ -95,13 +96,13 @@ def _best_fit_plan(requests: list[BufferRequest]) -> MemoryPlan:
     block_of: dict = {}
     free: list[int] = []
     releases: dict[int, list[int]] = {}
-    by_step: dict[int, list[BufferRequest]] = {}
+    by_position: dict[int, list[BufferRequest]] = {}
     for request in requests:
-        by_step.setdefault(request.first, []).append(request)
-    for step in sorted(by_step):
-        for last in [key for key in releases if key < step]:
+        by_position.setdefault(request.first, []).append(request)
+    for position in sorted(by_position):
+        for last in [key for key in releases if key < position]:
             free.extend(releases.pop(last))
-        for request in by_step[step]:
+        for request in by_position[position]:
             size = round_up(request.nbytes)
             candidates = [block for block in free if block_sizes[block] >= size]
             if candidates:

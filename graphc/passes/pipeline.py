@@ -64,7 +64,7 @@ def optimize(
         The first that many outputs are the forward pass; fusion then never mixes forward
         and gradient nodes in one kernel.
     capabilities : FusionCapabilities, optional
-        What the target can fuse (``graphc.backend.target("cpu").fusion``); by default
+        What the target can fuse (``graphc.backend.target_for(gc.cpu()).fusion``); by default
         every fusion the fused op can express.
 
     Returns

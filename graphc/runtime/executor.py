@@ -51,6 +51,7 @@ from graphc.passes.memory_plan import FOREVER, BufferRequest, plan_memory
 from graphc.passes.pipeline import LEVEL_PASSES, optimize
 from graphc.runtime.context import Context
 from graphc.runtime.launch import CompiledSequence, Launch, call_launch, provenance
+from graphc.runtime.shapes import check_input_shape
 
 GRAD_REQS = ("write", "add", "null")
 IN_PLACE_LEVEL = 2
@@ -78,11 +79,7 @@ class Executor:
         self.target: Target = target_for(ctx)
         for table in (arg_dict, aux_dict):
             for name, array in table.items():
-                if array.size == 0:
-                    raise ShapeError(
-                        f"bind: argument {name!r} has shape {array.shape}: every dimension "
-                        "must be positive (a batch of at least one)"
-                    )
+                check_input_shape("bind", name, array.shape)
         self.symbol = symbol
         self.ctx = ctx
         self.arg_dict = arg_dict
@@ -512,6 +509,9 @@ class Executor:
         True
         """
         names = self.symbol.list_arguments()
+        new_shapes = {
+            name: check_input_shape("reshape", name, shape) for name, shape in new_shapes.items()
+        }
         partial, _, _ = self.symbol.infer_shape_partial(**new_shapes)
         given = {
             name: shape if shape is not None else self.arg_dict[name].shape
@@ -586,7 +586,7 @@ class Executor:
 
     def debug_str(self) -> str:
         """The bound training graph as optimized (fused nodes with the nodes they replaced),
-        in schedule order, and the memory plan's lifetime table, whose steps are positions
+        in schedule order, and the memory plan's lifetime table, whose positions are those
         in that schedule."""
         shapes = {n: a.shape for n, a in {**self.arg_dict, **self.aux_dict}.items()}
         shapes.update({name: array.shape for name, array in self._head_arrays.items()})
@@ -602,7 +602,7 @@ class Executor:
         for key, (first, last) in self.memory_plan.lifetimes.items():
             last_text = "end" if last >= len(self.schedule) else str(last)
             lines.append(
-                f"  {key!r:<28} steps {first}..{last_text} offset {self.memory_plan.offsets[key]:,}"
+                f"  {key!r:<28} positions {first}..{last_text} offset {self.memory_plan.offsets[key]:,}"
                 f" bytes {self.memory_plan.sizes[key]:,}"
             )
         lines.append(

@@ -60,7 +60,8 @@ def call_launch(target: Target, launch: Launch, counter: int, training: bool) ->
         else:
             target.call(launch.kernel.fn, *launch.args)
     except Exception as exc:
-        exc.add_note(f"in the kernel of {provenance(launch.node)}")
+        inputs = ", ".join(entry.node.name for entry in launch.node.inputs)
+        exc.add_note(f"in the kernel of {provenance(launch.node)}, reading {inputs}")
         raise
 
 

@@ -26,7 +26,7 @@ from graphc.runtime.executor import Executor
 from graphc.runtime.launch import provenance
 from graphc.training.heads import LossHead
 from graphc.training.metric import CompositeEvalMetric, EvalMetric
-from graphc.training.optimizer import GRAD_SCALE_INDEX, Optimizer
+from graphc.training.optimizer import GRAD_SCALE_INDEX, RESCALE_GRAD_INDEX, Optimizer
 
 
 @dataclass
@@ -52,6 +52,8 @@ class CompiledTraining:
     ) -> str | None:
         """Why this model cannot train in one compiled call per chunk, or None.
         ``state_outputs``: how many outputs are carried recurrent states."""
+        if executor.target.compile_training_loop is None:
+            return f"the {executor.target.name} backend has no compiled training loop"
         if len(heads) != 1 or len(executor.outputs) != 1 + state_outputs:
             return "the compiled loop takes one loss head and carried states as its outputs"
         head = heads[0]
@@ -115,7 +117,6 @@ class CompiledTraining:
             (j for j, target in enumerate(self.targets) if _same_buffer(target, label)), -1
         )
         self.label_source = label_source  # which input is the head's label, or -1
-        self.metric = metric
         plan = LoopPlan(
             head=head_statistic(head),
             metric=metric.compiled_loop_statistic(head.definition.output),
@@ -124,6 +125,7 @@ class CompiledTraining:
             update=optimizer.kernel,
             scalars=len(optimizer.scalar_arguments(1)),
             grad_scale_index=GRAD_SCALE_INDEX,
+            rescale_grad_index=RESCALE_GRAD_INDEX,
             clip_global_norm=optimizer.clip_global_norm is not None,
             states=len(self.carried),
             views=views,

@@ -127,8 +127,8 @@ def default_metric(heads: Sequence[LossHead], stream: bool = False) -> str:
     """``Model.fit``'s and ``score``'s metric when none is given: the default of the first
     loss head that has one (``HeadDef.default_metric``: accuracy for ``SoftmaxOutput``, mse
     for the regression heads), or its ``stream_metric`` when the labels are a token stream
-    (``stream``: a ``BPTTIter``, as ``models.charlm`` trains on: perplexity); accuracy,
-    MXNet's default, when no head has one (``MakeLoss``).
+    (``stream``: a ``BPTTIter``, as ``models.charlm`` trains on: perplexity; ``MakeLoss``:
+    the loss itself); accuracy, MXNet's default, when no head has one.
 
     >>> import graphc as gc
     >>> default_metric(loss_heads(gc.models.charlm(11, 6, 7)), stream=True)

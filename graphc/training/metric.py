@@ -399,6 +399,30 @@ class Perplexity(EvalMetric):
         return LoopStatistic("perplexity", (PERPLEXITY_PROBABILITY_FLOOR,))
 
 
+class Loss(EvalMetric):
+    """The mean of the outputs themselves, for heads whose output is the loss (``MakeLoss``),
+    as MXNet's ``mx.metric.Loss``: labels are not read, every output value is an instance.
+
+    >>> loss = Loss()
+    >>> loss.update([], [np.array([1.0, 2.0, 6.0])])
+    >>> loss.get()
+    ('loss', 3.0)
+    """
+
+    def __init__(self, name: str = "loss") -> None:
+        super().__init__(name)
+
+    def update(self, labels: Arrays, preds: Arrays, num_valid: int | None = None) -> None:
+        """Add one batch of loss outputs (``labels`` are ignored); ``num_valid`` counts only
+        the first that many rows of each output."""
+        for pred in [preds] if isinstance(preds, np.ndarray) else preds:
+            values = np.asarray(pred, dtype=np.float64)
+            if num_valid is not None and values.ndim > 0:
+                values = values[:num_valid]
+            self.sum_metric += float(values.sum())
+            self.num_inst += int(values.size)
+
+
 class CustomMetric(EvalMetric):
     """A metric from ``feval(label, pred)``, called once per output with NumPy arrays.
 
@@ -501,6 +525,7 @@ METRICS: dict[str, type[EvalMetric]] = {
     "ce": CrossEntropy,
     "cross-entropy": CrossEntropy,
     "perplexity": Perplexity,
+    "loss": Loss,
     "composite": CompositeEvalMetric,
 }
 

@@ -338,7 +338,7 @@ class Model:
         )
         self.bindings.train_executor = executor
         if self._loaded_train_step is not None:
-            # The executor counts training forwards for Dropout's masks; it has no setter.
+            # The executor counts training forwards for Dropout's masks: resume the count.
             executor.dropout_counter = self._loaded_train_step
             self._loaded_train_step = None
         if not self._initialized:

@@ -58,6 +58,7 @@ from graphc.codegen_cpu.optimizer_updates import (
 )
 from graphc.ir.errors import DTypeError, ShapeError
 
+RESCALE_GRAD_INDEX = 2
 GRAD_SCALE_INDEX = 4
 
 

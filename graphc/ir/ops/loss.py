@@ -417,7 +417,7 @@ register(
         loss=lambda attrs, inputs, outputs: (
             attrs["grad_scale"] * float(np.sum(inputs[0])) / _make_loss_norm(attrs, inputs[0])
         ),
-        head=HeadDef(output="loss", batch_loss=_make_loss_batch_loss),
+        head=HeadDef(output="loss", batch_loss=_make_loss_batch_loss, default_metric="loss"),
         doc="Turn any symbol into a loss: identity forward, gradient grad_scale (divided by the"
         " batch size or the count of elements above valid_thresh under 'batch'/'valid').",
     )

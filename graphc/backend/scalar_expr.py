@@ -1,0 +1,79 @@
+"""The scalar-expression emitter every backend shares: an op's scalar expression
+(``OpDef.expr``) spelled over operand reads, and the index expressions that read a
+broadcast input at the loop's indices ``i0, i1, ...``. A backend wraps these in its own
+loops (``codegen_cpu.elementwise`` and ``codegen_cpu.fused`` in Python loops for Numba)
+and passes its own spellings of the math functions; nothing here is CPU-specific.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from graphc.ir.registry import get_op
+
+
+def expression_template(op: str, attrs) -> str:
+    expr = get_op(op).expr
+    return expr(attrs) if callable(expr) else expr
+
+
+def read_positions(op: str, attrs) -> list[int]:
+    """Positions of the inputs an op's expression reads (shape-only inputs are skipped)."""
+    opdef = get_op(op)
+    names = opdef.input_names(attrs)
+    return [position for position, name in enumerate(names) if name not in opdef.shape_only]
+
+
+def operand_axes(op: str, attrs, out_ndim: int, position: int):
+    """The output axes input ``position`` is indexed by (None: NumPy's trailing alignment)."""
+    rule = get_op(op).operand_axes
+    return None if rule is None else rule(attrs, out_ndim, position)
+
+
+def render_expression(
+    op: str,
+    attrs,
+    operands: Sequence[str],
+    out_shape: tuple,
+    spellings: Mapping[str, str] | None = None,
+) -> str:
+    """The op's scalar expression over the given operand expressions; ``{index}`` and
+    ``{extent}`` become the loop index ``i<axis>`` and the output length along the op's
+    ``axis``; ``spellings`` replace the expression's functions with a target's own (the
+    CPU's vectorizing float32 tanh for ``math.tanh``)."""
+    values = {key: repr(value) for key, value in attrs.items() if isinstance(value, (int, float))}
+    if "axis" in attrs and isinstance(attrs["axis"], int) and out_shape:
+        axis = attrs["axis"] % len(out_shape)
+        values["index"] = f"i{axis}"
+        values["extent"] = str(out_shape[axis])
+    text = expression_template(op, attrs)
+    for spelling, target_spelling in (spellings or {}).items():
+        text = text.replace(spelling, target_spelling)
+    return "(" + text.format(*operands, **values) + ")"
+
+
+def needs_indices(op: str, attrs) -> bool:
+    """Whether the op's expression reads loop indices (so a flat loop will not do)."""
+    return "{index}" in expression_template(op, attrs) or get_op(op).operand_axes is not None
+
+
+def read_index(in_shape: tuple, out_shape: tuple, axes: Sequence[int] | None = None) -> str:
+    """How to read an input of ``in_shape`` at the loop indices of ``out_shape``: along
+    ``axes`` (one output axis per input dimension) or, by default, aligned to the trailing
+    axes; size-1 dimensions of a broadcast input are read at index 0."""
+    if not in_shape:
+        return "[()]"
+    if axes is None:
+        offset = len(out_shape) - len(in_shape)
+        axes = [offset + axis for axis in range(len(in_shape))]
+    parts = [
+        f"i{out_axis}" if dim != 1 or out_shape[out_axis] == 1 else "0"
+        for dim, out_axis in zip(in_shape, axes)
+    ]
+    return "[" + ", ".join(parts) + "]"
+
+
+def full_index(out_shape: tuple) -> str:
+    if not out_shape:
+        return "[()]"
+    return "[" + ", ".join(f"i{axis}" for axis in range(len(out_shape))) + "]"
