@@ -88,11 +88,9 @@ def train_epoch(
 ) -> tuple[float | None, int]:
     """One pass over ``train_data``; returns the mean loss per sample and the samples seen
     (padding left out)."""
-    heads = loss_heads(bindings.symbol)
-    metric.reset()
-    batch_size = batch_size_of(train_data)
-    data_names, label_names = bindings.input_names(train_data)
-    states = CarriedStates(executor, bindings.state_names)
+    heads, batch_size, (data_names, label_names), states = _pass_setup(
+        bindings, executor, train_data, metric
+    )
     loss_sum, loss_samples, samples = 0.0, 0, 0
     for nbatch, batch in enumerate(train_data):
         bindings.copy_batch(executor, batch, data_names, label_names)
@@ -126,6 +124,19 @@ def train_epoch(
         for callback in callbacks:
             callback(BatchEndParam(epoch, nbatch, metric, loss))
     return (loss_sum / loss_samples if loss_samples else None), samples
+
+
+def _pass_setup(bindings: ModelBindings, executor: Executor, data, metric) -> tuple:
+    """What a pass over ``data`` needs before its first batch: the loss heads, the batch
+    size, the iterator's (data, label) names as bound, the carried states; the metric is
+    reset."""
+    metric.reset()
+    return (
+        loss_heads(bindings.symbol),
+        batch_size_of(data),
+        bindings.input_names(data),
+        CarriedStates(executor, bindings.state_names),
+    )
 
 
 def diverged(
@@ -163,11 +174,9 @@ def evaluate(
 ) -> tuple[list[tuple[str, float]], float | None]:
     """The metric's name-values over ``eval_data`` (from where it stands) and the mean loss
     per sample (None when no loss head has its label); padding rows left out."""
-    heads = loss_heads(bindings.symbol)
-    metric.reset()
-    batch_size = batch_size_of(eval_data)
-    data_names, label_names = bindings.input_names(eval_data)
-    states = CarriedStates(executor, bindings.state_names)
+    heads, batch_size, (data_names, label_names), states = _pass_setup(
+        bindings, executor, eval_data, metric
+    )
     loss_sum, loss_samples = 0.0, 0
     for nbatch, batch in enumerate(eval_data):
         bindings.copy_batch(executor, batch, data_names, label_names)
