@@ -3,7 +3,8 @@ in the same run, and the per-step overhead of a trivial model.
 
     apt-get install -y dataset-fashion-mnist       # the full data set
     .venv/bin/pip install torch==2.13.0            # the peer only
-    OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/bench_training.py --repeats 3
+    .venv/bin/python benchmarks/bench_training.py --repeats 3              # every core
+    .venv/bin/python benchmarks/bench_training.py --repeats 3 --threads 1  # one thread each
 
 Seconds for the whole training run (data already in memory, model built and compiled
 before the clock starts: graphc's first run of each model warms its kernel cache), median
@@ -180,18 +181,21 @@ def main() -> None:
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--overhead-steps", type=int, default=20_000)
     parser.add_argument(
-        "--torch-threads",
+        "--threads",
         type=int,
-        default=1,
-        help="PyTorch's intra-op threads (OPENBLAS_NUM_THREADS does not reach its MKL)",
+        default=0,
+        help="threads for graphc (gc.set_num_threads) and PyTorch (torch.set_num_threads);"
+        " 0, the default, leaves each at its own default (every core)",
     )
     args = parser.parse_args()
+    if args.threads:
+        gc.set_num_threads(args.threads)
     if not args.no_torch:
         import torch
 
-        # One thread each, as graphc's BLAS: PyTorch's idle OpenMP workers would otherwise
-        # spin on the second core while graphc's next run starts.
-        torch.set_num_threads(args.torch_threads)
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        print(f"threads: graphc {gc.get_num_threads()}, PyTorch {torch.get_num_threads()}")
     # First, in a small process: fit's per-epoch bookkeeping (20,000 one-batch epochs) is
     # Python, and after the big models the garbage collector's passes over their objects
     # made it 18.7 us per step instead of 2.8.

@@ -19,6 +19,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from graphc import backend, codegen_cpu, data, ir, models, passes, runtime, training
 from graphc.backend import KernelCacheWarning
+from graphc.codegen_cpu.threads import get_num_threads, set_num_threads
 from graphc.ir import (
     DTypeError,
     GradientError,

@@ -50,13 +50,16 @@ def assert_close(got, want, dtype, what):
     assert error <= tolerance, f"{what}: relative error {error:.3g} > {tolerance:g}"
 
 
-def check_against_reference(symbol, values, dtype, grad_req="write", is_train=False, seed=1):
+def check_against_reference(
+    symbol, values, dtype, grad_req="write", is_train=False, seed=1, options=None
+):
     rng = np.random.default_rng(seed)
     skip = non_differentiable_arguments(symbol)
     wrt = [name for name in symbol.list_arguments() if name not in skip]
     exe = symbol.simple_bind(
         gc.cpu(),
         grad_req=grad_req if wrt else "null",
+        options=options,
         type_dict={n: v.dtype for n, v in values.items()},
         **{n: v.shape for n, v in values.items()},
     )
@@ -87,6 +90,23 @@ def check_against_reference(symbol, values, dtype, grad_req="write", is_train=Fa
 @pytest.mark.parametrize("case", CASES, ids=repr)
 def test_op_matches_reference(case, dtype):
     check_against_reference(case.build(), _inputs(case, dtype), dtype, is_train=case.is_train)
+
+
+# The ops whose kernels split their work between threads (codegen_cpu/threads.py).
+SPLIT_OPS = {"FullyConnected", "dot", "batch_dot", "Convolution", "Pooling", "LSTM"}
+SPLIT_CASES = [c for c in CASES if SPLIT_OPS & {node.op for node in c.build().graph.nodes}]
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("case", SPLIT_CASES, ids=repr)
+def test_op_matches_reference_split_between_threads(case, threads):
+    """Forward and backward with every splitting kernel in 2 and 3 parts, small as the
+    shapes are (split_small), against the reference."""
+    options = {"num_threads": threads, "split_small": True}
+    values = _inputs(case, np.float64)
+    check_against_reference(
+        case.build(), values, np.float64, is_train=case.is_train, options=options
+    )
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if c.differentiable], ids=repr)

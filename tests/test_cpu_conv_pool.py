@@ -14,7 +14,7 @@ import numba
 import numpy as np
 import pytest
 from cpu_helpers import node_spec, poisoned
-from numba.core.runtime import rtsys
+from numba.core.runtime import _nrt_python, rtsys
 
 import graphc as gc
 from graphc.backend.lowering import lower
@@ -56,6 +56,9 @@ def _no_op(*arrays):
 
 def allocations(function, arrays) -> int:
     """Numba runtime allocations during ``function(*arrays)``."""
+    # NUMBA_NRT_STATS (conftest) counts only where Numba's runtime starts by compiling; a
+    # parallel kernel loaded from the cache starts it without, so ask directly.
+    _nrt_python.memsys_enable_stats()
     before = rtsys.get_allocation_stats().alloc
     function(*arrays)
     return rtsys.get_allocation_stats().alloc - before
@@ -149,11 +152,22 @@ CONV_PARAMS += [
 ]
 
 
+# Kernels split their rows into one part per thread (codegen_cpu/threads.py); split_small
+# makes them split these small shapes too, so every case also runs its parts: 2 and 3 of
+# them over batches of 1 and 3 images (an image split between parts, a part of one image).
+THREADS = [
+    pytest.param({"num_threads": 1}, id="1-thread"),
+    pytest.param({"num_threads": 2, "split_small": True}, id="2-threads"),
+    pytest.param({"num_threads": 3, "split_small": True}, id="3-threads"),
+]
+
+
+@pytest.mark.parametrize("options", THREADS)
 @pytest.mark.parametrize(("case", "dtype"), CONV_PARAMS)
-def test_convolution_kernels_match_reference(case, dtype):
+def test_convolution_kernels_match_reference(case, dtype, options):
     data_shape, kernel, stride, pad, num_filter, no_bias = case
     conv, group = conv_graph(kernel, stride, pad, num_filter, no_bias)
-    check_kernels(group, conv_inputs(conv, data_shape, dtype), CONV_OPS)
+    check_kernels(group, conv_inputs(conv, data_shape, dtype), CONV_OPS, options)
 
 
 def test_convolution_kernels_read_non_contiguous_inputs():
@@ -161,8 +175,9 @@ def test_convolution_kernels_read_non_contiguous_inputs():
     check_kernels(group, conv_inputs(conv, (3, 3, 11, 5), np.float64), CONV_OPS, views=True)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("bound", [4096, 15000])
-def test_im2col_workspace_stays_within_the_bound(bound):
+def test_im2col_workspace_stays_within_the_bound(bound, threads):
     """A batch whose column matrix (49896 bytes) is 3-12x the bound runs in chunks and still
     matches: one output row per chunk at 4096 bytes; at 15000, chunks of 7 output rows that
     cross the boundaries between images (11 output rows each)."""
@@ -172,7 +187,8 @@ def test_im2col_workspace_stays_within_the_bound(bound):
     full_cols_bytes = taps * output_positions * 8
     assert full_cols_bytes > 3 * bound
     inputs = conv_inputs(conv, data_shape, np.float64)
-    checked = check_kernels(group, inputs, CONV_OPS, options={"im2col_bytes": bound})
+    options = {"im2col_bytes": bound, "num_threads": threads, "split_small": True}
+    checked = check_kernels(group, inputs, CONV_OPS, options=options)
     for spec, kernel in checked:
         declared = sum(
             np.prod(shape) * np.dtype(dtype).itemsize for shape, dtype in kernel.workspace
@@ -232,12 +248,13 @@ POOL_PARAMS += [
 ]
 
 
+@pytest.mark.parametrize("options", THREADS)
 @pytest.mark.parametrize(("case", "dtype"), POOL_PARAMS)
-def test_pooling_kernels_match_reference(case, dtype):
+def test_pooling_kernels_match_reference(case, dtype, options):
     data_shape, attrs = case
     pool, group = pool_graph(attrs)
     data = np.random.default_rng(1).standard_normal(data_shape).astype(dtype)
-    check_kernels(group, pool_inputs(pool, data), POOL_OPS)
+    check_kernels(group, pool_inputs(pool, data), POOL_OPS, options)
 
 
 def test_max_pooling_argmax_is_the_first_winner_among_ties_and_nans():

@@ -91,24 +91,35 @@ def _output_names(node) -> tuple[str, ...]:
     return opdef.output_names(node.attrs) + opdef.hidden_output_names(node.attrs)
 
 
-def _assert_kernel_matches(node, values: dict, inputs: list[np.ndarray]) -> None:
+def _assert_kernel_matches(node, values: dict, inputs: list[np.ndarray], options=None) -> None:
     """The kernel of ``node`` on ``inputs`` gives the reference's outputs in ``values``."""
-    actual = _run_kernel(node_spec(node, values), inputs)
+    actual = _run_kernel(node_spec(node, values, options), inputs)
     expected = _reference_outputs(node, values)
     for name, got, want in zip(_output_names(node), actual, expected, strict=True):
         _assert_close(got, want, f"{node.op} {name}")
 
 
+# The kernels split the batch into one part per thread (codegen_cpu/threads.py);
+# split_small makes them split these small shapes too: 2 and 3 parts of batches of 1 and 5.
+THREADS = [
+    pytest.param({"num_threads": 1}, id="1-thread"),
+    pytest.param({"num_threads": 2, "split_small": True}, id="2-threads"),
+    pytest.param({"num_threads": 3, "split_small": True}, id="3-threads"),
+]
+
+
+@pytest.mark.parametrize("options", THREADS)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("states", STATE_CASES)
 @pytest.mark.parametrize("H", [2, 4])
-@pytest.mark.parametrize("N", [1, 3])
+@pytest.mark.parametrize("N", [1, 5])
 @pytest.mark.parametrize("T", [1, 7, 200])
-def test_kernels_match_reference(T, N, H, states, dtype):
+def test_kernels_match_reference(T, N, H, states, dtype, options):
     nodes, values = _evaluated_case(T, N, H, states, dtype, seed=T * 100 + N * 10 + H)
     assert sorted(node.op for node in nodes) == sorted(LSTM_OPS)
     for node in nodes:
-        _assert_kernel_matches(node, values, [values[entry] for entry in node.inputs])
+        inputs = [values[entry] for entry in node.inputs]
+        _assert_kernel_matches(node, values, inputs, options)
 
 
 def _kernel_after_a_call(op: str, T: int):

@@ -30,7 +30,9 @@ class Target:
       cache entry and call again);
     - ``compile_training_loop(...)``: the compiled training loop (``Model.fit``'s chunks);
       None where the target has none yet;
-    - ``fusion``: what its kernels can fuse, handed to ``passes.fuse``."""
+    - ``fusion``: what its kernels can fuse, handed to ``passes.fuse``;
+    - ``bind_options()``: options the target adds to every node it lowers at bind, under
+      the user's own (the CPU's thread count, which its kernels partition their work by)."""
 
     name: str
     device_type: str
@@ -39,6 +41,7 @@ class Target:
     compile_sequence: Callable[[Sequence[Kernel], Sequence[str]], tuple[Callable, str]]
     call: Callable[..., Any]
     compile_training_loop: Callable[..., tuple[Callable, str]] | None = None
+    bind_options: Callable[[], dict] = dict
 
 
 _TARGETS: dict[str, Target] = {}

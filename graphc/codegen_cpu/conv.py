@@ -47,7 +47,9 @@ import numba
 import numpy as np
 
 from graphc.backend.lowering import Kernel, NodeSpec, lowering, uniform_float_dtype
+from graphc.codegen_cpu.blas import row_range
 from graphc.codegen_cpu.target import TARGET
+from graphc.codegen_cpu.threads import parallel_parts
 from graphc.ir.errors import BackendError
 
 DEFAULT_IM2COL_BYTES = 64 * 2**20
@@ -56,6 +58,10 @@ DEFAULT_IM2COL_BYTES = 64 * 2**20
 # columns, 2.2 / 2.4 / 2.3 with the whole batch in one chunk; conv2 5.2 / 5.4 / 5.2 against
 # 7.5 / 5.7 / 6.4. 256 to 2048 do about as well as 1024 for conv2; conv1 slows from 2048.
 CHUNK_COLUMNS = 1024
+# GEMM flops of a pass from which it splits over threads. A parallel region costs about
+# 2 us (OpenMP layer); below a few hundred kflop a pass takes tens of microseconds and
+# the split would be a large share of it.
+PARALLEL_FLOPS = 2_000_000
 
 
 # -- column matrix ----------------------------------------------------------------------------
@@ -188,30 +194,61 @@ def _copy_weight(weight, matrix):
 
 
 # -- the three passes ---------------------------------------------------------------------------
+#
+# Each pass splits its output rows (counted over (n, h') together) into ``parts`` ranges,
+# one per thread of a ``prange`` (``threads.py``): each part runs im2col, a single-threaded
+# GEMM and the copies of its own rows on its own slice of the workspace, chunk after chunk.
+# The data gradient splits whole images instead, because col2im of two output rows of one
+# image adds into the same input cells. The weight gradient sums over every row: each part
+# sums its rows into its own partial, and the partials are added in part order afterwards,
+# so a given part count gives the same bits on every run.
 
 
 @numba.njit(cache=True)
 def _unpack(descriptor):
-    """((kh, kw, sh, sw, ph, pw), chunk_rows) from a geometry descriptor tuple."""
-    kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, chunk_rows = descriptor
-    return (kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w), chunk_rows
+    """((kh, kw, sh, sw, ph, pw), chunk_rows, parts) from a geometry descriptor tuple."""
+    kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, chunk_rows, parts = descriptor
+    return (kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w), chunk_rows, parts
 
 
 @numba.njit(cache=True)
-def _forward(data, weight, bias, out, cols_buffer, product_buffer, weight_buffer, descriptor):
-    geometry, chunk_rows = _unpack(descriptor)
-    batch, filters, out_h, out_w = out.shape
-    taps = weight.shape[1] * weight.shape[2] * weight.shape[3]
-    weight_matrix = weight_buffer.reshape(filters, taps)
-    _copy_weight(weight, weight_matrix)
-    total_rows = batch * out_h
-    for first_row in range(0, total_rows, chunk_rows):
-        columns = min(chunk_rows, total_rows - first_row) * out_w
+def _forward_rows(
+    data, weight_matrix, bias, out, cols_buffer, product_buffer, geometry, chunk_rows, first, last
+):
+    filters, out_h, out_w = out.shape[1], out.shape[2], out.shape[3]
+    taps = weight_matrix.shape[1]
+    for first_row in range(first, last, chunk_rows):
+        columns = min(chunk_rows, last - first_row) * out_w
         cols = cols_buffer[: taps * columns].reshape(taps, columns)
         product = product_buffer[: filters * columns].reshape(filters, columns)
         _im2col(data, cols, first_row, geometry, out_h, out_w)
         np.dot(weight_matrix, cols, product)
         _scatter_rows(product, bias, out, first_row)
+
+
+@numba.njit(cache=True, parallel=True)
+def _forward(data, weight, bias, out, cols_buffer, product_buffer, weight_buffer, descriptor):
+    geometry, chunk_rows, parts = _unpack(descriptor)
+    batch, filters, out_h, out_w = out.shape
+    taps = weight.shape[1] * weight.shape[2] * weight.shape[3]
+    weight_matrix = weight_buffer.reshape(filters, taps)
+    _copy_weight(weight, weight_matrix)
+    if parts == 1:  # no parallel region: it costs microseconds
+        _forward_rows(
+            data, weight_matrix, bias, out, cols_buffer, product_buffer,
+            geometry, chunk_rows, 0, batch * out_h,
+        )  # fmt: skip
+        return
+    cols_size = cols_buffer.size // parts
+    product_size = product_buffer.size // parts
+    for part in numba.prange(parts):
+        first, last = row_range(part, parts, batch * out_h)
+        _forward_rows(
+            data, weight_matrix, bias, out,
+            cols_buffer[part * cols_size : (part + 1) * cols_size],
+            product_buffer[part * product_size : (part + 1) * product_size],
+            geometry, chunk_rows, first, last,
+        )  # fmt: skip
 
 
 @numba.njit(cache=True)
@@ -227,45 +264,79 @@ def convolution_forward_no_bias(data, weight, out, cols, product, weight_matrix,
 
 
 @numba.njit(cache=True)
-def convolution_backward_weight(
-    dy, data, weight_grad, cols_buffer, dy_buffer, partial_buffer, descriptor
-):
-    """weight_grad = _conv_backward_weight(dy, data): the sum over chunks of dy_rows @ cols.T."""
-    geometry, chunk_rows = _unpack(descriptor)
-    batch, filters, out_h, out_w = dy.shape
-    taps = weight_grad.size // filters
-    grad_matrix = weight_grad.reshape(filters, taps)
-    total_rows = batch * out_h
-    for first_row in range(0, total_rows, chunk_rows):
-        columns = min(chunk_rows, total_rows - first_row) * out_w
+def _weight_rows(dy, data, grad_matrix, cols_buffer, dy_buffer, scratch, geometry, chunk_rows, first, last):  # fmt: skip
+    """grad_matrix = the sum over output rows [first, last) of dy_rows @ cols.T."""
+    filters, out_h, out_w = dy.shape[1], dy.shape[2], dy.shape[3]
+    taps = grad_matrix.shape[1]
+    if first == last:
+        grad_matrix[...] = 0
+    for first_row in range(first, last, chunk_rows):
+        columns = min(chunk_rows, last - first_row) * out_w
         cols = cols_buffer[: taps * columns].reshape(taps, columns)
         dy_rows = dy_buffer[: filters * columns].reshape(filters, columns)
         _im2col(data, cols, first_row, geometry, out_h, out_w)
         _gather_rows(dy, dy_rows, first_row)
-        if first_row == 0:
+        if first_row == first:
             np.dot(dy_rows, cols.T, grad_matrix)
         else:
-            partial = partial_buffer.reshape(filters, taps)
-            np.dot(dy_rows, cols.T, partial)
+            np.dot(dy_rows, cols.T, scratch)
             for f in range(filters):
                 for tap in range(taps):
-                    grad_matrix[f, tap] += partial[f, tap]
+                    grad_matrix[f, tap] += scratch[f, tap]
+
+
+@numba.njit(cache=True, parallel=True)
+def convolution_backward_weight(
+    dy, data, weight_grad, cols_buffer, dy_buffer, partial_buffer, descriptor
+):
+    """weight_grad = _conv_backward_weight(dy, data): the sum over chunks of dy_rows @ cols.T.
+
+    ``partial_buffer`` holds one chunk's product per part (empty when every part is one
+    chunk), then the partial sums of parts 1, 2, ... (part 0 sums into weight_grad)."""
+    geometry, chunk_rows, parts = _unpack(descriptor)
+    batch, filters, out_h, out_w = dy.shape
+    taps = weight_grad.size // filters
+    matrix = filters * taps
+    grad_matrix = weight_grad.reshape(filters, taps)
+    cols_size = cols_buffer.size // parts
+    dy_size = dy_buffer.size // parts
+    scratch_size = (partial_buffer.size - (parts - 1) * matrix) // parts
+    if parts == 1:  # no parallel region: it costs microseconds
+        scratch = partial_buffer.reshape(filters, scratch_size // filters)
+        _weight_rows(
+            dy, data, grad_matrix, cols_buffer, dy_buffer, scratch,
+            geometry, chunk_rows, 0, batch * out_h,
+        )  # fmt: skip
+        return
+    sums = partial_buffer[parts * scratch_size :]
+    for part in numba.prange(parts):
+        first, last = row_range(part, parts, batch * out_h)
+        cols = cols_buffer[part * cols_size : (part + 1) * cols_size]
+        dy_rows = dy_buffer[part * dy_size : (part + 1) * dy_size]
+        scratch = partial_buffer[part * scratch_size : (part + 1) * scratch_size].reshape(
+            filters, scratch_size // filters
+        )
+        if part == 0:
+            _weight_rows(
+                dy, data, grad_matrix, cols, dy_rows, scratch, geometry, chunk_rows, first, last
+            )
+        else:
+            own = sums[(part - 1) * matrix : part * matrix].reshape(filters, taps)
+            _weight_rows(dy, data, own, cols, dy_rows, scratch, geometry, chunk_rows, first, last)
+    flat = weight_grad.reshape(matrix)
+    for part in range(1, parts):  # in part order: the same bits on every run
+        for k in range(matrix):
+            flat[_u(k)] += sums[_u((part - 1) * matrix + k)]
 
 
 @numba.njit(cache=True)
-def convolution_backward_data(
-    dy, weight, like, data_grad, cols_buffer, dy_buffer, weight_buffer, descriptor
-):
-    """data_grad = _conv_backward_data(dy, weight): col2im of weight.T @ dy_rows per chunk."""
-    geometry, chunk_rows = _unpack(descriptor)
-    batch, filters, out_h, out_w = dy.shape
-    taps = weight.shape[1] * weight.shape[2] * weight.shape[3]
-    weight_matrix = weight_buffer.reshape(filters, taps)
-    _copy_weight(weight, weight_matrix)
-    data_grad[...] = 0
-    total_rows = batch * out_h
-    for first_row in range(0, total_rows, chunk_rows):
-        columns = min(chunk_rows, total_rows - first_row) * out_w
+def _data_rows(dy, weight_matrix, data_grad, cols_buffer, dy_buffer, geometry, chunk_rows, first_image, last_image):  # fmt: skip
+    filters, out_h, out_w = dy.shape[1], dy.shape[2], dy.shape[3]
+    taps = weight_matrix.shape[1]
+    data_grad[first_image:last_image] = 0
+    last = last_image * out_h
+    for first_row in range(first_image * out_h, last, chunk_rows):
+        columns = min(chunk_rows, last - first_row) * out_w
         cols = cols_buffer[: taps * columns].reshape(taps, columns)
         dy_rows = dy_buffer[: filters * columns].reshape(filters, columns)
         _gather_rows(dy, dy_rows, first_row)
@@ -273,42 +344,100 @@ def convolution_backward_data(
         _col2im(cols, data_grad, first_row, geometry, out_h, out_w)
 
 
+@numba.njit(cache=True, parallel=True)
+def convolution_backward_data(
+    dy, weight, like, data_grad, cols_buffer, dy_buffer, weight_buffer, descriptor
+):
+    """data_grad = _conv_backward_data(dy, weight): col2im of weight.T @ dy_rows per chunk,
+    each part on whole images."""
+    geometry, chunk_rows, parts = _unpack(descriptor)
+    batch, filters = dy.shape[0], dy.shape[1]
+    taps = weight.shape[1] * weight.shape[2] * weight.shape[3]
+    weight_matrix = weight_buffer.reshape(filters, taps)
+    _copy_weight(weight, weight_matrix)
+    if parts == 1:  # no parallel region: it costs microseconds
+        _data_rows(
+            dy, weight_matrix, data_grad, cols_buffer, dy_buffer, geometry, chunk_rows, 0, batch
+        )
+        return
+    cols_size = cols_buffer.size // parts
+    dy_size = dy_buffer.size // parts
+    for part in numba.prange(parts):
+        first, last = row_range(part, parts, batch)
+        _data_rows(
+            dy, weight_matrix, data_grad,
+            cols_buffer[part * cols_size : (part + 1) * cols_size],
+            dy_buffer[part * dy_size : (part + 1) * dy_size],
+            geometry, chunk_rows, first, last,
+        )  # fmt: skip
+
+
 # -- lowerings ----------------------------------------------------------------------------------
 
 
-def geometry_descriptor(spec: NodeSpec, last: int) -> tuple[int, ...]:
-    """The ints (kh, kw, sh, sw, ph, pw, last) the kernels read their geometry from."""
+def geometry_descriptor(spec: NodeSpec, rows: int, parts: int) -> tuple[int, ...]:
+    """The ints (kh, kw, sh, sw, ph, pw, rows per chunk, parts) the kernels read."""
     kernel_h, kernel_w = spec.attrs["kernel"]
-    return (kernel_h, kernel_w, *spec.attrs["stride"], *spec.attrs["pad"], last)
+    return (kernel_h, kernel_w, *spec.attrs["stride"], *spec.attrs["pad"], rows, parts)
 
 
-def chunk_rows(spec: NodeSpec, out_shape: tuple, row_elements: int, fixed_elements: int) -> int:
-    """Output rows per chunk: about ``CHUNK_COLUMNS`` GEMM columns, and never so many that
-    the workspace exceeds ``options["im2col_bytes"]``.
+def conv_parts(spec: NodeSpec, out_shape: tuple, taps: int, by_images: bool) -> int:
+    """How many threads' parts a pass splits into: its output rows (whole images for the
+    data gradient), or 1 below ``PARALLEL_FLOPS`` of GEMM work."""
+    batch, filters, out_h, out_w = out_shape
+    flops = 2 * batch * filters * out_h * out_w * taps
+    rows = batch if by_images else batch * out_h
+    return parallel_parts(spec.options, rows, flops, PARALLEL_FLOPS)
+
+
+def chunk_rows(
+    spec: NodeSpec,
+    out_shape: tuple,
+    row_elements: int,
+    fixed_elements,
+    parts: int = 1,
+    by_images: bool = False,
+) -> tuple[int, int]:
+    """Output rows per chunk and parts: about ``CHUNK_COLUMNS`` GEMM columns per chunk,
+    and never so many that the workspace of all parts exceeds ``options["im2col_bytes"]``
+    (fewer parts where even one row each would not fit).
 
     ``row_elements`` is the scratch one output row needs (its column-matrix and GEMM-operand
-    columns), ``fixed_elements`` what the workspace needs whatever the chunk. The rows are
+    columns), ``fixed_elements(parts)`` what the workspace needs whatever the chunk. A
+    part's rows (a ``parts``-th of the output rows, or of the images with ``by_images``) are
     spread evenly over the fewest chunks of that size, so no chunk is a small remainder.
 
     >>> import numpy as np
     >>> spec = NodeSpec("Convolution", "conv", {}, (), (np.dtype("float32"),), (), (),
     ...                 {"im2col_bytes": 3600})
-    >>> chunk_rows(spec, (2, 4, 10, 10), row_elements=100, fixed_elements=0)
-    7
+    >>> chunk_rows(spec, (2, 4, 10, 10), 100, lambda parts: 0)
+    (7, 1)
+    >>> chunk_rows(spec, (2, 4, 10, 10), 100, lambda parts: 0, parts=2)
+    (4, 2)
+    >>> chunk_rows(spec, (2, 4, 10, 10), 500, lambda parts: 0, parts=2)
+    (1, 1)
     """
     itemsize = uniform_float_dtype(spec).itemsize
     bound = spec.options.get("im2col_bytes", DEFAULT_IM2COL_BYTES)
-    fitting = (bound // itemsize - fixed_elements) // row_elements
+    while True:
+        fitting = (bound // itemsize - fixed_elements(parts)) // (row_elements * parts)
+        if fitting >= 1 or parts == 1:
+            break
+        parts -= 1
     if fitting < 1:
         raise BackendError(
             f"{spec.name} ({spec.op}): inputs {list(spec.in_shapes)} need"
-            f" {(fixed_elements + row_elements) * itemsize} bytes of im2col workspace for"
+            f" {(fixed_elements(1) + row_elements) * itemsize} bytes of im2col workspace for"
             f" one output row, more than the im2col_bytes bound of {bound}; raise the bound"
         )
-    total_rows = out_shape[0] * out_shape[2]
-    wanted = min(fitting, total_rows, math.ceil(CHUNK_COLUMNS / out_shape[3]))
-    chunks = math.ceil(total_rows / wanted)
-    return math.ceil(total_rows / chunks)
+    batch, out_h = out_shape[0], out_shape[2]
+    if by_images:
+        part_rows = math.ceil(batch / parts) * out_h
+    else:
+        part_rows = math.ceil(batch * out_h / parts)
+    wanted = min(fitting, part_rows, math.ceil(CHUNK_COLUMNS / out_shape[3]))
+    chunks = math.ceil(part_rows / wanted)
+    return math.ceil(part_rows / chunks), parts
 
 
 def _flat(elements: int, dtype: np.dtype) -> tuple:
@@ -327,8 +456,9 @@ def _kernel(fn, workspace: tuple, descriptor: tuple[int, ...]) -> Kernel:
 
 @lowering(TARGET, "Convolution")
 def lower_convolution(spec: NodeSpec) -> Kernel:
-    """im2col + GEMM forward; workspace: the column matrix, the GEMM product, the weight as
-    a contiguous (F, C*kh*kw) matrix (all flat); the geometry is bound at bind.
+    """im2col + GEMM forward; workspace: the column matrix and the GEMM product of each
+    part, the weight as a contiguous (F, C*kh*kw) matrix (all flat); the geometry is bound
+    at bind.
 
     >>> import numpy as np
     >>> f32 = np.dtype("float32")
@@ -342,46 +472,59 @@ def lower_convolution(spec: NodeSpec) -> Kernel:
     out_shape = spec.out_shapes[0]
     filters, out_w = out_shape[1], out_shape[3]
     taps = math.prod(spec.in_shapes[1][1:])
-    rows = chunk_rows(spec, out_shape, (taps + filters) * out_w, filters * taps)
+    parts = conv_parts(spec, out_shape, taps, by_images=False)
+    rows, parts = chunk_rows(
+        spec, out_shape, (taps + filters) * out_w, lambda parts: filters * taps, parts
+    )
     workspace = (
-        _flat(taps * rows * out_w, dtype),
-        _flat(filters * rows * out_w, dtype),
+        _flat(parts * taps * rows * out_w, dtype),
+        _flat(parts * filters * rows * out_w, dtype),
         _flat(filters * taps, dtype),
     )
     fn = convolution_forward_no_bias if spec.attrs["no_bias"] else convolution_forward
-    return _kernel(fn, workspace, geometry_descriptor(spec, rows))
+    return _kernel(fn, workspace, geometry_descriptor(spec, rows, parts))
 
 
 @lowering(TARGET, "_conv_backward_weight")
 def lower_conv_backward_weight(spec: NodeSpec) -> Kernel:
-    """GEMM of dy rows by the column matrix; workspace: the column matrix, dy as (F, rows*W'),
-    and one chunk's partial sum (F, C*kh*kw) when there is more than one chunk."""
+    """GEMM of dy rows by the column matrix; workspace: each part's column matrix and dy as
+    (F, rows*W'), then one chunk's product (F, C*kh*kw) per part where a part has more than
+    one chunk, and the partial sums of every part but the first."""
     dtype = uniform_float_dtype(spec)
     dy_shape = spec.in_shapes[0]
     filters, out_w = dy_shape[1], dy_shape[3]
     taps = math.prod(spec.out_shapes[0][1:])
-    rows = chunk_rows(spec, dy_shape, (taps + filters) * out_w, filters * taps)
-    one_chunk = rows == dy_shape[0] * dy_shape[2]
-    workspace = (
-        _flat(taps * rows * out_w, dtype),
-        _flat(filters * rows * out_w, dtype),
-        _flat(0 if one_chunk else filters * taps, dtype),
+    matrix = filters * taps
+    parts = conv_parts(spec, dy_shape, taps, by_images=False)
+    rows, parts = chunk_rows(
+        spec, dy_shape, (taps + filters) * out_w, lambda parts: (2 * parts - 1) * matrix, parts
     )
-    return _kernel(convolution_backward_weight, workspace, geometry_descriptor(spec, rows))
+    one_chunk = rows >= math.ceil(dy_shape[0] * dy_shape[2] / parts)
+    workspace = (
+        _flat(parts * taps * rows * out_w, dtype),
+        _flat(parts * filters * rows * out_w, dtype),
+        _flat((0 if one_chunk else parts * matrix) + (parts - 1) * matrix, dtype),
+    )
+    descriptor = geometry_descriptor(spec, rows, parts)
+    return _kernel(convolution_backward_weight, workspace, descriptor)
 
 
 @lowering(TARGET, "_conv_backward_data")
 def lower_conv_backward_data(spec: NodeSpec) -> Kernel:
-    """GEMM of the transposed weight by dy rows, then col2im; workspace: the column matrix,
-    dy as (F, rows*W') and the weight as a contiguous (F, C*kh*kw) matrix."""
+    """GEMM of the transposed weight by dy rows, then col2im; workspace: each part's column
+    matrix and dy as (F, rows*W'), the weight as a contiguous (F, C*kh*kw) matrix."""
     dtype = uniform_float_dtype(spec)
     dy_shape = spec.in_shapes[0]
     filters, out_w = dy_shape[1], dy_shape[3]
     taps = math.prod(spec.in_shapes[1][1:])
-    rows = chunk_rows(spec, dy_shape, (taps + filters) * out_w, filters * taps)
+    parts = conv_parts(spec, dy_shape, taps, by_images=True)
+    rows, parts = chunk_rows(
+        spec, dy_shape, (taps + filters) * out_w, lambda parts: filters * taps, parts, True
+    )
     workspace = (
-        _flat(taps * rows * out_w, dtype),
-        _flat(filters * rows * out_w, dtype),
+        _flat(parts * taps * rows * out_w, dtype),
+        _flat(parts * filters * rows * out_w, dtype),
         _flat(filters * taps, dtype),
     )
-    return _kernel(convolution_backward_data, workspace, geometry_descriptor(spec, rows))
+    descriptor = geometry_descriptor(spec, rows, parts)
+    return _kernel(convolution_backward_data, workspace, descriptor)

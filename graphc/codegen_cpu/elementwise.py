@@ -10,6 +10,7 @@ exception), so results match the reference.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from graphc.backend.lowering import Kernel, NodeSpec, lowering
@@ -24,13 +25,43 @@ from graphc.backend.scalar_expr import (
 from graphc.backend.source_cache import load_kernel
 from graphc.codegen_cpu.scalar_functions import CPU_SPELLINGS, NAMES
 from graphc.codegen_cpu.target import TARGET
+from graphc.codegen_cpu.threads import parallel_parts
 from graphc.ir.registry import REGISTRY
 
 HEADER = (
     "import math\n\nimport numba\nimport numpy as np\n\n"
     f"from graphc.codegen_cpu.scalar_functions import {', '.join(sorted(NAMES))}\n\n\n"
 )
-DECORATOR = "@numba.njit(cache=True, error_model='numpy', fastmath={fastmath})\n"
+DECORATOR = "@numba.njit(cache=True, error_model='numpy', fastmath={fastmath}{parallel})\n"
+
+# Elements of a flat loop from which it splits into one part per thread (``threads.py``).
+# Below this the loop takes a few microseconds, about what a parallel region costs.
+PARALLEL_ELEMENTS = 65_536
+
+
+def decorator(fastmath: bool, parts: int = 1) -> str:
+    """The generated kernel's ``@numba.njit(...)`` line; parallel when it has parts."""
+    return DECORATOR.format(fastmath=bool(fastmath), parallel=", parallel=True" * (parts > 1))
+
+
+def flat_parts(options, elements: int) -> int:
+    """Parts of a flat elementwise loop over ``elements``: 1 below ``PARALLEL_ELEMENTS``."""
+    return parallel_parts(options, elements, elements, PARALLEL_ELEMENTS)
+
+
+def flat_loop_lines(elements: int, parts: int, indent: str = "    ") -> tuple[list[str], str]:
+    """The loop header over flat index ``i`` in [0, elements), split into ``parts`` ranges
+    of a ``prange`` when there is more than one, and the indent of its body. The index is
+    unsigned: with a signed one Numba adds a wraparound select to every access of a loop
+    that does not start at 0, and LLVM does not vectorize it (as in ``conv.py``)."""
+    if parts <= 1:
+        return [f"{indent}for i in range({elements}):"], indent + "    "
+    return [
+        f"{indent}for part in numba.prange({parts}):",
+        f"{indent}    first = numba.uint64(part * {elements} // {parts})",
+        f"{indent}    last = numba.uint64((part + 1) * {elements} // {parts})",
+        f"{indent}    for i in range(first, last):",
+    ], indent + "        "
 
 
 def loop_header(out_shape: tuple, array: str = "out0") -> tuple[list[str], str]:
@@ -43,7 +74,12 @@ def loop_header(out_shape: tuple, array: str = "out0") -> tuple[list[str], str]:
 
 
 def render_kernel(
-    op: str, attrs, in_shapes: Sequence[tuple], out_shape: tuple, fastmath: bool = False
+    op: str,
+    attrs,
+    in_shapes: Sequence[tuple],
+    out_shape: tuple,
+    fastmath: bool = False,
+    options=None,
 ) -> str:
     """Source of a Numba kernel computing one elementwise op into ``out0``.
 
@@ -51,24 +87,28 @@ def render_kernel(
     order of operations, and NaN and infinity behave as in NumPy."""
     used = read_positions(op, attrs)
     params = [f"in{i}" for i in range(len(in_shapes))] + ["out0"]
-    decorator = DECORATOR.format(fastmath=bool(fastmath))
-    lines = [HEADER + decorator + f"def kernel({', '.join(params)}):"]
+    lines = []
     flat = (
         all(tuple(in_shapes[i]) == tuple(out_shape) for i in used)
         and len(out_shape) != 0
         and not needs_indices(op, attrs)
     )
     if flat:
+        elements = math.prod(out_shape)
+        parts = flat_parts(options or {}, elements)
+        lines.append(HEADER + decorator(fastmath, parts) + f"def kernel({', '.join(params)}):")
         lines.append("    flat_out = out0.ravel()")
         for i in used:
             lines.append(f"    flat{i} = in{i}.ravel()")
-        lines.append("    for i in range(flat_out.size):")
+        loop, indent = flat_loop_lines(elements, parts)
+        lines += loop
         operands = {i: f"flat{i}[i]" for i in used}
         expression = render_expression(
             op, attrs, _operand_list(operands, in_shapes), out_shape, CPU_SPELLINGS
         )
-        lines.append(f"        flat_out[i] = {expression}")
+        lines.append(f"{indent}flat_out[i] = {expression}")
         return "\n".join(lines) + "\n"
+    lines.append(HEADER + decorator(fastmath) + f"def kernel({', '.join(params)}):")
     loops, indent = loop_header(tuple(out_shape))
     lines.extend(loops)
     operands = {
@@ -92,7 +132,9 @@ def _operand_list(operands: dict[int, str], in_shapes: Sequence) -> list[str]:
 
 def lower_elementwise(spec: NodeSpec) -> Kernel:
     fastmath = bool(spec.options.get("fastmath", False))
-    source = render_kernel(spec.op, spec.attrs, spec.in_shapes, spec.out_shapes[0], fastmath)
+    source = render_kernel(
+        spec.op, spec.attrs, spec.in_shapes, spec.out_shapes[0], fastmath, spec.options
+    )
     return Kernel(
         fn=load_kernel(source), name=f"elementwise_{spec.op}", source=source, elementwise=True
     )

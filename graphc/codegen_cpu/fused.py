@@ -32,7 +32,7 @@ from graphc.backend.scalar_expr import (
     render_expression,
 )
 from graphc.backend.source_cache import load_kernel
-from graphc.codegen_cpu.elementwise import DECORATOR, HEADER
+from graphc.codegen_cpu.elementwise import HEADER, decorator, flat_loop_lines, flat_parts
 from graphc.codegen_cpu.scalar_functions import CPU_SPELLINGS
 from graphc.codegen_cpu.sequence import kernel_reference
 from graphc.codegen_cpu.target import TARGET
@@ -151,7 +151,8 @@ def render_fused(spec: NodeSpec, members, shapes, dtypes, anchor: tuple | None) 
     if anchor is not None:
         slot = anchor_output_slot(spec, members, shapes, dtypes)
         anchor_array = "anchor_out" if slot is None else f"out{slot}"
-    lines = [_kernel_header(spec, anchor, anchor_array, reductions)]
+    parts = flat_parts(spec.options, math.prod(shape)) if flat else 1
+    lines = [_kernel_header(spec, anchor, anchor_array, reductions, parts)]
     if anchor is not None:
         lines.append("    anchor(*anchor_args)")
     lines += [f"    {accumulator}[:] = 0.0" for _, accumulator, _ in reductions.values()]
@@ -161,7 +162,7 @@ def render_fused(spec: NodeSpec, members, shapes, dtypes, anchor: tuple | None) 
     sums, opening, closing = _reduction_lines(spec, members, shapes, shape, reductions)
     body += sums
     if flat:
-        lines += _flat_loop(spec, shape, stores, anchor_array, body)
+        lines += _flat_loop(spec, shape, stores, anchor_array, body, parts)
     else:
         lines += _nested_loops(shape, body, opening, closing)
     for output, accumulator, size in reductions.values():
@@ -188,7 +189,9 @@ def _output_targets(spec: NodeSpec, members, shapes, anchored: bool) -> tuple[di
     return stores, reductions
 
 
-def _kernel_header(spec: NodeSpec, anchor: tuple | None, anchor_array, reductions) -> str:
+def _kernel_header(
+    spec: NodeSpec, anchor: tuple | None, anchor_array, reductions, parts: int
+) -> str:
     """The module header, the anchor's import and the ``def kernel(...):`` line."""
     params = ["anchor_args"] if anchor is not None else []
     params += ["anchor_out"] if anchor_array == "anchor_out" else []
@@ -202,7 +205,7 @@ def _kernel_header(spec: NodeSpec, anchor: tuple | None, anchor_array, reduction
             f"anchor = kernel_function({anchor[0]!r}, {anchor[1]!r})\n\n\n"
         )
     fastmath = bool(spec.options.get("fastmath", False))
-    return header + DECORATOR.format(fastmath=fastmath) + f"def kernel({', '.join(params)}):"
+    return header + decorator(fastmath, parts) + f"def kernel({', '.join(params)}):"
 
 
 def _element(array: str, shape: tuple, flat: bool) -> str:
@@ -256,16 +259,19 @@ def _reduction_lines(spec: NodeSpec, members, shapes, shape, reductions) -> tupl
     return body, opening, closing
 
 
-def _flat_loop(spec: NodeSpec, shape: tuple, stores, anchor_array, body: list) -> list[str]:
+def _flat_loop(
+    spec: NodeSpec, shape: tuple, stores, anchor_array, body: list, parts: int
+) -> list[str]:
     """One loop over the flat views of the inputs, the stored outputs and the anchor's
-    output array, around ``body``."""
+    output array, around ``body``, split into ``parts`` ranges of a prange when it has
+    more than one (positions are independent: no reductions in a flat loop)."""
     inputs = [f"in{k}" for k in range(len(spec.in_shapes))]
     arrays = inputs + [name for names in stores.values() for name in names]
     if anchor_array is not None and anchor_array not in arrays:
         arrays = [anchor_array, *arrays]
     lines = [f"    flat_{array} = {array}.ravel()" for array in arrays]
-    lines.append(f"    for i in range({int(np.prod(shape))}):")
-    return lines + ["        " + line for line in body]
+    loop, indent = flat_loop_lines(int(np.prod(shape)), parts)
+    return lines + loop + [indent + line for line in body]
 
 
 def _nested_loops(shape: tuple, body: list[str], opening: dict, closing: dict) -> list[str]:

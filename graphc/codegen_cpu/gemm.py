@@ -1,73 +1,122 @@
 """Matrix products through Numba's BLAS binding: FullyConnected, dot, batch_dot.
 
-``np.dot(a, b, out)`` inside ``njit`` calls BLAS gemm and writes into the planned output,
-so a step allocates nothing; transposed operands are passed as ``.T`` views, which BLAS
-reads without a copy.
+``blas.gemm`` writes into the planned output, so a step allocates nothing; transposed
+operands are passed as ``.T`` views, which BLAS reads without a copy. Above
+``PARALLEL_FLOPS`` a product splits its output rows into one part per thread, each a
+single-threaded GEMM on its rows (``threads.py``).
 """
 
 from __future__ import annotations
 
+import math
+
 import numba
-import numpy as np
 
 from graphc.backend.lowering import Kernel, NodeSpec, lowering
+from graphc.codegen_cpu.blas import gemm, row_range
 from graphc.codegen_cpu.target import TARGET
+from graphc.codegen_cpu.threads import parallel_parts
 
 _JIT = {"cache": True, "error_model": "numpy"}
 
+# GEMM flops from which a product splits its output rows over threads (``threads.py``).
+# A parallel region costs about 2 us; a 1 Mflop GEMM takes about 7 us on one core here.
+PARALLEL_FLOPS = 1_000_000
+
 
 @numba.njit(**_JIT)
-def _add_bias_rows(out, bias):
-    rows, cols = out.shape
-    for i in range(rows):
+def _add_bias_rows(out, bias, first, last):
+    cols = out.shape[1]
+    for i in range(first, last):
+        row = out[i]
         for j in range(cols):
-            out[i, j] += bias[j]
+            row[j] += bias[j]
 
 
-@numba.njit(**_JIT)
-def fully_connected(data, weight, bias, out):
-    """out = data (N, K) @ weight.T + bias, with data flattened to (N, K)."""
+@numba.njit(cache=True, parallel=True)
+def _fully_connected(data, weight, bias, out, parts):
     rows = out.shape[0] if out.ndim == 2 else out.size // out.shape[-1]
     flat = data.reshape(rows, weight.shape[1])
     out2 = out.reshape(rows, weight.shape[0])
-    np.dot(flat, weight.T, out2)
-    _add_bias_rows(out2, bias)
+    one = out.dtype.type(1.0)
+    zero = out.dtype.type(0.0)
+    if parts == 1:  # no parallel region: it costs microseconds
+        gemm(one, flat, weight.T, zero, out2)
+        if bias is not None:
+            _add_bias_rows(out2, bias, 0, rows)
+    else:
+        for part in numba.prange(parts):
+            first, last = row_range(part, parts, rows)
+            gemm(one, flat[first:last], weight.T, zero, out2[first:last])
+            if bias is not None:
+                _add_bias_rows(out2, bias, first, last)
 
 
 @numba.njit(**_JIT)
-def fully_connected_no_bias(data, weight, out):
-    rows = out.shape[0] if out.ndim == 2 else out.size // out.shape[-1]
-    flat = data.reshape(rows, weight.shape[1])
-    np.dot(flat, weight.T, out.reshape(rows, weight.shape[0]))
+def fully_connected(data, weight, bias, out, parts):
+    """out = data (N, K) @ weight.T + bias, with data flattened to (N, K)."""
+    _fully_connected(data, weight, bias, out, parts)
+
+
+@numba.njit(**_JIT)
+def fully_connected_no_bias(data, weight, out, parts):
+    _fully_connected(data, weight, None, out, parts)
+
+
+def _parts(spec: NodeSpec, rows: int, inner: int, cols: int) -> int:
+    return parallel_parts(spec.options, rows, 2 * rows * inner * cols, PARALLEL_FLOPS)
+
+
+def _with_parts(fn, name: str, parts: int) -> Kernel:
+    def prepare(inputs, outputs, workspace):
+        return (*inputs, *outputs, *workspace, parts)
+
+    return Kernel(fn, name=name, prepare=prepare)
 
 
 @lowering(TARGET, "FullyConnected")
 def lower_fully_connected(spec: NodeSpec) -> Kernel:
+    hidden, inner = spec.in_shapes[1]
+    rows = math.prod(spec.out_shapes[0]) // hidden
+    parts = _parts(spec, rows, inner, hidden)
     if spec.attrs["no_bias"]:
-        return Kernel(fully_connected_no_bias, name="fully_connected_no_bias")
-    return Kernel(fully_connected, name="fully_connected")
+        return _with_parts(fully_connected_no_bias, "fully_connected_no_bias", parts)
+    return _with_parts(fully_connected, "fully_connected", parts)
+
+
+@numba.njit(cache=True, parallel=True)
+def _split_rows(a, b, out, parts):
+    """out = a @ b, 2-D views, out's rows split into parts."""
+    one = out.dtype.type(1.0)
+    zero = out.dtype.type(0.0)
+    if parts == 1:  # no parallel region: it costs microseconds
+        gemm(one, a[0 : out.shape[0]], b, zero, out[0 : out.shape[0]])
+    else:
+        for part in numba.prange(parts):
+            first, last = row_range(part, parts, out.shape[0])
+            gemm(one, a[first:last], b, zero, out[first:last])
 
 
 @numba.njit(**_JIT)
-def _dot_nn(a, b, out):
+def _dot_nn(a, b, out, parts):
     rows = a.size // a.shape[-1]
-    np.dot(a.reshape(rows, a.shape[-1]), b, out.reshape(rows, b.shape[1]))
+    _split_rows(a.reshape(rows, a.shape[-1]), b, out.reshape(rows, b.shape[1]), parts)
 
 
 @numba.njit(**_JIT)
-def _dot_nt(a, b, out):
+def _dot_nt(a, b, out, parts):
     rows = a.size // a.shape[-1]
-    np.dot(a.reshape(rows, a.shape[-1]), b.T, out.reshape(rows, b.shape[0]))
+    _split_rows(a.reshape(rows, a.shape[-1]), b.T, out.reshape(rows, b.shape[0]), parts)
 
 
 @numba.njit(**_JIT)
-def _dot_tn(a, b, out):
-    np.dot(a.T, b, out)
+def _dot_tn(a, b, out, parts):
+    _split_rows(a.T, b, out, parts)
 
 
 @numba.njit(**_JIT)
-def _dot_tt(a, b, out):
-    np.dot(a.T, b.T, out)
+def _dot_tt(a, b, out, parts):
+    _split_rows(a.T, b.T, out, parts)
 
 
 _DOT = {
@@ -81,31 +130,52 @@ _DOT = {
 @lowering(TARGET, "dot")
 def lower_dot(spec: NodeSpec) -> Kernel:
     key = (spec.attrs["transpose_a"], spec.attrs["transpose_b"])
-    return Kernel(_DOT[key], name=f"dot_{'t' if key[0] else 'n'}{'t' if key[1] else 'n'}")
+    out_shape = spec.out_shapes[0]
+    a_shape = spec.in_shapes[0]
+    inner = a_shape[0] if key[0] else a_shape[-1]
+    cols = out_shape[-1] if out_shape else 1
+    rows = math.prod(out_shape) // max(cols, 1)
+    parts = _parts(spec, rows, inner, cols)
+    name = f"dot_{'t' if key[0] else 'n'}{'t' if key[1] else 'n'}"
+    return _with_parts(_DOT[key], name, parts)
+
+
+@numba.njit(cache=True, parallel=True)
+def _batch_dot(a, b, out, parts, transpose_a, transpose_b):
+    one = out.dtype.type(1.0)
+    zero = out.dtype.type(0.0)
+    if parts == 1:  # no parallel region: it costs microseconds
+        for index in range(0, out.shape[0]):
+            left = a[index].T if transpose_a else a[index]
+            right = b[index].T if transpose_b else b[index]
+            gemm(one, left, right, zero, out[index])
+    else:
+        for part in numba.prange(parts):
+            first, last = row_range(part, parts, out.shape[0])
+            for index in range(first, last):
+                left = a[index].T if transpose_a else a[index]
+                right = b[index].T if transpose_b else b[index]
+                gemm(one, left, right, zero, out[index])
 
 
 @numba.njit(**_JIT)
-def _batch_dot_nn(a, b, out):
-    for index in range(out.shape[0]):
-        np.dot(a[index], b[index], out[index])
+def _batch_dot_nn(a, b, out, parts):
+    _batch_dot(a, b, out, parts, False, False)
 
 
 @numba.njit(**_JIT)
-def _batch_dot_nt(a, b, out):
-    for index in range(out.shape[0]):
-        np.dot(a[index], b[index].T, out[index])
+def _batch_dot_nt(a, b, out, parts):
+    _batch_dot(a, b, out, parts, False, True)
 
 
 @numba.njit(**_JIT)
-def _batch_dot_tn(a, b, out):
-    for index in range(out.shape[0]):
-        np.dot(a[index].T, b[index], out[index])
+def _batch_dot_tn(a, b, out, parts):
+    _batch_dot(a, b, out, parts, True, False)
 
 
 @numba.njit(**_JIT)
-def _batch_dot_tt(a, b, out):
-    for index in range(out.shape[0]):
-        np.dot(a[index].T, b[index].T, out[index])
+def _batch_dot_tt(a, b, out, parts):
+    _batch_dot(a, b, out, parts, True, True)
 
 
 _BATCH_DOT = {
@@ -119,4 +189,9 @@ _BATCH_DOT = {
 @lowering(TARGET, "batch_dot")
 def lower_batch_dot(spec: NodeSpec) -> Kernel:
     key = (spec.attrs["transpose_a"], spec.attrs["transpose_b"])
-    return Kernel(_BATCH_DOT[key], name="batch_dot")
+    batch, rows, cols = spec.out_shapes[0]
+    a_shape = spec.in_shapes[0]
+    inner = a_shape[1] if key[0] else a_shape[2]
+    flops = 2 * batch * rows * inner * cols
+    parts = parallel_parts(spec.options, batch, flops, PARALLEL_FLOPS)
+    return _with_parts(_BATCH_DOT[key], "batch_dot", parts)

@@ -31,23 +31,35 @@ from __future__ import annotations
 import inspect
 
 import numba
-import numpy as np
 
 from graphc.backend.lowering import Kernel, NodeSpec, lowering, uniform_float_dtype
+from graphc.codegen_cpu.blas import gemm, row_range
 from graphc.codegen_cpu.scalar_functions import fast_tanh
 from graphc.codegen_cpu.target import TARGET
+from graphc.codegen_cpu.threads import parallel_parts
+
+# Forward GEMM flops of one LSTM node from which it splits its batch over threads.
+PARALLEL_FLOPS = 2_000_000
 
 # -- shared helpers ----------------------------------------------------------------------------
 
+# Gate loops index with unsigned integers: with signed ones Numba adds a wraparound select
+# to every access and LLVM does not vectorize the loop (as in conv.py). They are compiled
+# with NumPy's error model, because Python's adds a division-by-zero check to fast_tanh's
+# quotient, which also stops vectorization.
+_u = numba.uint64
+_GATES = {"cache": True, "error_model": "numpy"}
+
 
 @numba.njit(cache=True)
-def _copy_rows(sequence, rows):
-    """rows (T*N, F) <- sequence (T, N, F) of any strides."""
-    steps, batch, features = sequence.shape
-    for t in range(steps):
-        for n in range(batch):
-            for k in range(features):
-                rows[t * batch + n, k] = sequence[t, n, k]
+def _copy_rows(sequence, rows, first, last):
+    """rows[r] <- sequence[r // N, r % N] for r in [first, last): (T, N, F) of any strides
+    into (T*N, F) rows."""
+    batch, features = sequence.shape[1], sequence.shape[2]
+    for r in range(first, last):
+        t, n = divmod(r, batch)
+        for k in range(features):
+            rows[r, k] = sequence[t, n, k]
 
 
 @numba.njit(cache=True)
@@ -58,23 +70,80 @@ def _copy_transposed(matrix, transposed):
             transposed[k, r] = matrix[r, k]
 
 
-@numba.njit(cache=True)
+@numba.njit(**_GATES)
 def _sigmoid(x, half, one):
     # The reference's tanh form: never overflows, unlike 1 / (1 + exp(-x)). The constants
     # arrive typed as the data so that float32 math stays float32.
     return half * (fast_tanh(half * x) + one)
 
 
-@numba.njit(cache=True)
-def _pre_activation(gates, recurrent, i2h_bias, h2h_bias, t, n, r):
-    """z[t, n, r] from the projection held in gates; the reference's order of additions."""
-    return gates[t, n, r] + i2h_bias[r] + h2h_bias[r] + recurrent[n, r]
-
-
 # -- LSTM --------------------------------------------------------------------------------------
+#
+# Rows of the batch are independent through time, so the time loop splits the batch into
+# ``parts`` ranges, one per thread, each running every step on its own rows: its share of
+# the recurrent GEMM (single-threaded BLAS on its rows of h) and of the gate loop, with no
+# synchronisation between steps. The GEMMs over all steps split their output rows.
+
+
+@numba.njit(**_GATES)
+def _gate_rows(z, recurrent, i2h_bias, h2h_bias, c_prev, cells, output, first, last):
+    """Step activations for batch rows [first, last): z (N, 4H) holds the input projection
+    and receives i, f, g, o; the reference's order of additions."""
+    hidden = cells.shape[1]
+    half = z.dtype.type(0.5)
+    one = z.dtype.type(1.0)
+    for n in range(first, last):
+        gate = z[n]
+        product = recurrent[n]
+        previous = c_prev[n]
+        cell = cells[n]
+        out = output[n]
+        for j in range(hidden):
+            i_ = _u(j)
+            f_ = _u(hidden + j)
+            g_ = _u(2 * hidden + j)
+            o_ = _u(3 * hidden + j)
+            zi = gate[i_] + i2h_bias[i_] + h2h_bias[i_] + product[i_]
+            zf = gate[f_] + i2h_bias[f_] + h2h_bias[f_] + product[f_]
+            zg = gate[g_] + i2h_bias[g_] + h2h_bias[g_] + product[g_]
+            zo = gate[o_] + i2h_bias[o_] + h2h_bias[o_] + product[o_]
+            i = _sigmoid(zi, half, one)
+            f = _sigmoid(zf, half, one)
+            g = fast_tanh(zg)
+            o = _sigmoid(zo, half, one)
+            c = f * previous[_u(j)] + i * g
+            gate[i_] = i
+            gate[f_] = f
+            gate[g_] = g
+            gate[o_] = o
+            cell[_u(j)] = c
+            out[_u(j)] = o * fast_tanh(c)
 
 
 @numba.njit(cache=True)
+def _forward_part(
+    gates, output, cells, recurrent, h2h_weight_t, i2h_bias, h2h_bias, h_initial, c_initial,
+    first, last,
+):  # fmt: skip
+    """Every step for batch rows [first, last)."""
+    one = gates.dtype.type(1.0)
+    zero = gates.dtype.type(0.0)
+    for t in range(gates.shape[0]):
+        if t == 0:
+            gemm(one, h_initial[first:last], h2h_weight_t, zero, recurrent[first:last])
+            _gate_rows(
+                gates[0], recurrent, i2h_bias, h2h_bias, c_initial, cells[0], output[0],
+                first, last,
+            )  # fmt: skip
+        else:
+            gemm(one, output[t - 1, first:last], h2h_weight_t, zero, recurrent[first:last])
+            _gate_rows(
+                gates[t], recurrent, i2h_bias, h2h_bias, cells[t - 1], cells[t], output[t],
+                first, last,
+            )  # fmt: skip
+
+
+@numba.njit(cache=True, parallel=True)
 def _forward_steps(
     data,
     i2h_weight,
@@ -92,40 +161,39 @@ def _forward_steps(
     recurrent,
     h_initial,
     c_initial,
+    parts,
 ):
     """The forward over all steps from h_initial, c_initial (already filled)."""
     steps, batch, _ = data.shape
     hidden = h2h_weight.shape[1]
-    half = gates.dtype.type(0.5)
     one = gates.dtype.type(1.0)
-    _copy_rows(data, data_rows)
+    zero = gates.dtype.type(0.0)
+    rows = steps * batch
     _copy_transposed(i2h_weight, i2h_weight_t)
     _copy_transposed(h2h_weight, h2h_weight_t)
-    if steps > 0:
-        # The projections land in the gates output, which each step then overwrites with
-        # its activations: one (T*N, 4H) buffer serves both, instead of a workspace as big.
-        np.dot(data_rows, i2h_weight_t, gates.reshape((steps * batch, 4 * hidden)))
-    for t in range(steps):
-        h_prev = h_initial if t == 0 else output[t - 1]
-        np.dot(h_prev, h2h_weight_t, recurrent)
-        for n in range(batch):
-            for j in range(hidden):
-                zi = _pre_activation(gates, recurrent, i2h_bias, h2h_bias, t, n, j)
-                zf = _pre_activation(gates, recurrent, i2h_bias, h2h_bias, t, n, hidden + j)
-                zg = _pre_activation(gates, recurrent, i2h_bias, h2h_bias, t, n, 2 * hidden + j)
-                zo = _pre_activation(gates, recurrent, i2h_bias, h2h_bias, t, n, 3 * hidden + j)
-                i = _sigmoid(zi, half, one)
-                f = _sigmoid(zf, half, one)
-                g = fast_tanh(zg)
-                o = _sigmoid(zo, half, one)
-                c_prev = c_initial[n, j] if t == 0 else cells[t - 1, n, j]
-                c = f * c_prev + i * g
-                gates[t, n, j] = i
-                gates[t, n, hidden + j] = f
-                gates[t, n, 2 * hidden + j] = g
-                gates[t, n, 3 * hidden + j] = o
-                cells[t, n, j] = c
-                output[t, n, j] = o * fast_tanh(c)
+    # The projections land in the gates output, which each step then overwrites with its
+    # activations: one (T*N, 4H) buffer serves both, instead of a workspace as big.
+    projections = gates.reshape((rows, 4 * hidden))
+    if parts == 1:  # no parallel region: it costs microseconds
+        _copy_rows(data, data_rows, 0, rows)
+        gemm(one, data_rows, i2h_weight_t, zero, projections)
+    else:
+        for part in numba.prange(parts):
+            first, last = row_range(part, parts, rows)
+            _copy_rows(data, data_rows, first, last)
+            gemm(one, data_rows[first:last], i2h_weight_t, zero, projections[first:last])
+    if parts == 1:  # no parallel region: it costs microseconds
+        _forward_part(
+            gates, output, cells, recurrent, h2h_weight_t, i2h_bias, h2h_bias,
+            h_initial, c_initial, 0, batch,
+        )  # fmt: skip
+    else:
+        for part in numba.prange(parts):
+            first, last = row_range(part, parts, batch)
+            _forward_part(
+                gates, output, cells, recurrent, h2h_weight_t, i2h_bias, h2h_bias,
+                h_initial, c_initial, first, last,
+            )  # fmt: skip
     if steps > 0:
         final_state[:] = output[steps - 1]
         final_cell[:] = cells[steps - 1]
@@ -143,28 +211,103 @@ def _initial_state(target, source, given):
         target[:] = 0
 
 
-# The last six parameters are the workspace that lower_lstm declares, in that order.
+# The six parameters before ``parts`` are the workspace that lower_lstm declares, in order.
 
 
 @numba.njit(cache=True)
 def lstm_forward(
     data, i2h_weight, h2h_weight, i2h_bias, h2h_bias, state, state_cell, has_state, has_state_cell,
     output, final_state, final_cell, gates, cells,
-    data_rows, i2h_weight_t, h2h_weight_t, recurrent, h_initial, c_initial,
+    data_rows, i2h_weight_t, h2h_weight_t, recurrent, h_initial, c_initial, parts,
 ):  # fmt: skip
     _initial_state(h_initial, state, has_state)
     _initial_state(c_initial, state_cell, has_state_cell)
     _forward_steps(
         data, i2h_weight, h2h_weight, i2h_bias, h2h_bias,
         output, final_state, final_cell, gates, cells,
-        data_rows, i2h_weight_t, h2h_weight_t, recurrent, h_initial, c_initial,
+        data_rows, i2h_weight_t, h2h_weight_t, recurrent, h_initial, c_initial, parts,
     )  # fmt: skip
 
 
 # -- _lstm_backward ----------------------------------------------------------------------------
 
 
+@numba.njit(**_GATES)
+def _gate_gradient_rows(d_output, gates, cells, c_prev, d_gates, dh_next, dc_next, first, last):
+    """dz for batch rows [first, last) of one step, from the step's saved activations and
+    the gradients arriving from the next step (dc_next is updated for the previous one)."""
+    hidden = cells.shape[1]
+    one = d_gates.dtype.type(1.0)
+    for n in range(first, last):
+        gate = gates[n]
+        cell = cells[n]
+        previous = c_prev[n]
+        d_out = d_output[n]
+        dh_row = dh_next[n]
+        dc_row = dc_next[n]
+        dz = d_gates[n]
+        for j in range(hidden):
+            i_ = _u(j)
+            f_ = _u(hidden + j)
+            g_ = _u(2 * hidden + j)
+            o_ = _u(3 * hidden + j)
+            i = gate[i_]
+            f = gate[f_]
+            g = gate[g_]
+            o = gate[o_]
+            tanh_c = fast_tanh(cell[i_])
+            dh = d_out[i_] + dh_row[i_]
+            dc = dc_row[i_] + dh * o * (one - tanh_c * tanh_c)
+            # Gradients at the pre-activations: sigmoid' = s (1 - s), tanh' = 1 - t^2.
+            dz[i_] = dc * g * i * (one - i)
+            dz[f_] = dc * previous[i_] * f * (one - f)
+            dz[g_] = dc * i * (one - g * g)
+            dz[o_] = dh * tanh_c * o * (one - o)
+            dc_row[i_] = dc * f
+
+
 @numba.njit(cache=True)
+def _backward_part(d_output, gates, cells, c_initial, d_gates, dh_next, dc_next, h2h_weight_c, first, last):  # fmt: skip
+    """Backpropagation through every step, last to first, for batch rows [first, last)."""
+    one = d_gates.dtype.type(1.0)
+    zero = d_gates.dtype.type(0.0)
+    for t in range(gates.shape[0] - 1, -1, -1):
+        if t == 0:
+            _gate_gradient_rows(
+                d_output[0], gates[0], cells[0], c_initial, d_gates[0], dh_next, dc_next,
+                first, last,
+            )  # fmt: skip
+        else:
+            _gate_gradient_rows(
+                d_output[t], gates[t], cells[t], cells[t - 1], d_gates[t], dh_next, dc_next,
+                first, last,
+            )  # fmt: skip
+        gemm(one, d_gates[t, first:last], h2h_weight_c, zero, dh_next[first:last])
+
+
+@numba.njit(cache=True)
+def _step_rows(data, output, h_initial, data_rows, h_prev_rows, first, last):
+    """Rows [first, last) of data_rows (T*N, I) and of h_prev_rows (T*N, H), whose row r
+    is the hidden state step r // N started from."""
+    batch = data.shape[1]
+    _copy_rows(data, data_rows, first, last)
+    for r in range(first, min(last, batch)):
+        h_prev_rows[r] = h_initial[r]
+    if last > batch:
+        _copy_rows(output, h_prev_rows[batch:], max(first, batch) - batch, last - batch)
+
+
+@numba.njit(cache=True)
+def _column_sums(matrix, sums, first, last):
+    """sums[r] = the sum of column r of matrix, rows in order, for r in [first, last)."""
+    sums[first:last] = 0
+    for row in range(matrix.shape[0]):
+        values = matrix[row]
+        for r in range(first, last):
+            sums[_u(r)] += values[_u(r)]
+
+
+@numba.njit(cache=True, parallel=True)
 def _backward_steps(
     d_output,
     d_state,
@@ -189,56 +332,65 @@ def _backward_steps(
     c_initial,
     dh_next,
     dc_next,
+    parts,
 ):
     """Backpropagation through time from h_initial, c_initial (already filled). Leaves the
     gradients at the initial states in dh_next and dc_next."""
     steps, batch, features = data.shape
     hidden = h2h_weight.shape[1]
     one = d_gates.dtype.type(1.0)
-    _copy_rows(data, data_rows)
-    h_prev_rows[:batch] = h_initial
-    if steps > 1:
-        _copy_rows(output[: steps - 1], h_prev_rows[batch:])
+    zero = d_gates.dtype.type(0.0)
+    rows = steps * batch
+    gate_width = 4 * hidden
     i2h_weight_c[:] = i2h_weight
     h2h_weight_c[:] = h2h_weight
     dh_next[:] = d_state
     dc_next[:] = d_state_cell
-    for t in range(steps - 1, -1, -1):
-        for n in range(batch):
-            for j in range(hidden):
-                i = gates[t, n, j]
-                f = gates[t, n, hidden + j]
-                g = gates[t, n, 2 * hidden + j]
-                o = gates[t, n, 3 * hidden + j]
-                c_prev = c_initial[n, j] if t == 0 else cells[t - 1, n, j]
-                tanh_c = fast_tanh(cells[t, n, j])
-                dh = d_output[t, n, j] + dh_next[n, j]
-                dc = dc_next[n, j] + dh * o * (one - tanh_c * tanh_c)
-                # Gradients at the pre-activations: sigmoid' = s (1 - s), tanh' = 1 - t^2.
-                d_gates[t, n, j] = dc * g * i * (one - i)
-                d_gates[t, n, hidden + j] = dc * c_prev * f * (one - f)
-                d_gates[t, n, 2 * hidden + j] = dc * i * (one - g * g)
-                d_gates[t, n, 3 * hidden + j] = dh * tanh_c * o * (one - o)
-                dc_next[n, j] = dc * f
-        np.dot(d_gates[t], h2h_weight_c, dh_next)
-
-    rows = steps * batch
-    dz_rows = d_gates.reshape((rows, 4 * hidden))
-    if steps > 0:
-        np.dot(dz_rows, i2h_weight_c, data_grad.reshape((rows, features)))
-        np.dot(dz_rows.T, data_rows, i2h_weight_grad)
-        np.dot(dz_rows.T, h_prev_rows, h2h_weight_grad)
+    if parts == 1:  # no parallel region: it costs microseconds
+        _step_rows(data, output, h_initial, data_rows, h_prev_rows, 0, rows)
     else:
-        i2h_weight_grad[:] = 0
-        h2h_weight_grad[:] = 0
-    i2h_bias_grad[:] = 0
-    for row in range(rows):
-        for r in range(4 * hidden):
-            i2h_bias_grad[r] += dz_rows[row, r]
+        for part in numba.prange(parts):
+            first, last = row_range(part, parts, rows)
+            _step_rows(data, output, h_initial, data_rows, h_prev_rows, first, last)
+    if parts == 1:  # no parallel region: it costs microseconds
+        _backward_part(
+            d_output, gates, cells, c_initial, d_gates, dh_next, dc_next, h2h_weight_c,
+            0, batch,
+        )  # fmt: skip
+    else:
+        for part in numba.prange(parts):
+            first, last = row_range(part, parts, batch)
+            _backward_part(
+                d_output, gates, cells, c_initial, d_gates, dh_next, dc_next, h2h_weight_c,
+                first, last,
+            )  # fmt: skip
+
+    dz_rows = d_gates.reshape((rows, gate_width))
+    data_grad_rows = data_grad.reshape((rows, features))
+    if parts == 1:  # no parallel region: it costs microseconds
+        gemm(one, dz_rows, i2h_weight_c, zero, data_grad_rows)
+    else:
+        for part in numba.prange(parts):
+            first, last = row_range(part, parts, rows)
+            gemm(one, dz_rows[first:last], i2h_weight_c, zero, data_grad_rows[first:last])
+    # The weight gradients sum over every step and row; each part computes whole rows of
+    # them (columns of dz), so the split changes no sum.
+    if parts == 1:  # no parallel region: it costs microseconds
+        block = dz_rows.T
+        gemm(one, block, data_rows, zero, i2h_weight_grad)
+        gemm(one, block, h_prev_rows, zero, h2h_weight_grad)
+        _column_sums(dz_rows, i2h_bias_grad, 0, gate_width)
+    else:
+        for part in numba.prange(parts):
+            first, last = row_range(part, parts, gate_width)
+            block = dz_rows[:, first:last].T
+            gemm(one, block, data_rows, zero, i2h_weight_grad[first:last])
+            gemm(one, block, h_prev_rows, zero, h2h_weight_grad[first:last])
+            _column_sums(dz_rows, i2h_bias_grad, first, last)
     h2h_bias_grad[:] = i2h_bias_grad
 
 
-# The last nine parameters are the workspace that lower_lstm_backward declares, in order.
+# The nine parameters before ``parts`` are the workspace that lower_lstm_backward declares.
 
 
 @numba.njit(cache=True)
@@ -248,7 +400,7 @@ def lstm_backward(
     data_grad, i2h_weight_grad, h2h_weight_grad, i2h_bias_grad, h2h_bias_grad,
     state_grad, state_cell_grad,
     d_gates, data_rows, h_prev_rows, i2h_weight_c, h2h_weight_c,
-    h_initial, c_initial, dh_next, dc_next,
+    h_initial, c_initial, dh_next, dc_next, parts,
 ):  # fmt: skip
     _initial_state(h_initial, state, has_state)
     _initial_state(c_initial, state_cell, has_state_cell)
@@ -256,7 +408,7 @@ def lstm_backward(
         d_output, d_state, d_state_cell, data, i2h_weight, h2h_weight, output, gates, cells,
         data_grad, i2h_weight_grad, h2h_weight_grad, i2h_bias_grad, h2h_bias_grad,
         d_gates, data_rows, h_prev_rows, i2h_weight_c, h2h_weight_c,
-        h_initial, c_initial, dh_next, dc_next,
+        h_initial, c_initial, dh_next, dc_next, parts,
     )  # fmt: skip
     if has_state:
         state_grad[:] = dh_next
@@ -276,19 +428,26 @@ def _optional(values: list, given: bool, stand_in):
     return values.pop(0) if given else stand_in
 
 
-def _forward_prepare(has_state: bool, has_state_cell: bool):
+def _parts(spec: NodeSpec, steps: int, batch: int, features: int, hidden: int) -> int:
+    """Threads' parts of the batch: the bound count, unless the forward's GEMMs are below
+    ``PARALLEL_FLOPS``."""
+    flops = 2 * steps * batch * (features + hidden) * 4 * hidden
+    return parallel_parts(spec.options, batch, flops, PARALLEL_FLOPS)
+
+
+def _forward_prepare(has_state: bool, has_state_cell: bool, parts: int):
     def prepare(inputs, outputs, workspace):
         states = list(inputs[5:])
         h_initial, c_initial = workspace[-2], workspace[-1]
         state = _optional(states, has_state, h_initial)
         state_cell = _optional(states, has_state_cell, c_initial)
         flags = (has_state, has_state_cell)
-        return (*inputs[:5], state, state_cell, *flags, *outputs, *workspace)
+        return (*inputs[:5], state, state_cell, *flags, *outputs, *workspace, parts)
 
     return prepare
 
 
-def _backward_prepare(has_state: bool, has_state_cell: bool):
+def _backward_prepare(has_state: bool, has_state_cell: bool, parts: int):
     def prepare(inputs, outputs, workspace):
         states = list(inputs[6:-3])
         grads = list(outputs[5:])
@@ -300,7 +459,7 @@ def _backward_prepare(has_state: bool, has_state_cell: bool):
         flags = (has_state, has_state_cell)
         return (
             *inputs[:6], state, state_cell, *flags, *inputs[-3:],
-            *outputs[:5], state_grad, state_cell_grad, *workspace,
+            *outputs[:5], state_grad, state_cell_grad, *workspace, parts,
         )  # fmt: skip
 
     return prepare
@@ -336,7 +495,8 @@ def lower_lstm(spec: NodeSpec) -> Kernel:
     )
     return Kernel(
         fn=lstm_forward, workspace=workspace, name="lstm_forward",
-        source=_source(lstm_forward, _forward_steps), prepare=_forward_prepare(*_flags(spec)),
+        source=_source(lstm_forward, _forward_steps, _forward_part, _gate_rows),
+        prepare=_forward_prepare(*_flags(spec), _parts(spec, steps, batch, features, hidden)),
     )  # fmt: skip
 
 
@@ -371,5 +531,6 @@ def lower_lstm_backward(spec: NodeSpec) -> Kernel:
     )
     return Kernel(
         fn=lstm_backward, workspace=workspace, name="lstm_backward",
-        source=_source(lstm_backward, _backward_steps), prepare=_backward_prepare(*_flags(spec)),
+        source=_source(lstm_backward, _backward_steps, _backward_part, _gate_gradient_rows),
+        prepare=_backward_prepare(*_flags(spec), _parts(spec, steps, batch, features, hidden)),
     )  # fmt: skip

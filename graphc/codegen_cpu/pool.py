@@ -21,11 +21,14 @@ layout; as in ``conv.py``, the geometry reaches them as a tuple of ints bound at
 from __future__ import annotations
 
 import inspect
+import math
 
 import numba
 
 from graphc.backend.lowering import Kernel, NodeSpec, float_dtype, lowering
+from graphc.codegen_cpu.blas import row_range
 from graphc.codegen_cpu.target import TARGET
+from graphc.codegen_cpu.threads import parallel_parts
 from graphc.ir.ops.pool import _geometry as pool_geometry
 
 # Window loops index with unsigned integers (``_u``, non-negative by construction): with
@@ -53,116 +56,184 @@ def _first_nan(plane, h_low, h_high, w_low, w_high):
     return -1
 
 
+# Each kernel splits the (n, c) planes into ``parts`` ranges, one per thread of a
+# ``prange`` (``threads.py``); the parts write disjoint planes, so the split changes no
+# bits. ``parts`` is the descriptor's last entry.
+
+
 @numba.njit(cache=True)
+def _max_planes(data, out, argmax, descriptor, first, last):
+    kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w = descriptor[:6]
+    channels, height, width = data.shape[1], data.shape[2], data.shape[3]
+    out_h, out_w = out.shape[2], out.shape[3]
+    for index in range(first, last):
+        n, c = divmod(index, channels)
+        plane = data[n, c]
+        for oh in range(out_h):
+            h_low, h_high, _ = _window(oh, kernel_h, stride_h, pad_h, height)
+            for ow in range(out_w):
+                w_low, w_high, _ = _window(ow, kernel_w, stride_w, pad_w, width)
+                best = plane[_u(h_low), _u(w_low)]
+                best_index = h_low * width + w_low
+                nan_seen = False
+                # Branch-free: a NaN test inside the comparison made the loop branchy
+                # and 3-5x slower (LeNet's pool1, float32: 1.9 ms without, 5-10 ms with).
+                for h in range(h_low, h_high):
+                    for w in range(w_low, w_high):
+                        value = plane[_u(h), _u(w)]
+                        nan_seen |= value != value
+                        wins = value > best
+                        best = value if wins else best
+                        best_index = h * width + w if wins else best_index
+                if nan_seen:
+                    # np.max propagates NaN, so the first NaN is the window's winner.
+                    best_index = _first_nan(plane, h_low, h_high, w_low, w_high)
+                    best = plane[_u(best_index // width), _u(best_index % width)]
+                out[n, c, _u(oh), _u(ow)] = best
+                argmax[n, c, _u(oh), _u(ow)] = best_index
+
+
+@numba.njit(cache=True, parallel=True)
 def max_pooling(data, out, argmax, descriptor):
     """out = the max of each window's input cells, argmax = the flat index of the winner."""
-    kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, _ = descriptor
-    batch, channels, height, width = data.shape
-    out_h, out_w = out.shape[2], out.shape[3]
-    for n in range(batch):
-        for c in range(channels):
-            plane = data[n, c]
-            for oh in range(out_h):
-                h_low, h_high, _ = _window(oh, kernel_h, stride_h, pad_h, height)
-                for ow in range(out_w):
-                    w_low, w_high, _ = _window(ow, kernel_w, stride_w, pad_w, width)
-                    best = plane[_u(h_low), _u(w_low)]
-                    best_index = h_low * width + w_low
-                    nan_seen = False
-                    # Branch-free: a NaN test inside the comparison made the loop branchy
-                    # and 3-5x slower (LeNet's pool1, float32: 1.9 ms without, 5-10 ms with).
-                    for h in range(h_low, h_high):
-                        for w in range(w_low, w_high):
-                            value = plane[_u(h), _u(w)]
-                            nan_seen |= value != value
-                            wins = value > best
-                            best = value if wins else best
-                            best_index = h * width + w if wins else best_index
-                    if nan_seen:
-                        # np.max propagates NaN, so the first NaN is the window's winner.
-                        best_index = _first_nan(plane, h_low, h_high, w_low, w_high)
-                        best = plane[_u(best_index // width), _u(best_index % width)]
-                    out[n, c, _u(oh), _u(ow)] = best
-                    argmax[n, c, _u(oh), _u(ow)] = best_index
+    parts = descriptor[-1]
+    planes = data.shape[0] * data.shape[1]
+    if parts == 1:  # no parallel region: it costs microseconds
+        _max_planes(data, out, argmax, descriptor, 0, planes)
+    else:
+        for part in numba.prange(parts):
+            first, last = row_range(part, parts, planes)
+            _max_planes(data, out, argmax, descriptor, first, last)
 
 
 @numba.njit(cache=True)
+def _avg_planes(data, out, descriptor, first, last):
+    kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, count_include_pad = descriptor[:7]
+    channels, height, width = data.shape[1], data.shape[2], data.shape[3]
+    out_h, out_w = out.shape[2], out.shape[3]
+    for index in range(first, last):
+        n, c = divmod(index, channels)
+        plane = data[n, c]
+        for oh in range(out_h):
+            h_low, h_high, h_padded = _window(oh, kernel_h, stride_h, pad_h, height)
+            for ow in range(out_w):
+                w_low, w_high, w_padded = _window(ow, kernel_w, stride_w, pad_w, width)
+                total = 0.0
+                for h in range(h_low, h_high):
+                    for w in range(w_low, w_high):
+                        total += plane[_u(h), _u(w)]
+                if count_include_pad:
+                    count = h_padded * w_padded
+                else:
+                    count = (h_high - h_low) * (w_high - w_low)
+                out[n, c, _u(oh), _u(ow)] = total / count
+
+
+@numba.njit(cache=True, parallel=True)
 def avg_pooling(data, out, descriptor):
     """out = the sum of each window's input cells over the window's count."""
-    kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, count_include_pad = descriptor
-    batch, channels, height, width = data.shape
-    out_h, out_w = out.shape[2], out.shape[3]
-    for n in range(batch):
-        for c in range(channels):
-            plane = data[n, c]
-            for oh in range(out_h):
-                h_low, h_high, h_padded = _window(oh, kernel_h, stride_h, pad_h, height)
-                for ow in range(out_w):
-                    w_low, w_high, w_padded = _window(ow, kernel_w, stride_w, pad_w, width)
-                    total = 0.0
-                    for h in range(h_low, h_high):
-                        for w in range(w_low, w_high):
-                            total += plane[_u(h), _u(w)]
-                    if count_include_pad:
-                        count = h_padded * w_padded
-                    else:
-                        count = (h_high - h_low) * (w_high - w_low)
-                    out[n, c, _u(oh), _u(ow)] = total / count
+    parts = descriptor[-1]
+    planes = data.shape[0] * data.shape[1]
+    if parts == 1:  # no parallel region: it costs microseconds
+        _avg_planes(data, out, descriptor, 0, planes)
+    else:
+        for part in numba.prange(parts):
+            first, last = row_range(part, parts, planes)
+            _avg_planes(data, out, descriptor, first, last)
 
 
 @numba.njit(cache=True)
-def max_pooling_backward(dy, argmax, like, data_grad):
-    """data_grad = zeros with each dy added at the cell its argmax names."""
-    batch, channels, height, width = data_grad.shape
+def _max_backward_planes(dy, argmax, data_grad, first, last):
+    channels, width = data_grad.shape[1], data_grad.shape[3]
     out_h, out_w = dy.shape[2], dy.shape[3]
-    data_grad[...] = 0
-    for n in range(batch):
-        for c in range(channels):
-            for oh in range(out_h):
-                for ow in range(out_w):
-                    index = argmax[n, c, oh, ow]
-                    data_grad[n, c, index // width, index % width] += dy[n, c, oh, ow]
+    for index in range(first, last):
+        n, c = divmod(index, channels)
+        plane = data_grad[n, c]
+        plane[...] = 0
+        for oh in range(out_h):
+            for ow in range(out_w):
+                cell = argmax[n, c, _u(oh), _u(ow)]
+                plane[_u(cell // width), _u(cell % width)] += dy[n, c, _u(oh), _u(ow)]
+
+
+@numba.njit(cache=True, parallel=True)
+def max_pooling_backward(dy, argmax, like, data_grad, descriptor):
+    """data_grad = zeros with each dy added at the cell its argmax names."""
+    parts = descriptor[-1]
+    planes = data_grad.shape[0] * data_grad.shape[1]
+    if parts == 1:  # no parallel region: it costs microseconds
+        _max_backward_planes(dy, argmax, data_grad, 0, planes)
+    else:
+        for part in numba.prange(parts):
+            first, last = row_range(part, parts, planes)
+            _max_backward_planes(dy, argmax, data_grad, first, last)
 
 
 @numba.njit(cache=True)
+def _avg_backward_planes(dy, data_grad, descriptor, first, last):
+    kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, count_include_pad = descriptor[:7]
+    channels, height, width = data_grad.shape[1], data_grad.shape[2], data_grad.shape[3]
+    out_h, out_w = dy.shape[2], dy.shape[3]
+    for index in range(first, last):
+        n, c = divmod(index, channels)
+        plane = data_grad[n, c]
+        plane[...] = 0
+        for oh in range(out_h):
+            h_low, h_high, h_padded = _window(oh, kernel_h, stride_h, pad_h, height)
+            for ow in range(out_w):
+                w_low, w_high, w_padded = _window(ow, kernel_w, stride_w, pad_w, width)
+                if count_include_pad:
+                    count = h_padded * w_padded
+                else:
+                    count = (h_high - h_low) * (w_high - w_low)
+                share = dy[n, c, _u(oh), _u(ow)] / count
+                for h in range(h_low, h_high):
+                    for w in range(w_low, w_high):
+                        plane[_u(h), _u(w)] += share
+
+
+@numba.njit(cache=True, parallel=True)
 def avg_pooling_backward(dy, like, data_grad, descriptor):
     """data_grad = each dy over its window's count, added over the window's input cells."""
-    kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, count_include_pad = descriptor
-    batch, channels, height, width = data_grad.shape
-    out_h, out_w = dy.shape[2], dy.shape[3]
-    data_grad[...] = 0
-    for n in range(batch):
-        for c in range(channels):
-            for oh in range(out_h):
-                h_low, h_high, h_padded = _window(oh, kernel_h, stride_h, pad_h, height)
-                for ow in range(out_w):
-                    w_low, w_high, w_padded = _window(ow, kernel_w, stride_w, pad_w, width)
-                    if count_include_pad:
-                        count = h_padded * w_padded
-                    else:
-                        count = (h_high - h_low) * (w_high - w_low)
-                    share = dy[n, c, _u(oh), _u(ow)] / count
-                    for h in range(h_low, h_high):
-                        for w in range(w_low, w_high):
-                            data_grad[n, c, _u(h), _u(w)] += share
+    parts = descriptor[-1]
+    planes = data_grad.shape[0] * data_grad.shape[1]
+    if parts == 1:  # no parallel region: it costs microseconds
+        _avg_backward_planes(dy, data_grad, descriptor, 0, planes)
+    else:
+        for part in numba.prange(parts):
+            first, last = row_range(part, parts, planes)
+            _avg_backward_planes(dy, data_grad, descriptor, first, last)
 
 
 # -- lowerings ----------------------------------------------------------------------------------
 
+# Input cells a pooling kernel reads or writes from which it splits its planes over threads.
+PARALLEL_CELLS = 32_768
+
+
+def _parts(spec: NodeSpec, data_shape: tuple) -> int:
+    planes = data_shape[0] * data_shape[1]
+    return parallel_parts(spec.options, planes, math.prod(data_shape), PARALLEL_CELLS)
+
 
 def _descriptor(spec: NodeSpec, data_shape: tuple) -> tuple[int, ...]:
-    """The ints (kh, kw, sh, sw, ph, pw, count_include_pad) of the window geometry as the
-    op's own rule resolves it (global_pool included), bound at bind as in ``conv.py``."""
+    """The ints (kh, kw, sh, sw, ph, pw, count_include_pad, parts) of the window geometry
+    as the op's own rule resolves it (global_pool included) and the threads' parts, bound
+    at bind as in ``conv.py``."""
     geometry = pool_geometry(spec.attrs, data_shape)
     include_pad = int(bool(spec.attrs["count_include_pad"]))
-    return (*geometry.kernel, *geometry.stride, *geometry.pad, include_pad)
+    return (
+        *geometry.kernel,
+        *geometry.stride,
+        *geometry.pad,
+        include_pad,
+        _parts(spec, data_shape),
+    )
 
 
-def _kernel(fn, descriptor: tuple[int, ...] | None = None) -> Kernel:
-    """The kernel, with the window geometry (if it needs one) bound at bind after the arrays."""
+def _kernel(fn, descriptor: tuple[int, ...]) -> Kernel:
+    """The kernel, with its descriptor bound at bind after the arrays."""
     source = inspect.getsource(fn.py_func)
-    if descriptor is None:
-        return Kernel(fn=fn, name=fn.__name__, source=source)
 
     def prepare(inputs, outputs, workspace):
         return (*inputs, *outputs, descriptor)
@@ -194,7 +265,7 @@ def lower_pooling(spec: NodeSpec) -> Kernel:
 def lower_max_pool_backward(spec: NodeSpec) -> Kernel:
     """dy scattered by argmax into zeros shaped like the pooled input; no workspace."""
     float_dtype(spec)
-    return _kernel(max_pooling_backward)
+    return _kernel(max_pooling_backward, (_parts(spec, spec.out_shapes[0]),))
 
 
 @lowering(TARGET, "_avg_pool_backward")

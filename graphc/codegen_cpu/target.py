@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 
 from graphc.backend.target import Target
 from graphc.codegen_cpu.numba_cache import call_repairing
 from graphc.codegen_cpu.sequence import compile_sequence
+from graphc.codegen_cpu.threads import bind_options, call_partitioned
 from graphc.codegen_cpu.train_loop import compile_training_loop
 from graphc.ir.ops.fused import ANCHOR_OPS
 from graphc.passes.fuse import FusionCapabilities
@@ -30,6 +33,7 @@ CPU = Target(
     fusion=FusionCapabilities(epilogue_anchors=ANCHOR_OPS, reductions=True),
     allocate_arena=allocate_arena,
     compile_sequence=compile_sequence,
-    call=call_repairing,
+    call=partial(call_partitioned, call_repairing),
     compile_training_loop=compile_training_loop,
+    bind_options=bind_options,
 )

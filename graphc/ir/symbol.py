@@ -201,8 +201,9 @@ class Symbol:
     ):
         """Allocate arguments and gradients from input shapes and bind an Executor.
 
-        ``options`` tunes code generation: ``fastmath`` (default False) and ``im2col_bytes``
-        (the convolution workspace bound, default 64 MiB). ``opt_level`` 0, 1 or 2 (default
+        ``options`` tunes code generation: ``fastmath`` (default False), ``im2col_bytes``
+        (the convolution workspace bound, default 64 MiB) and ``num_threads`` (the threads
+        the kernels split their work for; default ``gc.get_num_threads()``). ``opt_level`` 0, 1 or 2 (default
         ``GRAPHC_OPT_LEVEL``, else 2) selects the optimization passes."""
         return _binder("simple_bind")(
             self,

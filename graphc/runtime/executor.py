@@ -86,7 +86,8 @@ class Executor:
         self.grad_dict = grad_dict
         self.grad_req = grad_req
         self.aux_dict = aux_dict
-        self.options = dict(options or {})
+        self._user_options = dict(options or {})
+        self.options = {**self.target.bind_options(), **self._user_options}
         self.opt_level = resolve_opt_level(opt_level)
         self.dropout_counter = 0
         """Training forwards so far: the counter Dropout draws its masks from."""
@@ -541,7 +542,7 @@ class Executor:
             grads,
             dict(self.grad_req),
             aux,
-            self.options,
+            self._user_options,  # the target's own (its thread count) are read again
             self.opt_level,
             own_grads=False,  # writes the shared gradient arrays, which live in this arena
         )
