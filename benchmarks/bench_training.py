@@ -177,7 +177,7 @@ def overhead(steps: int) -> list[list[object]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--only", default="")
+    parser.add_argument("--only", default="", help="comma-separated models, e.g. lenet,charlm")
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--overhead-steps", type=int, default=20_000)
     parser.add_argument(
@@ -200,9 +200,12 @@ def main() -> None:
     # Python, and after the big models the garbage collector's passes over their objects
     # made it 18.7 us per step instead of 2.8.
     overhead_rows = overhead(args.overhead_steps)
+    only = set(args.only.split(",")) - {""}
+    if only - set(MODELS):
+        parser.error(f"--only: unknown models {sorted(only - set(MODELS))}; choose from {MODELS}")
     rows = []
     for name in MODELS:
-        if args.only and args.only != name:
+        if only and name not in only:
             continue
         x, y = _data(name)
         graphc_run(name, x, y)  # compiles and caches every kernel of this model

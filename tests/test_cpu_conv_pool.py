@@ -257,11 +257,16 @@ def test_pooling_kernels_match_reference(case, dtype, options):
     check_kernels(group, pool_inputs(pool, data), POOL_OPS, options)
 
 
-def test_max_pooling_argmax_is_the_first_winner_among_ties_and_nans():
+# The kernel has its own unrolled copies for 2x2 and 3x3 windows and a general one.
+@pytest.mark.parametrize(
+    "kernel, stride, pad",
+    [((3, 3), (2, 2), (1, 1)), ((2, 2), (2, 2), (0, 0)), ((2, 3), (1, 2), (1, 0))],
+)
+def test_max_pooling_argmax_is_the_first_winner_among_ties_and_nans(kernel, stride, pad):
     """Small integers tie in most windows; a NaN wins its windows; -inf windows still
     point at an input cell."""
     data = np.random.default_rng(2).integers(0, 3, (2, 2, 7, 7)).astype(np.float64)
     data[0, 0, 2, 3] = np.nan
     data[1, 1, :3, :3] = -np.inf
-    pool, group = pool_graph({**MAX, "kernel": (3, 3), "stride": (2, 2), "pad": (1, 1)})
+    pool, group = pool_graph({**MAX, "kernel": kernel, "stride": stride, "pad": pad})
     check_kernels(group, pool_inputs(pool, data), POOL_OPS)

@@ -19,6 +19,7 @@ dying input of the same shape).
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 
@@ -32,10 +33,17 @@ from graphc.backend.scalar_expr import (
     render_expression,
 )
 from graphc.backend.source_cache import load_kernel
-from graphc.codegen_cpu.elementwise import HEADER, decorator, flat_loop_lines, flat_parts
+from graphc.codegen_cpu.elementwise import (
+    HEADER,
+    PARALLEL_ELEMENTS,
+    decorator,
+    flat_loop_lines,
+    flat_parts,
+)
 from graphc.codegen_cpu.scalar_functions import CPU_SPELLINGS
 from graphc.codegen_cpu.sequence import kernel_reference
 from graphc.codegen_cpu.target import TARGET
+from graphc.codegen_cpu.threads import parallel_parts
 from graphc.ir.errors import BackendError
 from graphc.ir.ops.fused import (
     CONST,
@@ -135,23 +143,52 @@ def anchor_output_slot(spec: NodeSpec, members, shapes, dtypes) -> int | None:
     return None
 
 
-def render_fused(spec: NodeSpec, members, shapes, dtypes, anchor: tuple | None) -> str:
-    """The kernel source. ``anchor`` is (module, name) of the anchor's compiled kernel, or
-    None when the group has no anchor. Parameters: ``anchor_args`` and ``anchor_out`` (the
-    anchor's argument tuple and the array its output 0 is in) when anchored, then the
-    inputs, the outputs and one float64 accumulator per reduction."""
-    shape = _iteration_shape(spec, members, shapes)
-    stores, reductions = _output_targets(spec, members, shapes, anchor is not None)
-    flat = (
+def _is_flat(spec: NodeSpec, members, shape, reductions) -> bool:
+    return (
         not reductions
         and len(shape) != 0
         and all(_reads_full(member, spec, shape) for member in members)
     )
+
+
+def loop_parts(spec: NodeSpec, members, shapes, anchored: bool) -> int:
+    """How many threads' parts the fused loop splits into (``threads.py``).
+
+    A flat loop splits its positions. Nested loops split their outermost axis when every
+    reduction sums over that axis (a bias gradient sums over the batch): each part then
+    sums its rows into its own accumulators, which are added in part order after the loop,
+    so a count always gives the same bits and two counts differ only by that
+    reassociation of float64 partial sums."""
+    shape = _iteration_shape(spec, members, shapes)
+    _, reductions = _output_targets(spec, members, shapes, anchored)
+    elements = math.prod(shape)
+    if _is_flat(spec, members, shape, reductions):
+        return flat_parts(spec.options, elements)
+    if len(shape) == 0:
+        return 1
+    for member in reductions:
+        index, _ = _reduction_index(members[member], shape, tuple(shapes[member][0]))
+        if "i0" in re.findall(r"i\d+", index) and reductions[member][2] != 1:
+            return 1  # the batch axis is kept: its rows would need no partial sums at all,
+            # but the per-part accumulators assume them; rare enough to stay serial
+    return parallel_parts(spec.options, shape[0], elements, PARALLEL_ELEMENTS)
+
+
+def render_fused(
+    spec: NodeSpec, members, shapes, dtypes, anchor: tuple | None, parts: int = 1
+) -> str:
+    """The kernel source. ``anchor`` is (module, name) of the anchor's compiled kernel, or
+    None when the group has no anchor; ``parts`` comes from ``loop_parts``. Parameters:
+    ``anchor_args`` and ``anchor_out`` (the anchor's argument tuple and the array its output
+    0 is in) when anchored, then the inputs, the outputs and one float64 accumulator per
+    reduction (``parts`` times its output's size)."""
+    shape = _iteration_shape(spec, members, shapes)
+    stores, reductions = _output_targets(spec, members, shapes, anchor is not None)
+    flat = _is_flat(spec, members, shape, reductions)
     anchor_array = None
     if anchor is not None:
         slot = anchor_output_slot(spec, members, shapes, dtypes)
         anchor_array = "anchor_out" if slot is None else f"out{slot}"
-    parts = flat_parts(spec.options, math.prod(shape)) if flat else 1
     lines = [_kernel_header(spec, anchor, anchor_array, reductions, parts)]
     if anchor is not None:
         lines.append("    anchor(*anchor_args)")
@@ -159,16 +196,22 @@ def render_fused(spec: NodeSpec, members, shapes, dtypes, anchor: tuple | None) 
     body = _member_lines(spec, members, shape, dtypes, flat, anchor_array)
     for member, names in stores.items():
         body.extend(f"{_element(name, shape, flat)} = v{member}" for name in names)
-    sums, opening, closing = _reduction_lines(spec, members, shapes, shape, reductions)
+    sums, opening, closing = _reduction_lines(spec, members, shapes, shape, reductions, parts)
     body += sums
     if flat:
         lines += _flat_loop(spec, shape, stores, anchor_array, body, parts)
     else:
-        lines += _nested_loops(shape, body, opening, closing)
+        lines += _nested_loops(shape, body, opening, closing, parts)
     for output, accumulator, size in reductions.values():
         lines.append(f"    flat_{output} = {output}.reshape({size})")
         lines.append(f"    for k in range({size}):")
-        lines.append(f"        flat_{output}[k] = {accumulator}[k]")
+        if parts == 1:
+            lines.append(f"        flat_{output}[k] = {accumulator}[k]")
+            continue
+        lines.append(f"        total = {accumulator}[k]")
+        lines.append(f"        for p in range(1, {parts}):")
+        lines.append(f"            total += {accumulator}[p * {size} + k]")
+        lines.append(f"        flat_{output}[k] = total")
     return "\n".join(lines) + "\n"
 
 
@@ -230,9 +273,10 @@ def _member_lines(spec: NodeSpec, members, shape, dtypes, flat: bool, anchor_arr
     return body
 
 
-def _reduction_lines(spec: NodeSpec, members, shapes, shape, reductions) -> tuple:
+def _reduction_lines(spec: NodeSpec, members, shapes, shape, reductions, parts: int) -> tuple:
     """``(body, opening, closing)``: the loop body's additions of the reduced members, and
-    by loop depth the lines that start and finish each partial sum around that loop.
+    by loop depth the lines that start and finish each partial sum around that loop. With
+    several parts, each part adds into its own ``size`` accumulators (``loop_parts``).
 
     A reduction whose innermost axes are all reduced sums them in a local (a register) and
     adds it to its accumulator once per outer position: the bias gradient of a convolution
@@ -250,6 +294,8 @@ def _reduction_lines(spec: NodeSpec, members, shapes, shape, reductions) -> tupl
         index, depth = _reduction_index(members[member], shape, tuple(shapes[member][0]))
         if size == 1:  # one sum (kept axes of extent 1, as LinReg's (506, 1) bias gradient):
             index, depth = "0", 0  # a local for the whole loop, not a store per element
+        if parts > 1:
+            index = f"part * {size} + {index}"
         if depth == len(shape):
             body.append(f"{accumulator}[{index}] += v{source}")
             continue
@@ -274,18 +320,30 @@ def _flat_loop(
     return lines + loop + [indent + line for line in body]
 
 
-def _nested_loops(shape: tuple, body: list[str], opening: dict, closing: dict) -> list[str]:
+def _nested_loops(
+    shape: tuple, body: list[str], opening: dict, closing: dict, parts: int = 1
+) -> list[str]:
     """Loops over ``shape`` around ``body``; ``opening[d]`` and ``closing[d]`` lines go just
-    before and just after the loop over axis ``d`` (at its indentation)."""
+    before and just after the loop over axis ``d`` (at its indentation). With several
+    parts, a ``prange`` over the parts splits the outermost axis into ranges."""
     lines: list[str] = []
+    outer = "    "
+    if parts > 1:
+        lines += [
+            f"    for part in numba.prange({parts}):",
+            f"        first = part * {shape[0]} // {parts}",
+            f"        last = (part + 1) * {shape[0]} // {parts}",
+        ]
+        outer = "        "
     for depth in range(len(shape)):
-        indent = "    " * (depth + 1)
+        indent = outer + "    " * depth
         lines += [indent + line for line in opening.get(depth, [])]
-        lines.append(f"{indent}for i{depth} in range({shape[depth]}):")
-    innermost = "    " * (len(shape) + 1)
+        bounds = "first, last" if parts > 1 and depth == 0 else f"{shape[depth]}"
+        lines.append(f"{indent}for i{depth} in range({bounds}):")
+    innermost = outer + "    " * len(shape)
     lines += [innermost + line for line in body]
     for depth in reversed(range(len(shape))):
-        indent = "    " * (depth + 1)
+        indent = outer + "    " * depth
         lines += [indent + line for line in closing.get(depth, [])]
     return lines
 
@@ -343,8 +401,9 @@ def lower_fused(spec: NodeSpec) -> Kernel:
         if anchor_kernel.view_of is not None or anchor_kernel.needs_counter:
             raise BackendError(f"{spec.name} (_fused): {anchor.op} cannot anchor a fused kernel")
         reference = kernel_reference(anchor_kernel.fn)
-    source = render_fused(spec, members, shapes, dtypes, reference)
-    plan = _ArgumentPlan(spec, outputs, members, shapes, dtypes, anchor_kernel)
+    parts = loop_parts(spec, members, shapes, anchor is not None)
+    source = render_fused(spec, members, shapes, dtypes, reference, parts)
+    plan = _ArgumentPlan(spec, outputs, members, shapes, dtypes, anchor_kernel, parts)
     return Kernel(
         fn=load_kernel(source),
         workspace=plan.workspace,
@@ -358,7 +417,7 @@ def lower_fused(spec: NodeSpec) -> Kernel:
 class _ArgumentPlan:
     """The workspace a fused kernel needs and how the planned arrays become its arguments."""
 
-    def __init__(self, spec, outputs, members, shapes, dtypes, anchor_kernel) -> None:
+    def __init__(self, spec, outputs, members, shapes, dtypes, anchor_kernel, parts) -> None:
         self.workspace: tuple = ()
         slots: list = []
         anchor_targets: list = []  # per anchor output: ("out", k) or ("ws", slot)
@@ -382,7 +441,7 @@ class _ArgumentPlan:
             if members[member].op in REDUCTIONS and not (anchor_kernel is not None and member == 0):
                 size = int(np.prod(spec.out_shapes[k], dtype=np.int64))
                 reduction_slots.append(len(slots))
-                slots.append(((size,), np.dtype(np.float64)))
+                slots.append(((parts * size,), np.dtype(np.float64)))
         self.workspace = tuple(slots)
 
         def prepare(inputs: tuple, outs: tuple, workspace: tuple) -> tuple:
