@@ -25,17 +25,17 @@ chunk is still a C-contiguous matrix for BLAS.
 All functions are ``numba.njit(cache=True)`` at module level and compiled once per dtype and
 input layout, whatever the geometry. The geometry (kernel, stride, pad and rows per chunk)
 is bound at bind by each kernel's ``prepare`` as a tuple of ints, the last argument
-``descriptor = (kh, kw, sh, sw, ph, pw, rows)``. The alternative, an entry point
+``descriptor = (kh, kw, sh, sw, ph, pw, rows, parts)``. The alternative, an entry point
 generated per geometry with the numbers as constants, costs a Numba compile per distinct
 convolution, because Numba links and re-optimises everything it calls: measured 1.3-1.6 s
 each here, which made a cold run of this file's tests 97 s.
 Inputs may have any strides; outputs are C-contiguous, as ``lowering.py`` promises.
 
-The loops are serial. OpenBLAS already runs the GEMMs on both cores, and a ``prange`` over
-the channels of im2col or col2im did not measurably help on the 2-core machine: per chunk
-of LeNet's conv2, 0.2-0.4 ms serial against 0.14 ms to 8 ms in parallel (the OpenMP
-threading layer waiting a whole scheduler slice for a busy core; 0.4-0.5 ms with Numba's
-workqueue layer).
+Threads (``threads.py``): each pass splits its output rows into ``parts`` fixed at bind,
+one per thread of a ``prange``, and each part runs im2col, a single-threaded GEMM
+(``blas.gemm``) and its copies on its own slice of the workspace. Letting OpenBLAS thread
+each GEMM instead left im2col, col2im and the copies on one core (0.41-0.73 of NumPy's
+matmul at 2 threads), and a ``prange`` over channels inside im2col cost more than it gave.
 """
 
 from __future__ import annotations

@@ -79,6 +79,8 @@ def set_num_threads(count: int) -> None:
     1
     >>> gc.set_num_threads(before)
     """
+    if isinstance(count, (str, bool)):  # int("2") and int(True) would pass for counts
+        raise ValueError(f"set_num_threads: the thread count must be an integer, got {count!r}")
     _state["threads"] = _checked(count, "set_num_threads")
 
 
