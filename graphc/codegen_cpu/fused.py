@@ -169,8 +169,9 @@ def loop_parts(spec: NodeSpec, members, shapes, anchored: bool) -> int:
     for member in reductions:
         index, _ = _reduction_index(members[member], shape, tuple(shapes[member][0]))
         if "i0" in re.findall(r"i\d+", index) and reductions[member][2] != 1:
-            return 1  # the batch axis is kept: its rows would need no partial sums at all,
-            # but the per-part accumulators assume them; rare enough to stay serial
+            # A kept outer axis: the sum over parts would add other parts' zeros to each
+            # entry (turning -0.0 into 0.0), so the count would change bits. Serial.
+            return 1
     return parallel_parts(spec.options, shape[0], elements, PARALLEL_ELEMENTS)
 
 
