@@ -145,10 +145,10 @@ def test_training_depends_on_the_thread_count_only_by_reassociation():
     float32 reassociation (partial sums added per part, threads.py), and the same bits on
     a second run at one count."""
     one = _train(1)
-    two = _train(2)
-    for name in one:
-        np.testing.assert_allclose(two[name], one[name], rtol=2e-4, atol=2e-5, err_msg=name)
     for count in (2, 3):
         first, again = _train(count), _train(count)
-        for name in first:
+        for name in one:
+            np.testing.assert_allclose(
+                first[name], one[name], rtol=2e-4, atol=2e-5, err_msg=f"{name} at {count}"
+            )
             np.testing.assert_array_equal(again[name], first[name], err_msg=f"{name} at {count}")

@@ -19,7 +19,6 @@ dying input of the same shape).
 from __future__ import annotations
 
 import math
-import re
 
 import numpy as np
 
@@ -154,11 +153,10 @@ def _is_flat(spec: NodeSpec, members, shape, reductions) -> bool:
 def loop_parts(spec: NodeSpec, members, shapes, anchored: bool) -> int:
     """How many threads' parts the fused loop splits into (``threads.py``).
 
-    A flat loop splits its positions. Nested loops split their outermost axis when every
-    reduction sums over that axis (a bias gradient sums over the batch): each part then
-    sums its rows into its own accumulators, which are added in part order after the loop,
-    so a count always gives the same bits and two counts differ only by that
-    reassociation of float64 partial sums."""
+    A flat loop splits its positions. Nested loops split their outermost axis (a bias
+    gradient sums over the batch): each part sums its rows into its own accumulators,
+    which are added in part order after the loop, so a count always gives the same bits
+    and two counts differ only by that reassociation of float64 partial sums."""
     shape = _iteration_shape(spec, members, shapes)
     _, reductions = _output_targets(spec, members, shapes, anchored)
     elements = math.prod(shape)
@@ -166,12 +164,9 @@ def loop_parts(spec: NodeSpec, members, shapes, anchored: bool) -> int:
         return flat_parts(spec.options, elements)
     if len(shape) == 0:
         return 1
-    for member in reductions:
-        index, _ = _reduction_index(members[member], shape, tuple(shapes[member][0]))
-        if "i0" in re.findall(r"i\d+", index) and reductions[member][2] != 1:
-            # A kept outer axis: the sum over parts would add other parts' zeros to each
-            # entry (turning -0.0 into 0.0), so the count would change bits. Serial.
-            return 1
+    # A reduction that keeps the outer axis splits too: each entry then has one owning
+    # part, and adding the other parts' zeros changes no bits (an accumulator that starts
+    # at 0.0 never holds -0.0).
     return parallel_parts(spec.options, shape[0], elements, PARALLEL_ELEMENTS)
 
 
