@@ -10,10 +10,20 @@ down; a ``unit`` test that compiles a Numba function fails and says so.
 """
 
 import os
+import sys
 import tempfile
 
 import pytest
 
+# Numba reads its environment once, when it is imported: imported before this file (by a
+# plugin, or a filterwarnings entry in pyproject.toml naming a graphc class, which pytest
+# 9.2 imports while it parses its options), it would count no allocations and cache in
+# the user's ~/.cache.
+if "numba.core.config" in sys.modules:
+    raise pytest.UsageError(
+        "numba was imported before tests/conftest.py could set NUMBA_NRT_STATS and the"
+        " cache folder; keep graphc and numba out of pytest's options and plugins"
+    )
 os.environ.setdefault("NUMBA_NRT_STATS", "1")
 os.environ.setdefault("GRAPHC_CACHE_DIR", os.path.join(tempfile.gettempdir(), "graphc-test-cache"))
 
@@ -23,6 +33,13 @@ from graphc.backend.cache_location import route_numba_cache  # noqa: E402
 route_numba_cache()
 
 NOT_CPU = ("unit", "cuda", "mpi")
+
+
+def pytest_configure(config):
+    # Tests that go step by step on purpose (a batch_end_callback) need not repeat that
+    # warning; the tests of the warning itself catch it with pytest.warns, which filters do
+    # not hide.
+    config.addinivalue_line("filterwarnings", "ignore::graphc.StepByStepWarning")
 
 
 def pytest_collection_modifyitems(items):

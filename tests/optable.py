@@ -228,6 +228,14 @@ CASES = [
         lambda v: [v["a"].T @ v["b"].T],
     ),
     OpCase(
+        # a.T @ b summing over 8 times more rows than it outputs: the kernel splits the sum
+        # (codegen_cpu/gemm.py), 27 rows into 2 or 3 parts in the split tests.
+        "dot_tn_long_sum",
+        lambda: gc.dot(a, b, transpose_a=True),
+        {"a": normal(27, 3), "b": normal(27, 2)},
+        lambda v: [v["a"].T @ v["b"]],
+    ),
+    OpCase(
         "dot_nd",
         lambda: a @ b,
         {"a": normal(2, 3, 5), "b": normal(5, 1)},

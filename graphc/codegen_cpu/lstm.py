@@ -307,6 +307,25 @@ def _column_sums(matrix, sums, first, last):
             sums[_u(r)] += values[_u(r)]
 
 
+@numba.njit(cache=True)
+def _weight_rows(partials, i2h_weight_grad, h2h_weight_grad, first, last):
+    """Rows [first, last) of both weight gradients: the sum of the parts' partials of
+    dz.T @ [x | h_prev], in part order (the same bits on every run)."""
+    features = i2h_weight_grad.shape[1]
+    hidden = h2h_weight_grad.shape[1]
+    for r in range(first, last):
+        x_row = i2h_weight_grad[r]
+        h_row = h2h_weight_grad[r]
+        x_row[:] = partials[0, r, :features]
+        h_row[:] = partials[0, r, features:]
+        for part in range(1, partials.shape[0]):
+            row = partials[part, r]
+            for k in range(features):
+                x_row[_u(k)] += row[_u(k)]
+            for k in range(hidden):
+                h_row[_u(k)] += row[_u(features + k)]
+
+
 @numba.njit(cache=True, parallel=True)
 def _backward_steps(
     d_output,
@@ -324,8 +343,8 @@ def _backward_steps(
     i2h_bias_grad,
     h2h_bias_grad,
     d_gates,
-    data_rows,
-    h_prev_rows,
+    step_rows,
+    weight_partials,
     i2h_weight_c,
     h2h_weight_c,
     h_initial,
@@ -342,6 +361,9 @@ def _backward_steps(
     zero = d_gates.dtype.type(0.0)
     rows = steps * batch
     gate_width = 4 * hidden
+    # Step r's input and the hidden state it started from, side by side: (T*N, I + H).
+    data_rows = step_rows[:, :features]
+    h_prev_rows = step_rows[:, features:]
     i2h_weight_c[:] = i2h_weight
     h2h_weight_c[:] = h2h_weight
     dh_next[:] = d_state
@@ -369,23 +391,20 @@ def _backward_steps(
     data_grad_rows = data_grad.reshape((rows, features))
     if parts == 1:  # no parallel region: it costs microseconds
         gemm(one, dz_rows, i2h_weight_c, zero, data_grad_rows)
+        gemm(one, dz_rows.T, step_rows, zero, weight_partials[0])
+        _weight_rows(weight_partials, i2h_weight_grad, h2h_weight_grad, 0, gate_width)
+        _column_sums(dz_rows, i2h_bias_grad, 0, gate_width)
     else:
+        # Both weight gradients are one GEMM, dz.T @ [x | h_prev], split over the rows it
+        # sums (contiguous blocks of dz and of the step rows, read once): each part's partial
+        # sum goes to its own slice, and the partials are added in part order.
         for part in numba.prange(parts):
             first, last = row_range(part, parts, rows)
             gemm(one, dz_rows[first:last], i2h_weight_c, zero, data_grad_rows[first:last])
-    # The weight gradients sum over every step and row; each part computes whole rows of
-    # them (columns of dz), so the split changes no sum.
-    if parts == 1:  # no parallel region: it costs microseconds
-        block = dz_rows.T
-        gemm(one, block, data_rows, zero, i2h_weight_grad)
-        gemm(one, block, h_prev_rows, zero, h2h_weight_grad)
-        _column_sums(dz_rows, i2h_bias_grad, 0, gate_width)
-    else:
+            gemm(one, dz_rows[first:last].T, step_rows[first:last], zero, weight_partials[part])
         for part in numba.prange(parts):
             first, last = row_range(part, parts, gate_width)
-            block = dz_rows[:, first:last].T
-            gemm(one, block, data_rows, zero, i2h_weight_grad[first:last])
-            gemm(one, block, h_prev_rows, zero, h2h_weight_grad[first:last])
+            _weight_rows(weight_partials, i2h_weight_grad, h2h_weight_grad, first, last)
             _column_sums(dz_rows, i2h_bias_grad, first, last)
     h2h_bias_grad[:] = i2h_bias_grad
 
@@ -399,7 +418,7 @@ def lstm_backward(
     state, state_cell, has_state, has_state_cell, output, gates, cells,
     data_grad, i2h_weight_grad, h2h_weight_grad, i2h_bias_grad, h2h_bias_grad,
     state_grad, state_cell_grad,
-    d_gates, data_rows, h_prev_rows, i2h_weight_c, h2h_weight_c,
+    d_gates, step_rows, weight_partials, i2h_weight_c, h2h_weight_c,
     h_initial, c_initial, dh_next, dc_next, parts,
 ):  # fmt: skip
     _initial_state(h_initial, state, has_state)
@@ -407,7 +426,7 @@ def lstm_backward(
     _backward_steps(
         d_output, d_state, d_state_cell, data, i2h_weight, h2h_weight, output, gates, cells,
         data_grad, i2h_weight_grad, h2h_weight_grad, i2h_bias_grad, h2h_bias_grad,
-        d_gates, data_rows, h_prev_rows, i2h_weight_c, h2h_weight_c,
+        d_gates, step_rows, weight_partials, i2h_weight_c, h2h_weight_c,
         h_initial, c_initial, dh_next, dc_next, parts,
     )  # fmt: skip
     if has_state:
@@ -503,7 +522,8 @@ def lower_lstm(spec: NodeSpec) -> Kernel:
 @lowering(TARGET, "_lstm_backward")
 def lower_lstm_backward(spec: NodeSpec) -> Kernel:
     """The backward kernel of one _lstm_backward node; its workspace is every step's dz
-    (T, N, 4H), data and the previous hidden states as rows, contiguous copies of both
+    (T, N, 4H), data and the previous hidden states side by side as rows (T*N, I + H), one
+    partial sum of both weight gradients (4H, I + H) per part, contiguous copies of both
     weights, the initial states and the gradients flowing to the previous step.
 
     >>> import numpy as np
@@ -513,15 +533,16 @@ def lower_lstm_backward(spec: NodeSpec) -> Kernel:
     ...     (3, 1, 2)), (np.dtype("float32"),) * 9, ((3, 1, 5), (8, 5), (8, 2), (8,), (8,)),
     ...     (np.dtype("float32"),) * 5)
     >>> [shape for shape, dtype in lower_lstm_backward(spec).workspace][:3]
-    [(3, 1, 8), (3, 5), (3, 2)]
+    [(3, 1, 8), (3, 7), (1, 8, 7)]
     """
     dtype = uniform_float_dtype(spec)
     steps, batch, features = spec.in_shapes[3]
     hidden = spec.attrs["num_hidden"]
+    parts = _parts(spec, steps, batch, features, hidden)
     workspace = (
         ((steps, batch, 4 * hidden), dtype),
-        ((steps * batch, features), dtype),
-        ((steps * batch, hidden), dtype),
+        ((steps * batch, features + hidden), dtype),
+        ((parts, 4 * hidden, features + hidden), dtype),
         ((4 * hidden, features), dtype),
         ((4 * hidden, hidden), dtype),
         ((batch, hidden), dtype),
@@ -532,5 +553,5 @@ def lower_lstm_backward(spec: NodeSpec) -> Kernel:
     return Kernel(
         fn=lstm_backward, workspace=workspace, name="lstm_backward",
         source=_source(lstm_backward, _backward_steps, _backward_part, _gate_gradient_rows),
-        prepare=_backward_prepare(*_flags(spec), _parts(spec, steps, batch, features, hidden)),
+        prepare=_backward_prepare(*_flags(spec), parts),
     )  # fmt: skip

@@ -17,8 +17,8 @@ reference executor, the oracle, is the only NumPy matmul), so that pool is left 
 
 The thread count is bound with the kernels: it reaches every lowering as the bind option
 ``num_threads`` (the partition), so a result depends on the count only through the order in
-which per-part partial sums are added (a convolution's weight gradient, a fused
-bias-gradient reduction), and a given count gives the same bits on every run: the parts are fixed at
+which per-part partial sums are added (the weight gradients of a convolution and an LSTM,
+a dot that sums over many rows, a fused bias-gradient reduction), and a given count gives the same bits on every run: the parts are fixed at
 bind, never scheduled dynamically, and their partial sums are added in part order.
 
 Measured on the 2-core development machine: a Numba parallel region costs 1.7 us with the
