@@ -39,12 +39,13 @@ from graphc.codegen_cpu.reduce import sum_workspace, tree_sum, tree_sum_rows
 from graphc.codegen_cpu.target import TARGET
 from graphc.codegen_cpu.threads import parallel_parts
 
+# The hash's constants come from the op's definition, so the two cannot drift apart.
+from graphc.ir.ops.dropout import _GOLDEN, _MIX1, _MIX2
+from graphc.ir.ops.loss import SoftmaxLabelError
+
 # Softmax rows (an exp per value) from which the rows split over threads: 20,000 values
 # take about 0.1 ms on one core here, 50 times a parallel region's cost.
 PARALLEL_ELEMENTS = 20_000
-
-# The hash's constants come from the op's definition, so the two cannot drift apart.
-from graphc.ir.ops.dropout import _GOLDEN, _MIX1, _MIX2
 
 # -- SoftmaxOutput -----------------------------------------------------------------------------
 
@@ -60,46 +61,16 @@ def copy_kernel(data, out):
 
 
 @numba.njit(cache=True)
-def spelled_number(value):
-    """``value`` as Python's ``repr`` spells a float, to six decimals: ``5.0``, ``-1.0``,
-    ``2.5``, ``nan``, ``inf``."""
-    if value != value:
-        return "nan"
-    if value == math.inf or value == -math.inf:
-        return "inf" if value > 0 else "-inf"
-    sign = "-" if value < 0 else ""
-    magnitude = abs(value)
-    if magnitude >= 1e15:  # no fraction digit left to show
-        return sign + str(int(magnitude)) + ".0"
-    whole = int(magnitude)
-    fraction = int(round((magnitude - whole) * 1e6))
-    if fraction == 1000000:
-        whole, fraction = whole + 1, 0
-    digits = str(fraction)
-    digits = "0" * (6 - len(digits)) + digits
-    while len(digits) > 1 and digits[-1] == "0":
-        digits = digits[:-1]
-    return sign + str(whole) + "." + digits
-
-
-@numba.njit(cache=True)
 def check_class_labels(label, classes, use_ignore, ignore_label):
-    """ValueError unless every label is an integer in [0, classes) or, with ``use_ignore``,
-    ``ignore_label``: the rule of ``_softmax_bad_label`` in ``graphc/ir/ops/loss.py``."""
+    """SoftmaxLabelError unless every label is an integer in [0, classes) or, with
+    ``use_ignore``, ``ignore_label``: the rule of ``_softmax_bad_label`` in
+    ``graphc/ir/ops/loss.py``, whose exception builds the message from the numbers."""
     position = 0
     for value in label.flat:
         ignored = use_ignore and value == ignore_label
         if not ignored and (not (value >= 0 and value < classes) or value != math.floor(value)):
-            rule = "a class index in [0, " + str(classes) + ")"
-            if use_ignore:
-                rule += " or ignore_label " + spelled_number(float(ignore_label))
-            raise ValueError(
-                "SoftmaxOutput: label element "
-                + str(position)
-                + " is "
-                + spelled_number(float(value))
-                + "; it must be "
-                + rule
+            raise SoftmaxLabelError(
+                position, float(value), classes, use_ignore, float(ignore_label)
             )
         position += 1
 

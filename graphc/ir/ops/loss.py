@@ -106,21 +106,42 @@ def _softmax_bad_label(attrs, data: tuple, label: np.ndarray) -> int | None:
     return int(bad[0]) if bad.size else None
 
 
-def _softmax_label_rule(attrs, data: tuple) -> str:
-    rule = f"a class index in [0, {_softmax_classes(attrs, data)})"
-    if attrs["use_ignore"]:
-        rule += f" or ignore_label {float(attrs['ignore_label'])!r}"
+def _label_rule(classes: int, use_ignore: bool, ignore_label: float) -> str:
+    rule = f"a class index in [0, {classes})"
+    if use_ignore:
+        rule += f" or ignore_label {float(ignore_label)!r}"
     return rule
 
 
+def _softmax_label_rule(attrs, data: tuple) -> str:
+    return _label_rule(_softmax_classes(attrs, data), attrs["use_ignore"], attrs["ignore_label"])
+
+
+class SoftmaxLabelError(ValueError):
+    """A SoftmaxOutput label that is not a class index: the message names its flat position
+    and value. The reference raises it and so do the backends' kernels, from numbers alone
+    (a compiled kernel that formatted the message itself would take seconds more to
+    compile: Numba's string formatting of floats, measured 1-3 s a cold start).
+
+    >>> str(SoftmaxLabelError(3, -1.0, 4, False, -1.0))
+    'SoftmaxOutput: label element 3 is -1.0; it must be a class index in [0, 4)'
+    """
+
+    def __init__(self, position, value, classes, use_ignore, ignore_label) -> None:
+        super().__init__(
+            f"SoftmaxOutput: label element {int(position)} is {float(value)!r}; it must be "
+            f"{_label_rule(int(classes), bool(use_ignore), ignore_label)}"
+        )
+
+
 def _check_softmax_label(attrs, data: tuple, label: np.ndarray) -> None:
-    """ValueError naming the first label element that is not a class index, and its value."""
+    """SoftmaxLabelError naming the first label element that is not a class index."""
     position = _softmax_bad_label(attrs, data, label)
     if position is not None:
         value = float(np.asarray(label).flat[position])
-        raise ValueError(
-            f"SoftmaxOutput: label element {position} is {value!r}; it must be "
-            f"{_softmax_label_rule(attrs, data)}"
+        classes = _softmax_classes(attrs, data)
+        raise SoftmaxLabelError(
+            position, value, classes, attrs["use_ignore"], attrs["ignore_label"]
         )
 
 
