@@ -4,9 +4,12 @@ two batches through ``Model.fit``, with the seconds each took.
     .venv/bin/python benchmarks/profile_compile.py --model lenet
     .venv/bin/python benchmarks/profile_compile.py --model charlm --top 30
     .venv/bin/python benchmarks/profile_compile.py --model lenet --warm   # a second process
+    .venv/bin/python benchmarks/profile_compile.py --model lenet --new-shape 64,1,28,28
+    .venv/bin/python benchmarks/profile_compile.py --model charlm --new-shape 50,128
 
 The child is ``bench_compile.py``'s ``--fit`` child, run over empty graphc and Numba caches
-(``--warm``: over the caches a first child left), with a listener on Numba's
+(``--warm``: over the caches a first child left; ``--new-shape``: over the caches a first
+child left at the model's usual data shape, the second at this one), with a listener on Numba's
 ``numba:compile`` event, which fires for every compile that is not a load from Numba's disk
 cache. A function compiled while another compiles (a kernel its caller calls) is timed in
 both: ``inclusive`` is the whole event, ``exclusive`` leaves out the nested compiles, and
@@ -61,13 +64,13 @@ REPORT = textwrap.dedent(
 )
 
 
-def run_child(model: str, cache: str) -> tuple[list[float], list]:
+def run_child(model: str, cache: str, shape=None) -> tuple[list[float], list]:
     env = dict(
         os.environ,
         GRAPHC_CACHE_DIR=os.path.join(cache, "graphc"),
         NUMBA_CACHE_DIR=os.path.join(cache, "numba"),
     )
-    code = RECORDER + FIT_CHILD.format(model=model, shape=SHAPES[model]) + REPORT
+    code = RECORDER + FIT_CHILD.format(model=model, shape=shape or SHAPES[model]) + REPORT
     result = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
@@ -82,11 +85,15 @@ def main() -> None:
     parser.add_argument("--model", default="lenet", choices=sorted(SHAPES))
     parser.add_argument("--top", type=int, default=20)
     parser.add_argument("--warm", action="store_true", help="profile a second process")
+    parser.add_argument(
+        "--new-shape", default="", help="D1,D2,...: a second process at this data shape"
+    )
     args = parser.parse_args()
+    shape = tuple(int(d) for d in args.new_shape.split(",")) if args.new_shape else None
     with tempfile.TemporaryDirectory() as cache:
-        if args.warm:
+        if args.warm or shape:
             run_child(args.model, cache)
-        (imported, bound, fit), records = run_child(args.model, cache)
+        (imported, bound, fit), records = run_child(args.model, cache, shape)
     groups: dict[tuple[str, str], list[float]] = {}
     for module, name, inclusive, exclusive in records:
         row = groups.setdefault((module, name), [0, 0.0, 0.0])
@@ -96,6 +103,8 @@ def main() -> None:
     total = sum(row[2] for row in groups.values())
     generated = sum(row[2] for (module, _), row in groups.items() if "graphc_kernels" in module)
     start = "warm" if args.warm else "cold"
+    if shape:
+        start = f"new shape {shape} over a warm cache"
     print(
         f"model: {args.model}, {start} start: import {imported:.2f} s, set-up {bound:.2f} s,"
         f" fit {fit:.2f} s; {len(records)} compiles of {len(groups)} functions,"

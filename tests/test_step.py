@@ -88,7 +88,7 @@ def test_forward_and_backward_are_one_compiled_call_each(monkeypatch, capfd):
     monkeypatch.setenv("GRAPHC_DUMP", "sequence")
     exe = gc.models.mlp().simple_bind(gc.cpu(), data=(4, 784))
     dumped = capfd.readouterr().err
-    assert "def run(arguments, counter, training):" in dumped
+    assert "def run(entries, arguments, counter, training):" in dumped
     assert "# fused(fc1, relu1): fc1 (FullyConnected) at" in dumped
     calls = []
     monkeypatch.setattr(launch_module, "call_launch", lambda *args: calls.append(args))

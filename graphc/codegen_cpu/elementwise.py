@@ -49,8 +49,9 @@ def flat_parts(options, elements: int) -> int:
     return parallel_parts(options, elements, elements, PARALLEL_ELEMENTS)
 
 
-def flat_loop_lines(elements: int, parts: int, indent: str = "    ") -> tuple[list[str], str]:
-    """The loop header over flat index ``i`` in [0, elements), split into ``parts`` ranges
+def flat_loop_lines(elements, parts: int, indent: str = "    ") -> tuple[list[str], str]:
+    """The loop header over flat index ``i`` in [0, elements) (a count, or the source of
+    an expression that gives it at run time), split into ``parts`` ranges
     of a ``prange`` when there is more than one, and the indent of its body. The index is
     unsigned: with a signed one Numba adds a wraparound select to every access of a loop
     that does not start at 0, and LLVM does not vectorize it (as in ``conv.py``)."""
@@ -100,7 +101,8 @@ def render_kernel(
         lines.append("    flat_out = out0.ravel()")
         for i in used:
             lines.append(f"    flat{i} = in{i}.ravel()")
-        loop, indent = flat_loop_lines(elements, parts)
+        # The length is read at run time: one compiled kernel serves every batch size.
+        loop, indent = flat_loop_lines("flat_out.size", parts)
         lines += loop
         operands = {i: f"flat{i}[i]" for i in used}
         expression = render_expression(

@@ -197,7 +197,10 @@ def render_fused(
     if flat:
         lines += _flat_loop(spec, shape, stores, anchor_array, body, parts)
     else:
-        lines += _nested_loops(shape, body, opening, closing, parts)
+        batch = _batch_array(spec, members, shapes, shape, stores, reductions, anchor_array)
+        if batch is not None:
+            lines.append(f"    n0 = {batch}.shape[0]")
+        lines += _nested_loops(shape, body, opening, closing, parts, batch is not None)
     for output, accumulator, size in reductions.values():
         lines.append(f"    flat_{output} = {output}.reshape({size})")
         lines.append(f"    for k in range({size}):")
@@ -209,6 +212,23 @@ def render_fused(
         lines.append(f"            total += {accumulator}[p * {size} + k]")
         lines.append(f"        flat_{output}[k] = total")
     return "\n".join(lines) + "\n"
+
+
+def _batch_array(spec: NodeSpec, members, shapes, shape, stores, reductions, anchor_array):
+    """An array of the iteration shape whose leading extent the nested loops read at run
+    time (``n0``), so that one compiled kernel serves every batch size; None where the
+    source depends on that extent anyway (a reduction that keeps the leading axis has
+    accumulators of its size, and an extent of 1 broadcasts differently)."""
+    if len(shape) == 0 or shape[0] == 1:
+        return None
+    for member in reductions:
+        index, _ = _reduction_index(members[member], shape, tuple(shapes[member][0]))
+        if "i0" in index.replace("(", " ").replace(")", " ").split():
+            return None
+    candidates = [anchor_array] if anchor_array is not None else []
+    candidates += [name for names in stores.values() for name in names]
+    candidates += [f"in{k}" for k, s in enumerate(spec.in_shapes) if tuple(s) == shape]
+    return candidates[0] if candidates else None
 
 
 def _output_targets(spec: NodeSpec, members, shapes, anchored: bool) -> tuple[dict, dict]:
@@ -312,29 +332,43 @@ def _flat_loop(
     if anchor_array is not None and anchor_array not in arrays:
         arrays = [anchor_array, *arrays]
     lines = [f"    flat_{array} = {array}.ravel()" for array in arrays]
-    loop, indent = flat_loop_lines(int(np.prod(shape)), parts)
+    # The length is read at run time from an array of the iteration shape (an output, or
+    # the anchor's), so that one compiled kernel serves every batch size.
+    sized = [anchor_array] if anchor_array is not None else []
+    sized += [name for names in stores.values() for name in names]
+    elements = f"flat_{sized[0]}.size" if sized else str(int(np.prod(shape)))
+    loop, indent = flat_loop_lines(elements, parts)
     return lines + loop + [indent + line for line in body]
 
 
 def _nested_loops(
-    shape: tuple, body: list[str], opening: dict, closing: dict, parts: int = 1
+    shape: tuple,
+    body: list[str],
+    opening: dict,
+    closing: dict,
+    parts: int = 1,
+    batch_at_run_time: bool = False,
 ) -> list[str]:
     """Loops over ``shape`` around ``body``; ``opening[d]`` and ``closing[d]`` lines go just
     before and just after the loop over axis ``d`` (at its indentation). With several
-    parts, a ``prange`` over the parts splits the outermost axis into ranges."""
+    parts, a ``prange`` over the parts splits the outermost axis into ranges. With
+    ``batch_at_run_time`` the outermost extent is the variable ``n0``."""
     lines: list[str] = []
     outer = "    "
+    extents = [str(dim) for dim in shape]
+    if batch_at_run_time:
+        extents[0] = "n0"
     if parts > 1:
         lines += [
             f"    for part in numba.prange({parts}):",
-            f"        first = part * {shape[0]} // {parts}",
-            f"        last = (part + 1) * {shape[0]} // {parts}",
+            f"        first = part * {extents[0]} // {parts}",
+            f"        last = (part + 1) * {extents[0]} // {parts}",
         ]
         outer = "        "
     for depth in range(len(shape)):
         indent = outer + "    " * depth
         lines += [indent + line for line in opening.get(depth, [])]
-        bounds = "first, last" if parts > 1 and depth == 0 else f"{shape[depth]}"
+        bounds = "first, last" if parts > 1 and depth == 0 else extents[depth]
         lines.append(f"{indent}for i{depth} in range({bounds}):")
     innermost = outer + "    " * len(shape)
     lines += [innermost + line for line in body]

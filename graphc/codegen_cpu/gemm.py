@@ -126,13 +126,23 @@ def _split_inner(a, b, out, partials, parts):
 
 
 @numba.njit(**_JIT)
-def _dot_inner_tn(a, b, out, partials, parts):
-    _split_inner(a.T, b, out, partials, parts)
+def _dot_tn(a, b, out, partials, parts):
+    """a.T @ b; with ``partials`` (parts - 1 products) split over the rows it sums, else
+    (no partials) over its output rows. One signature whichever way a batch size chooses,
+    so a new batch size compiles nothing."""
+    if partials.shape[0] > 0:
+        _split_inner(a.T, b, out, partials, parts)
+    else:
+        _split_rows(a.T, b, out, parts)
 
 
 @numba.njit(**_JIT)
-def _dot_inner_tt(a, b, out, partials, parts):
-    _split_inner(a.T, b.T, out, partials, parts)
+def _dot_tt(a, b, out, partials, parts):
+    """a.T @ b.T, split as :func:`_dot_tn`."""
+    if partials.shape[0] > 0:
+        _split_inner(a.T, b.T, out, partials, parts)
+    else:
+        _split_rows(a.T, b.T, out, parts)
 
 
 @numba.njit(**_JIT)
@@ -145,16 +155,6 @@ def _dot_nn(a, b, out, parts):
 def _dot_nt(a, b, out, parts):
     rows = a.size // a.shape[-1]
     _split_rows(a.reshape(rows, a.shape[-1]), b.T, out.reshape(rows, b.shape[0]), parts)
-
-
-@numba.njit(**_JIT)
-def _dot_tn(a, b, out, parts):
-    _split_rows(a.T, b, out, parts)
-
-
-@numba.njit(**_JIT)
-def _dot_tt(a, b, out, parts):
-    _split_rows(a.T, b.T, out, parts)
 
 
 _DOT = {
@@ -177,7 +177,7 @@ def lower_dot(spec: NodeSpec) -> Kernel:
     ...     ((12800, 256), (12800, 84)), (f32, f32), ((256, 84),), (f32,), {"num_threads": 2})
     >>> kernel = lower_dot(spec)
     >>> kernel.name, [shape for shape, dtype in kernel.workspace]
-    ('dot_inner_tn', [(1, 256, 84)])
+    ('dot_tn', [(1, 256, 84)])
     """
     key = (spec.attrs["transpose_a"], spec.attrs["transpose_b"])
     out_shape = spec.out_shapes[0]
@@ -186,19 +186,22 @@ def lower_dot(spec: NodeSpec) -> Kernel:
     cols = out_shape[-1] if out_shape else 1
     rows = math.prod(out_shape) // max(cols, 1)
     name = f"dot_{'t' if key[0] else 'n'}{'t' if key[1] else 'n'}"
-    if key[0] and len(a_shape) == 2 and inner >= INNER_SPLIT * rows:
-        # a.T @ b over a's rows: both operands' blocks of the sum are contiguous rows.
-        parts = parallel_parts(spec.options, inner, 2 * rows * inner * cols, PARALLEL_FLOPS)
-        if parts > 1:
-            fn = _dot_inner_tt if key[1] else _dot_inner_tn
-            workspace = (((parts - 1, rows, cols), spec.out_dtypes[0]),)
+    if not key[0]:
+        return _with_parts(_DOT[key], name, _parts(spec, rows, inner, cols))
+    # a.T @ b: split over a's rows (both operands' blocks of the sum are contiguous rows)
+    # when it sums over many more rows than it outputs, with a workspace of partials; an
+    # empty one says to split the output rows.
+    parts = parallel_parts(spec.options, inner, 2 * rows * inner * cols, PARALLEL_FLOPS)
+    if not (len(a_shape) == 2 and inner >= INNER_SPLIT * rows and parts > 1):
+        parts = _parts(spec, rows, inner, cols)
+        workspace = (((0, rows, cols), spec.out_dtypes[0]),)
+    else:
+        workspace = (((parts - 1, rows, cols), spec.out_dtypes[0]),)
 
-            def prepare(inputs, outputs, buffers):
-                return (*inputs, *outputs, *buffers, parts)
+    def prepare(inputs, outputs, buffers):
+        return (*inputs, *outputs, *buffers, parts)
 
-            return Kernel(fn, workspace=workspace, name=f"dot_inner_{name[4:]}", prepare=prepare)
-    parts = _parts(spec, rows, inner, cols)
-    return _with_parts(_DOT[key], name, parts)
+    return Kernel(_DOT[key], workspace=workspace, name=name, prepare=prepare)
 
 
 @numba.njit(cache=True, parallel=True)

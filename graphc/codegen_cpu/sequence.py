@@ -10,6 +10,14 @@ source without those comments is what is compiled and cached on disk, like every
 Calling convention: ``run(arguments, counter, training)`` where ``arguments`` holds one
 tuple per kernel (exactly ``Kernel.arguments(...)``), and the kernels that need them
 (Dropout: ``Kernel.needs_counter``) take the Dropout counter and the training flag last.
+
+The generated function calls each kernel through its address (``native_call``), passed in
+``entries``, so compiling it compiles none of the kernels again; its source names no
+kernel, and one compiled function serves every graph whose kernels take the same argument
+types in the same order. :class:`NativeSequence` finds the entries at its first call, so
+a phase that never runs (the backward pass of a predict-only executor) compiles nothing.
+A kernel whose arguments the generated code spells out itself (the training loop reads a
+batch in place) gets them as a tuple of the bound arguments' types.
 """
 
 from __future__ import annotations
@@ -20,9 +28,10 @@ from collections.abc import Sequence
 
 from graphc.backend.lowering import Kernel
 from graphc.backend.source_cache import load_kernel
+from graphc.codegen_cpu.native_call import entry
 from graphc.ir.errors import BackendError
 
-HEADER = "import numba\n\nfrom graphc.backend.source_cache import kernel_function\n\n"
+HEADER = "import numba\n\nfrom graphc.codegen_cpu.native_call import call_native, call_native_counted\n\n"
 
 
 def kernel_reference(function) -> tuple[str, str]:
@@ -34,47 +43,67 @@ def kernel_reference(function) -> tuple[str, str]:
     return module, name
 
 
-def kernel_names(kernels: Sequence[Kernel]) -> tuple[list[str], dict]:
-    """Import lines for the distinct kernel functions and each function's local name."""
-    lines, names = [], {}
-    for kernel in kernels:
-        if kernel.fn in names:
-            continue
-        module, attribute = kernel_reference(kernel.fn)
-        names[kernel.fn] = f"k{len(names)}"
-        lines.append(f"{names[kernel.fn]} = kernel_function({module!r}, {attribute!r})")
-    return lines, names
-
-
 def call_lines(
     kernels: Sequence[Kernel],
     comments: Sequence[str],
-    names: dict,
     arguments: str,
     counter: str,
     indent: str,
     replaced: dict[int, tuple[tuple, dict[tuple, str]]] | None = None,
+    entries: str = "entries",
 ) -> list[str]:
-    """One call per kernel on ``arguments[i]``, ``counter`` (the spelling of the Dropout
-    counter and the training flag, such as ``"counter, training"``) last where needed;
-    ``comments`` (one per kernel), when given, go above the calls. ``replaced`` maps a
-    kernel's index to (the nesting of its arguments, as ``_structure`` in
-    ``training.compiled_loop`` gives it, and {path: expression}): those arguments are spelled
-    out, the argument at each path (indices into nested tuples) taking the expression
-    instead of the bound array; ``{bound}`` in an expression is the bound array's own
-    spelling."""
+    """One call per kernel on ``arguments[i]`` through ``entries[i]`` (``native_call``),
+    ``counter`` (the spelling of the Dropout counter and the training flag, such as
+    ``"counter, training"``) last where needed; ``comments`` (one per kernel), when given,
+    go above the calls with the kernel's name. ``replaced`` maps a kernel's index to (the
+    nesting of its arguments, as ``_structure`` in ``training.compiled_loop`` gives it, and
+    {path: expression}): those arguments are spelled out as a tuple, the argument at each
+    path (indices into nested tuples) taking the expression instead of the bound array
+    (``{bound}`` in an expression is the bound array's own spelling). An expression must
+    have the bound array's Numba type (a C-contiguous, writable, aligned view of its
+    shape), since the entry was compiled for the bound arguments; the call's type check
+    raises RuntimeError otherwise."""
     lines = []
     for index, kernel in enumerate(kernels):
         extra = f", {counter}" if kernel.needs_counter else ""
         if comments is not None:
-            lines.append(f"{indent}# {comments[index]}")
+            module, attribute = kernel_reference(kernel.fn)
+            lines.append(f"{indent}# {comments[index]}: {module}.{attribute}")
+        spelled = f"{arguments}[{index}]"
         if replaced and index in replaced:
             structure, expressions = replaced[index]
-            spelled = _spell(structure, f"{arguments}[{index}]", expressions, ())
-            lines.append(f"{indent}{names[kernel.fn]}({spelled}{extra})")
+            spelled = f"({_spell(structure, spelled, expressions, ())},)"
+        if kernel.needs_counter:
+            lines.append(f"{indent}call_native_counted({entries}[{index}], {spelled}{extra})")
         else:
-            lines.append(f"{indent}{names[kernel.fn]}(*{arguments}[{index}]{extra})")
+            lines.append(f"{indent}call_native({entries}[{index}], {spelled})")
     return lines
+
+
+def native_entries(kernels: Sequence[Kernel], arguments: Sequence[tuple]) -> tuple:
+    """The ``entries`` of ``call_lines``: each kernel's (address, check) for its argument
+    tuple, compiled or loaded now."""
+    return tuple(
+        entry(kernel.fn, args, kernel.needs_counter)
+        for kernel, args in zip(kernels, arguments, strict=True)
+    )
+
+
+class NativeSequence:
+    """``run(arguments, counter, training)``: the compiled ``run`` with its kernels' entries,
+    found at the first call (and again should other argument tuples come)."""
+
+    def __init__(self, function, kernels: Sequence[Kernel]) -> None:
+        self.function = function
+        self.kernels = tuple(kernels)
+        self._bound = None
+        self._entries = ()
+
+    def __call__(self, arguments, counter, training):
+        if arguments is not self._bound:
+            self._entries = native_entries(self.kernels, arguments)
+            self._bound = arguments
+        return self.function(self._entries, arguments, counter, training)
 
 
 def _spell(structure: tuple, base: str, expressions: dict[tuple, str], path: tuple) -> str:
@@ -94,12 +123,12 @@ def _spell(structure: tuple, base: str, expressions: dict[tuple, str], path: tup
 
 
 def render_sequence(kernels: Sequence[Kernel], comments: Sequence[str] | None) -> str:
-    """Source of ``run(arguments, counter, training)`` calling ``kernels`` in order."""
-    imports, names = kernel_names(kernels)
-    lines = [HEADER + "\n".join(imports) + "\n\n"]
+    """Source of ``run(entries, arguments, counter, training)`` calling ``kernels`` in
+    order."""
+    lines = [HEADER]
     lines.append("@numba.njit(cache=True)")
-    lines.append("def run(arguments, counter, training):")
-    lines += call_lines(kernels, comments, names, "arguments", "counter, training", "    ")
+    lines.append("def run(entries, arguments, counter, training):")
+    lines += call_lines(kernels, comments, "arguments", "counter, training", "    ")
     if not kernels:
         lines.append("    pass")
     return "\n".join(lines) + "\n"
@@ -114,4 +143,5 @@ def compile_sequence(kernels: Sequence[Kernel], comments: Sequence[str]):
     source = render_sequence(kernels, comments)
     if "sequence" in os.environ.get("GRAPHC_DUMP", "").split(","):
         print(source, file=sys.stderr)
-    return load_kernel(render_sequence(kernels, None), "run"), source
+    function = load_kernel(render_sequence(kernels, None), "run")
+    return NativeSequence(function, kernels), source

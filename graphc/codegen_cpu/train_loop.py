@@ -27,7 +27,7 @@ from graphc.backend.loop_plan import LoopPlan, LoopStatistic
 from graphc.backend.lowering import Kernel
 from graphc.backend.source_cache import load_kernel
 from graphc.codegen_cpu import train_support
-from graphc.codegen_cpu.sequence import call_lines, kernel_names, kernel_reference
+from graphc.codegen_cpu.sequence import call_lines, kernel_reference, native_entries
 from graphc.ir.errors import BackendError
 
 INDENT = "        "
@@ -63,22 +63,21 @@ def render_training_loop(
 ) -> str:
     """The source of ``train``: per step, the batch, the forward kernels, the loss and
     metric, the finiteness checks, the backward kernels and the updates."""
-    imports, names = kernel_names([*forward, *backward])
     replaced: dict[str, dict] = {"forward": {}, "backward": {}}
     batch, label = _batch_lines(plan, replaced)
     lines = [
-        *_header_lines(imports, plan),
+        *_header_lines(plan),
         *batch,
         f"{INDENT}counter = counter0 + step",
         *_state_lines(plan),
         *call_lines(
             forward,
             forward_comments,
-            names,
             "forward",
             "counter, True",
             INDENT,
             replaced["forward"],
+            "forward_entries",
         ),
         *_statistics_lines(plan, label),
         f"{INDENT}if not math.isfinite(loss) or not all_finite(head):",
@@ -86,11 +85,11 @@ def render_training_loop(
         *call_lines(
             backward,
             backward_comments,
-            names,
             "backward",
             "counter, True",
             INDENT,
             replaced["backward"],
+            "backward_entries",
         ),
         *_update_lines(plan),
         "    return count",
@@ -98,7 +97,7 @@ def render_training_loop(
     return "\n".join(lines) + "\n"
 
 
-def _header_lines(imports: list[str], plan: LoopPlan) -> list[str]:
+def _header_lines(plan: LoopPlan) -> list[str]:
     """The imports and the signature of ``train``, up to the first line of a step."""
     module, attribute = kernel_reference(plan.update)
     return [
@@ -108,13 +107,13 @@ def _header_lines(imports: list[str], plan: LoopPlan) -> list[str]:
         *(f"    {name}," for name in sorted(train_support.NAMES)),
         ")",
         "from graphc.backend.source_cache import kernel_function",
+        "from graphc.codegen_cpu.native_call import call_native, call_native_counted",
         "from graphc.codegen_cpu.optimizer_updates import global_norm_scale, sum_of_squares\n",
-        *imports,
         f"update = kernel_function({module!r}, {attribute!r})\n\n",
         "@numba.njit(cache=True)",
-        "def train(forward, backward, updates, scalars, sources, targets, order, batch,"
-        " count, rows, counter0, head, label, grad_scale, losses, metrics, carried, fresh,"
-        " in_place):",
+        "def train(forward_entries, backward_entries, forward, backward, updates, scalars,"
+        " sources, targets, order, batch, count, rows, counter0, head, label, grad_scale,"
+        " losses, metrics, carried, fresh, in_place):",
         "    for step in range(count):",
         "        start = step * batch",
     ]
@@ -215,11 +214,33 @@ def _update_lines(plan: LoopPlan) -> list[str]:
     return lines
 
 
+class NativeLoop:
+    """``train(forward, backward, ...)``: the compiled ``train`` with the entries of its
+    kernels (``sequence.native_entries``), found at the first call and again should other
+    argument tuples come."""
+
+    def __init__(self, function, forward, backward) -> None:
+        self.function = function
+        self.kernels = (tuple(forward), tuple(backward))
+        self._bound = None
+        self._entries = ((), ())
+
+    def __call__(self, forward, backward, *rest):
+        if self._bound is None or self._bound[0] is not forward or self._bound[1] is not backward:
+            self._entries = (
+                native_entries(self.kernels[0], forward),
+                native_entries(self.kernels[1], backward),
+            )
+            self._bound = (forward, backward)
+        return self.function(*self._entries, forward, backward, *rest)
+
+
 def compile_training_loop(forward, forward_comments, backward, backward_comments, plan):
-    """The compiled ``train`` function and its source with comments (the source without
-    them is what is compiled and cached, as in ``codegen_cpu.sequence``)."""
+    """The compiled ``train`` function (a :class:`NativeLoop`) and its source with comments
+    (the source without them is what is compiled and cached, as in
+    ``codegen_cpu.sequence``)."""
     source = render_training_loop(forward, forward_comments, backward, backward_comments, plan)
     if "sequence" in os.environ.get("GRAPHC_DUMP", "").split(","):
         print(source, file=sys.stderr)
     bare = render_training_loop(forward, None, backward, None, plan)
-    return load_kernel(bare, "train"), source
+    return NativeLoop(load_kernel(bare, "train"), forward, backward), source

@@ -268,7 +268,9 @@ class CompiledEpochs:
         self.metric = metric
         self.windows = isinstance(train_data, BPTTIter)
         self.sources = [  # in the bound dtype once, so the loop can read batches in place
-            np.ascontiguousarray(source, dtype=target.dtype)
+            # C-contiguous, writable and aligned: the loop's views of a batch then have the
+            # Numba type of the bound input they stand in for (codegen_cpu.sequence)
+            np.require(source, dtype=target.dtype, requirements=("C", "A", "W"))
             for source, target in zip(sources_of(train_data), trainer.targets, strict=True)
         ]
         self.batch = trainer.targets[0].shape[0]  # rows cut per input per step

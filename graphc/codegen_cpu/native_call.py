@@ -1,0 +1,109 @@
+"""Calling a compiled kernel through its address, so that the caller does not compile it again.
+
+A Numba function that calls another one links the callee's code into its own and optimizes
+and generates machine code for the whole of it once more: a generated step or training loop
+calling thirty kernels compiled them all a second time (LeNet's training loop: 10-11 s of
+its cold start, the largest single item of ``benchmarks/profile_compile.py``), and again
+for every other model that used the same kernels. Here the generated function calls each
+kernel through the address of its machine code instead, with Numba's own calling
+convention (the status code and exception record a direct call has), so it compiles only
+itself; the kernels are compiled, or loaded from Numba's disk cache, on their own.
+
+The address is a run-time argument, never a constant in the generated code, so that code
+stays valid in Numba's disk cache across processes: ``entry(function, arguments, extras)``
+gives ``(address, check)`` at bind, and ``call_native(entry, arguments)`` (or
+``call_native_counted(entry, arguments, counter, training)``, for kernels that take the
+Dropout counter and the training flag) calls it. ``check`` is a hash of the argument types
+the address was compiled for; the generated code holds the hash of the types it passes and
+raises RuntimeError rather than call code compiled for other types.
+
+The call is built from Numba's ``CPUCallConv`` (``get_function_type``, its argument packer
+and return status), the pieces of ``call_function``, which wants a declared function where
+this has an address.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from llvmlite import ir
+from numba import typeof
+from numba.core import cgutils, types
+from numba.core.callconv import excinfo_t
+from numba.extending import intrinsic
+
+EXTRAS = (types.int64, types.boolean)
+"""The types of the Dropout counter and the training flag, for kernels that take them."""
+
+
+def type_check(kinds) -> int:
+    """The hash of a tuple of Numba types that ``call_native`` compares (63 bits)."""
+    digest = hashlib.sha256(repr(tuple(str(kind) for kind in kinds)).encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def entry(function, arguments: tuple, counted: bool = False) -> tuple[int, int]:
+    """(address, check) of ``function`` (a Numba dispatcher) compiled for the types of
+    ``arguments`` (and the counter and flag when ``counted``): compiled here, or loaded from
+    Numba's disk cache, if it was not yet."""
+    kinds = tuple(typeof(argument) for argument in arguments)
+    if counted:
+        kinds += EXTRAS
+    function.compile(kinds)
+    result = function.overloads[kinds]
+    if result.signature.return_type != types.none:
+        raise TypeError(
+            f"{function.py_func.__qualname__} returns {result.signature.return_type}: a kernel"
+            " called from generated code returns nothing"
+        )
+    address = result.library.get_pointer_to_function(result.fndesc.llvm_func_name)
+    return int(address), type_check(kinds)
+
+
+def _typed(entry_type, arguments, extras):
+    if not isinstance(arguments, types.BaseTuple):
+        return None
+    kinds = (*arguments.types, *(types.unliteral(kind) for kind in extras))
+    check = type_check(kinds)
+
+    def codegen(context, builder, signature, values):
+        entry_value, tuple_value, *extra_values = values
+        address = builder.extract_value(entry_value, 0)
+        given = builder.extract_value(entry_value, 1)
+        wrong = builder.icmp_signed("!=", given, ir.Constant(given.type, check))
+        with builder.if_then(wrong, likely=False):
+            context.call_conv.return_user_exc(
+                builder, RuntimeError, ("a kernel was bound for other argument types",)
+            )
+        call_values = [builder.extract_value(tuple_value, i) for i in range(len(arguments))]
+        call_values += [
+            context.cast(builder, value, kind, types.unliteral(kind))
+            for value, kind in zip(extra_values, extras)
+        ]
+        convention = context.call_conv
+        return_type = convention.get_return_type(types.none).pointee
+        return_slot = cgutils.alloca_once(builder, return_type)
+        builder.store(cgutils.get_null_value(return_type), return_slot)
+        exception_slot = cgutils.alloca_once(builder, ir.PointerType(excinfo_t))
+        packed = list(convention._get_arg_packer(kinds).as_arguments(builder, call_values))
+        function_type = convention.get_function_type(types.none, kinds)
+        pointer = builder.inttoptr(address, function_type.as_pointer())
+        code = builder.call(pointer, [return_slot, exception_slot, *packed])
+        status = convention._get_return_status(builder, code, builder.load(exception_slot))
+        with cgutils.if_unlikely(builder, status.is_error):
+            convention.return_status_propagate(builder, status)
+        return context.get_dummy_value()
+
+    return types.none(entry_type, arguments, *extras), codegen
+
+
+@intrinsic
+def call_native(typingctx, entry_pair, arguments):
+    """Call the kernel at ``entry_pair = (address, check)`` on the tuple ``arguments``."""
+    return _typed(entry_pair, arguments, ())
+
+
+@intrinsic
+def call_native_counted(typingctx, entry_pair, arguments, counter, training):
+    """``call_native`` with the Dropout counter and the training flag after the tuple."""
+    return _typed(entry_pair, arguments, (counter, training))
