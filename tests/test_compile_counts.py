@@ -1,0 +1,108 @@
+"""What a fresh process compiles: nothing on a warm start, and for a new batch size or
+sequence length only what depends on it (issue [compile]).
+
+Each child trains two batches through ``Model.fit`` and reports every Numba compile (a
+cache miss: Numba's ``numba:compile`` event does not fire for a load from its disk cache),
+over the session's test caches (tests/conftest.py), so the first child is warm wherever
+other tests compiled the same kernels. Counts are asserted, never seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+CHILD = textwrap.dedent(
+    """
+    import json
+    import numpy as np
+    from numba.core import event
+
+    compiled = []
+
+    class Recorder(event.Listener):
+        def on_start(self, event):
+            pass
+
+        def on_end(self, event):
+            function = event.data["dispatcher"].py_func
+            compiled.append([function.__module__, function.__qualname__])
+
+    event.register("numba:compile", Recorder())
+    import numba
+
+    def listener_probe(x):  # compiled, never cached: the listener must see it
+        return x + 1
+
+    numba.njit(listener_probe)(1)
+    assert compiled == [[__name__, "listener_probe"]], compiled
+    compiled.clear()
+    import graphc as gc
+
+    model_name, shape = {model!r}, {shape!r}
+    rng = np.random.default_rng(0)
+    if model_name == "charlm":
+        vocab = 11
+        net = gc.models.charlm(vocab, embed=6, hidden=7, stateful=True)
+        model = gc.Model(net, state_names=gc.models.CHARLM_STATE_NAMES)
+        tokens = rng.integers(0, vocab, shape[1] * (2 * shape[0] + 1))
+        data = gc.io.BPTTIter(tokens, shape[1], shape[0], layout="TN")
+        metric = "perplexity"
+    else:
+        model = gc.Model(getattr(gc.models, model_name)())
+        x = rng.random((2 * shape[0],) + tuple(shape[1:]), dtype=np.float32)
+        y = rng.integers(0, 10, 2 * shape[0]).astype(np.float32)
+        data = gc.io.NDArrayIter(x, y, batch_size=shape[0])
+        metric = "acc"
+    model.fit(data, eval_metric=metric, num_epoch=1, verbose=False)
+    assert model.fit_path == "compiled", model.fit_path
+    print("COMPILED " + json.dumps(compiled))
+    """
+)
+
+
+def compiled_by_a_child(model: str, shape: tuple) -> list[list[str]]:
+    result = subprocess.run(
+        [sys.executable, "-c", CHILD.format(model=model, shape=shape)],
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = next(line for line in result.stdout.splitlines() if line.startswith("COMPILED "))
+    return json.loads(line[len("COMPILED ") :])
+
+
+@pytest.mark.parametrize(
+    "model, shape, new_shape",
+    [
+        ("mlp", (6, 784), (4, 784)),
+        ("lenet", (6, 1, 28, 28), (4, 1, 28, 28)),
+    ],
+    ids=["mlp", "lenet"],
+)
+def test_a_warm_start_and_a_new_batch_size_compile_nothing(model, shape, new_shape):
+    compiled_by_a_child(model, shape)  # warms the caches (cold only for a fresh session)
+    assert compiled_by_a_child(model, shape) == [], "a warm start compiled"
+    assert compiled_by_a_child(model, new_shape) == [], "a new batch size compiled"
+
+
+def test_a_new_sequence_length_compiles_only_kernels_of_that_shape():
+    """The LSTM and the hand-written kernels take the length at run time; the training loop
+    names no kernel; what may compile again is a generated kernel whose source holds a
+    number of that shape (the loss gradient's division by the T*N rows, a constant the
+    passes folded)."""
+    compiled_by_a_child("charlm", (5, 3))
+    assert compiled_by_a_child("charlm", (5, 3)) == [], "a warm start compiled"
+    again = compiled_by_a_child("charlm", (7, 3))
+    assert all(module.startswith("graphc_kernels.") for module, _ in again), again
+    assert not [name for _, name in again if name in ("train", "run")], again
+    assert len(again) <= 2, again
