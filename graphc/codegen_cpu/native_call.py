@@ -33,7 +33,26 @@ from numba.core.callconv import excinfo_t
 from numba.extending import intrinsic
 
 EXTRAS = (types.int64, types.boolean)
-"""The types of the Dropout counter and the training flag, for kernels that take them."""
+"""The types of the Dropout counter and the training flag, for kernels that take them
+(callers pass ``int(counter)`` and ``bool(training)``)."""
+
+MISMATCH = "a kernel was bound for other argument types"
+"""The RuntimeError a call raises when its entry was compiled for other types."""
+
+
+def call_rebinding(function, find_entries, *rest):
+    """``function(*find_entries(), *rest)`` with the entries found again, once, should a
+    call find them compiled for other types (an argument's flags changed since, say a bound
+    array made read-only): Numba compiles ``function`` for the new types, and the entries
+    must follow. A generated function fails on its first mismatching call, before any
+    optimizer update, and its kernels only overwrite their outputs, so a second run
+    repeats nothing twice."""
+    try:
+        return function(*find_entries(False), *rest)
+    except RuntimeError as error:
+        if str(error) != MISMATCH:
+            raise
+        return function(*find_entries(True), *rest)
 
 
 def type_check(kinds) -> int:
@@ -72,9 +91,7 @@ def _typed(entry_type, arguments, extras):
         given = builder.extract_value(entry_value, 1)
         wrong = builder.icmp_signed("!=", given, ir.Constant(given.type, check))
         with builder.if_then(wrong, likely=False):
-            context.call_conv.return_user_exc(
-                builder, RuntimeError, ("a kernel was bound for other argument types",)
-            )
+            context.call_conv.return_user_exc(builder, RuntimeError, (MISMATCH,))
         call_values = [builder.extract_value(tuple_value, i) for i in range(len(arguments))]
         call_values += [
             context.cast(builder, value, kind, types.unliteral(kind))

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 
 from graphc.backend.lowering import Kernel
 from graphc.backend.source_cache import load_kernel
-from graphc.codegen_cpu.native_call import entry
+from graphc.codegen_cpu.native_call import call_rebinding, entry
 from graphc.ir.errors import BackendError
 
 HEADER = "import numba\n\nfrom graphc.codegen_cpu.native_call import call_native, call_native_counted\n\n"
@@ -100,10 +100,14 @@ class NativeSequence:
         self._entries = ()
 
     def __call__(self, arguments, counter, training):
-        if arguments is not self._bound:
-            self._entries = native_entries(self.kernels, arguments)
-            self._bound = arguments
-        return self.function(self._entries, arguments, counter, training)
+        def entries(again: bool) -> tuple:
+            if again or arguments is not self._bound:
+                self._entries = native_entries(self.kernels, arguments)
+                self._bound = arguments
+            return (self._entries,)
+
+        # int and bool: the types the kernels' entries are compiled for (native_call.EXTRAS)
+        return call_rebinding(self.function, entries, arguments, int(counter), bool(training))
 
 
 def _spell(structure: tuple, base: str, expressions: dict[tuple, str], path: tuple) -> str:

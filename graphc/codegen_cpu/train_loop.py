@@ -27,6 +27,7 @@ from graphc.backend.loop_plan import LoopPlan, LoopStatistic
 from graphc.backend.lowering import Kernel
 from graphc.backend.source_cache import load_kernel
 from graphc.codegen_cpu import train_support
+from graphc.codegen_cpu.native_call import call_rebinding
 from graphc.codegen_cpu.sequence import call_lines, kernel_reference, native_entries
 from graphc.ir.errors import BackendError
 
@@ -226,13 +227,18 @@ class NativeLoop:
         self._entries = ((), ())
 
     def __call__(self, forward, backward, *rest):
-        if self._bound is None or self._bound[0] is not forward or self._bound[1] is not backward:
-            self._entries = (
-                native_entries(self.kernels[0], forward),
-                native_entries(self.kernels[1], backward),
-            )
-            self._bound = (forward, backward)
-        return self.function(*self._entries, forward, backward, *rest)
+        def entries(again: bool) -> tuple:
+            bound = self._bound
+            stale = bound is None or bound[0] is not forward or bound[1] is not backward
+            if again or stale:
+                self._entries = (
+                    native_entries(self.kernels[0], forward),
+                    native_entries(self.kernels[1], backward),
+                )
+                self._bound = (forward, backward)
+            return self._entries
+
+        return call_rebinding(self.function, entries, forward, backward, *rest)
 
 
 def compile_training_loop(forward, forward_comments, backward, backward_comments, plan):

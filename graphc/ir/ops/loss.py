@@ -123,14 +123,21 @@ class SoftmaxLabelError(ValueError):
     (a compiled kernel that formatted the message itself would take seconds more to
     compile: Numba's string formatting of floats, measured 1-3 s a cold start).
 
-    >>> str(SoftmaxLabelError(3, -1.0, 4, False, -1.0))
+    >>> import pickle
+    >>> str(pickle.loads(pickle.dumps(SoftmaxLabelError(3, -1.0, 4, False, -1.0))))
     'SoftmaxOutput: label element 3 is -1.0; it must be a class index in [0, 4)'
     """
 
     def __init__(self, position, value, classes, use_ignore, ignore_label) -> None:
-        super().__init__(
-            f"SoftmaxOutput: label element {int(position)} is {float(value)!r}; it must be "
-            f"{_label_rule(int(classes), bool(use_ignore), ignore_label)}"
+        # The numbers are the arguments, so the error pickles and copies like any other.
+        super().__init__(int(position), float(value), int(classes), bool(use_ignore),
+                         float(ignore_label))  # fmt: skip
+
+    def __str__(self) -> str:
+        position, value, classes, use_ignore, ignore_label = self.args
+        return (
+            f"SoftmaxOutput: label element {position} is {value!r}; it must be "
+            f"{_label_rule(classes, use_ignore, ignore_label)}"
         )
 
 

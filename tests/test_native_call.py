@@ -1,0 +1,75 @@
+"""Generated functions call kernels through their addresses (codegen_cpu/native_call.py):
+results, errors and a change of argument types behave as direct calls do."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc.backend.lowering import Kernel
+from graphc.codegen_cpu.native_call import call_native, entry
+from graphc.codegen_cpu.sequence import compile_sequence
+from graphc.ir.ops.loss import SoftmaxLabelError
+
+
+@numba.njit(cache=True)
+def scaled_sum(a, b, out, scale):
+    for i in range(out.size):
+        out[i] = (a[i] + b[i]) * scale
+
+
+@numba.njit(cache=True)
+def counted_fill(out, counter, training):
+    out[0] = counter if training else -1
+    if counter == 99:
+        raise SoftmaxLabelError(2, 7.5, 3, False, -1.0)
+
+
+def test_a_sequence_calls_its_kernels_in_order_with_the_counter():
+    kernels = [Kernel(scaled_sum), Kernel(counted_fill, needs_counter=True)]
+    run, source = compile_sequence(kernels, ["sum (test)", "fill (test)"])
+    assert "scaled_sum" in source and "call_native(" in source
+    a, b, out, filled = np.arange(4.0), np.ones(4), np.zeros(4), np.zeros(1)
+    arguments = ((a, b, out, 2.0), (filled,))
+    run(arguments, 5, True)
+    np.testing.assert_array_equal(out, (a + 1) * 2)
+    assert filled[0] == 5
+    run(arguments, 6, 1)  # a truthy int for the flag, as exe.forward(is_train=1) gives
+    assert filled[0] == 6
+    with pytest.raises(SoftmaxLabelError, match="label element 2 is 7.5"):
+        run(arguments, 99, True)
+
+
+def test_a_sequence_follows_a_change_of_argument_types():
+    """A bound array made read-only: Numba compiles the sequence for the new types, and the
+    entries are found again instead of calling code compiled for the old ones."""
+    run, _ = compile_sequence([Kernel(scaled_sum)], ["sum (test)"])
+    a, b, out = np.arange(3.0), np.ones(3), np.zeros(3)
+    arguments = ((a, b, out, 1.0),)
+    run(arguments, 0, False)
+    a.flags.writeable = False
+    run(arguments, 0, False)
+    np.testing.assert_array_equal(out, a + 1)
+
+
+def test_an_entry_compiled_for_other_types_is_refused():
+    @numba.njit
+    def caller(pair, arguments):
+        call_native(pair, arguments)
+
+    a, b, out = np.arange(3.0), np.ones(3), np.zeros(3)
+    address, check = entry(scaled_sum, (a, b, out, 1.0))
+    with pytest.raises(RuntimeError, match="bound for other argument types"):
+        caller((address, check ^ 1), (a, b, out, 1.0))
+    caller((address, check), (a, b, out, 1.0))
+    np.testing.assert_array_equal(out, a + 1)
+
+
+def test_dropout_forward_with_an_integer_training_flag():
+    net = gc.Dropout(gc.Variable("x"), p=0.5)
+    exe = net.simple_bind(gc.cpu(), x=(4, 5), grad_req="null")
+    exe.arg_dict["x"][:] = 1.0
+    out = exe.forward(is_train=1)[0]
+    assert set(np.unique(out)) <= {0.0, 2.0}
