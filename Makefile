@@ -24,9 +24,13 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# `make test` runs everything: lint, tests/ (all tiers) and the >>> examples in graphc/.
+# `make test` runs everything: lint, tests/ (all tiers) and the >>> examples in graphc/,
+# one pytest worker per core (pytest-xdist): the suite is mostly Numba compiling, which
+# holds the GIL, so only processes use a second core. A test file stays on one worker
+# (loadfile), so its kernels compile once; workers share the disk caches, which are safe
+# for concurrent processes (tests/test_cache.py).
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist loadfile
 
 # `make test-fast` runs the unit tier of tests/ only, in seconds: the IR, passes, the NumPy
 # reference, data, metrics and errors raised before any kernel compiles (no Numba compile;
