@@ -4,7 +4,9 @@ sequence length only what depends on it (issue [compile]).
 Each child trains two batches through ``Model.fit`` and reports every Numba compile (a
 cache miss: Numba's ``numba:compile`` event does not fire for a load from its disk cache),
 over the session's test caches (tests/conftest.py), so the first child is warm wherever
-other tests compiled the same kernels. Counts are asserted, never seconds.
+other tests compiled the same kernels. Counts are asserted, never seconds. The children
+compile in one process (``GRAPHC_COMPILE_JOBS=1``), so the listener sees every compile;
+tests/test_compile_workers.py tests compiling in workers.
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ CHILD = textwrap.dedent(
 def compiled_by_a_child(model: str, shape: tuple) -> list[list[str]]:
     result = subprocess.run(
         [sys.executable, "-c", CHILD.format(model=model, shape=shape)],
-        env=dict(os.environ),
+        env=dict(os.environ, GRAPHC_COMPILE_JOBS="1"),
         capture_output=True,
         text=True,
         timeout=600,

@@ -31,6 +31,9 @@ from pathlib import Path
 from graphc.backend.cache_location import cache_dir, kernel_code_version
 
 _HEADER = "# graphc kernel sha256="
+GENERATED_PACKAGE = "graphc_kernels"
+"""The package name generated kernel modules are imported under (no such package exists:
+each module is imported from its file)."""
 _loaded: dict[str, Callable] = {}
 _warned: set[str] = set()
 
@@ -75,7 +78,7 @@ def load_kernel(source: str, function_name: str = "kernel", target: str = "cpu")
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"k_{key}.py"
     _ensure_file(path, source)
-    module = _import(path, f"graphc_kernels.k_{key}")
+    module = _import(path, f"{GENERATED_PACKAGE}.k_{key}")
     function = getattr(module, function_name)
     _loaded[key] = function
     return function
@@ -83,12 +86,24 @@ def load_kernel(source: str, function_name: str = "kernel", target: str = "cpu")
 
 def kernel_function(module: str, name: str) -> Callable:
     """A compiled kernel by module and name, for generated code that calls other kernels
-    (a fused kernel its anchor, a step function its kernels). Generated kernel modules are
-    found among the loaded ones: a caller is always lowered after what it calls."""
+    (a fused kernel its anchor, a training loop its optimizer update). A generated kernel
+    module is found among the loaded ones (a caller is always lowered after what it
+    calls), else in its file (a compile worker, ``codegen_cpu.compile_workers``, loads
+    only what it compiles)."""
     loaded = sys.modules.get(module)
+    if loaded is None and module.startswith(GENERATED_PACKAGE + "."):
+        path = cache_dir() / "kernels" / (module[len(GENERATED_PACKAGE) + 1 :] + ".py")
+        loaded = import_generated(path, module)
     if loaded is None:
         loaded = importlib.import_module(module)
     return getattr(loaded, name)
+
+
+def import_generated(path: str | Path, module_name: str):
+    """The generated kernel module ``module_name`` imported from its cache file ``path``
+    (one already imported is reused)."""
+    loaded = sys.modules.get(module_name)
+    return loaded if loaded is not None else _import(Path(path), module_name)
 
 
 def _ensure_file(path: Path, source: str) -> None:

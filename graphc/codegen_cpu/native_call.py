@@ -32,6 +32,8 @@ from numba.core import cgutils, types
 from numba.core.callconv import excinfo_t
 from numba.extending import intrinsic
 
+from graphc.codegen_cpu.compile_log import compile_logged
+
 EXTRAS = (types.int64, types.boolean)
 """The types of the Dropout counter and the training flag, for kernels that take them
 (callers pass ``int(counter)`` and ``bool(training)``)."""
@@ -61,14 +63,23 @@ def type_check(kinds) -> int:
     return int.from_bytes(digest[:8], "little") >> 1
 
 
-def entry(function, arguments: tuple, counted: bool = False) -> tuple[int, int]:
+PLACEHOLDER = (0, 0)
+"""An entry's value before it is known: the same Numba type as every ``entry``."""
+
+
+def argument_types(arguments: tuple, counted: bool = False) -> tuple:
+    """The Numba types a kernel is compiled for when called on ``arguments`` (and the
+    counter and flag when ``counted``)."""
+    kinds = tuple(typeof(argument) for argument in arguments)
+    return kinds + EXTRAS if counted else kinds
+
+
+def entry(function, arguments: tuple, counted: bool = False, label: str = "") -> tuple[int, int]:
     """(address, check) of ``function`` (a Numba dispatcher) compiled for the types of
     ``arguments`` (and the counter and flag when ``counted``): compiled here, or loaded from
-    Numba's disk cache, if it was not yet."""
-    kinds = tuple(typeof(argument) for argument in arguments)
-    if counted:
-        kinds += EXTRAS
-    function.compile(kinds)
+    Numba's disk cache, if it was not yet (``compile_log`` records which, for ``label``)."""
+    kinds = argument_types(arguments, counted)
+    compile_logged(function, kinds, label)
     result = function.overloads[kinds]
     if result.signature.return_type != types.none:
         raise TypeError(

@@ -28,7 +28,9 @@ from collections.abc import Sequence
 
 from graphc.backend.lowering import Kernel
 from graphc.backend.source_cache import load_kernel
-from graphc.codegen_cpu.native_call import call_rebinding, entry
+from graphc.codegen_cpu.compile_log import compile_logged
+from graphc.codegen_cpu.compile_workers import compile_ahead
+from graphc.codegen_cpu.native_call import PLACEHOLDER, argument_types, call_rebinding, entry
 from graphc.ir.errors import BackendError
 
 HEADER = "import numba\n\nfrom graphc.codegen_cpu.native_call import call_native, call_native_counted\n\n"
@@ -80,29 +82,70 @@ def call_lines(
     return lines
 
 
-def native_entries(kernels: Sequence[Kernel], arguments: Sequence[tuple]) -> tuple:
+def native_entries(
+    kernels: Sequence[Kernel], arguments: Sequence[tuple], labels: Sequence[str] | None = None
+) -> tuple:
     """The ``entries`` of ``call_lines``: each kernel's (address, check) for its argument
-    tuple, compiled or loaded now."""
+    tuple, compiled or loaded now (``labels``, one per kernel: what ``compile_log`` calls
+    them)."""
+    labels = labels if labels is not None else [""] * len(kernels)
     return tuple(
-        entry(kernel.fn, args, kernel.needs_counter)
-        for kernel, args in zip(kernels, arguments, strict=True)
+        entry(kernel.fn, args, kernel.needs_counter, label)
+        for kernel, args, label in zip(kernels, arguments, labels, strict=True)
     )
+
+
+def find_entries(function, leading: tuple, groups, rest: tuple, label: str) -> tuple:
+    """The entries of every ``(kernels, arguments, labels)`` of ``groups``, one tuple per
+    group, and ``function`` compiled for its first call, ``function(*leading with the
+    entries, *rest)``: what is cold is compiled on every core first (``compile_ahead``),
+    then each is found in memory or loaded, as ``compile_log`` records."""
+    jobs = compile_jobs(function, leading, [group[:2] for group in groups], rest)
+    compile_ahead(jobs)
+    compile_logged(*jobs[0], label)
+    return tuple(native_entries(*group) for group in groups)
+
+
+def compile_jobs(function, leading: tuple, groups, rest: tuple) -> list[tuple]:
+    """What the first call of ``function(*entries, *groups' arguments, *rest)`` compiles,
+    as ``compile_workers.compile_ahead`` takes it: ``function`` itself (``leading`` are
+    the values before ``rest``, the entries stood for by placeholders), then each kernel of
+    each ``(kernels, arguments)`` of ``groups`` for its argument tuple."""
+    jobs = [(function, argument_types((*leading, *rest)))]
+    for kernels, arguments in groups:
+        jobs += [
+            (kernel.fn, argument_types(args, kernel.needs_counter))
+            for kernel, args in zip(kernels, arguments, strict=True)
+        ]
+    return jobs
+
+
+def placeholders(kernels: Sequence[Kernel]) -> tuple:
+    """Entries of ``kernels`` as their types are known before they are found."""
+    return tuple(PLACEHOLDER for _ in kernels)
 
 
 class NativeSequence:
     """``run(arguments, counter, training)``: the compiled ``run`` with its kernels' entries,
-    found at the first call (and again should other argument tuples come)."""
+    found at the first call (and again should other argument tuples come); what is not
+    compiled yet is compiled on every core first (``compile_workers``)."""
 
-    def __init__(self, function, kernels: Sequence[Kernel]) -> None:
+    def __init__(self, function, kernels: Sequence[Kernel], labels: Sequence[str]) -> None:
         self.function = function
         self.kernels = tuple(kernels)
+        self.labels = tuple(labels)
         self._bound = None
         self._entries = ()
 
     def __call__(self, arguments, counter, training):
         def entries(again: bool) -> tuple:
             if again or arguments is not self._bound:
-                self._entries = native_entries(self.kernels, arguments)
+                leading = (placeholders(self.kernels), arguments)
+                groups = [(self.kernels, arguments, self.labels)]
+                rest = (int(counter), bool(training))
+                (self._entries,) = find_entries(
+                    self.function, leading, groups, rest, "the kernel sequence"
+                )
                 self._bound = arguments
             return (self._entries,)
 
@@ -148,4 +191,4 @@ def compile_sequence(kernels: Sequence[Kernel], comments: Sequence[str]):
     if "sequence" in os.environ.get("GRAPHC_DUMP", "").split(","):
         print(source, file=sys.stderr)
     function = load_kernel(render_sequence(kernels, None), "run")
-    return NativeSequence(function, kernels), source
+    return NativeSequence(function, kernels, comments), source

@@ -28,7 +28,12 @@ from graphc.backend.lowering import Kernel
 from graphc.backend.source_cache import load_kernel
 from graphc.codegen_cpu import train_support
 from graphc.codegen_cpu.native_call import call_rebinding
-from graphc.codegen_cpu.sequence import call_lines, kernel_reference, native_entries
+from graphc.codegen_cpu.sequence import (
+    call_lines,
+    find_entries,
+    kernel_reference,
+    placeholders,
+)
 from graphc.ir.errors import BackendError
 
 INDENT = "        "
@@ -218,11 +223,12 @@ def _update_lines(plan: LoopPlan) -> list[str]:
 class NativeLoop:
     """``train(forward, backward, ...)``: the compiled ``train`` with the entries of its
     kernels (``sequence.native_entries``), found at the first call and again should other
-    argument tuples come."""
+    argument tuples come; what is not compiled yet is compiled on every core first."""
 
-    def __init__(self, function, forward, backward) -> None:
+    def __init__(self, function, forward, backward, labels) -> None:
         self.function = function
         self.kernels = (tuple(forward), tuple(backward))
+        self.labels = tuple(tuple(group) for group in labels)
         self._bound = None
         self._entries = ((), ())
 
@@ -231,9 +237,13 @@ class NativeLoop:
             bound = self._bound
             stale = bound is None or bound[0] is not forward or bound[1] is not backward
             if again or stale:
-                self._entries = (
-                    native_entries(self.kernels[0], forward),
-                    native_entries(self.kernels[1], backward),
+                groups = [
+                    (self.kernels[0], forward, self.labels[0]),
+                    (self.kernels[1], backward, self.labels[1]),
+                ]
+                leading = (*(placeholders(kernels) for kernels in self.kernels), forward, backward)
+                self._entries = find_entries(
+                    self.function, leading, groups, rest, "the training loop"
                 )
                 self._bound = (forward, backward)
             return self._entries
@@ -249,4 +259,5 @@ def compile_training_loop(forward, forward_comments, backward, backward_comments
     if "sequence" in os.environ.get("GRAPHC_DUMP", "").split(","):
         print(source, file=sys.stderr)
     bare = render_training_loop(forward, None, backward, None, plan)
-    return NativeLoop(load_kernel(bare, "train"), forward, backward), source
+    labels = (forward_comments, backward_comments)
+    return NativeLoop(load_kernel(bare, "train"), forward, backward, labels), source
