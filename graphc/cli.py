@@ -2,7 +2,11 @@
 
 ``graphc compile model.py --shape data=100,1,28,28`` loads a model file (a module that
 defines ``get_symbol()`` or a Symbol named ``net`` or ``symbol``) or a saved ``.json``
-graph, infers every shape, builds the gradient graph and prints what it found.
+graph, infers every shape, builds the gradient graph and prints what it found. With
+``--train`` it also compiles everything ``Model.fit`` runs (the step's kernels and the
+compiled training loop, by training one batch of zeros) and reports each kernel: compiled,
+compiled by a worker process, loaded from the disk cache or already in memory, and the
+seconds it took (``GRAPHC_LOG=compile`` prints the same lines from any program).
 """
 
 from __future__ import annotations
@@ -11,10 +15,14 @@ import argparse
 import math
 import runpy
 import sys
+import time
+
+import numpy as np
 
 import graphc as gc
 from graphc.ir.gradcheck import non_differentiable_arguments
 from graphc.passes.dump import pass_dumper
+from graphc.training.heads import label_names_of, loss_heads
 
 
 def _parse_shape(text: str) -> tuple[str, tuple[int, ...]]:
@@ -72,7 +80,43 @@ def _compile(args: argparse.Namespace) -> int:
     print(f"parameters: {len(params)} arrays, {sum(math.prod(s) for _, s in params):,} values")
     print(f"forward:    {len(symbol.graph.nodes)} nodes")
     print(f"gradient:   {len(gradient_graph.nodes)} nodes (forward and backward together)")
+    if args.train:
+        _compile_training(symbol, shapes, args.opt_level)
     return 0
+
+
+def _compile_training(symbol: gc.Symbol, shapes: dict, opt_level: int) -> None:
+    """Compile what ``Model.fit`` runs for these shapes, by fitting one batch of zeros (the
+    labels class 0), and print how every kernel was found."""
+    from graphc.codegen_cpu import compile_log
+
+    labels = label_names_of(loss_heads(symbol))
+    data_names = [name for name in shapes if name not in labels]
+    if not data_names:
+        raise ValueError("--train needs the shape of at least one data input (--shape)")
+    arg_shapes = dict(zip(symbol.list_arguments(), symbol.infer_shape(**shapes)[0]))
+    batch = shapes[data_names[0]][0]
+    data = {name: np.zeros(shapes[name], dtype=np.float32) for name in data_names}
+    label = {name: np.zeros(arg_shapes[name], dtype=np.float32) for name in labels}
+    model = gc.Model(symbol, data_names=data_names, label_names=labels, opt_level=opt_level)
+    compile_log.clear()
+    start = time.perf_counter()
+    model.fit(gc.io.NDArrayIter(data, label, batch_size=batch), num_epoch=1, verbose=False)
+    seconds = time.perf_counter() - start
+    records = compile_log.records()
+    counts = {outcome: 0 for outcome in compile_log.OUTCOMES}
+    for record in records:
+        counts[record.outcome] += 1
+    found = ", ".join(f"{count} {outcome}" for outcome, count in counts.items())
+    print(f"training:   {model.fit_path}, one batch of {batch} in {seconds:.2f} s")
+    print(f"kernels:    {len(records)} found: {found}")
+    print(
+        f"compile:    {sum(r.seconds for r in records if r.outcome != compile_log.MEMORY):.2f} s"
+        " (compiles by workers overlap this process's)"
+    )
+    for record in sorted(records, key=lambda r: -r.seconds):
+        if record.outcome != compile_log.MEMORY:
+            print(f"  {compile_log.describe(record)}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,6 +142,13 @@ def main(argv: list[str] | None = None) -> int:
         " after the passes of --opt-level (fused groups with the nodes they replaced)",
     )
     compile_parser.add_argument("--opt-level", type=int, default=2, choices=[0, 1, 2])
+    compile_parser.add_argument(
+        "--train",
+        action="store_true",
+        help="also compile what Model.fit runs (one batch of zeros is trained) and report"
+        " every kernel: compiled, by a worker, loaded from the disk cache or in memory, with"
+        " its seconds",
+    )
     compile_parser.add_argument(
         "--dump-passes",
         metavar="DIR",

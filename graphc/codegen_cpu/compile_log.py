@@ -22,6 +22,7 @@ COMPILED = "compiled"
 WORKER = "compiled by a worker"
 LOADED = "loaded from the disk cache"
 MEMORY = "in memory"
+OUTCOMES = (COMPILED, WORKER, LOADED, MEMORY)
 
 
 @dataclass(frozen=True)
