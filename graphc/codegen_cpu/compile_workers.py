@@ -94,19 +94,14 @@ def compile_ahead(jobs: Sequence[tuple]) -> int:
         ]
         for thread in threads:
             thread.start()
-        while True:
-            try:
-                dispatcher, kinds = work.get_nowait()
-            except queue.Empty:
-                break
-            began = time.perf_counter()
-            try:
-                dispatcher.compile(kinds)
-            except Exception:  # the caller compiles it again and reports the error
-                continue
-            note_ahead(dispatcher, kinds, COMPILED, time.perf_counter() - began)
-        for thread in threads:
-            thread.join()
+        try:
+            _compile_here(work)
+            for thread in threads:
+                thread.join()
+        except BaseException:  # interrupted: a worker may be mid-request, so none is kept
+            _drain(work)
+            _close_workers(kill=True)
+            raise
         farmed = sum(worker.done for worker in workers)
         for worker in workers:
             worker.done = 0
@@ -118,6 +113,29 @@ def compile_ahead(jobs: Sequence[tuple]) -> int:
         f" worker{plural}, the rest here, in {time.perf_counter() - start:.2f} s"
     )
     return farmed
+
+
+def _compile_here(work: queue.SimpleQueue) -> None:
+    """This process's share: jobs taken from ``work`` until none is left."""
+    while True:
+        try:
+            dispatcher, kinds = work.get_nowait()
+        except queue.Empty:
+            return
+        began = time.perf_counter()
+        try:
+            dispatcher.compile(kinds)
+        except Exception:  # the caller compiles it again and reports the error
+            continue
+        note_ahead(dispatcher, kinds, COMPILED, time.perf_counter() - began)
+
+
+def _drain(work: queue.SimpleQueue) -> None:
+    while True:
+        try:
+            work.get_nowait()
+        except queue.Empty:
+            return
 
 
 def _cold(dispatcher, kinds: tuple) -> bool:
@@ -176,7 +194,9 @@ class _Worker:
             note_ahead(dispatcher, kinds, WORKER, seconds)
         return succeeded
 
-    def close(self) -> None:
+    def close(self, kill: bool = False) -> None:
+        if kill and self.alive():
+            self.process.kill()
         if self.alive():
             try:
                 self.process.stdin.close()
@@ -206,10 +226,21 @@ def _pool(count: int) -> list[_Worker]:
 
 
 @atexit.register
-def _close_workers() -> None:
+def _close_workers(kill: bool = False) -> None:
     for worker in _workers:
-        worker.close()
+        worker.close(kill)
     _workers.clear()
+
+
+def _forget_workers() -> None:
+    """In a forked child: the workers and their pipes are the parent's; start afresh."""
+    _workers.clear()
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_workers)
 
 
 def _category(name: tuple[str, str]) -> type[Warning]:
