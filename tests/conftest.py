@@ -25,6 +25,9 @@ if "numba.core.config" in sys.modules:
         " cache folder; keep graphc and numba out of pytest's options and plugins"
     )
 os.environ.setdefault("NUMBA_NRT_STATS", "1")
+# The CUDA backend's kernels run in Numba's simulator unless the caller says otherwise
+# (NUMBA_ENABLE_CUDASIM=0 on a machine with a GPU); it changes nothing for the CPU backend.
+os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
 os.environ.setdefault("GRAPHC_CACHE_DIR", os.path.join(tempfile.gettempdir(), "graphc-test-cache"))
 
 # Numba's cache goes where graphc routes it, even for test modules that import numba first.

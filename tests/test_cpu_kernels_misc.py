@@ -19,9 +19,9 @@ from cpu_helpers import call_kernel, find_node, kernel_arguments, node_spec, run
 
 import graphc as gc
 import graphc.codegen_cpu.indexing  # noqa: F401 - registers the lowerings under test
-import graphc.codegen_cpu.reduce as reduce_kernels
 import graphc.codegen_cpu.softmax_loss  # noqa: F401
 from graphc.backend.lowering import NodeSpec, lower
+from graphc.backend.reduction_layout import ReductionLayout, reduction_layout
 from graphc.codegen_cpu.scalar_functions import FAST_TANH_FLOAT32_MAX_RELATIVE_ERROR, fast_tanh
 from graphc.ir.evaluate import evaluate_entries
 from graphc.ir.symbol import apply_op
@@ -210,11 +210,11 @@ def test_sum_of_ten_million_float32_is_accurate_and_deterministic():
 
 
 def test_reduction_layouts():
-    layout = reduce_kernels.reduction_layout
-    assert layout((300, 7), (0,)) == reduce_kernels.ReductionLayout(None, 1, 300, 7)
-    assert layout((7, 1, 3), (0, 1)) == reduce_kernels.ReductionLayout(None, 1, 7, 3)
+    layout = reduction_layout
+    assert layout((300, 7), (0,)) == ReductionLayout(None, 1, 300, 7)
+    assert layout((7, 1, 3), (0, 1)) == ReductionLayout(None, 1, 7, 3)
     assert layout((2, 3, 5), (0, 2)).order == (1, 0, 2)
-    assert layout((2, 3, 5), ()) == reduce_kernels.ReductionLayout(None, 1, 1, 30)
+    assert layout((2, 3, 5), ()) == ReductionLayout(None, 1, 1, 30)
 
 
 # -- indexing ----------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Targets: what each backend gives the runtime, looked up by the context's device.
 
-A backend (``graphc.codegen_cpu``; ``graphc.codegen_cuda`` next) registers one ``Target`` when
+A backend (``graphc.codegen_cpu``; ``graphc.codegen_cuda``, whose lowerings exist but which
+registers no target yet) registers one ``Target`` when
 it is imported. The runtime binds through it and imports no backend: it asks the target for
 the arena, for the compiled sequence of a phase's kernels, and to call what was compiled;
 the passes receive the target's fusion capabilities as data. A context whose backend is
@@ -47,8 +48,9 @@ class Target:
 _TARGETS: dict[str, Target] = {}
 
 _MISSING = {
-    "gpu": "the CUDA backend (graphc.codegen_cuda) is not installed in this version of graphc; "
-    "bind to gc.cpu()",
+    "gpu": "graphc's CUDA backend does not bind yet: its kernels (graphc.codegen_cuda) exist and"
+    " are tested under Numba's CUDA simulator, but the runtime binds host arrays only (issue"
+    " [cuda], in progress); bind to gc.cpu()",
 }
 """What to tell a user whose context names a device no installed backend serves."""
 

@@ -1,0 +1,158 @@
+"""GEMM on the GPU: a shared-memory tiled kernel with register blocking, used by
+``FullyConnected`` and ``dot``.
+
+Each block computes a BM x BN tile of C = op(A) op(B) (+ bias along columns); each of its
+256 threads computes a TM x TN sub-tile held in registers (``cuda.local.array``), reading
+A's and B's BK-deep slices from shared memory, so each value loaded from global memory
+serves TM or TN multiply-adds (the 2-D block tiling of Simon Boehm's SGEMM series). Tiles
+are compile-time constants of the generated source; the sizes (M, N, K) are read from the
+arrays at run time, so one kernel per dtype, transposition and bias serves every shape.
+Edge tiles read zeros past the matrix and write only inside it. The sum over K runs in
+the arrays' dtype, in a fixed order: the same bits on every run.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from graphc.backend.lowering import Kernel, NodeSpec, lowering, uniform_float_dtype
+from graphc.backend.source_cache import load_kernel
+from graphc.codegen_cuda.target import SIMULATED, TARGET, Launch
+from graphc.ir.errors import BackendError
+
+GPU_TILES = (64, 64, 8, 4, 4)
+"""(BM, BN, BK, TM, TN): a 64 x 64 tile of C per block of 256 threads, 4 x 4 per thread."""
+SIMULATOR_TILES = (16, 16, 8, 2, 2)
+"""The simulator's: 64 threads a block (tests/test_cuda_kernels.py runs GPU_TILES too)."""
+TILES = SIMULATOR_TILES if SIMULATED else GPU_TILES
+
+
+def render_gemm(
+    dtype: np.dtype, trans_a: bool, trans_b: bool, bias: bool, tiles: tuple = TILES
+) -> str:
+    """Source of ``kernel(a, b[, bias], c)``: c = op(a) @ op(b) (+ bias[None, :])."""
+    BM, BN, BK, TM, TN = tiles  # noqa: N806 - the tile names of the literature
+    THREADS = (BM // TM) * (BN // TN)  # noqa: N806
+    if (BM * BK) % THREADS or (BK * BN) % THREADS:
+        raise ValueError(f"tiles {tiles}: a tile load must split evenly over {THREADS} threads")
+    kind = {np.dtype(np.float32): "float32", np.dtype(np.float64): "float64"}[np.dtype(dtype)]
+    a_at = "a[k, m]" if trans_a else "a[m, k]"
+    b_at = "b[n, k]" if trans_b else "b[k, n]"
+    inner = "a.shape[0]" if trans_a else "a.shape[1]"
+    # The fastest-varying index of a tile load follows the contiguous axis of its matrix.
+    a_split = ("mm = e % BM", "kk = e // BM") if trans_a else ("kk = e % BK", "mm = e // BK")
+    b_split = ("kk = e % BK", "nn = e // BK") if trans_b else ("nn = e % BN", "kk = e // BN")
+    params = "a, b, bias, c" if bias else "a, b, c"
+    epilogue = " + bias[n]" if bias else ""
+    loads_a = (BM * BK) // THREADS
+    loads_b = (BK * BN) // THREADS
+    return f"""from numba import cuda, {kind}
+
+BM, BN, BK, TM, TN = {BM}, {BN}, {BK}, {TM}, {TN}
+THREADS = {THREADS}
+
+
+@cuda.jit(cache=True)
+def kernel({params}):
+    rows = c.shape[0]
+    cols = c.shape[1]
+    depth = {inner}
+    tile_a = cuda.shared.array((BK, BM), {kind})
+    tile_b = cuda.shared.array((BK, BN), {kind})
+    acc = cuda.local.array((TM, TN), {kind})
+    col_a = cuda.local.array(TM, {kind})
+    row_b = cuda.local.array(TN, {kind})
+    t = cuda.threadIdx.x
+    row0 = cuda.blockIdx.y * BM
+    col0 = cuda.blockIdx.x * BN
+    my_row = (t // (BN // TN)) * TM
+    my_col = (t % (BN // TN)) * TN
+    for i in range(TM):
+        for j in range(TN):
+            acc[i, j] = 0
+    for k0 in range(0, depth, BK):
+        for load in range({loads_a}):
+            e = t + load * THREADS
+            {a_split[0]}
+            {a_split[1]}
+            m = row0 + mm
+            k = k0 + kk
+            tile_a[kk, mm] = {a_at} if m < rows and k < depth else 0
+        for load in range({loads_b}):
+            e = t + load * THREADS
+            {b_split[0]}
+            {b_split[1]}
+            n = col0 + nn
+            k = k0 + kk
+            tile_b[kk, nn] = {b_at} if n < cols and k < depth else 0
+        cuda.syncthreads()
+        for kk in range(BK):
+            for i in range(TM):
+                col_a[i] = tile_a[kk, my_row + i]
+            for j in range(TN):
+                row_b[j] = tile_b[kk, my_col + j]
+            for i in range(TM):
+                for j in range(TN):
+                    acc[i, j] += col_a[i] * row_b[j]
+        cuda.syncthreads()
+    for i in range(TM):
+        m = row0 + my_row + i
+        if m < rows:
+            for j in range(TN):
+                n = col0 + my_col + j
+                if n < cols:
+                    c[m, n] = acc[i, j]{epilogue}
+"""
+
+
+def gemm_launch(
+    dtype, trans_a: bool, trans_b: bool, bias: bool, rows: int, cols: int, tiles: tuple = TILES
+) -> Launch:
+    """The configured launch of the GEMM kernel for a (rows, cols) result."""
+    source = render_gemm(dtype, trans_a, trans_b, bias, tiles)
+    bm, bn, _, tm, tn = tiles
+    grid = (max(1, math.ceil(cols / bn)), max(1, math.ceil(rows / bm)))
+    return Launch(load_kernel(source, "kernel", TARGET), grid, ((bm // tm) * (bn // tn),))
+
+
+@lowering(TARGET, "FullyConnected")
+def lower_fully_connected(spec: NodeSpec) -> Kernel:
+    """y = x W^T + b: x as (rows, K) rows (flattened, or over its last axis)."""
+    dtype = uniform_float_dtype(spec)
+    data_shape, weight_shape = spec.in_shapes[0], spec.in_shapes[1]
+    depth = weight_shape[1]
+    rows = math.prod(data_shape) // depth if depth else math.prod(data_shape[:-1])
+    hidden = weight_shape[0]
+    has_bias = not spec.attrs["no_bias"]
+    launch = gemm_launch(dtype, False, True, has_bias, rows, hidden)
+
+    def prepare(inputs, outputs, workspace):
+        data = inputs[0].reshape(rows, depth)
+        out = outputs[0].reshape(rows, hidden)
+        return (data, inputs[1], inputs[2], out) if has_bias else (data, inputs[1], out)
+
+    return Kernel(fn=launch, name="cuda_fully_connected", prepare=prepare)
+
+
+@lowering(TARGET, "dot")
+def lower_dot(spec: NodeSpec) -> Kernel:
+    """op(a) @ op(b), a read as (rows, K) (an N-d lhs over its last axis), b 2-D."""
+    dtype = uniform_float_dtype(spec)
+    left, right = spec.in_shapes
+    trans_a, trans_b = bool(spec.attrs["transpose_a"]), bool(spec.attrs["transpose_b"])
+    if trans_a:
+        a_shape = tuple(left)
+    else:
+        if len(left) < 1:
+            raise BackendError(f"{spec.name} (dot): a 0-d lhs has no rows")
+        a_shape = (math.prod(left[:-1]), left[-1])
+    rows = a_shape[1] if trans_a else a_shape[0]
+    cols = right[0] if trans_b else right[1]
+    launch = gemm_launch(dtype, trans_a, trans_b, False, rows, cols)
+
+    def prepare(inputs, outputs, workspace):
+        return (inputs[0].reshape(a_shape), inputs[1], outputs[0].reshape(rows, cols))
+
+    return Kernel(fn=launch, name="cuda_dot", prepare=prepare)

@@ -1,0 +1,148 @@
+"""Sums on the GPU: deterministic tree reductions in shared memory, no atomics.
+
+A reduction is read as (outer, length, inner) (``backend.reduction_layout``, the CPU's
+layout): one block per output element (a grid-stride loop over them), whose threads each
+sum a strided share of the ``length`` values in float64 (cast explicitly: under the
+simulator a float32 added to a Python float stays float32, NumPy 2's rule), in a fixed order, then add their
+partial sums pairwise in shared memory. The order depends only on the layout and the
+block size, so a sum gives the same bits on every run. Sizes are run-time arguments: one
+compiled kernel per dtype serves every shape.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from graphc.backend.lowering import Kernel, NodeSpec, float_dtype, lowering
+from graphc.backend.reduction_layout import reduction_layout, sum_to_like_axes
+from graphc.backend.source_cache import load_kernel
+from graphc.codegen_cuda.device import cuda_module
+from graphc.codegen_cuda.target import MAX_BLOCKS, TARGET, THREADS, Launch
+from graphc.ir.ops.reduce import reduced_axes
+
+SOURCE = f"""from numba import cuda, float64
+
+THREADS = {THREADS}
+
+
+@cuda.jit(cache=True)
+def kernel(data, out, length, inner):
+    partial = cuda.shared.array(THREADS, float64)
+    t = cuda.threadIdx.x
+    for position in range(cuda.blockIdx.x, out.size, cuda.gridDim.x):
+        p = position // inner
+        q = position - p * inner
+        base = p * length * inner + q
+        total = 0.0
+        for index in range(t, length, THREADS):
+            total += float64(data[base + index * inner])
+        partial[t] = total
+        cuda.syncthreads()
+        half = THREADS // 2
+        while half > 0:
+            if t < half:
+                partial[t] += partial[t + half]
+            cuda.syncthreads()
+            half //= 2
+        if t == 0:
+            out[position] = partial[0]
+        cuda.syncthreads()
+"""
+
+STRIDED = f"""from numba import cuda, float64
+
+THREADS = {THREADS}
+
+
+@cuda.jit(cache=True)
+def kernel(data, out, kept_dims, kept_strides, summed_dims, summed_strides, length):
+    partial = cuda.shared.array(THREADS, float64)
+    t = cuda.threadIdx.x
+    for position in range(cuda.blockIdx.x, out.size, cuda.gridDim.x):
+        rest = position
+        base = 0
+        for d in range(kept_dims.size - 1, -1, -1):
+            base += (rest % kept_dims[d]) * kept_strides[d]
+            rest //= kept_dims[d]
+        total = 0.0
+        for index in range(t, length, THREADS):
+            rest = index
+            offset = base
+            for d in range(summed_dims.size - 1, -1, -1):
+                offset += (rest % summed_dims[d]) * summed_strides[d]
+                rest //= summed_dims[d]
+            total += float64(data[offset])
+        partial[t] = total
+        cuda.syncthreads()
+        half = THREADS // 2
+        while half > 0:
+            if t < half:
+                partial[t] += partial[t + half]
+            cuda.syncthreads()
+            half //= 2
+        if t == 0:
+            out[position] = partial[0]
+        cuda.syncthreads()
+"""
+
+
+def _strided_sum(spec: NodeSpec, shape: tuple, axes: tuple, layout) -> Kernel:
+    """Summed axes that are not adjacent: each output element's offset and each summed
+    element's are unravelled over the kept and the summed axes (their dimensions and
+    element strides copied to the device once, at bind)."""
+    cuda = cuda_module()
+    strides = [math.prod(shape[axis + 1 :]) for axis in range(len(shape))]
+    kept = [axis for axis in range(len(shape)) if axis not in axes]
+    tables = [
+        cuda.to_device(np.array(values, dtype=np.int64).reshape(-1))
+        for values in (
+            [shape[a] for a in kept] or [1],
+            [strides[a] for a in kept] or [0],
+            [shape[a] for a in axes],
+            [strides[a] for a in axes],
+        )
+    ]
+    outputs = max(1, layout.outer)
+    launch = Launch(
+        load_kernel(STRIDED, "kernel", TARGET), (max(1, min(MAX_BLOCKS, outputs)),), (THREADS,)
+    )
+
+    def prepare(inputs, outputs_, workspace):
+        data = inputs[0].reshape(max(1, math.prod(shape)))
+        return (data, outputs_[0].reshape(outputs), *tables, np.int64(layout.length))
+
+    return Kernel(fn=launch, name=f"cuda_{spec.op}_strided_tree", prepare=prepare)
+
+
+def _sum_lowering(spec: NodeSpec, axes: tuple[int, ...]) -> Kernel:
+    float_dtype(spec)
+    shape = tuple(spec.in_shapes[0])
+    layout = reduction_layout(shape, axes)
+    if layout.order is not None:
+        return _strided_sum(spec, shape, tuple(sorted(axes)), layout)
+    outputs = layout.outer * layout.inner
+    launch = Launch(
+        load_kernel(SOURCE, "kernel", TARGET), (max(1, min(MAX_BLOCKS, outputs)),), (THREADS,)
+    )
+
+    def prepare(inputs, outputs_, workspace):
+        data = inputs[0].reshape(max(1, math.prod(shape)))
+        out = outputs_[0].reshape(max(1, outputs))
+        return (data, out, np.int64(layout.length), np.int64(layout.inner))
+
+    return Kernel(fn=launch, name=f"cuda_{spec.op}_tree", prepare=prepare)
+
+
+@lowering(TARGET, "sum")
+def lower_sum(spec: NodeSpec) -> Kernel:
+    return _sum_lowering(spec, reduced_axes(spec.attrs["axis"], len(spec.in_shapes[0])))
+
+
+@lowering(TARGET, "sum_to_like")
+def lower_sum_to_like(spec: NodeSpec) -> Kernel:
+    """Sum over the axes broadcasting added; a view where nothing was broadcast."""
+    if tuple(spec.in_shapes[0]) == tuple(spec.out_shapes[0]):
+        return Kernel(fn=None, view_of=0, name="sum_to_like_identity")
+    return _sum_lowering(spec, sum_to_like_axes(spec.in_shapes[0], spec.in_shapes[1]))
