@@ -69,16 +69,19 @@ def compile_logged(dispatcher, kinds: tuple, label: str = "") -> None:
     """``dispatcher.compile(kinds)``, recorded (and printed under ``GRAPHC_LOG=compile``)."""
     kinds = tuple(kinds)
     ahead = _ahead.pop((id(dispatcher), kinds), None)
-    if kinds in dispatcher.overloads and ahead is None:
-        _records.append(Record(_name(dispatcher), label, len(kinds), MEMORY, 0.0))
-        return
-    hits = dispatcher.stats.cache_hits[kinds]
-    start = time.perf_counter()
-    dispatcher.compile(kinds)
-    seconds = time.perf_counter() - start
-    outcome = LOADED if dispatcher.stats.cache_hits[kinds] > hits else COMPILED
-    if ahead is not None:
-        outcome, seconds = ahead
+    if kinds in dispatcher.overloads:
+        if ahead is None:
+            _records.append(Record(_name(dispatcher), label, len(kinds), MEMORY, 0.0))
+            return
+        outcome, seconds = ahead  # compiled here, ahead of this call
+    else:
+        hits = dispatcher.stats.cache_hits[kinds]
+        start = time.perf_counter()
+        dispatcher.compile(kinds)
+        seconds = time.perf_counter() - start
+        outcome = LOADED if dispatcher.stats.cache_hits[kinds] > hits else COMPILED
+        if outcome == LOADED and ahead is not None:  # what a worker left in the cache
+            outcome, seconds = ahead
     record = Record(_name(dispatcher), label, len(kinds), outcome, seconds)
     _records.append(record)
     say(describe(record))

@@ -27,6 +27,7 @@ import atexit
 import os
 import pickle
 import queue
+import site
 import struct
 import subprocess
 import sys
@@ -163,6 +164,13 @@ class _Worker:
         environment = dict(
             os.environ, **{ENVIRONMENT: "1", "NUMBA_CACHE_DIR": str(numba.config.CACHE_DIR)}
         )
+        # The graphc this process imported: a source tree put on sys.path by hand is put on
+        # the worker's path (an installed graphc is found there already, and site-packages
+        # ahead of the standard library could shadow it).
+        source_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        if source_root not in (*site.getsitepackages(), site.getusersitepackages()):
+            paths = [source_root, environment.get("PYTHONPATH", "")]
+            environment["PYTHONPATH"] = os.pathsep.join(path for path in paths if path)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "graphc.codegen_cpu.compile_workers"],
             stdin=subprocess.PIPE,
