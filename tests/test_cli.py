@@ -69,6 +69,7 @@ MODEL_FILE = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_compile_train_reports_every_kernel_and_a_second_run_loads_them_all(tmp_path):
     model = tmp_path / "small.py"
     model.write_text(MODEL_FILE)
@@ -93,4 +94,4 @@ def test_compile_train_reports_every_kernel_and_a_second_run_loads_them_all(tmp_
     again = [line for line in second.splitlines() if line.startswith("  ")]
     assert len(again) == len(kernels), second
     assert all("loaded from the disk cache" in line for line in again), second
-    assert "0 compiled, 0 compiled by a worker" in second
+    assert "found: 0 compiled, 0 compiled by a worker" in second

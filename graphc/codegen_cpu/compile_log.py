@@ -70,7 +70,7 @@ def compile_logged(dispatcher, kinds: tuple, label: str = "") -> None:
     kinds = tuple(kinds)
     ahead = _ahead.pop((id(dispatcher), kinds), None)
     if kinds in dispatcher.overloads:
-        if ahead is None:
+        if ahead is None or ahead[0] != COMPILED:
             _records.append(Record(_name(dispatcher), label, len(kinds), MEMORY, 0.0))
             return
         outcome, seconds = ahead  # compiled here, ahead of this call

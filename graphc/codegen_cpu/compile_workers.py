@@ -89,7 +89,10 @@ def compile_ahead(jobs: Sequence[tuple]) -> int:
     for job in pending:
         work.put(job)
     with _lock:
-        workers = _pool(helpers)
+        try:
+            workers = _pool(helpers)
+        except Exception:  # no worker could start (no processes left, say): compile here
+            workers = []
         threads = [
             threading.Thread(target=_feed, args=(worker, work), daemon=True) for worker in workers
         ]
@@ -219,8 +222,12 @@ def _feed(worker: _Worker, work: queue.SimpleQueue) -> None:
             dispatcher, kinds = work.get_nowait()
         except queue.Empty:
             return
-        if worker.compile(dispatcher, kinds):
-            worker.done += 1
+        try:
+            if worker.compile(dispatcher, kinds):
+                worker.done += 1
+        except Exception:  # a type that does not pickle, say: the caller compiles it
+            worker.close(kill=True)
+            return
 
 
 def _pool(count: int) -> list[_Worker]:
@@ -228,7 +235,10 @@ def _pool(count: int) -> list[_Worker]:
     this process compiles its own share)."""
     _workers[:] = [worker for worker in _workers if worker.alive()]
     while len(_workers) < count:
-        _workers.append(_Worker())
+        try:
+            _workers.append(_Worker())
+        except OSError:
+            break
         _counts["started"] += 1
     return _workers[:count]
 

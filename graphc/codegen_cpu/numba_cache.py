@@ -8,9 +8,12 @@ again, which recompiles.
 
 from __future__ import annotations
 
+import fcntl
 import os
 from collections.abc import Callable
 from pathlib import Path
+
+from numba.core import caching
 
 from graphc.backend.source_cache import warn_once
 
@@ -60,3 +63,31 @@ def _drop_index(index_path: Path) -> None:
     stem = index_path.name[: -len(".nbi")] if index_path.name.endswith(".nbi") else index_path.name
     for entry in index_path.parent.glob(stem + "*"):
         entry.unlink(missing_ok=True)
+
+
+def _locked_save(original):
+    """Numba's ``IndexDataCacheFile.save`` under an exclusive lock on the function's index.
+
+    Numba saves an entry unlocked: it reads the index, takes the first free data-file name,
+    writes the index, then the data. Two processes saving two signatures of one function at
+    once (compile workers, test workers) can both take ``....1.nbc``, leaving an index that
+    names one signature over the other's code, a cache that fails in every later process.
+    Where no lock file can be made (a read-only cache), the save goes on unlocked."""
+
+    def save(self, key, data):
+        try:
+            handle = open(self._index_path + ".lock", "a+")  # noqa: SIM115 - closed below
+        except OSError:
+            return original(self, key, data)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            return original(self, key, data)
+        finally:
+            handle.close()  # closing releases the lock
+
+    save.__wrapped__ = original
+    return save
+
+
+if not hasattr(caching.IndexDataCacheFile.save, "__wrapped__"):
+    caching.IndexDataCacheFile.save = _locked_save(caching.IndexDataCacheFile.save)
