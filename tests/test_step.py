@@ -62,7 +62,8 @@ def test_a_schedule_changes_the_rate_inside_a_chunk_without_recompiling(fashion)
         {"learning_rate": 0.2, "lr_scheduler": gc.lr_scheduler.FactorScheduler(3, 0.5)},
         epochs=3,
     )
-    # Cold: one compile; warm: none (loaded from the cache). Never one per rate.
+    # Cold: one compile here (none where a compile worker did it); warm: none (loaded from
+    # the cache). Never one per rate.
     assert len(loops) <= 1, "one compile of the loop for every rate"
     assert fast.optimizer.learning_rate < 0.2 / 4, "the rate fell inside the run"
     for name, value in slow.get_params()[0].items():
