@@ -46,8 +46,8 @@ def render_gemm(
     b_split = ("kk = e % BK", "nn = e // BK") if trans_b else ("nn = e % BN", "kk = e // BN")
     params = "a, b, bias, c" if bias else "a, b, c"
     epilogue = " + bias[n]" if bias else ""
-    loads_a = (BM * BK) // THREADS
-    loads_b = (BK * BN) // THREADS
+    load_a = _tile_load("a", (BM * BK) // THREADS, a_split, ("m", "mm", "row0", "rows"), a_at)
+    load_b = _tile_load("b", (BK * BN) // THREADS, b_split, ("n", "nn", "col0", "cols"), b_at)
     return f"""from numba import cuda, {kind}
 
 BM, BN, BK, TM, TN = {BM}, {BN}, {BK}, {TM}, {TN}
@@ -73,21 +73,7 @@ def kernel({params}):
         for j in range(TN):
             acc[i, j] = 0
     for k0 in range(0, depth, BK):
-        for load in range({loads_a}):
-            e = t + load * THREADS
-            {a_split[0]}
-            {a_split[1]}
-            m = row0 + mm
-            k = k0 + kk
-            tile_a[kk, mm] = {a_at} if m < rows and k < depth else 0
-        for load in range({loads_b}):
-            e = t + load * THREADS
-            {b_split[0]}
-            {b_split[1]}
-            n = col0 + nn
-            k = k0 + kk
-            tile_b[kk, nn] = {b_at} if n < cols and k < depth else 0
-        cuda.syncthreads()
+{load_a}{load_b}        cuda.syncthreads()
         for kk in range(BK):
             for i in range(TM):
                 col_a[i] = tile_a[kk, my_row + i]
@@ -105,6 +91,23 @@ def kernel({params}):
                 if n < cols:
                     c[m, n] = acc[i, j]{epilogue}
 """
+
+
+def _tile_load(matrix: str, loads: int, split: tuple, axis: tuple, read: str) -> str:
+    """The lines that copy one BK-deep tile of ``matrix`` into shared memory: ``loads``
+    elements per thread, index ``e`` split by ``split`` into the tile's (kk, ``axis[1]``),
+    zeros past the matrix along ``axis`` (index, tile index, tile start, extent) or K."""
+    index, tile_index, start, extent = axis
+    return (
+        f"        for load in range({loads}):\n"
+        "            e = t + load * THREADS\n"
+        f"            {split[0]}\n"
+        f"            {split[1]}\n"
+        f"            {index} = {start} + {tile_index}\n"
+        "            k = k0 + kk\n"
+        f"            tile_{matrix}[kk, {tile_index}] = {read} if {index} < {extent} and k < depth"
+        " else 0\n"
+    )
 
 
 def gemm_launch(

@@ -22,6 +22,21 @@ from graphc.codegen_cuda.device import cuda_module
 from graphc.codegen_cuda.target import MAX_BLOCKS, TARGET, THREADS, Launch
 from graphc.ir.ops.reduce import reduced_axes
 
+TREE = """        partial[t] = total
+        cuda.syncthreads()
+        half = THREADS // 2
+        while half > 0:
+            if t < half:
+                partial[t] += partial[t + half]
+            cuda.syncthreads()
+            half //= 2
+        if t == 0:
+            out[position] = partial[0]
+        cuda.syncthreads()
+"""
+"""The end of both kernels' loop over outputs: the threads' float64 partial sums added
+pairwise in shared memory, in the same order every run; thread 0 writes the sum."""
+
 SOURCE = f"""from numba import cuda, float64
 
 THREADS = {THREADS}
@@ -38,18 +53,7 @@ def kernel(data, out, length, inner):
         total = 0.0
         for index in range(t, length, THREADS):
             total += float64(data[base + index * inner])
-        partial[t] = total
-        cuda.syncthreads()
-        half = THREADS // 2
-        while half > 0:
-            if t < half:
-                partial[t] += partial[t + half]
-            cuda.syncthreads()
-            half //= 2
-        if t == 0:
-            out[position] = partial[0]
-        cuda.syncthreads()
-"""
+{TREE}"""
 
 STRIDED = f"""from numba import cuda, float64
 
@@ -74,18 +78,7 @@ def kernel(data, out, kept_dims, kept_strides, summed_dims, summed_strides, leng
                 offset += (rest % summed_dims[d]) * summed_strides[d]
                 rest //= summed_dims[d]
             total += float64(data[offset])
-        partial[t] = total
-        cuda.syncthreads()
-        half = THREADS // 2
-        while half > 0:
-            if t < half:
-                partial[t] += partial[t + half]
-            cuda.syncthreads()
-            half //= 2
-        if t == 0:
-            out[position] = partial[0]
-        cuda.syncthreads()
-"""
+{TREE}"""
 
 
 def _strided_sum(spec: NodeSpec, shape: tuple, axes: tuple, layout) -> Kernel:
