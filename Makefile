@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test test-fast lint install clean
+.PHONY: run test test-fast test-gpu lint install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,14 @@ test: lint
 # slow" (compiles CPU kernels), -m slow (whole models trained or compiled cold).
 test-fast: install
 	$(BIN)/python -m pytest -m unit tests
+
+# `make test-gpu` runs the CUDA tier on the GPU instead of Numba's simulator: the tests
+# `make test` runs under the simulator at tiny shapes, plus tests/test_cuda_gpu.py (large
+# shapes, the seed models trained for hundreds of steps against the CPU backend). Where no
+# GPU (or no NVIDIA driver) is usable, every test is skipped with the reason.
+test-gpu: install
+	$(BIN)/python -m pip install -q -e '.[test,cuda]'
+	NUMBA_ENABLE_CUDASIM=0 $(BIN)/python -m pytest -m cuda -rs tests
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -17,7 +17,7 @@ route_numba_cache()  # before anything below imports Numba
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
-from graphc import backend, codegen_cpu, data, ir, models, passes, runtime, training
+from graphc import backend, codegen_cpu, codegen_cuda, data, ir, models, passes, runtime, training
 from graphc.backend import KernelCacheWarning
 from graphc.codegen_cpu.threads import get_num_threads, set_num_threads
 from graphc.ir import (
@@ -39,7 +39,7 @@ from graphc.ir import (
 )
 from graphc.ir.ops import *  # noqa: F403 - every op constructor at the top level, as mx.sym.*
 from graphc.passes import optimize
-from graphc.runtime import Context, Executor, cpu, gpu
+from graphc.runtime import Context, Executor, asnumpy, cpu, gpu
 from graphc.training import Model, StepByStepWarning, TrainingDivergedError
 
 _MODULES = {

@@ -46,10 +46,28 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(items):
-    """Mark ``cpu`` every test that is not ``unit``, ``cuda`` or ``mpi``."""
+    """Mark ``cpu`` every test that is not ``unit``, ``cuda`` or ``mpi``; skip the ``cuda``
+    tests, saying why, where they are asked to run on a GPU (NUMBA_ENABLE_CUDASIM=0, as
+    ``make test-gpu`` does) and none is usable."""
+    missing_gpu = _missing_gpu()
     for item in items:
         if not any(item.get_closest_marker(name) for name in NOT_CPU):
             item.add_marker(pytest.mark.cpu)
+        if missing_gpu and item.get_closest_marker("cuda"):
+            item.add_marker(pytest.mark.skip(reason=missing_gpu))
+
+
+def _missing_gpu() -> str | None:
+    """Why the CUDA tests cannot run on a GPU here, or None (the simulator needs none)."""
+    if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0"):
+        return None
+    from graphc.codegen_cuda.device import require_device
+
+    try:
+        require_device()
+    except (ImportError, RuntimeError) as missing:
+        return f"NUMBA_ENABLE_CUDASIM=0 asks for a GPU: {missing}"
+    return None
 
 
 @pytest.fixture(autouse=True)

@@ -1,5 +1,6 @@
-"""What bind says about inputs it cannot bind: bad shapes, a device with no backend, an
-arena that cannot be allocated. Each message names the argument (or the buffers) at fault."""
+"""What bind says about inputs it cannot bind: bad shapes, an arena that cannot be allocated
+(a GPU that is missing: tests/test_cuda_runtime.py). Each message names the argument (or the
+buffers) at fault."""
 
 from __future__ import annotations
 
@@ -32,12 +33,6 @@ def test_bind_rejects_an_empty_array():
     args["fc_bias"] = np.zeros(2, np.float32)
     with pytest.raises(gc.ShapeError, match=r"argument 'x' has shape \(0, 3\)"):
         net.bind(gc.cpu(), args)
-
-
-@pytest.mark.unit
-def test_a_gpu_context_says_that_the_cuda_backend_is_missing():
-    with pytest.raises(gc.GraphcError, match=r"gpu\(0\): graphc's CUDA backend does not bind yet"):
-        gc.models.mlp().simple_bind(gc.gpu(0), data=(4, 784))
 
 
 @pytest.mark.cpu

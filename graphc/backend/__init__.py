@@ -6,4 +6,4 @@ and where caches live (``cache_location``). Nothing here imports Numba."""
 from graphc.backend.cache_location import cache_dir
 from graphc.backend.lowering import Kernel, NodeSpec, kernel_for, lower, lowering
 from graphc.backend.source_cache import KernelCacheWarning, load_kernel
-from graphc.backend.target import Target, register_target, target_for
+from graphc.backend.target import ArrayOps, Target, register_target, target_for

@@ -7,7 +7,10 @@ and passes its own spellings of the math functions; nothing here is CPU-specific
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
+
+import numpy as np
 
 from graphc.ir.registry import get_op
 
@@ -77,3 +80,14 @@ def full_index(out_shape: tuple) -> str:
     if not out_shape:
         return "[()]"
     return "[" + ", ".join(f"i{axis}" for axis in range(len(out_shape))) + "]"
+
+
+def literal(value: float, dtype) -> str:
+    """A constant in generated source, rounded to ``dtype`` as a stored scalar would be."""
+    if math.isnan(value):
+        text = "math.nan"
+    elif math.isinf(value):
+        text = "math.inf" if value > 0 else "-math.inf"
+    else:
+        text = repr(float(value))
+    return f"np.{np.dtype(dtype).name}({text})"

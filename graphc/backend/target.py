@@ -1,11 +1,11 @@
 """Targets: what each backend gives the runtime, looked up by the context's device.
 
-A backend (``graphc.codegen_cpu``; ``graphc.codegen_cuda``, whose lowerings exist but which
-registers no target yet) registers one ``Target`` when
+A backend (``graphc.codegen_cpu``, ``graphc.codegen_cuda``) registers one ``Target`` when
 it is imported. The runtime binds through it and imports no backend: it asks the target for
-the arena, for the compiled sequence of a phase's kernels, and to call what was compiled;
-the passes receive the target's fusion capabilities as data. A context whose backend is
-not installed fails at bind with the name of what is missing.
+the arena, for its arrays and the copies between them and the host (``ArrayOps``), for the
+compiled sequence of a phase's kernels, and to call what was compiled; the passes receive
+the target's fusion capabilities as data. A context whose backend cannot run here (no
+numba-cuda, no GPU) fails at bind with the name of what is missing (``Target.require``).
 """
 
 from __future__ import annotations
@@ -14,9 +14,54 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from graphc.backend.lowering import Kernel
 from graphc.ir.errors import BackendError
 from graphc.passes.fuse import FusionCapabilities
+
+
+def _copy_host(destination: np.ndarray, source) -> None:
+    np.copyto(destination, np.asarray(source))
+
+
+def _add_host(destination: np.ndarray, source: np.ndarray) -> None:
+    destination += source
+
+
+def _is_host_array(array) -> bool:
+    return isinstance(array, np.ndarray) and array.flags.c_contiguous and array.flags.writeable
+
+
+@dataclass(frozen=True)
+class ArrayOps:
+    """The arrays a target's kernels read and write, as the runtime makes and moves them.
+
+    - ``zeros(shape, dtype)``: a new zeroed C-contiguous array where the kernels run;
+    - ``copy(destination, source)``: ``destination[...] = source``, the source a host array
+      or one of the target's, of the destination's shape and dtype (the caller checks);
+    - ``add(destination, source)``: ``destination += source`` (``grad_req='add'``);
+    - ``fill(destination, value)``;
+    - ``to_host(array)``: a NumPy array with the values (a copy where the array is not one);
+    - ``owns(array)``: whether ``array`` is a writeable C-contiguous array of this target,
+      which ``bind`` may hand to the kernels as it is.
+
+    The CPU's are NumPy's own (``HOST_ARRAYS``)."""
+
+    zeros: Callable[[tuple, Any], Any] = np.zeros
+    copy: Callable[[Any, Any], None] = _copy_host
+    add: Callable[[Any, Any], None] = _add_host
+    fill: Callable[[Any, float], None] = np.ndarray.fill
+    to_host: Callable[[Any], np.ndarray] = np.asarray
+    owns: Callable[[Any], bool] = _is_host_array
+
+
+HOST_ARRAYS = ArrayOps()
+"""NumPy arrays in this process's memory: the CPU target's."""
+
+
+def _nothing_missing() -> None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -33,7 +78,12 @@ class Target:
       None where the target has none yet;
     - ``fusion``: what its kernels can fuse, handed to ``passes.fuse``;
     - ``bind_options()``: options the target adds to every node it lowers at bind, under
-      the user's own (the CPU's thread count, which its kernels partition their work by)."""
+      the user's own (the CPU's thread count, which its kernels partition their work by);
+    - ``arrays``: how the runtime makes, fills and copies the target's arrays;
+    - ``require()``: raise, naming what is missing, where the target cannot run in this
+      process (the CUDA target without numba-cuda or a GPU);
+    - ``update_kernel(name)``: the target's kernel of the optimizer update ``name`` (MXNet's
+      ``sgd_mom_update``, ...), called as the CPU's (``codegen_cpu.optimizer_updates``)."""
 
     name: str
     device_type: str
@@ -43,16 +93,12 @@ class Target:
     call: Callable[..., Any]
     compile_training_loop: Callable[..., tuple[Callable, str]] | None = None
     bind_options: Callable[[], dict] = dict
+    arrays: ArrayOps = HOST_ARRAYS
+    require: Callable[[], None] = _nothing_missing
+    update_kernel: Callable[[str], Callable] | None = None
 
 
 _TARGETS: dict[str, Target] = {}
-
-_MISSING = {
-    "gpu": "graphc's CUDA backend does not bind yet: its kernels (graphc.codegen_cuda) exist and"
-    " are tested under Numba's CUDA simulator, but the runtime binds host arrays only (issue"
-    " [cuda], in progress); bind to gc.cpu()",
-}
-"""What to tell a user whose context names a device no installed backend serves."""
 
 
 def register_target(target: Target) -> None:
@@ -65,6 +111,9 @@ def target_for(ctx) -> Target:
     """The target that runs on ``ctx`` (a ``gc.cpu()`` or ``gc.gpu(n)`` context)."""
     target = _TARGETS.get(ctx.device_type)
     if target is None:
-        reason = _MISSING.get(ctx.device_type, "no backend serves this device type")
-        raise BackendError(f"bind to {ctx}: {reason}")
+        raise BackendError(f"bind to {ctx}: no backend serves this device type")
+    try:
+        target.require()
+    except (ImportError, RuntimeError) as missing:
+        raise BackendError(f"bind to {ctx}: {missing}") from None
     return target

@@ -25,6 +25,7 @@ import numpy as np
 from graphc.backend.lowering import Kernel, NodeSpec, lower, lowering
 from graphc.backend.scalar_expr import (
     full_index,
+    literal,
     needs_indices,
     operand_axes,
     read_index,
@@ -55,17 +56,6 @@ from graphc.ir.ops.fused import (
 )
 from graphc.ir.ops.reduce import reduced_axes
 from graphc.ir.registry import get_op
-
-
-def literal(value: float, dtype) -> str:
-    """A constant in generated source, rounded to ``dtype`` as a stored scalar would be."""
-    if math.isnan(value):
-        text = "math.nan"
-    elif math.isinf(value):
-        text = "math.inf" if value > 0 else "-math.inf"
-    else:
-        text = repr(float(value))
-    return f"np.{np.dtype(dtype).name}({text})"
 
 
 def _iteration_shape(spec: NodeSpec, members, shapes) -> tuple:

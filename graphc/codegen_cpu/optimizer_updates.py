@@ -268,3 +268,24 @@ def rmspropalex_update(
         variance = n[i] - mean_g[i] * mean_g[i] + epsilon_
         delta[i] = gamma2_ * delta[i] - lr_ * g / np.sqrt(variance)
         weight[i] += delta[i]
+
+
+UPDATES = {
+    kernel.__name__: kernel
+    for kernel in (
+        sgd_update,
+        sgd_mom_update,
+        nag_mom_update,
+        adam_update,
+        adagrad_update,
+        adadelta_update,
+        rmsprop_update,
+        rmspropalex_update,
+    )
+}
+"""Every update kernel by MXNet's name of its op."""
+
+
+def update_kernel(name: str):
+    """The CPU's update ``name`` (the CPU target's ``update_kernel``)."""
+    return UPDATES[name]

@@ -41,7 +41,7 @@ from graphc.codegen_cpu.threads import parallel_parts
 
 # The hash's constants come from the op's definition, so the two cannot drift apart.
 from graphc.ir.ops.dropout import _GOLDEN, _MIX1, _MIX2
-from graphc.ir.ops.loss import SoftmaxLabelError
+from graphc.ir.ops.loss import SoftmaxLabelError, softmax_geometry
 
 # Softmax rows (an exp per value) from which the rows split over threads: 20,000 values
 # take about 0.1 ms on one core here, 50 times a parallel region's cost.
@@ -158,22 +158,6 @@ def softmax_rows(flat, first, last, classes, partials):
         total = tree_sum(flat, base, classes, partials)
         for c in range(base, base + classes):
             flat[c] = flat[c] / total
-
-
-def softmax_geometry(attrs, shape: tuple[int, ...]) -> tuple[int, int, int]:
-    """(outer, classes, inner) of SoftmaxOutput's data: classes on axis 1 with multi_output,
-    on the last axis with preserve_shape, and otherwise everything after axis 0.
-
-    >>> softmax_geometry({"multi_output": True, "preserve_shape": False}, (2, 3, 5, 7))
-    (2, 3, 35)
-    >>> softmax_geometry({"multi_output": False, "preserve_shape": False}, (2, 3, 5))
-    (2, 15, 1)
-    """
-    if attrs["multi_output"]:
-        return shape[0], shape[1], math.prod(shape[2:])
-    if attrs["preserve_shape"]:
-        return math.prod(shape[:-1]), shape[-1], 1
-    return shape[0], math.prod(shape[1:]), 1
 
 
 @lowering(TARGET, "SoftmaxOutput")

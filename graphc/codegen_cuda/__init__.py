@@ -1,14 +1,20 @@
-"""The CUDA backend (issue [cuda], in progress): numba-cuda kernels lowered through the same
-seam as the CPU's (``graphc.backend.lowering``), tested under Numba's CUDA simulator.
+"""The CUDA backend: numba-cuda kernels lowered through the same seam as the CPU's
+(``graphc.backend.lowering``) and the target ``gc.gpu()`` binds through
+(``gpu_target.py``), tested under Numba's CUDA simulator.
 
-numba-cuda (the optional extra ``graphc[cuda]``) is imported when a kernel is lowered, and
-nothing outside this package imports it, so a CPU-only install never loads a CUDA library. What is here
-so far: the lowerings of the elementwise ops, ``FullyConnected`` and ``dot`` (a
-shared-memory tiled GEMM with register blocking) and the sums (deterministic tree
-reductions in shared memory), each tested against the NumPy reference forward and
-backward (``tests/test_cuda_kernels.py``). Not yet: the device arena and a ``gc.gpu()``
-bind (the runtime still binds NumPy arrays only), convolution, pooling, the LSTM, the loss
-heads, the optimizers, the training loop and CUDA graphs.
+numba-cuda (the optional extra ``graphc[cuda]``) is imported when a kernel is lowered or a
+device array made, and nothing outside this package imports it, so a CPU-only program never
+loads a CUDA library. Lowered so far: the elementwise ops and fused elementwise groups
+(``fused.py``), ``FullyConnected`` and ``dot`` (a shared-memory tiled GEMM with register
+blocking, ``gemm.py``), the sums (deterministic tree reductions, ``reduce.py``), the loss
+heads (``softmax_loss.py``) and reshapes. The runtime binds on the device: one device arena
+laid out by the memory plan, parameters and gradients as device arrays, one launch per
+kernel (``sequence.py``). Not yet: convolution, pooling, the LSTM, Embedding, the
+optimizers on the device (``Model.fit``), epilogue fusion and CUDA graphs.
 """
 
-from graphc.codegen_cuda import elementwise, gemm, reduce  # noqa: F401 - register lowerings
+from graphc.backend.target import register_target
+from graphc.codegen_cuda import conv, fused, gemm, pool, reduce, shape_ops, softmax_loss  # noqa: F401
+from graphc.codegen_cuda.gpu_target import CUDA
+
+register_target(CUDA)

@@ -1,5 +1,6 @@
 """GEMM on the GPU: a shared-memory tiled kernel with register blocking, used by
-``FullyConnected`` and ``dot``.
+``FullyConnected`` and ``dot``, and by the convolution's three passes as implicit GEMMs
+(``conv.py``: the same kernel whose tile loads gather from the image).
 
 Each block computes a BM x BN tile of C = op(A) op(B) (+ bias along columns); each of its
 256 threads computes a TM x TN sub-tile held in registers (``cuda.local.array``), reading
@@ -14,6 +15,7 @@ the arrays' dtype, in a fixed order: the same bits on every run.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -29,36 +31,79 @@ SIMULATOR_TILES = (16, 16, 8, 2, 2)
 TILES = SIMULATOR_TILES if SIMULATED else GPU_TILES
 
 
+@dataclass(frozen=True)
+class GemmForm:
+    """How one tiled GEMM reads its operands and writes its result, as source text.
+
+    The kernel computes C (rows x cols) = A (rows x depth) @ B (depth x cols) where
+    ``a_at`` and ``b_at`` are expressions of ``m, k`` and ``k, n`` read only inside the
+    matrices (zeros are loaded past them) and ``store`` is the statement that writes
+    ``value`` (C at ``m, n``). ``a_k_fast``/``b_k_fast``: consecutive ``k`` are adjacent in
+    memory (else consecutive ``m``/``n`` are), so that a warp's tile loads are coalesced.
+    ``sizes`` are the expressions of (rows, cols, depth) over the parameters, read at run
+    time; ``prelude`` is module code the expressions call (a convolution's gathers)."""
+
+    params: str
+    sizes: tuple[str, str, str]
+    a_at: str
+    b_at: str
+    a_k_fast: bool
+    b_k_fast: bool
+    store: str
+    prelude: str = ""
+
+
+def matrix_form(trans_a: bool, trans_b: bool, bias: bool) -> GemmForm:
+    """``c = op(a) @ op(b) (+ bias[None, :])`` over 2-D arrays."""
+    return GemmForm(
+        params="a, b, bias, c" if bias else "a, b, c",
+        sizes=("c.shape[0]", "c.shape[1]", "a.shape[0]" if trans_a else "a.shape[1]"),
+        a_at="a[k, m]" if trans_a else "a[m, k]",
+        b_at="b[n, k]" if trans_b else "b[k, n]",
+        a_k_fast=not trans_a,
+        b_k_fast=trans_b,
+        store="c[m, n] = value + bias[n]" if bias else "c[m, n] = value",
+    )
+
+
 def render_gemm(
     dtype: np.dtype, trans_a: bool, trans_b: bool, bias: bool, tiles: tuple = TILES
 ) -> str:
     """Source of ``kernel(a, b[, bias], c)``: c = op(a) @ op(b) (+ bias[None, :])."""
+    return render_tiled(dtype, matrix_form(trans_a, trans_b, bias), tiles)
+
+
+def render_tiled(dtype: np.dtype, form: GemmForm, tiles: tuple = TILES) -> str:
+    """Source of the tiled GEMM kernel of ``form`` (see the module docstring)."""
     BM, BN, BK, TM, TN = tiles  # noqa: N806 - the tile names of the literature
     THREADS = (BM // TM) * (BN // TN)  # noqa: N806
     if (BM * BK) % THREADS or (BK * BN) % THREADS:
         raise ValueError(f"tiles {tiles}: a tile load must split evenly over {THREADS} threads")
     kind = {np.dtype(np.float32): "float32", np.dtype(np.float64): "float64"}[np.dtype(dtype)]
-    a_at = "a[k, m]" if trans_a else "a[m, k]"
-    b_at = "b[n, k]" if trans_b else "b[k, n]"
-    inner = "a.shape[0]" if trans_a else "a.shape[1]"
     # The fastest-varying index of a tile load follows the contiguous axis of its matrix.
-    a_split = ("mm = e % BM", "kk = e // BM") if trans_a else ("kk = e % BK", "mm = e // BK")
-    b_split = ("kk = e % BK", "nn = e // BK") if trans_b else ("nn = e % BN", "kk = e // BN")
-    params = "a, b, bias, c" if bias else "a, b, c"
-    epilogue = " + bias[n]" if bias else ""
-    load_a = _tile_load("a", (BM * BK) // THREADS, a_split, ("m", "mm", "row0", "rows"), a_at)
-    load_b = _tile_load("b", (BK * BN) // THREADS, b_split, ("n", "nn", "col0", "cols"), b_at)
-    return f"""from numba import cuda, {kind}
+    a_split = ("kk = e % BK", "mm = e // BK") if form.a_k_fast else ("mm = e % BM", "kk = e // BM")
+    b_split = ("kk = e % BK", "nn = e // BK") if form.b_k_fast else ("nn = e % BN", "kk = e // BN")
+    zero = f"{kind}(0)"  # a bare 0 would make the load's value float64 for float32 data
+    load_a = _tile_load(
+        "a", (BM * BK) // THREADS, a_split, ("m", "mm", "row0", "rows"), form.a_at, zero
+    )
+    load_b = _tile_load(
+        "b", (BK * BN) // THREADS, b_split, ("n", "nn", "col0", "cols"), form.b_at, zero
+    )
+    rows, cols, depth = form.sizes
+    return f"""import math
+
+from numba import cuda, {kind}
 
 BM, BN, BK, TM, TN = {BM}, {BN}, {BK}, {TM}, {TN}
 THREADS = {THREADS}
-
+{form.prelude}
 
 @cuda.jit(cache=True)
-def kernel({params}):
-    rows = c.shape[0]
-    cols = c.shape[1]
-    depth = {inner}
+def kernel({form.params}):
+    rows = {rows}
+    cols = {cols}
+    depth = {depth}
     tile_a = cuda.shared.array((BK, BM), {kind})
     tile_b = cuda.shared.array((BK, BN), {kind})
     acc = cuda.local.array((TM, TN), {kind})
@@ -89,11 +134,12 @@ def kernel({params}):
             for j in range(TN):
                 n = col0 + my_col + j
                 if n < cols:
-                    c[m, n] = acc[i, j]{epilogue}
+                    value = acc[i, j]
+                    {form.store}
 """
 
 
-def _tile_load(matrix: str, loads: int, split: tuple, axis: tuple, read: str) -> str:
+def _tile_load(matrix: str, loads: int, split: tuple, axis: tuple, read: str, zero: str) -> str:
     """The lines that copy one BK-deep tile of ``matrix`` into shared memory: ``loads``
     elements per thread, index ``e`` split by ``split`` into the tile's (kk, ``axis[1]``),
     zeros past the matrix along ``axis`` (index, tile index, tile start, extent) or K."""
@@ -106,7 +152,7 @@ def _tile_load(matrix: str, loads: int, split: tuple, axis: tuple, read: str) ->
         f"            {index} = {start} + {tile_index}\n"
         "            k = k0 + kk\n"
         f"            tile_{matrix}[kk, {tile_index}] = {read} if {index} < {extent} and k < depth"
-        " else 0\n"
+        f" else {zero}\n"
     )
 
 
@@ -114,7 +160,13 @@ def gemm_launch(
     dtype, trans_a: bool, trans_b: bool, bias: bool, rows: int, cols: int, tiles: tuple = TILES
 ) -> Launch:
     """The configured launch of the GEMM kernel for a (rows, cols) result."""
-    source = render_gemm(dtype, trans_a, trans_b, bias, tiles)
+    return tiled_launch(dtype, matrix_form(trans_a, trans_b, bias), rows, cols, tiles)
+
+
+def tiled_launch(dtype, form: GemmForm, rows: int, cols: int, tiles: tuple = TILES) -> Launch:
+    """The configured launch of ``form``'s kernel for a (rows, cols) result: a block per
+    tile of C (columns along the grid's x, which allows 2**31 - 1 blocks)."""
+    source = render_tiled(dtype, form, tiles)
     bm, bn, _, tm, tn = tiles
     grid = (max(1, math.ceil(cols / bn)), max(1, math.ceil(rows / bm)))
     return Launch(load_kernel(source, "kernel", TARGET), grid, ((bm // tm) * (bn // tn),))

@@ -19,6 +19,7 @@ from graphc.backend.lowering import Kernel, NodeSpec, float_dtype, lowering
 from graphc.backend.reduction_layout import reduction_layout, sum_to_like_axes
 from graphc.backend.source_cache import load_kernel
 from graphc.codegen_cuda.device import cuda_module
+from graphc.codegen_cuda.memory import FILL
 from graphc.codegen_cuda.target import MAX_BLOCKS, TARGET, THREADS, Launch
 from graphc.ir.ops.reduce import reduced_axes
 
@@ -139,3 +140,17 @@ def lower_sum_to_like(spec: NodeSpec) -> Kernel:
     if tuple(spec.in_shapes[0]) == tuple(spec.out_shapes[0]):
         return Kernel(fn=None, view_of=0, name="sum_to_like_identity")
     return _sum_lowering(spec, sum_to_like_axes(spec.in_shapes[0], spec.in_shapes[1]))
+
+
+@lowering(TARGET, "_size")
+def lower_size(spec: NodeSpec) -> Kernel:
+    """Writes the (shape-derived, constant) element count over ``axis``."""
+    shape = spec.in_shapes[0]
+    count = float(math.prod(shape[axis] for axis in reduced_axes(spec.attrs["axis"], len(shape))))
+    dtype = float_dtype(spec)
+    launch = Launch(load_kernel(FILL, "kernel", TARGET), (1,), (THREADS,))
+
+    def prepare(inputs, outputs, workspace):
+        return (outputs[0].reshape(1), dtype.type(count))
+
+    return Kernel(fn=launch, name="cuda_size", prepare=prepare)

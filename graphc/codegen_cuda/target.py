@@ -7,6 +7,7 @@ doing it once keeps that out of every step).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from graphc.codegen_cuda.device import simulated
@@ -14,14 +15,15 @@ from graphc.codegen_cuda.device import simulated
 TARGET = "cuda"
 
 SIMULATED = simulated()
-"""Numba's simulator runs a Python thread per CUDA thread: under it the same kernels are
-generated with smaller blocks, so that the tests of every lowering run in minutes."""
+"""Numba's simulator runs a Python thread per CUDA thread, and starting them is most of its
+time: under it the same kernels are generated with small blocks and grids, so that the
+tests of every lowering run in minutes and every grid-stride loop runs more than once."""
 
-THREADS = 32 if SIMULATED else 256
+THREADS = 8 if SIMULATED else 256
 """Threads per block of the elementwise and reduction kernels (a power of two)."""
 
-MAX_BLOCKS = 4096
-"""The most blocks an elementwise kernel launches; a grid-stride loop covers the rest."""
+MAX_BLOCKS = 4 if SIMULATED else 4096
+"""The most blocks a grid-stride kernel launches; its loop covers the rest."""
 
 
 def blocks_for(elements: int, threads: int = THREADS) -> int:
@@ -31,14 +33,26 @@ def blocks_for(elements: int, threads: int = THREADS) -> int:
 
 @dataclass(frozen=True)
 class Launch:
-    """``kernel[grid, block](*args)``, configured once."""
+    """``kernel[grid, block](*args)``, configured once; then ``check(args)``, when given,
+    which reads back what the kernel found wrong in its data and raises (``faults.py``)."""
 
     kernel: object
     grid: tuple
     block: tuple
+    check: Callable[[tuple], None] | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_configured", self.kernel[self.grid, self.block])
+        if not SIMULATED:
+            object.__setattr__(self, "_configured", self.kernel[self.grid, self.block])
 
     def __call__(self, *args) -> None:
-        self._configured(*args)
+        if SIMULATED:
+            # The simulator's kernel[grid, block] sets the grid on the kernel itself and
+            # returns it, so a configuration kept from bind would take the grid of whichever
+            # launch of the same kernel was configured last (a smaller batch's GEMM would
+            # leave tiles unwritten): configure at every call there.
+            self.kernel[self.grid, self.block](*args)
+        else:
+            self._configured(*args)
+        if self.check is not None:
+            self.check(args)

@@ -2,6 +2,7 @@
 context (``graphc.backend.target``) and imports no backend."""
 
 from graphc.ir.symbol import register_binders
+from graphc.runtime.arrays import asnumpy, assign
 from graphc.runtime.bind import bind, simple_bind
 from graphc.runtime.context import Context, cpu, gpu
 from graphc.runtime.executor import Executor

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from graphc.backend.target import ArrayOps, target_for
 from graphc.ir.errors import DTypeError, MissingInputError, ShapeError
 from graphc.ir.gradcheck import non_differentiable_arguments
 from graphc.ir.symbol import Symbol
@@ -57,24 +58,26 @@ def simple_bind(
     ((64, 784), (64, 784))
     """
     shapes = {name: check_input_shape("simple_bind", name, s) for name, s in shapes.items()}
+    ctx = ctx or cpu()
+    zeros = target_for(ctx).arrays.zeros
     arg_shapes, _, aux_shapes = symbol.infer_shape(**shapes)
     arg_types, _, aux_types = symbol.infer_type(**dict(type_dict or {}))
     names = symbol.list_arguments()
     args = {
-        name: np.zeros(shape, dtype=dtype)
+        name: zeros(tuple(shape), np.dtype(dtype))
         for name, shape, dtype in zip(names, arg_shapes, arg_types)
     }
     aux = {
-        name: np.zeros(shape, dtype=dtype)
+        name: zeros(tuple(shape), np.dtype(dtype))
         for name, shape, dtype in zip(symbol.list_auxiliary_states(), aux_shapes, aux_types)
     }
     requests = _grad_reqs(symbol, grad_req)
     grads = {
-        name: np.zeros_like(args[name]) for name, request in requests.items() if request != "null"
+        name: zeros(args[name].shape, args[name].dtype)
+        for name, request in requests.items()
+        if request != "null"
     }
-    return Executor(
-        symbol, ctx or cpu(), args, grads, requests, aux, options, opt_level, own_grads=True
-    )
+    return Executor(symbol, ctx, args, grads, requests, aux, options, opt_level, own_grads=True)
 
 
 def bind(
@@ -88,21 +91,25 @@ def bind(
     opt_level: int | None = None,
     own_grads: bool = False,
 ) -> Executor:
-    """Bind to arrays the caller owns: the executor reads and writes them in place.
+    """Bind to arrays the caller owns: the executor reads and writes them in place, so they
+    must live where the kernels run (NumPy arrays for ``gc.cpu()``, device arrays for
+    ``gc.gpu()``).
 
     With ``own_grads`` the ``args_grad`` arrays only give the gradients' initial values:
     the executor keeps its gradients in its arena, as ``simple_bind`` does, and
     ``grad_dict`` holds views of them."""
     names = symbol.list_arguments()
-    args = _as_dict(args, names, "args")
+    ctx = ctx or cpu()
+    arrays = target_for(ctx).arrays
+    args = _as_dict(args, names, "args", arrays, ctx)
     requests = _grad_reqs(symbol, grad_req)
     if args_grad is None:
         requests = {name: "null" for name in names}
         grads = {}
     else:
-        grads = _as_dict(args_grad, names, "args_grad", allow_missing=True)
+        grads = _as_dict(args_grad, names, "args_grad", arrays, ctx, allow_missing=True)
         requests = {name: (req if name in grads else "null") for name, req in requests.items()}
-    aux = _as_dict(aux_states or {}, symbol.list_auxiliary_states(), "aux_states")
+    aux = _as_dict(aux_states or {}, symbol.list_auxiliary_states(), "aux_states", arrays, ctx)
     shapes = {name: array.shape for name, array in args.items()}
     arg_shapes, _, _ = symbol.infer_shape(**shapes)
     arg_types, _, _ = symbol.infer_type(**{name: array.dtype for name, array in args.items()})
@@ -113,12 +120,17 @@ def bind(
                     f"bind: {kind}[{name!r}] is {table[name].shape} {table[name].dtype}, expected {shape} {dtype}"
                 )
     return Executor(
-        symbol, ctx or cpu(), args, grads, requests, aux, options, opt_level, own_grads=own_grads
+        symbol, ctx, args, grads, requests, aux, options, opt_level, own_grads=own_grads
     )
 
 
 def _as_dict(
-    arrays, names: Sequence[str], what: str, allow_missing: bool = False
+    arrays,
+    names: Sequence[str],
+    what: str,
+    target_arrays: ArrayOps,
+    ctx: Context,
+    allow_missing: bool = False,
 ) -> dict[str, np.ndarray]:
     if not isinstance(arrays, Mapping):
         arrays = dict(zip(names, arrays))
@@ -131,12 +143,12 @@ def _as_dict(
             f"bind: {what} has {unknown}, which the symbol does not take; it takes {list(names)}"
         )
     result = {}
+    kind = "numpy array" if ctx.device_type == "cpu" else f"device array on {ctx}"
     for name, array in arrays.items():
-        if (
-            not isinstance(array, np.ndarray)
-            or not array.flags.c_contiguous
-            or not array.flags.writeable
-        ):
-            raise DTypeError(f"bind: {what}[{name!r}] must be a writeable C-contiguous numpy array")
+        if not target_arrays.owns(array):
+            raise DTypeError(
+                f"bind: {what}[{name!r}] must be a writeable C-contiguous {kind}, not"
+                f" {type(array).__name__}"
+            )
         result[name] = array
     return result

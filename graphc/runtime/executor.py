@@ -12,8 +12,10 @@ The arena, one 64-byte aligned allocation, holds every intermediate (shared by l
 the outputs, the gradients when the executor owns them (``simple_bind``, and ``Model``'s
 executors; ``bind`` with ``args_grad`` writes the caller's arrays instead, as MXNet does)
 and what ``reserve`` adds for the executor's life (``Model.fit`` puts the optimizer's state
-there). ``outputs`` and ``grad_dict`` are NumPy views into it; parameters and data keep
-their own arrays.
+there). ``outputs`` and ``grad_dict`` are views into it; parameters and data keep their own
+arrays. On the CPU these are NumPy arrays; on a GPU (``gc.gpu()``) they are the device's
+arrays (numba-cuda's, with ``__cuda_array_interface__``): ``gc.asnumpy(array)`` copies one
+to the host, and ``forward`` takes host or device inputs.
 
 >>> import numpy as np, graphc as gc
 >>> net = gc.FullyConnected(gc.Variable("x"), num_hidden=2, name="fc")
@@ -77,6 +79,7 @@ class Executor:
         its gradients in its arena and ``grad_dict`` holds views of them (``simple_bind``).
         Without it the caller's arrays are written in place (``bind`` with ``args_grad``)."""
         self.target: Target = target_for(ctx)
+        self._arrays = self.target.arrays
         for table in (arg_dict, aux_dict):
             for name, array in table.items():
                 check_input_shape("bind", name, array.shape)
@@ -163,7 +166,8 @@ class Executor:
         arrays = {}
         for var, entry in zip(self._head_vars, self.symbol.entries):
             if var is not None:
-                arrays[var.name] = np.ones(shapes[entry], dtype=dtypes[entry])
+                arrays[var.name] = self._arrays.zeros(shapes[entry], dtypes[entry])
+                self._arrays.fill(arrays[var.name], 1)
         return arrays
 
     def _lower(self, node: Node) -> Kernel:
@@ -305,15 +309,15 @@ class Executor:
         keeping their values."""
         for name, array in self._owned_grads().items():
             view = self._block_view(("grad", name), array.shape, array.dtype)
-            view[...] = array
+            self._arrays.copy(view, array)
             self.grad_dict[name] = view
         for key, (shape, dtype) in self._reserved.items():
             view = self._block_view(("reserved", *key), shape, dtype)
             previous = self._persistent.get(key)
             if previous is not None and previous.shape == view.shape:
-                view[...] = previous
+                self._arrays.copy(view, previous)
             else:
-                view[...] = 0
+                self._arrays.fill(view, 0)
             self._persistent[key] = view
 
     def reserve(self, group: str, buffers: Mapping[object, tuple]) -> dict[object, np.ndarray]:
@@ -334,10 +338,10 @@ class Executor:
                 del self._reserved[key]
                 self._persistent.pop(key, None)
             self._reserved.update(wanted)
-            outputs = [array.copy() for array in self.outputs]
+            outputs = [np.array(self._arrays.to_host(array)) for array in self.outputs]
             self._bind_buffers(self._values)
             for target, value in zip(self.outputs, outputs, strict=True):
-                target[...] = value
+                self._arrays.copy(target, value)
         return {name: self._persistent[(group, name)] for name in buffers}
 
     def _direct_gradient_entries(self, first_def: dict) -> dict[str, NodeOutput]:
@@ -360,7 +364,7 @@ class Executor:
                 and target is not None
                 and target.shape == tuple(self._shapes[entry])
                 and target.dtype == self._dtypes[entry]
-                and target.flags.c_contiguous
+                and self._arrays.owns(target)
             ):
                 direct[name] = entry
         return direct
@@ -398,9 +402,9 @@ class Executor:
         for name, source in self._grad_sources.items():
             target = self.grad_dict[name]
             if self.grad_req[name] == "add":
-                target += source
+                self._arrays.add(target, source)
             else:
-                np.copyto(target, source)
+                self._arrays.copy(target, source)
 
     def _assign_input(self, name: str, value) -> None:
         if name not in self.arg_dict:
@@ -408,7 +412,8 @@ class Executor:
                 f"forward: {name!r} is not an argument; arguments are {list(self.arg_dict)}"
             )
         target = self.arg_dict[name]
-        value = np.asarray(value)
+        if not self._arrays.owns(value):
+            value = np.asarray(value)
         if value.shape != target.shape:
             raise ShapeError(
                 f"forward: argument {name!r} expects shape {target.shape}, given {value.shape}"
@@ -417,16 +422,16 @@ class Executor:
             raise DTypeError(
                 f"forward: argument {name!r} expects dtype {target.dtype}, given {value.dtype}"
             )
-        np.copyto(target, value)
+        self._arrays.copy(target, value)
 
     def _set_head_gradients(self, out_grads) -> None:
         heads = [(var, entry) for var, entry in zip(self._head_vars, self.symbol.entries)]
         if out_grads is None:
             for var, _ in heads:
                 if var is not None:
-                    self._head_arrays[var.name].fill(1)
+                    self._arrays.fill(self._head_arrays[var.name], 1)
             return
-        if isinstance(out_grads, np.ndarray):
+        if isinstance(out_grads, np.ndarray) or self._arrays.owns(out_grads):
             out_grads = [out_grads]
         if len(out_grads) != len(heads):
             raise ValueError(f"backward: {len(out_grads)} out_grads for {len(heads)} outputs")
@@ -434,14 +439,15 @@ class Executor:
             if var is None or value is None:
                 continue
             target = self._head_arrays[var.name]
-            value = np.asarray(value)
+            if not self._arrays.owns(value):
+                value = np.asarray(value)
             if value.shape != target.shape or value.dtype != target.dtype:
                 output = self.symbol.list_outputs()[self._head_vars.index(var)]
                 raise ShapeError(
                     f"backward: out_grad for output {output} expects {target.shape} {target.dtype},"
                     f" given {value.shape} {value.dtype}"
                 )
-            np.copyto(target, value)
+            self._arrays.copy(target, value)
 
     @property
     def arena(self):
@@ -489,12 +495,12 @@ class Executor:
                     raise KeyError(
                         f"copy_params_from: {name!r} is not bound here; bound: {list(target)}"
                     )
-                value = np.asarray(value)
+                value = np.asarray(self._arrays.to_host(value))
                 if value.shape != target[name].shape:
                     raise ShapeError(
                         f"copy_params_from: {name!r} expects {target[name].shape}, given {value.shape}"
                     )
-                np.copyto(target[name], value.astype(target[name].dtype, copy=False))
+                self._arrays.copy(target[name], value.astype(target[name].dtype, copy=False))
 
     def reshape(self, **new_shapes: tuple) -> Executor:
         """An executor for new input shapes (MXNet's reshape). Arrays whose shape does not
@@ -522,7 +528,9 @@ class Executor:
 
         def keep_or_new(table, name, shape):
             array = table[name]
-            return array if array.shape == tuple(shape) else np.zeros(shape, dtype=array.dtype)
+            if array.shape == tuple(shape):
+                return array
+            return self._arrays.zeros(tuple(shape), array.dtype)
 
         args = {
             name: keep_or_new(self.arg_dict, name, shape) for name, shape in zip(names, arg_shapes)

@@ -27,8 +27,10 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from graphc.backend.target import HOST_ARRAYS, ArrayOps, target_for
 from graphc.ir.errors import ShapeError
 from graphc.ir.symbol import Symbol
+from graphc.runtime.arrays import asnumpy
 from graphc.runtime.bind import bind
 from graphc.runtime.context import Context
 from graphc.runtime.executor import Executor
@@ -45,7 +47,8 @@ class ModelBindings:
     state_names : dict of str to str
         State input to the output that feeds it (``graphc.training.states``).
     arg_params, aux_params : dict of str to ndarray, or None
-        None until the first bind or ``set``; then the arrays every executor reads.
+        None until the first bind or ``set``; then the arrays every executor reads (device
+        arrays for a GPU context once bound; ``host_params`` gives their values).
     train_executor : Executor or None
         The executor ``fit`` used last.
     """
@@ -69,6 +72,7 @@ class ModelBindings:
                 )
         self.symbol = symbol
         self.ctx = ctx
+        self.arrays: ArrayOps = target_for(ctx).arrays
         self.data_names = tuple(data_names)
         self.label_names = tuple(label_names)
         self.opt_level = opt_level
@@ -94,7 +98,7 @@ class ModelBindings:
         if self.executors:
             for table, given in ((self.arg_params, arg_params), (self.aux_params, aux_params)):
                 for name, value in given.items():
-                    copy_into(table[name], value, f"set_params: {name!r}")
+                    copy_into(table[name], value, f"set_params: {name!r}", arrays=self.arrays)
             return
         self.arg_params = {name: np.array(value) for name, value in arg_params.items()}
         self.aux_params = {name: np.array(value) for name, value in aux_params.items()}
@@ -155,13 +159,17 @@ class ModelBindings:
         aux_names = self.symbol.list_auxiliary_states()
         aux_specs = {name: (tuple(s), t) for name, s, t in zip(aux_names, aux_shapes, aux_types)}
         self._bind_params(arg_specs, aux_specs)
+        zeros = self.arrays.zeros
         args = {
-            name: self.arg_params[name] if name in self.arg_params else np.zeros(shape, dtype)
+            name: self.arg_params[name] if name in self.arg_params else zeros(shape, dtype)
             for name, (shape, dtype) in arg_specs.items()
         }
         grads = None
         if for_training:  # initial values: each executor keeps its gradients in its arena
-            grads = {name: np.zeros_like(self.arg_params[name]) for name in self.param_names}
+            grads = {
+                name: zeros(self.arg_params[name].shape, self.arg_params[name].dtype)
+                for name in self.param_names
+            }
         executor = bind(
             self.symbol,
             self.ctx,
@@ -179,13 +187,14 @@ class ModelBindings:
         ones set have the shapes the symbol needs, and, before any bind, give them its
         dtype."""
         if self.arg_params is None:
+            zeros = self.arrays.zeros
             self.arg_params = {
-                name: np.zeros(shape, dtype=dtype)
+                name: zeros(tuple(shape), dtype)
                 for name, (shape, dtype) in arg_specs.items()
                 if name in self.param_names
             }
             self.aux_params = {
-                name: np.zeros(shape, dtype=dtype) for name, (shape, dtype) in aux_specs.items()
+                name: zeros(tuple(shape), dtype) for name, (shape, dtype) in aux_specs.items()
             }
             return
         tables = [(self.arg_params, name, arg_specs[name]) for name in self.param_names]
@@ -200,15 +209,37 @@ class ModelBindings:
                 )
             if table[name].dtype != dtype or not table[name].flags.c_contiguous:
                 table[name] = np.ascontiguousarray(table[name], dtype=dtype)
+            if not self.arrays.owns(table[name]):  # values set on the host, bound on a device
+                bound = self.arrays.zeros(tuple(shape), dtype)
+                self.arrays.copy(bound, table[name])
+                table[name] = bound
+
+    def host_params(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """The parameters' and auxiliary states' values as NumPy arrays: the bound arrays
+        themselves on the CPU, copies from the device on a GPU."""
+        return (
+            {name: asnumpy(array) for name, array in (self.arg_params or {}).items()},
+            {name: asnumpy(array) for name, array in self.aux_params.items()},
+        )
+
+    def write_params(self, values: Mapping[str, np.ndarray]) -> None:
+        """Copy host ``values`` into the bound parameter and auxiliary arrays of their
+        names (nothing to do on the CPU when they are the bound arrays themselves)."""
+        for name, value in values.items():
+            table = self.arg_params if name in self.arg_params else self.aux_params
+            if table[name] is not value:
+                self.arrays.copy(table[name], value)
 
     def copy_batch(self, executor: Executor, batch, data_names, label_names) -> None:
         """Copy a ``DataBatch`` into the executor's data and label arrays, in place; the
         names are those of :meth:`input_names`."""
         for name, value in zip(data_names, batch.data):
-            copy_into(executor.arg_dict[name], value, f"batch data {name!r}", reshape=False)
+            copy_into(executor.arg_dict[name], value, f"batch data {name!r}", False, self.arrays)
         for name, value in zip(label_names, batch.label):
             if name in self.label_names:
-                copy_into(executor.arg_dict[name], value, f"batch label {name!r}")
+                copy_into(
+                    executor.arg_dict[name], value, f"batch label {name!r}", arrays=self.arrays
+                )
 
 
 def _check_names(what: str, kind: str, provided, expected, hint: str) -> None:
@@ -237,8 +268,11 @@ def _label_shape(name: str, inferred, given, provided: dict, what: str) -> tuple
     )
 
 
-def copy_into(target: np.ndarray, value, what: str, reshape: bool = True) -> None:
-    """Copy ``value`` into ``target`` in place. With ``reshape`` (labels), a value of the
+def copy_into(
+    target: np.ndarray, value, what: str, reshape: bool = True, arrays: ArrayOps = HOST_ARRAYS
+) -> None:
+    """Copy ``value`` into ``target`` in place (an array of ``arrays``: a device array for
+    a GPU model, copied to from the host). With ``reshape`` (labels), a value of the
     same size but another shape (a (T, N) label for a (T * N,) head) is copied through a
     reshaped view; data must have the bound shape exactly. Values are cast to the bound
     dtype as NumPy's ``same_kind`` rule allows (float64 data into a float32 model, as
@@ -256,7 +290,12 @@ def copy_into(target: np.ndarray, value, what: str, reshape: bool = True) -> Non
                 f"{what} has shape {value.shape}, the model is bound to {target.shape}"
             )
         value = value.reshape(target.shape)
-    np.copyto(target, value, casting="same_kind")
+    if arrays is HOST_ARRAYS:
+        np.copyto(target, value, casting="same_kind")
+        return
+    if not np.can_cast(value.dtype, target.dtype, casting="same_kind"):
+        raise TypeError(f"{what}: cannot cast {value.dtype} to the model's {target.dtype}")
+    arrays.copy(target, value.astype(target.dtype, copy=False))
 
 
 def iterator_names(data_iter) -> tuple[list[str], list[str]]:

@@ -29,6 +29,7 @@ import numpy as np
 
 from graphc.data.io import NDArrayIter
 from graphc.ir.errors import GraphcError
+from graphc.runtime.arrays import asnumpy
 from graphc.runtime.executor import Executor
 from graphc.training import metric as metrics
 from graphc.training.binding import ModelBindings, batch_size_of
@@ -98,10 +99,11 @@ def train_epoch(
         states.before_forward(train_data)
         executor.forward(is_train=True)
         states.after_forward()
-        loss = batch_loss(heads, executor.outputs, executor.arg_dict, batch_size, batch.pad)
+        outputs, labels = host_results(bindings, executor, heads)
+        loss = batch_loss(heads, outputs, labels, batch_size, batch.pad)
         if loss is not None and not math.isfinite(loss):
             raise diverged(bindings, executor, epoch, nbatch, loss)
-        update_metric(bindings, executor, metric, batch_size, batch.pad)
+        update_metric(bindings, outputs, labels, metric, batch_size, batch.pad)
         executor.backward(states.out_grads)
         # A finite loss does not make the gradients finite: the backward pass can overflow
         # on its own, and a NaN weight that max pooling passes over leaves the forward
@@ -109,11 +111,11 @@ def train_epoch(
         bad_grads = [
             name
             for name in bindings.param_names
-            if not math.isfinite(float(np.sum(executor.grad_dict[name])))
+            if not math.isfinite(float(np.sum(asnumpy(executor.grad_dict[name]))))
         ]
         if bad_grads:
             raise diverged(bindings, executor, epoch, nbatch, loss, bad_grads)
-        optimizer.update(executor.arg_dict, executor.grad_dict, opt_states)
+        optimizer.update(executor.arg_dict, executor.grad_dict, opt_states, executor.target)
         real = batch_size - batch.pad
         samples += real
         if loss is not None:
@@ -150,7 +152,9 @@ def diverged(
     """The error for a non-finite loss or, with ``bad_grads``, non-finite gradients; it
     says whether the batch's inputs were finite, which tells bad data from divergence."""
     inputs = bindings.data_names + bindings.label_names
-    bad = sum(int(np.count_nonzero(~np.isfinite(executor.arg_dict[name]))) for name in inputs)
+    bad = sum(
+        int(np.count_nonzero(~np.isfinite(asnumpy(executor.arg_dict[name])))) for name in inputs
+    )
     what = f"the loss is {loss}"
     if bad_grads:
         what = f"the gradient of {', '.join(bad_grads)} is not finite (the loss is {loss})"
@@ -184,8 +188,9 @@ def evaluate(
         states.before_forward(eval_data)
         executor.forward(is_train=False)
         states.after_forward()
-        update_metric(bindings, executor, metric, batch_size, batch.pad)
-        loss = batch_loss(heads, executor.outputs, executor.arg_dict, batch_size, batch.pad)
+        outputs, labels = host_results(bindings, executor, heads)
+        update_metric(bindings, outputs, labels, metric, batch_size, batch.pad)
+        loss = batch_loss(heads, outputs, labels, batch_size, batch.pad)
         if loss is not None:
             loss_sum += loss * (batch_size - batch.pad)
             loss_samples += batch_size - batch.pad
@@ -206,7 +211,7 @@ def predict_outputs(bindings: ModelBindings, executor: Executor, data_iter) -> l
         states.after_forward()
         for collected, output in zip(parts, executor.outputs):
             rows = valid_rows(output.shape[0], rows_per_batch, batch.pad)
-            collected.append(np.array(output[slice(rows)]))
+            collected.append(np.array(asnumpy(output)[slice(rows)]))
     if not parts[0]:
         raise ValueError("predict: the iterator gave no batch (reset it, or pass reset=True)")
     return [np.concatenate(collected) for collected in parts]
@@ -221,7 +226,7 @@ def check_labels(heads: Sequence[LossHead], executor: Executor, where: str, batc
             continue
         check_label(
             head,
-            executor.arg_dict[head.label],
+            asnumpy(executor.arg_dict[head.label]),
             executor.outputs[head.output].shape,
             where,
             lambda index: f"element {_spelled_index(index)} of {batch}",
@@ -254,19 +259,32 @@ def prediction_iter(data, batch_size: int | None, data_name: str):
     return NDArrayIter(data, batch_size=size, data_name=data_name)
 
 
+def host_results(
+    bindings: ModelBindings, executor: Executor, heads: Sequence[LossHead]
+) -> tuple[list, dict]:
+    """The outputs of the batch the executor last ran and its labels (the model's and the
+    heads'), as NumPy arrays: the bound arrays themselves on the CPU, copies from the device
+    on a GPU."""
+    outputs = [asnumpy(output) for output in executor.outputs]
+    names = [*bindings.label_names, *(head.label for head in heads if head.label is not None)]
+    labels = {name: asnumpy(executor.arg_dict[name]) for name in names if name in executor.arg_dict}
+    return outputs, labels
+
+
 def update_metric(
     bindings: ModelBindings,
-    executor: Executor,
+    outputs: Sequence[np.ndarray],
+    labels: Mapping[str, np.ndarray],
     metric: metrics.EvalMetric,
     batch_size: int,
     pad: int,
 ) -> None:
-    """Add the batch the executor last ran to ``metric``: every output but the state
-    outputs, against the labels in order."""
+    """Add one batch's ``outputs`` (``host_results``) to ``metric``: every output but the
+    state outputs, against the labels in order."""
     skipped = state_output_positions(bindings.symbol, bindings.state_names)
-    preds = [output for index, output in enumerate(executor.outputs) if index not in skipped]
-    labels = [executor.arg_dict[name] for name in bindings.label_names]
-    metric.update(labels, preds, valid_rows(preds[0].shape[0], batch_size, pad))
+    preds = [output for index, output in enumerate(outputs) if index not in skipped]
+    label_list = [labels[name] for name in bindings.label_names]
+    metric.update(label_list, preds, valid_rows(preds[0].shape[0], batch_size, pad))
 
 
 def as_callbacks(callbacks) -> list[Callable]:

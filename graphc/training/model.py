@@ -201,9 +201,10 @@ class Model:
     def get_params(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """Copies of the parameters and auxiliary states, as MXNet's ``get_params``."""
         self._require_params("get_params")
+        arg_values, aux_values = self.bindings.host_params()
         return (
-            {name: array.copy() for name, array in self.arg_params.items()},
-            {name: array.copy() for name, array in self.aux_params.items()},
+            {name: np.array(array) for name, array in arg_values.items()},
+            {name: np.array(array) for name, array in aux_values.items()},
         )
 
     def set_params(
@@ -342,8 +343,11 @@ class Model:
             executor.dropout_counter = self._loaded_train_step
             self._loaded_train_step = None
         if not self._initialized:
-            params = {**self.arg_params, **self.aux_params}
+            # Drawn on the host (the bound arrays themselves on the CPU), then copied in.
+            arg_values, aux_values = self.bindings.host_params()
+            params = {**arg_values, **aux_values}
             initialize(params, Xavier() if initializer is None else initializer, seed)
+            self.bindings.write_params(params)
             self._initialized = True
         return executor
 
@@ -510,11 +514,12 @@ class Model:
         [1.0, 1.0]
         """
         self._require_params("save_checkpoint")
+        arg_values, aux_values = self.bindings.host_params()
         state = CheckpointState(
             symbol=self.symbol,
             epoch=epoch,
-            arg_params=self.arg_params,
-            aux_params=self.aux_params,
+            arg_params=arg_values,
+            aux_params=aux_values,
             train_step=self._train_step(),
             data_state=self._data_state,
             history=self.history,

@@ -44,6 +44,7 @@ from numbers import Real
 import numpy as np
 
 from graphc.backend.lowering import FLOAT_DTYPES
+from graphc.backend.target import HOST_ARRAYS, ArrayOps, Target
 from graphc.codegen_cpu.optimizer_updates import (
     adadelta_update,
     adagrad_update,
@@ -57,6 +58,7 @@ from graphc.codegen_cpu.optimizer_updates import (
     sum_of_squares,
 )
 from graphc.ir.errors import DTypeError, ShapeError
+from graphc.runtime.arrays import asnumpy, assign
 
 RESCALE_GRAD_INDEX = 2
 GRAD_SCALE_INDEX = 4
@@ -171,35 +173,47 @@ class Optimizer:
         weights: Mapping[str, np.ndarray],
         grads: Mapping[str, np.ndarray],
         states: Mapping[str, tuple[np.ndarray, ...]],
+        target: Target | None = None,
     ) -> None:
         """One update of every parameter named in ``states``, in place.
 
         Counts the update first (so the first one is ``num_update == 1``, as in MXNet), then
         runs one fused kernel per parameter. Every array is checked before any is changed.
+        ``target``: the backend whose arrays these are (an executor's ``target``: a GPU
+        executor's are device arrays, updated by that backend's kernels); by default NumPy
+        arrays, updated by the CPU's.
         """
+        arrays_of = HOST_ARRAYS if target is None else target.arrays
+        kernel = self.kernel
+        if target is not None and target.update_kernel is not None:
+            kernel = target.update_kernel(self.kernel.__name__)
         flat_arguments = [
-            self._flat_arguments(name, weights, grads, state) for name, state in states.items()
+            self._flat_arguments(name, weights, grads, state, arrays_of)
+            for name, state in states.items()
         ]
         grad_scale = 1.0
         if self.clip_global_norm is not None:
             total = 0.0
             for arrays in flat_arguments:
-                total += sum_of_squares(arrays[1])
+                # On a device the gradients are summed on the host: a copy of each per step,
+                # paid only with clip_global_norm.
+                total += sum_of_squares(np.asarray(arrays_of.to_host(arrays[1])))
             grad_scale = global_norm_scale(
                 total, float(self.rescale_grad), float(self.clip_global_norm)
             )
         self.num_update += 1
         scalars = self.scalar_arguments(self.num_update, grad_scale)
-        kernel = self.kernel
         for arrays in flat_arguments:
             kernel(*arrays, *scalars)
 
-    def _flat_arguments(self, name, weights, grads, state) -> tuple[np.ndarray, ...]:
+    def _flat_arguments(
+        self, name, weights, grads, state, arrays_of: ArrayOps = HOST_ARRAYS
+    ) -> tuple[np.ndarray, ...]:
         if name not in weights or name not in grads:
             table = "weights" if name not in weights else "grads"
             raise KeyError(f"{self._name}.update: {name!r} has a state but is not in {table}")
         weight = weights[name]
-        _check_float(self._name, name, "weight", weight)
+        _check_float(self._name, name, "weight", weight, arrays_of)
         if len(state) != len(self.state_names):
             raise ValueError(
                 f"{self._name}.update: {name!r} has {len(state)} state arrays; this optimizer "
@@ -208,7 +222,7 @@ class Optimizer:
         arrays = [weight, grads[name], *state]
         labels = ["weight", "grad", *self.state_names]
         for label, array in zip(labels[1:], arrays[1:]):
-            _check_like(self._name, name, label, array, weight)
+            _check_like(self._name, name, label, array, weight, arrays_of)
         return tuple(array.reshape(-1) for array in arrays)
 
     # -- checkpoints ---------------------------------------------------------------------------
@@ -225,7 +239,7 @@ class Optimizer:
         saved: dict = {"num_update": self.num_update}
         for name, state in (states or {}).items():
             for state_name, array in zip(self.state_names, state):
-                saved[f"{name}:{state_name}"] = np.array(array, copy=True)
+                saved[f"{name}:{state_name}"] = np.array(asnumpy(array), copy=True)
         return saved
 
     def set_state(self, saved: Mapping, states: Mapping[str, tuple] | None = None) -> None:
@@ -254,7 +268,7 @@ class Optimizer:
                     )
                 copies.append((array, value))
         for array, value in copies:
-            np.copyto(array, value, casting="same_kind")
+            assign(array, value)
         self.num_update = num_update
 
     # -- validation ----------------------------------------------------------------------------
@@ -297,22 +311,27 @@ class Optimizer:
         return self._check(parameter, value, minimum=0.0, maximum=1.0)
 
 
-def _check_float(optimizer: str, name: str, label: str, array) -> None:
-    if not isinstance(array, np.ndarray) or array.dtype not in FLOAT_DTYPES:
-        found = array.dtype if isinstance(array, np.ndarray) else type(array).__name__
+def _check_float(
+    optimizer: str, name: str, label: str, array, arrays_of: ArrayOps = HOST_ARRAYS
+) -> None:
+    known = isinstance(array, np.ndarray) or arrays_of.owns(array)
+    if not known or array.dtype not in FLOAT_DTYPES:
+        found = array.dtype if known else type(array).__name__
+        kind = "NumPy array" if arrays_of is HOST_ARRAYS else "array of the executor's device"
         raise DTypeError(
-            f"{optimizer}: {label} of {name!r} must be a float32 or float64 NumPy array, "
-            f"not {found}"
+            f"{optimizer}: {label} of {name!r} must be a float32 or float64 {kind}, not {found}"
         )
-    if not array.flags.c_contiguous:
+    if isinstance(array, np.ndarray) and not array.flags.c_contiguous:
         raise ValueError(
             f"{optimizer}: {label} of {name!r} must be C-contiguous (it is updated in place "
             "through a flat view)"
         )
 
 
-def _check_like(optimizer: str, name: str, label: str, array, weight: np.ndarray) -> None:
-    _check_float(optimizer, name, label, array)
+def _check_like(
+    optimizer: str, name: str, label: str, array, weight, arrays_of: ArrayOps = HOST_ARRAYS
+) -> None:
+    _check_float(optimizer, name, label, array, arrays_of)
     if array.shape != weight.shape:
         raise ShapeError(
             f"{optimizer}.update: {label} of {name!r} has shape {array.shape}, the weight "

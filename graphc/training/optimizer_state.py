@@ -48,7 +48,11 @@ def placed_states(executor, optimizer: Optimizer, weights: Mapping[str, np.ndarr
     """The optimizer's state of every weight (``create_state``), in buffers the training
     executor reserves in its arena, so one arena holds intermediates, gradients and state.
     A later ``fit`` with the same optimizer kind gets the same buffers back."""
-    created = {name: optimizer.create_state(name, weight) for name, weight in weights.items()}
+    # The state's values are made on the host (zeros, whatever the device) and copied in.
+    created = {
+        name: optimizer.create_state(name, np.zeros(weight.shape, weight.dtype))
+        for name, weight in weights.items()
+    }
     specs = {
         (name, index): (array.shape, array.dtype)
         for name, state in created.items()
@@ -59,7 +63,7 @@ def placed_states(executor, optimizer: Optimizer, weights: Mapping[str, np.ndarr
     for name, state in created.items():
         states[name] = tuple(placed[(name, index)] for index in range(len(state)))
         for target, value in zip(states[name], state, strict=True):
-            target[...] = value
+            executor.target.arrays.copy(target, value)
     return states
 
 

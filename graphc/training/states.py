@@ -127,13 +127,19 @@ class CarriedStates:
         positions = {name: index for index, name in enumerate(executor.symbol.list_outputs())}
         self._executor = executor
         self._pairs = [(name, positions[output]) for name, output in state_names.items()]
-        self._last = {name: np.zeros_like(executor.arg_dict[name]) for name, _ in self._pairs}
+        zeros = executor.target.arrays.zeros
+        self._copy = executor.target.arrays.copy
+        self._fill = executor.target.arrays.fill
+        self._last = {
+            name: zeros(executor.arg_dict[name].shape, executor.arg_dict[name].dtype)
+            for name, _ in self._pairs
+        }
         self._has_last = False
         self._out_grads = None
         if self._pairs:
             fed = {position for _, position in self._pairs}
             self._out_grads = [
-                np.zeros_like(output) if index in fed else None
+                zeros(output.shape, output.dtype) if index in fed else None
                 for index, output in enumerate(executor.outputs)
             ]
 
@@ -143,14 +149,14 @@ class CarriedStates:
         carry = self._has_last and bool(getattr(data_iter, "is_continuation", False))
         for name, _ in self._pairs:
             if carry:
-                np.copyto(self._executor.arg_dict[name], self._last[name])
+                self._copy(self._executor.arg_dict[name], self._last[name])
             else:
-                self._executor.arg_dict[name].fill(0)
+                self._fill(self._executor.arg_dict[name], 0)
 
     def after_forward(self) -> None:
         """Keep a copy of the state outputs of the forward pass just run."""
         for name, position in self._pairs:
-            np.copyto(self._last[name], self._executor.outputs[position])
+            self._copy(self._last[name], self._executor.outputs[position])
         self._has_last = bool(self._pairs)
 
     @property

@@ -20,6 +20,8 @@ theirs from here (``graphc.training.heads``).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from graphc.ir.ops.broadcast import ones_like
@@ -82,6 +84,22 @@ def _as_classes(attrs, data: np.ndarray) -> np.ndarray:
     if attrs["multi_output"] or attrs["preserve_shape"]:
         return data
     return data.reshape(data.shape[0], -1)
+
+
+def softmax_geometry(attrs, shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """(outer, classes, inner) of SoftmaxOutput's data: classes on axis 1 with multi_output,
+    on the last axis with preserve_shape, and otherwise everything after axis 0.
+
+    >>> softmax_geometry({"multi_output": True, "preserve_shape": False}, (2, 3, 5, 7))
+    (2, 3, 35)
+    >>> softmax_geometry({"multi_output": False, "preserve_shape": False}, (2, 3, 5))
+    (2, 15, 1)
+    """
+    if attrs["multi_output"]:
+        return shape[0], shape[1], math.prod(shape[2:])
+    if attrs["preserve_shape"]:
+        return math.prod(shape[:-1]), shape[-1], 1
+    return shape[0], math.prod(shape[1:]), 1
 
 
 def _softmax_classes(attrs, data: tuple) -> int:

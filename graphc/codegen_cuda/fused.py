@@ -1,0 +1,199 @@
+"""Fused elementwise CUDA kernels: one generated kernel computes a group of elementwise
+nodes, from the same scalar expressions the CPU's fused loops use (``backend.scalar_expr``).
+
+A grid-stride loop covers the group's iteration shape, one position per thread per pass;
+at each position every member is computed into a local, rounded to its dtype as a separate
+kernel would store it, and the members that leave the group are stored. When every input
+a member reads has the iteration shape the arrays are read flat (``prepare`` passes 1-D
+views); otherwise the flat position is unravelled over the output's shape, read at run
+time so that one compiled kernel serves every batch size, and a broadcast input is read at
+index 0 on its size-1 axes. A single elementwise op is lowered as a group of one.
+
+The CUDA target declares no epilogue anchors and no reductions (``gpu_target.py``), so a
+group here holds elementwise members only. ``one_hot_like`` checks its index as the
+reference does: a kernel cannot raise, so a bad index records the first output position
+that read it in a fault flag, which the launch reads back and raises from (``faults.py``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from graphc.backend.lowering import Kernel, NodeSpec, lowering
+from graphc.backend.scalar_expr import (
+    literal,
+    needs_indices,
+    operand_axes,
+    read_index,
+    read_positions,
+    render_expression,
+)
+from graphc.backend.source_cache import load_kernel
+from graphc.codegen_cuda.faults import FaultFlag
+from graphc.codegen_cuda.target import TARGET, THREADS, Launch, blocks_for
+from graphc.ir.errors import BackendError
+from graphc.ir.ops.fused import CONST, INPUT, MEMBER, Member, member_dtypes, member_shapes
+from graphc.ir.registry import REGISTRY, get_op
+
+HEADER = "import math\n\nimport numpy as np\nfrom numba import cuda\n"
+CHECKED_OPS = ("one_hot_like",)
+"""Ops whose expression reports a fault (an index out of range) through the fault flag."""
+CUDA_SPELLINGS = {"one_hot_at(": "one_hot_at(fault, flat, "}
+"""How the CUDA kernels spell the expressions' checked helpers: with the fault flag and
+the position, so that the host can say where the fault was."""
+
+
+def iteration_shape(spec: NodeSpec, members, shapes) -> tuple:
+    """The one output shape of the elementwise members; BackendError for anything else."""
+    for member in members:
+        if get_op(member.op).expr is None:
+            raise BackendError(
+                f"{spec.name} (_fused): the CUDA backend fuses elementwise members only, not"
+                f" {member.name} ({member.op})"
+            )
+    found = {tuple(shape[0]) for shape in shapes}
+    if len(found) != 1:
+        raise BackendError(
+            f"{spec.name} (_fused): elementwise members must share one shape, got {sorted(found)}"
+        )
+    return found.pop()
+
+
+def _reads_flat(spec: NodeSpec, members, shape: tuple) -> bool:
+    """Whether every member reads its inputs position by position at the iteration shape."""
+    for member in members:
+        if needs_indices(member.op, member.attr_map):
+            return False
+        used = read_positions(member.op, member.attr_map)
+        for position, (kind, value) in enumerate(member.operands):
+            if kind == INPUT and position in used and tuple(spec.in_shapes[value]) != shape:
+                return False
+    return True
+
+
+def _operands(spec: NodeSpec, member: Member, shape: tuple, dtype, flat: bool) -> list[str]:
+    used = read_positions(member.op, member.attr_map)
+    operands = []
+    for position, (kind, value) in enumerate(member.operands):
+        in_shape = tuple(spec.in_shapes[value]) if kind == INPUT else ()
+        if position not in used:
+            operands.append("None")
+        elif kind == MEMBER:
+            operands.append(f"v{value}")
+        elif kind == CONST:
+            operands.append(literal(value, dtype))
+        elif flat:
+            operands.append(f"in{value}[flat]")
+        elif not in_shape:
+            operands.append(f"in{value}[0]")  # prepare passes a 0-d input as one element
+        else:
+            axes = operand_axes(member.op, member.attr_map, len(shape), position)
+            operands.append(f"in{value}" + read_index(in_shape, shape, axes))
+    return operands
+
+
+def render_fused(spec: NodeSpec, members, shapes, dtypes) -> str:
+    """Source of ``kernel(in0, ..., out0, ...[, fault])``."""
+    shape = iteration_shape(spec, members, shapes) or (1,)
+    flat = _reads_flat(spec, members, shape)
+    checked = any(member.op in CHECKED_OPS for member in members)
+    outputs = list(spec.attrs["outputs"])
+    params = [f"in{k}" for k in range(len(spec.in_shapes))]
+    params += [f"out{k}" for k in range(len(outputs))] + (["fault"] if checked else [])
+    fastmath = bool(spec.options.get("fastmath", False))
+    imports = "from graphc.codegen_cuda.scalar_functions import one_hot_at\n" if checked else ""
+    lines = [
+        HEADER + imports + "\n\n" + f"@cuda.jit(cache=True, fastmath={fastmath})",
+        f"def kernel({', '.join(params)}):",
+        "    for flat in range(cuda.grid(1), out0.size, cuda.gridsize(1)):",
+    ]
+    if not flat:
+        lines.append("        rest = flat")
+        for axis in range(len(shape) - 1, 0, -1):
+            lines.append(f"        i{axis} = rest % out0.shape[{axis}]")
+            lines.append(f"        rest //= out0.shape[{axis}]")
+        lines.append("        i0 = rest")
+    for position, member in enumerate(members):
+        dtype = np.dtype(dtypes[position][0])
+        operands = _operands(spec, member, shape, dtype, flat)
+        expression = render_expression(member.op, member.attr_map, operands, shape, CUDA_SPELLINGS)
+        lines.append(f"        v{position} = np.{dtype.name}({expression})")
+    at = "[flat]" if flat else "[" + ", ".join(f"i{axis}" for axis in range(len(shape))) + "]"
+    for k, (member, _) in enumerate(outputs):
+        lines.append(f"        out{k}{at} = v{member}")
+    return "\n".join(lines) + "\n"
+
+
+@lowering(TARGET, "_fused")
+def lower_fused(spec: NodeSpec) -> Kernel:
+    members = spec.attrs["members"]
+    shapes = member_shapes(spec.attrs, spec.in_shapes)
+    dtypes = member_dtypes(spec.attrs, spec.in_dtypes)
+    source = render_fused(spec, members, shapes, dtypes)
+    shape = iteration_shape(spec, members, shapes) or (1,)
+    flat = _reads_flat(spec, members, shape)
+    fault = None
+    if any(member.op in CHECKED_OPS for member in members):
+        fault = FaultFlag(_index_fault_message(spec, members))
+    launch = Launch(
+        load_kernel(source, "kernel", TARGET),
+        (blocks_for(math.prod(shape)),),
+        (THREADS,),
+        check=fault.check if fault is not None else None,
+    )
+
+    def laid_out(array, wanted):
+        if flat or not array.shape:
+            return array.reshape(max(1, math.prod(wanted)))
+        return array
+
+    def prepare(inputs, outputs, workspace):
+        arrays = [laid_out(array, wanted) for array, wanted in zip(inputs, spec.in_shapes)]
+        arrays += [laid_out(array, shape) for array in outputs]
+        return (*arrays, fault.flag) if fault is not None else tuple(arrays)
+
+    return Kernel(
+        fn=launch, name=f"cuda_{spec.name}", source=source, prepare=prepare, elementwise=True
+    )
+
+
+def _index_fault_message(spec: NodeSpec, members) -> str:
+    names = ", ".join(f"{m.name} ({m.op})" for m in members if m.op in CHECKED_OPS)
+    return (
+        f"{names}: an index is not an integer in range [0, extent) (first at output element"
+        " {position} of " + f"{spec.name})"
+    )
+
+
+def single_op_group(spec: NodeSpec) -> NodeSpec:
+    """A one-member ``_fused`` spec computing ``spec``'s elementwise op."""
+    member = Member(
+        op=spec.op,
+        attrs=tuple(sorted(spec.attrs.items())),
+        operands=tuple((INPUT, k) for k in range(len(spec.in_shapes))),
+        name=spec.name,
+        source="",
+    )
+    return NodeSpec(
+        op="_fused",
+        name=spec.name,
+        attrs={"members": (member,), "outputs": ((0, 0),)},
+        in_shapes=spec.in_shapes,
+        in_dtypes=spec.in_dtypes,
+        out_shapes=spec.out_shapes,
+        out_dtypes=spec.out_dtypes,
+        options=spec.options,
+    )
+
+
+def lower_elementwise(spec: NodeSpec) -> Kernel:
+    """One elementwise op: a fused group of one."""
+    return lower_fused(single_op_group(spec))
+
+
+ELEMENTWISE_OPS = sorted(
+    name for name, opdef in REGISTRY.items() if opdef.expr is not None and name != "BlockGrad"
+)
+lowering(TARGET, *ELEMENTWISE_OPS)(lower_elementwise)

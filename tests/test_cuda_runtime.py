@@ -1,0 +1,200 @@
+"""Executors bound to ``gc.gpu()``: the device arena, device arrays in ``arg_dict`` and
+``grad_dict``, and forward and backward passes equal to the CPU backend's, under Numba's
+CUDA simulator (tests/conftest.py sets NUMBA_ENABLE_CUDASIM=1 unless told otherwise; with a
+GPU and NUMBA_ENABLE_CUDASIM=0 the same tests run on the device).
+
+The simulator runs a Python thread per CUDA thread, so the models are tiny; what they
+exercise is every kernel a training step of each model family launches, the memory plan on
+the device, and the copies between host and device.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import graphc as gc
+
+pytestmark = pytest.mark.cuda
+
+
+def small_lenet(dtype="float64"):
+    """LeNet's layers (convolution, tanh, max pooling, fully connected, softmax) at a size
+    the simulator runs in seconds; the second convolution has stride and padding."""
+    data = gc.Variable("data", dtype=dtype)
+    net = gc.Convolution(data, kernel=(3, 3), num_filter=2, name="conv1")
+    net = gc.Activation(net, act_type="tanh", name="tanh1")
+    net = gc.Pooling(net, pool_type="max", kernel=(2, 2), stride=(2, 2), name="pool1")
+    net = gc.Convolution(net, kernel=(2, 2), num_filter=3, stride=(1, 1), pad=(1, 1), name="conv2")
+    net = gc.Pooling(net, pool_type="avg", kernel=(2, 2), stride=(2, 2), name="pool2")
+    net = gc.FullyConnected(gc.Flatten(net), num_hidden=4, name="fc1")
+    return gc.SoftmaxOutput(net, name="softmax")
+
+
+MODELS = {
+    "mlp": (lambda: gc.models.mlp(hidden=(3,), num_classes=3, dtype="float64"), (2, 4)),
+    "linreg": (lambda: gc.models.linreg(dtype="float64"), (3, 5)),
+    "lenet": (small_lenet, (2, 1, 7, 7)),
+}
+
+
+def _values(executor, rng, classes):
+    values = {}
+    for name, array in executor.arg_dict.items():
+        if name.endswith("label") and classes:
+            values[name] = rng.integers(0, classes, array.shape).astype(array.dtype)
+        else:
+            values[name] = (rng.standard_normal(array.shape) * 0.5).astype(array.dtype)
+    return values
+
+
+def _bound_pair(name, grad_req="write", opt_level=None):
+    build, data_shape = MODELS[name]
+    net = build()
+    cpu = net.simple_bind(gc.cpu(), grad_req=grad_req, opt_level=opt_level, data=data_shape)
+    gpu = net.simple_bind(gc.gpu(), grad_req=grad_req, opt_level=opt_level, data=data_shape)
+    classes = 0 if name == "linreg" else net.infer_shape(data=data_shape)[1][0][-1]
+    values = _values(cpu, np.random.default_rng(0), classes)
+    for executor in (cpu, gpu):
+        executor.copy_params_from(values)
+    return cpu, gpu
+
+
+@pytest.mark.parametrize("opt_level", [0, 2])
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_a_training_pass_on_the_gpu_equals_the_cpu(name, opt_level):
+    cpu, gpu = _bound_pair(name, opt_level=opt_level)
+    want = cpu.forward(is_train=True)[0].copy()
+    got = gpu.forward(is_train=True)[0]
+    assert not isinstance(got, np.ndarray)  # a device array, read with gc.asnumpy
+    np.testing.assert_allclose(gc.asnumpy(got), want, rtol=1e-12, atol=1e-12)
+    cpu.backward()
+    gpu.backward()
+    assert sorted(gpu.grad_dict) == sorted(cpu.grad_dict)
+    for argument, gradient in cpu.grad_dict.items():
+        np.testing.assert_allclose(
+            gc.asnumpy(gpu.grad_dict[argument]), gradient, rtol=1e-11, atol=1e-12, err_msg=argument
+        )
+
+
+def test_sgd_steps_on_the_gpu_follow_the_cpu():
+    """Three steps of plain SGD on the small LeNet, the update applied to both executors'
+    parameters from their own gradients: the parameters stay equal to the CPU's."""
+    cpu, gpu = _bound_pair("lenet")
+    learning_rate = 0.5
+    for _ in range(3):
+        for executor in (cpu, gpu):
+            executor.forward(is_train=True)
+            executor.backward()
+        for argument, gradient in cpu.grad_dict.items():
+            if argument == "data":
+                continue
+            cpu.arg_dict[argument] -= learning_rate * gradient
+            updated = gc.asnumpy(gpu.arg_dict[argument]) - learning_rate * gc.asnumpy(
+                gpu.grad_dict[argument]
+            )
+            gpu.copy_params_from({argument: updated})
+    for argument, value in cpu.arg_dict.items():
+        np.testing.assert_allclose(
+            gc.asnumpy(gpu.arg_dict[argument]), value, rtol=1e-10, atol=1e-12, err_msg=argument
+        )
+
+
+def test_grad_req_add_accumulates_on_the_device():
+    cpu, gpu = _bound_pair("mlp", grad_req="add")
+    for _ in range(2):
+        for executor in (cpu, gpu):
+            executor.forward(is_train=True)
+            executor.backward()
+    for argument, gradient in cpu.grad_dict.items():
+        np.testing.assert_allclose(
+            gc.asnumpy(gpu.grad_dict[argument]), gradient, rtol=1e-12, atol=1e-12
+        )
+        assert np.abs(gradient).sum() > 0
+
+
+def test_forward_takes_host_inputs_and_float32_works():
+    net = gc.models.mlp(hidden=(3,), num_classes=3)
+    cpu = net.simple_bind(gc.cpu(), data=(2, 4))
+    gpu = net.simple_bind(gc.gpu(), data=(2, 4))
+    rng = np.random.default_rng(1)
+    values = _values(cpu, rng, 3)
+    data = values.pop("data")
+    for executor in (cpu, gpu):
+        executor.copy_params_from(values)
+    want = cpu.forward(is_train=False, data=data)[0]
+    got = gc.asnumpy(gpu.forward(is_train=False, data=data)[0])
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-7)
+    with pytest.raises(gc.ShapeError, match=r"argument 'data' expects shape \(2, 4\)"):
+        gpu.forward(data=np.zeros((3, 4), np.float32))
+
+
+def test_a_bad_label_on_the_gpu_raises_as_on_the_cpu():
+    cpu, gpu = _bound_pair("mlp")
+    labels = np.array([0.0, 7.0])
+    for executor in (cpu, gpu):
+        with pytest.raises(ValueError, match=r"label element 1 is 7\.0") as caught:
+            executor.forward(is_train=True, softmax_label=labels)
+        assert "softmax (SoftmaxOutput)" in " ".join(getattr(caught.value, "__notes__", []))
+    # An inference forward ignores the label, and the fault does not outlive the error.
+    gc.asnumpy(gpu.forward(is_train=False)[0])
+    gpu.forward(is_train=True, softmax_label=np.array([0.0, 2.0]))
+
+
+def test_bind_needs_device_arrays_on_the_gpu():
+    from numba import cuda
+
+    net = gc.FullyConnected(gc.Variable("x"), num_hidden=2, name="fc")
+    host = {
+        "x": np.ones((3, 4), np.float32),
+        "fc_weight": np.ones((2, 4), np.float32),
+        "fc_bias": np.zeros(2, np.float32),
+    }
+    device = {name: cuda.to_device(value) for name, value in host.items()}
+    words = r"args\['fc_bias'\] must be a writeable C-contiguous device array on gpu\(0\)"
+    with pytest.raises(gc.DTypeError, match=words):
+        net.bind(gc.gpu(), {**device, "fc_bias": host["fc_bias"]})
+    executor = net.bind(gc.gpu(), device)
+    assert gc.asnumpy(executor.forward()[0]).tolist() == [[4.0, 4.0]] * 3
+    assert executor.arg_dict["fc_weight"] is device["fc_weight"]  # bound in place, not copied
+
+
+def test_without_a_gpu_the_bind_says_what_is_missing():
+    child = textwrap.dedent(
+        """
+        import os
+        os.environ["NUMBA_ENABLE_CUDASIM"] = "0"
+        import graphc as gc
+        try:
+            gc.models.mlp().simple_bind(gc.gpu(0), data=(4, 784))
+        except gc.GraphcError as error:
+            print(error)
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", child], capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    message = result.stdout.strip().splitlines()[-1]
+    assert message.startswith("bind to gpu(0): ")
+    assert "NUMBA_ENABLE_CUDASIM=1" in message or "no CUDA GPU" in message
+
+
+def test_executors_of_one_kernel_keep_their_own_grids():
+    """Two batch sizes of one net share compiled kernels but not launch grids: binding a
+    small batch after a large one (whose GEMMs need more tiles) leaves the large one whole."""
+    net = gc.models.mlp(hidden=(3,), num_classes=3, dtype="float64")
+    large_cpu = net.simple_bind(gc.cpu(), data=(40, 4))
+    large = net.simple_bind(gc.gpu(), data=(40, 4))
+    values = _values(large_cpu, np.random.default_rng(3), 3)
+    for executor in (large_cpu, large):
+        executor.copy_params_from(values)
+    net.simple_bind(gc.gpu(), data=(2, 4)).forward()
+    np.testing.assert_allclose(
+        gc.asnumpy(large.forward()[0]), large_cpu.forward()[0], rtol=1e-12, atol=1e-12
+    )

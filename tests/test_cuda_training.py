@@ -1,0 +1,122 @@
+"""Training on ``gc.gpu()``: the optimizers' CUDA update kernels against the CPU's, and
+``Model.fit``, ``score``, ``predict`` and checkpoints of a GPU model against the same on the
+CPU, under Numba's CUDA simulator (tests/conftest.py; with a GPU and NUMBA_ENABLE_CUDASIM=0
+on the device)."""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import pytest
+from test_cuda_runtime import small_lenet
+
+import graphc as gc
+from graphc.codegen_cpu.optimizer_updates import UPDATES
+from graphc.codegen_cuda.device import cuda_module
+from graphc.codegen_cuda.optimizer_updates import RULES, update_kernel
+
+pytestmark = pytest.mark.cuda
+
+HYPER = {"momentum": 0.9, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8, "eps": 1e-7}
+HYPER.update({"rho": 0.9, "gamma1": 0.95, "gamma2": 0.9})
+
+
+def test_every_cpu_update_has_a_cuda_kernel():
+    assert sorted(RULES) == sorted(UPDATES)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("name", sorted(RULES))
+def test_a_cuda_update_equals_the_cpu_kernel(name, dtype):
+    """Two updates of 37 elements, with weight decay and clipping that bites, from the same
+    values: the CUDA kernel gives the CPU kernel's weights and states."""
+    cuda = cuda_module()
+    rng = np.random.default_rng(5)
+    rule = RULES[name]
+    weight = rng.standard_normal(37).astype(dtype)
+    grad = (rng.standard_normal(37) * 3).astype(dtype)
+    # Non-negative states, the first (a mean of squares for RMSProp) above the square of
+    # the others, so that no square root is taken of a negative number.
+    states = [(np.abs(rng.standard_normal(37)) * 0.1).astype(dtype) for _ in rule.states]
+    if states:
+        states[0] += 1
+    scalars = (0.1, 0.01, 0.5, 1.0, 0.8, *(HYPER[hyper] for hyper in rule.hyper))
+    host = [weight.copy(), grad, *(state.copy() for state in states)]
+    device = [cuda.to_device(array) for array in (weight, grad, *states)]
+    for _ in range(2):
+        UPDATES[name](*host, *scalars)
+        update_kernel(name)(*device, *scalars)
+    tolerance = 2e-6 if dtype == np.float32 else 1e-13
+    for label, want, got in zip(["weight", "grad", *rule.states], host, device):
+        np.testing.assert_allclose(
+            got.copy_to_host(), want, rtol=tolerance, atol=tolerance, err_msg=label
+        )
+
+
+def _pairs(count=8, seed=0):
+    rng = np.random.default_rng(seed)
+    images = rng.standard_normal((count, 1, 7, 7))
+    labels = rng.integers(0, 4, count).astype(np.float64)
+    return images, labels
+
+
+def _fit(ctx, optimizer, **params):
+    images, labels = _pairs()
+    model = gc.Model(small_lenet(), ctx=ctx)
+    train = gc.io.NDArrayIter(images, labels, batch_size=4)
+    with (
+        pytest.warns(gc.StepByStepWarning) if ctx.device_type == "gpu" else contextlib.nullcontext()
+    ):
+        model.fit(train, optimizer=optimizer, optimizer_params=params, num_epoch=2, quiet=True)
+    return model
+
+
+@pytest.mark.parametrize(
+    "optimizer, params",
+    [
+        ("sgd", {"learning_rate": 0.5, "momentum": 0.9, "wd": 0.01}),
+        ("adam", {"learning_rate": 0.05}),
+    ],
+)
+def test_fit_on_the_gpu_follows_the_cpu(optimizer, params):
+    cpu = _fit(gc.cpu(), optimizer, **params)
+    gpu = _fit(gc.gpu(), optimizer, **params)
+    assert gpu.fit_path.startswith("step by step")
+    want, _ = cpu.get_params()
+    got, _ = gpu.get_params()
+    for name, value in want.items():
+        assert isinstance(got[name], np.ndarray)
+        np.testing.assert_allclose(got[name], value, rtol=1e-9, atol=1e-11, err_msg=name)
+    for key in ("train_loss", "train_accuracy"):
+        np.testing.assert_allclose(gpu.history[key], cpu.history[key], rtol=1e-9)
+    images, labels = _pairs(6, seed=1)
+    np.testing.assert_allclose(gpu.predict(images), cpu.predict(images), rtol=1e-9, atol=1e-12)
+    scored = gc.io.NDArrayIter(images, labels, batch_size=3)
+    assert gpu.score(scored) == cpu.score(scored)
+
+
+def test_a_gpu_checkpoint_loads_on_the_cpu_and_back(tmp_path):
+    gpu = _fit(gc.gpu(), "sgd", learning_rate=0.5, momentum=0.9)
+    prefix = str(tmp_path / "small")
+    gpu.save_checkpoint(prefix, 2)
+    images, _ = _pairs(5, seed=2)
+    on_cpu = gc.Model.load(prefix, 2)
+    np.testing.assert_allclose(on_cpu.predict(images), gpu.predict(images), rtol=1e-12)
+    back = gc.Model.load(prefix, 2, ctx=gc.gpu())
+    np.testing.assert_allclose(back.predict(images), gpu.predict(images), rtol=1e-12)
+    # The optimizer's state (momentum) came back onto the device: one more epoch agrees.
+    images, labels = _pairs()
+    for model in (on_cpu, back):
+        train = gc.io.NDArrayIter(images, labels, batch_size=4)
+        with pytest.warns(gc.StepByStepWarning) if model is back else contextlib.nullcontext():
+            model.fit(
+                train,
+                optimizer="sgd",
+                optimizer_params={"learning_rate": 0.5, "momentum": 0.9},
+                begin_epoch=2,
+                num_epoch=3,
+                quiet=True,
+            )
+    for name, value in on_cpu.get_params()[0].items():
+        np.testing.assert_allclose(back.get_params()[0][name], value, rtol=1e-9, atol=1e-12)
