@@ -20,9 +20,11 @@ def has_cuda_lowering(op: str) -> bool:
     return ("cuda", op) in LOWERINGS
 
 
-def call_cuda_kernel(spec: NodeSpec, inputs, training: bool = True) -> list[np.ndarray]:
+def call_cuda_kernel(
+    spec: NodeSpec, inputs, training: bool = True, counter: int = 0
+) -> list[np.ndarray]:
     """The outputs of ``spec``'s CUDA kernel on the host arrays ``inputs``; a kernel that
-    takes the Dropout counter and the training flag gets 0 and ``training``."""
+    takes the Dropout counter and the training flag gets ``counter`` and ``training``."""
     cuda = cuda_module()
     kernel = lower(spec, "cuda")
     if kernel.view_of is not None:  # the runtime binds a view and runs nothing
@@ -35,7 +37,7 @@ def call_cuda_kernel(spec: NodeSpec, inputs, training: bool = True) -> list[np.n
     workspace = [cuda.to_device(poisoned(shape, dtype)) for shape, dtype in kernel.workspace]
     arguments = kernel.arguments(tuple(device_inputs), tuple(device_outputs), tuple(workspace))
     if kernel.needs_counter:
-        arguments = (*arguments, 0, training)
+        arguments = (*arguments, counter, training)
     kernel.fn(*arguments)
     cuda.synchronize()
     return [array.copy_to_host() for array in device_outputs]

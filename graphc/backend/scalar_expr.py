@@ -91,3 +91,16 @@ def literal(value: float, dtype) -> str:
     else:
         text = repr(float(value))
     return f"np.{np.dtype(dtype).name}({text})"
+
+
+def pairwise_expression(operands: list[str]) -> str:
+    """Source adding ``operands`` as a balanced tree, in order.
+
+    >>> pairwise_expression(["a", "b", "c", "d", "e"])
+    '(((a + b) + (c + d)) + e)'
+    """
+    level = list(operands)
+    while len(level) > 1:
+        paired = [f"({level[k]} + {level[k + 1]})" for k in range(0, len(level) - 1, 2)]
+        level = paired + level[len(paired) * 2 :]
+    return level[0]

@@ -43,6 +43,7 @@ import numpy as np
 
 from graphc.backend.lowering import Kernel, NodeSpec, float_dtype, lowering
 from graphc.backend.reduction_layout import ReductionLayout, reduction_layout, sum_to_like_axes
+from graphc.backend.scalar_expr import pairwise_expression
 from graphc.backend.source_cache import load_kernel
 from graphc.codegen_cpu.target import TARGET
 from graphc.ir.errors import BackendError
@@ -362,19 +363,6 @@ def lower_size(spec: NodeSpec) -> Kernel:
     return Kernel(
         fn=fill_scalar, name="size", prepare=lambda inputs, outputs, ws: (outputs[0], count)
     )
-
-
-def pairwise_expression(operands: list[str]) -> str:
-    """Source adding ``operands`` as a balanced tree, in order.
-
-    >>> pairwise_expression(["a", "b", "c", "d", "e"])
-    '(((a + b) + (c + d)) + e)'
-    """
-    level = list(operands)
-    while len(level) > 1:
-        paired = [f"({level[k]} + {level[k + 1]})" for k in range(0, len(level) - 1, 2)]
-        level = paired + level[len(paired) * 2 :]
-    return level[0]
 
 
 _ADD_N = """\

@@ -14,7 +14,16 @@ optimizers on the device (``Model.fit``), epilogue fusion and CUDA graphs.
 """
 
 from graphc.backend.target import register_target
-from graphc.codegen_cuda import conv, fused, gemm, pool, reduce, shape_ops, softmax_loss  # noqa: F401
+from graphc.codegen_cuda import (  # noqa: F401 - each registers its lowerings
+    conv,
+    fused,
+    gemm,
+    indexing,
+    pool,
+    reduce,
+    shape_ops,
+    softmax_loss,
+)
 from graphc.codegen_cuda.gpu_target import CUDA
 
 register_target(CUDA)

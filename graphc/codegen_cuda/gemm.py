@@ -51,6 +51,8 @@ class GemmForm:
     b_k_fast: bool
     store: str
     prelude: str = ""
+    batched: bool = False
+    """One product per ``z`` = ``cuda.blockIdx.z`` (``batch_dot``), which the expressions read."""
 
 
 def matrix_form(trans_a: bool, trans_b: bool, bias: bool) -> GemmForm:
@@ -91,6 +93,7 @@ def render_tiled(dtype: np.dtype, form: GemmForm, tiles: tuple = TILES) -> str:
         "b", (BK * BN) // THREADS, b_split, ("n", "nn", "col0", "cols"), form.b_at, zero
     )
     rows, cols, depth = form.sizes
+    batch_line = "    z = cuda.blockIdx.z\n" if form.batched else ""
     return f"""import math
 
 from numba import cuda, {kind}
@@ -110,7 +113,7 @@ def kernel({form.params}):
     col_a = cuda.local.array(TM, {kind})
     row_b = cuda.local.array(TN, {kind})
     t = cuda.threadIdx.x
-    row0 = cuda.blockIdx.y * BM
+{batch_line}    row0 = cuda.blockIdx.y * BM
     col0 = cuda.blockIdx.x * BN
     my_row = (t // (BN // TN)) * TM
     my_col = (t % (BN // TN)) * TN
@@ -163,12 +166,17 @@ def gemm_launch(
     return tiled_launch(dtype, matrix_form(trans_a, trans_b, bias), rows, cols, tiles)
 
 
-def tiled_launch(dtype, form: GemmForm, rows: int, cols: int, tiles: tuple = TILES) -> Launch:
+def tiled_launch(
+    dtype, form: GemmForm, rows: int, cols: int, tiles: tuple = TILES, batch: int = 1
+) -> Launch:
     """The configured launch of ``form``'s kernel for a (rows, cols) result: a block per
-    tile of C (columns along the grid's x, which allows 2**31 - 1 blocks)."""
+    tile of C (columns along the grid's x, which allows 2**31 - 1 blocks), and ``batch``
+    products along z for a batched form."""
     source = render_tiled(dtype, form, tiles)
     bm, bn, _, tm, tn = tiles
     grid = (max(1, math.ceil(cols / bn)), max(1, math.ceil(rows / bm)))
+    if form.batched:
+        grid = (*grid, batch)
     return Launch(load_kernel(source, "kernel", TARGET), grid, ((bm // tm) * (bn // tn),))
 
 
@@ -211,3 +219,23 @@ def lower_dot(spec: NodeSpec) -> Kernel:
         return (inputs[0].reshape(a_shape), inputs[1], outputs[0].reshape(rows, cols))
 
     return Kernel(fn=launch, name="cuda_dot", prepare=prepare)
+
+
+@lowering(TARGET, "batch_dot")
+def lower_batch_dot(spec: NodeSpec) -> Kernel:
+    """op(a[z]) @ op(b[z]) for every z, one grid layer of tiles per product."""
+    dtype = uniform_float_dtype(spec)
+    trans_a, trans_b = bool(spec.attrs["transpose_a"]), bool(spec.attrs["transpose_b"])
+    batch, rows, cols = spec.out_shapes[0]
+    form = GemmForm(
+        params="left, right, c",
+        sizes=("c.shape[1]", "c.shape[2]", "left.shape[1]" if trans_a else "left.shape[2]"),
+        a_at="left[z, k, m]" if trans_a else "left[z, m, k]",
+        b_at="right[z, n, k]" if trans_b else "right[z, k, n]",
+        a_k_fast=not trans_a,
+        b_k_fast=trans_b,
+        store="c[z, m, n] = value",
+        batched=True,
+    )
+    launch = tiled_launch(dtype, form, rows, cols, batch=batch)
+    return Kernel(fn=launch, name="cuda_batch_dot")

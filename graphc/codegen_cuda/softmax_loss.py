@@ -1,6 +1,6 @@
 """CUDA kernels for the loss heads' forwards and the ops that copy forward: ``SoftmaxOutput``,
-``LinearRegressionOutput`` (a view), ``LogisticRegressionOutput``, ``MakeLoss`` and
-``BlockGrad``. What each computes is its NumPy reference's (``graphc/ir/ops/loss.py``); the
+``LinearRegressionOutput`` (a view), ``LogisticRegressionOutput``, ``MakeLoss``,
+``BlockGrad`` and ``Dropout``. What each computes is its NumPy reference's (``graphc/ir/ops/loss.py``); the
 heads' gradients are compositions of primitives (``fused.py`` lowers them).
 
 SoftmaxOutput: one block per softmax row (the classes of one sample, or of one position
@@ -22,7 +22,9 @@ import numpy as np
 from graphc.backend.lowering import Kernel, NodeSpec, float_dtype, lowering
 from graphc.backend.source_cache import load_kernel
 from graphc.codegen_cuda.faults import FaultFlag
+from graphc.codegen_cuda.loops import grid_stride_launch, grid_stride_source
 from graphc.codegen_cuda.target import MAX_BLOCKS, TARGET, THREADS, Launch, blocks_for
+from graphc.ir.ops.dropout import _GOLDEN, _MIX1, _MIX2
 from graphc.ir.ops.loss import SoftmaxLabelError, softmax_geometry
 
 SOFTMAX = """import math
@@ -162,3 +164,52 @@ def lower_logistic_regression_output(spec: NodeSpec) -> Kernel:
 @lowering(TARGET, "MakeLoss", "BlockGrad")
 def lower_copy(spec: NodeSpec) -> Kernel:
     return _flat_kernel(spec, COPY, "cuda_copy")
+
+
+# -- Dropout -----------------------------------------------------------------------------------
+
+DROPOUT = f"""
+
+@cuda.jit(device=True, inline=True)
+def splitmix64(value):
+    # SplitMix64's finalizer on a uint64, wrapping, as graphc/ir/ops/dropout.py's.
+    z = value + uint64({int(_GOLDEN)})
+    z = (z ^ (z >> uint64(30))) * uint64({int(_MIX1)})
+    z = (z ^ (z >> uint64(27))) * uint64({int(_MIX2)})
+    return z ^ (z >> uint64(31))
+"""
+"""The hash behind Dropout's mask, with the op definition's constants."""
+
+
+@lowering(TARGET, "Dropout")
+def lower_dropout(spec: NodeSpec) -> Kernel:
+    """Outputs (out, mask) with the reference's mask: the counter and the training flag
+    come last (see ``graphc/codegen_cpu/softmax_loss.py`` for their meaning); the mask of
+    element ``flat`` is a hash of (seed, counter, flat), so the threads need no order."""
+    float_dtype(spec)
+    attrs = spec.attrs
+    body = [
+        "if (not training and not always) or p == 0.0:",
+        "    mask[flat] = 1",
+        "    out[flat] = data[flat]",
+        "    continue",
+        "key = splitmix64((uint64(seed) << uint64(32)) | uint64(counter & 4294967295))",
+        "bits = splitmix64(uint64(flat) ^ key)",
+        "uniform = float64(bits >> uint64(11)) * (1.0 / 9007199254740992.0)",
+        "mask[flat] = 1.0 / (1.0 - p) if uniform >= p else 0.0",
+        "out[flat] = data[flat] * mask[flat]",
+    ]
+    params = ["data", "out", "mask", "p", "seed", "always", "counter", "training"]
+    source = grid_stride_source(params, "out.size", body, prelude=DROPOUT)
+    constants = (float(attrs["p"]), np.int64(attrs["seed"] & 0xFFFFFFFF), attrs["mode"] == "always")
+
+    def prepare(inputs, outputs, workspace):
+        return (_flat(inputs[0]), *(_flat(output) for output in outputs), *constants)
+
+    return Kernel(
+        fn=grid_stride_launch(source, math.prod(spec.out_shapes[0])),
+        needs_counter=True,
+        name="cuda_dropout",
+        source=source,
+        prepare=prepare,
+    )
