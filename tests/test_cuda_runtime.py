@@ -39,13 +39,21 @@ MODELS = {
     "mlp": (lambda: gc.models.mlp(hidden=(3,), num_classes=3, dtype="float64"), (2, 4)),
     "linreg": (lambda: gc.models.linreg(dtype="float64"), (3, 5)),
     "lenet": (small_lenet, (2, 1, 7, 7)),
+    "charlm": (
+        lambda: gc.models.charlm(5, embed=3, hidden=4, stateful=True, dtype="float64"),
+        (3, 2),
+    ),
 }
 
 
 def _values(executor, rng, classes):
+    """Random parameters and data; class indices for the labels and an Embedding's data."""
+    indices = {name for name in executor.arg_dict if name.endswith("label")}
+    if "embed_weight" in executor.arg_dict:
+        indices.add("data")
     values = {}
     for name, array in executor.arg_dict.items():
-        if name.endswith("label") and classes:
+        if name in indices and classes:
             values[name] = rng.integers(0, classes, array.shape).astype(array.dtype)
         else:
             values[name] = (rng.standard_normal(array.shape) * 0.5).astype(array.dtype)

@@ -120,3 +120,24 @@ def test_a_gpu_checkpoint_loads_on_the_cpu_and_back(tmp_path):
             )
     for name, value in on_cpu.get_params()[0].items():
         np.testing.assert_allclose(back.get_params()[0][name], value, rtol=1e-9, atol=1e-12)
+
+
+def test_a_stateful_charlm_fits_on_the_gpu_as_on_the_cpu():
+    """Truncated BPTT: the LSTM state carried from window to window on the device."""
+    text = np.random.default_rng(3).integers(0, 5, 40)
+    histories = []
+    for ctx in (gc.cpu(), gc.gpu()):
+        net = gc.models.charlm(5, embed=3, hidden=4, stateful=True, dtype="float64")
+        model = gc.Model(net, ctx=ctx, state_names=gc.models.CHARLM_STATE_NAMES)
+        data = gc.io.BPTTIter(text, 2, 4, layout="TN")
+        with (
+            pytest.warns(gc.StepByStepWarning)
+            if ctx.device_type == "gpu"
+            else contextlib.nullcontext()
+        ):
+            model.fit(data, optimizer="adam", num_epoch=2, quiet=True)
+        histories.append((model.history["train_loss"], model.get_params()[0]))
+    (cpu_loss, cpu_params), (gpu_loss, gpu_params) = histories
+    np.testing.assert_allclose(gpu_loss, cpu_loss, rtol=1e-9)
+    for name, value in cpu_params.items():
+        np.testing.assert_allclose(gpu_params[name], value, rtol=1e-8, atol=1e-10, err_msg=name)

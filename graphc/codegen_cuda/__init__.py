@@ -19,6 +19,7 @@ from graphc.codegen_cuda import (  # noqa: F401 - each registers its lowerings
     fused,
     gemm,
     indexing,
+    lstm,
     pool,
     reduce,
     shape_ops,
