@@ -12,10 +12,9 @@ Tables (Markdown, for BENCHMARKS.md), each with the device's name:
   (``codegen_cuda/gemm.py``) and cuBLAS through torch with TF32 off, TFLOP/s of the median;
 - convolution: LeNet's conv1 and conv2 at batch 100, each pass (forward, weight gradient,
   data gradient) in ms and TFLOP/s (``codegen_cuda/conv.py``: implicit GEMMs);
-- training: seconds for Knet's runs of LinReg, softmax, MLP and LeNet (``bench_training.py``'s
-  settings; CharLM needs the LSTM, which the CUDA backend does not lower yet), graphc's
-  ``Model.fit`` on ``gc.gpu()`` against PyTorch eager on the GPU, and graphc's launches per
-  step.
+- training: seconds for Knet's runs of the five models (``bench_training.py``'s settings),
+  graphc's ``Model.fit`` on ``gc.gpu()`` against PyTorch eager on the GPU (cuDNN's LSTM for
+  CharLM), and graphc's launches per step (an LSTM's per-step launches counted as one).
 """
 
 from __future__ import annotations
@@ -25,6 +24,7 @@ import math
 import os
 import statistics
 import time
+import types
 
 import numpy as np
 from bench_training import SETTINGS, _data
@@ -136,6 +136,12 @@ def conv_rows(batch: int, repeats: int) -> list[list[object]]:
 
 def graphc_training(name: str, x, y, epochs: int | None, batch: int) -> tuple[float, int]:
     settings = SETTINGS[name]
+    fit = dict(optimizer=settings["optimizer"], optimizer_params=dict(settings["params"]))
+    if name == "charlm":
+        net = gc.models.charlm(x.vocab_size, stateful=True)
+        model = gc.Model(net, ctx=gc.gpu(), state_names=gc.models.CHARLM_STATE_NAMES)
+        data = gc.io.BPTTIter(x.data, batch, y, layout="TN")
+        return _timed_fit(model, data, epochs or settings["epochs"], fit)
     symbol = {
         "linreg": gc.models.linreg,
         "softmax": gc.models.softmax_regression,
@@ -144,11 +150,16 @@ def graphc_training(name: str, x, y, epochs: int | None, batch: int) -> tuple[fl
     }[name]()
     model = gc.Model(symbol, ctx=gc.gpu())
     data = gc.io.NDArrayIter(x, y, batch_size=batch)
-    fit = dict(optimizer=settings["optimizer"], optimizer_params=dict(settings["params"]))
-    model.fit(data, num_epoch=1, verbose=False, **fit)  # compiles; not timed
+    return _timed_fit(model, data, epochs or settings["epochs"], fit)
+
+
+def _timed_fit(model, data, epochs: int, fit: dict) -> tuple[float, int]:
+    """Seconds of ``epochs`` epochs after one untimed epoch (the compiles), and the
+    launches of a step."""
+    model.fit(data, num_epoch=1, verbose=False, **fit)
     data.reset()
     start = time.perf_counter()
-    model.fit(data, num_epoch=epochs or settings["epochs"], verbose=False, **fit)
+    model.fit(data, num_epoch=epochs, verbose=False, **fit)
     _cuda().synchronize()
     return time.perf_counter() - start, model.stats()["kernels_per_step"]
 
@@ -163,6 +174,8 @@ def torch_training(name: str, x, y, epochs: int | None) -> float | str:
     settings = SETTINGS[name]
     torch.manual_seed(0)
     device = torch.device("cuda")
+    if name == "charlm":
+        return _torch_charlm(x, settings, y, epochs or settings["epochs"])
     if name == "linreg":
         model, loss_fn = nn.Linear(13, 1), nn.MSELoss()
         labels = torch.from_numpy(y).reshape(-1, 1)
@@ -190,6 +203,33 @@ def torch_training(name: str, x, y, epochs: int | None) -> float | str:
     return time.perf_counter() - start
 
 
+def _torch_charlm(text, settings, length: int, epochs: int) -> float:
+    import torch
+    import torch_models
+    from torch import nn
+
+    vocab, batch = text.vocab_size, settings["batch"]
+    columns = len(text.data) // batch
+    streams = torch.from_numpy(text.data[: columns * batch].reshape(batch, columns).T.copy())
+    streams = streams.long().cuda()
+    embed, lstm, decoder = nn.Embedding(vocab, 256), nn.LSTM(256, 256), nn.Linear(256, vocab)
+    embed, lstm, decoder = embed.cuda(), lstm.cuda(), decoder.cuda()
+    params = [*embed.parameters(), *lstm.parameters(), *decoder.parameters()]
+    optimizer = torch.optim.Adam(params, lr=settings["params"]["learning_rate"])
+    loss_fn = nn.CrossEntropyLoss()
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(epochs):
+        state = None
+        for first in range(0, columns - length, length):
+            window = streams[first : first + length + 1]
+            _, state = torch_models.charlm_step(
+                embed, lstm, decoder, optimizer, loss_fn, window, state, vocab
+            )
+    torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gemm", type=int, default=4096, help="n of the n^3 GEMM")
@@ -210,10 +250,17 @@ def main() -> None:
     )
     print()
     rows = []
-    for name in args.only.split(",") if args.only else ["linreg", "softmax", "mlp", "lenet"]:
+    for name in (
+        args.only.split(",") if args.only else ["linreg", "softmax", "mlp", "lenet", "charlm"]
+    ):
         x, y = _data(name)
         batch = SETTINGS[name]["batch"]
-        if args.smoke:  # two batches of four
+        if name == "charlm":  # x is the text; y the BPTT length
+            y = 100
+            if args.smoke:
+                batch, y = 2, 4
+                x = types.SimpleNamespace(data=x.data[:40], vocab_size=x.vocab_size)
+        elif args.smoke:  # two batches of four
             batch, x, y = 4, x[:8], y[:8]
             if name == "lenet":
                 x = np.ascontiguousarray(x[:, :, :16, :16])  # the smallest LeNet takes

@@ -50,6 +50,8 @@ def pytest_collection_modifyitems(items):
     tests, saying why, where they are asked to run on a GPU (NUMBA_ENABLE_CUDASIM=0, as
     ``make test-gpu`` does) and none is usable."""
     missing_gpu = _missing_gpu()
+    if any(item.get_closest_marker("cuda") for item in items):
+        _simulate_device_array_flags()
     for item in items:
         if not any(item.get_closest_marker(name) for name in NOT_CPU):
             item.add_marker(pytest.mark.cpu)
@@ -101,3 +103,22 @@ def _unit_tests_compile_nothing(request, monkeypatch):
     monkeypatch.setattr(Dispatcher, "compile", recording_compile)
     yield
     assert not compiled, f"marked unit but compiled {sorted(set(compiled))} with Numba: mark it cpu"
+
+
+def _simulate_device_array_flags() -> None:
+    """Under the simulator, make a device array's ``flags`` what numba-cuda's is on a GPU (a
+    dict), not the NumPy flags object the simulator's stand-in passes through, so that code
+    reading ``array.flags.c_contiguous`` from a device array fails here as it would there."""
+    if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") in ("", "0"):
+        return
+    from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
+
+    def flags(array) -> dict:
+        host = array._ary.flags
+        return {
+            "C_CONTIGUOUS": host.c_contiguous,
+            "F_CONTIGUOUS": host.f_contiguous,
+            "WRITEABLE": host.writeable,
+        }
+
+    FakeCUDAArray.flags = property(flags)

@@ -24,12 +24,13 @@ pytestmark = pytest.mark.cuda
 
 def small_lenet(dtype="float64"):
     """LeNet's layers (convolution, tanh, max pooling, fully connected, softmax) at a size
-    the simulator runs in seconds; the second convolution has stride and padding."""
+    the simulator runs in seconds; the second convolution has stride and padding, and is
+    followed by average pooling."""
     data = gc.Variable("data", dtype=dtype)
     net = gc.Convolution(data, kernel=(3, 3), num_filter=2, name="conv1")
     net = gc.Activation(net, act_type="tanh", name="tanh1")
     net = gc.Pooling(net, pool_type="max", kernel=(2, 2), stride=(2, 2), name="pool1")
-    net = gc.Convolution(net, kernel=(2, 2), num_filter=3, stride=(1, 1), pad=(1, 1), name="conv2")
+    net = gc.Convolution(net, kernel=(2, 2), num_filter=3, stride=(2, 2), pad=(1, 1), name="conv2")
     net = gc.Pooling(net, pool_type="avg", kernel=(2, 2), stride=(2, 2), name="pool2")
     net = gc.FullyConnected(gc.Flatten(net), num_hidden=4, name="fc1")
     return gc.SoftmaxOutput(net, name="softmax")
@@ -144,9 +145,9 @@ def test_forward_takes_host_inputs_and_float32_works():
 
 def test_a_bad_label_on_the_gpu_raises_as_on_the_cpu():
     cpu, gpu = _bound_pair("mlp")
-    labels = np.array([0.0, 7.0])
+    labels = np.array([9.0, 7.0])  # two bad labels: the first position is the one named
     for executor in (cpu, gpu):
-        with pytest.raises(ValueError, match=r"label element 1 is 7\.0") as caught:
+        with pytest.raises(ValueError, match=r"label element 0 is 9\.0") as caught:
             executor.forward(is_train=True, softmax_label=labels)
         assert "softmax (SoftmaxOutput)" in " ".join(getattr(caught.value, "__notes__", []))
     # An inference forward ignores the label, and the fault does not outlive the error.
@@ -177,6 +178,7 @@ def test_without_a_gpu_the_bind_says_what_is_missing():
         """
         import os
         os.environ["NUMBA_ENABLE_CUDASIM"] = "0"
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # no GPU, even on a machine that has one
         import graphc as gc
         try:
             gc.models.mlp().simple_bind(gc.gpu(0), data=(4, 784))
@@ -206,3 +208,10 @@ def test_executors_of_one_kernel_keep_their_own_grids():
     np.testing.assert_allclose(
         gc.asnumpy(large.forward()[0]), large_cpu.forward()[0], rtol=1e-12, atol=1e-12
     )
+
+
+def test_only_the_first_gpu_binds():
+    with pytest.raises(
+        gc.GraphcError, match=r"bind to gpu\(1\): the CUDA backend binds to gpu\(0\) only"
+    ):
+        gc.models.mlp().simple_bind(gc.gpu(1), data=(2, 784))

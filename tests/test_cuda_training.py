@@ -96,30 +96,39 @@ def test_fit_on_the_gpu_follows_the_cpu(optimizer, params):
     assert gpu.score(scored) == cpu.score(scored)
 
 
-def test_a_gpu_checkpoint_loads_on_the_cpu_and_back(tmp_path):
-    gpu = _fit(gc.gpu(), "sgd", learning_rate=0.5, momentum=0.9)
-    prefix = str(tmp_path / "small")
-    gpu.save_checkpoint(prefix, 2)
-    images, _ = _pairs(5, seed=2)
-    on_cpu = gc.Model.load(prefix, 2)
-    np.testing.assert_allclose(on_cpu.predict(images), gpu.predict(images), rtol=1e-12)
-    back = gc.Model.load(prefix, 2, ctx=gc.gpu())
-    np.testing.assert_allclose(back.predict(images), gpu.predict(images), rtol=1e-12)
-    # The optimizer's state (momentum) came back onto the device: one more epoch agrees.
+def test_a_gpu_checkpoint_resumes_as_an_uninterrupted_run(tmp_path):
+    """Two epochs on the GPU, saved, loaded on the CPU and on the GPU, and a third epoch from
+    the checkpoint: both equal three uninterrupted epochs on the CPU (so the momentum came
+    through the checkpoint, to the host and back onto the device)."""
+    params = {"learning_rate": 0.5, "momentum": 0.9}
     images, labels = _pairs()
-    for model in (on_cpu, back):
+
+    def fit(model, begin, end):
         train = gc.io.NDArrayIter(images, labels, batch_size=4)
-        with pytest.warns(gc.StepByStepWarning) if model is back else contextlib.nullcontext():
+        step_by_step = model.ctx.device_type == "gpu"
+        with pytest.warns(gc.StepByStepWarning) if step_by_step else contextlib.nullcontext():
             model.fit(
                 train,
                 optimizer="sgd",
-                optimizer_params={"learning_rate": 0.5, "momentum": 0.9},
-                begin_epoch=2,
-                num_epoch=3,
+                optimizer_params=params,
+                begin_epoch=begin,
+                num_epoch=end,
                 quiet=True,
             )
-    for name, value in on_cpu.get_params()[0].items():
-        np.testing.assert_allclose(back.get_params()[0][name], value, rtol=1e-9, atol=1e-12)
+
+    uninterrupted = gc.Model(small_lenet())
+    fit(uninterrupted, 0, 3)
+    gpu = gc.Model(small_lenet(), ctx=gc.gpu())
+    fit(gpu, 0, 2)
+    prefix = str(tmp_path / "small")
+    gpu.save_checkpoint(prefix, 2)
+    for ctx in (gc.cpu(), gc.gpu()):
+        resumed = gc.Model.load(prefix, 2, ctx=ctx)
+        fit(resumed, 2, 3)
+        for name, value in uninterrupted.get_params()[0].items():
+            np.testing.assert_allclose(
+                resumed.get_params()[0][name], value, rtol=1e-9, atol=1e-12, err_msg=name
+            )
 
 
 def test_a_stateful_charlm_fits_on_the_gpu_as_on_the_cpu():

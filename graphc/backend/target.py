@@ -60,7 +60,7 @@ HOST_ARRAYS = ArrayOps()
 """NumPy arrays in this process's memory: the CPU target's."""
 
 
-def _nothing_missing() -> None:
+def _nothing_missing(ctx) -> None:
     return None
 
 
@@ -80,10 +80,13 @@ class Target:
     - ``bind_options()``: options the target adds to every node it lowers at bind, under
       the user's own (the CPU's thread count, which its kernels partition their work by);
     - ``arrays``: how the runtime makes, fills and copies the target's arrays;
-    - ``require()``: raise, naming what is missing, where the target cannot run in this
-      process (the CUDA target without numba-cuda or a GPU);
+    - ``require(ctx)``: raise ImportError or RuntimeError, naming what is missing, where
+      the target cannot run ``ctx`` in this process (the CUDA target without numba-cuda,
+      without a GPU, or for a device it does not serve);
     - ``update_kernel(name)``: the target's kernel of the optimizer update ``name`` (MXNet's
-      ``sgd_mom_update``, ...), called as the CPU's (``codegen_cpu.optimizer_updates``)."""
+      ``sgd_mom_update``, ...), called as the CPU's (``codegen_cpu.optimizer_updates``); None
+      where an optimizer's own ``kernel`` runs (the CPU, NumPy arrays), so that a subclass
+      with a kernel of its own works there."""
 
     name: str
     device_type: str
@@ -94,7 +97,7 @@ class Target:
     compile_training_loop: Callable[..., tuple[Callable, str]] | None = None
     bind_options: Callable[[], dict] = dict
     arrays: ArrayOps = HOST_ARRAYS
-    require: Callable[[], None] = _nothing_missing
+    require: Callable[[Any], None] = _nothing_missing
     update_kernel: Callable[[str], Callable] | None = None
 
 
@@ -113,7 +116,7 @@ def target_for(ctx) -> Target:
     if target is None:
         raise BackendError(f"bind to {ctx}: no backend serves this device type")
     try:
-        target.require()
+        target.require(ctx)
     except (ImportError, RuntimeError) as missing:
         raise BackendError(f"bind to {ctx}: {missing}") from None
     return target

@@ -283,9 +283,4 @@ UPDATES = {
         rmspropalex_update,
     )
 }
-"""Every update kernel by MXNet's name of its op."""
-
-
-def update_kernel(name: str):
-    """The CPU's update ``name`` (the CPU target's ``update_kernel``)."""
-    return UPDATES[name]
+"""Every update kernel by MXNet's name of its op (the CUDA backend has one of each)."""

@@ -9,7 +9,6 @@ import numpy as np
 
 from graphc.backend.target import Target
 from graphc.codegen_cpu.numba_cache import call_repairing
-from graphc.codegen_cpu.optimizer_updates import update_kernel
 from graphc.codegen_cpu.sequence import compile_sequence
 from graphc.codegen_cpu.threads import bind_options, call_partitioned
 from graphc.codegen_cpu.train_loop import compile_training_loop
@@ -37,5 +36,4 @@ CPU = Target(
     call=partial(call_partitioned, call_repairing),
     compile_training_loop=compile_training_loop,
     bind_options=bind_options,
-    update_kernel=update_kernel,
 )

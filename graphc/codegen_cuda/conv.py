@@ -33,7 +33,7 @@ KH, KW, SH, SW, PH, PW = {KH}, {KW}, {SH}, {SW}, {PH}, {PW}
 OH, OW = {OH}, {OW}
 
 
-@cuda.jit(device=True, inline=True)
+@cuda.jit(device=True, inline="always")
 def image_at(x, tap, position):
     # Column entry (tap, position) of im2col: tap = (c, i, j), position = (n, oh, ow).
     c = tap // (KH * KW)
@@ -51,7 +51,7 @@ def image_at(x, tap, position):
     return {kind}(0)
 
 
-@cuda.jit(device=True, inline=True)
+@cuda.jit(device=True, inline="always")
 def window_gradient_at(dy, tap, cell):
     # The gradient reaching input cell (n, y, x) through tap (f, i, j): dy at the output
     # position whose window puts tap (i, j) on that cell, or zero where none does.

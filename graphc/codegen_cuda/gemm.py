@@ -29,6 +29,10 @@ GPU_TILES = (64, 64, 8, 4, 4)
 SIMULATOR_TILES = (16, 16, 8, 2, 2)
 """The simulator's: 64 threads a block (tests/test_cuda_kernels.py runs GPU_TILES too)."""
 TILES = SIMULATOR_TILES if SIMULATED else GPU_TILES
+MAX_ROW_TILES = 2 if SIMULATED else 65535
+"""The most blocks along the grid's y (CUDA's limit): each block loops over row tiles
+``gridDim.y`` apart, so any number of rows fits (under the simulator, 2, so that the loop
+runs and fewer threads start)."""
 
 
 @dataclass(frozen=True)
@@ -113,32 +117,32 @@ def kernel({form.params}):
     col_a = cuda.local.array(TM, {kind})
     row_b = cuda.local.array(TN, {kind})
     t = cuda.threadIdx.x
-{batch_line}    row0 = cuda.blockIdx.y * BM
-    col0 = cuda.blockIdx.x * BN
+{batch_line}    col0 = cuda.blockIdx.x * BN
     my_row = (t // (BN // TN)) * TM
     my_col = (t % (BN // TN)) * TN
-    for i in range(TM):
-        for j in range(TN):
-            acc[i, j] = 0
-    for k0 in range(0, depth, BK):
-{load_a}{load_b}        cuda.syncthreads()
-        for kk in range(BK):
-            for i in range(TM):
-                col_a[i] = tile_a[kk, my_row + i]
+    for row0 in range(cuda.blockIdx.y * BM, rows, cuda.gridDim.y * BM):
+        for i in range(TM):
             for j in range(TN):
-                row_b[j] = tile_b[kk, my_col + j]
-            for i in range(TM):
+                acc[i, j] = 0
+        for k0 in range(0, depth, BK):
+{load_a}{load_b}            cuda.syncthreads()
+            for kk in range(BK):
+                for i in range(TM):
+                    col_a[i] = tile_a[kk, my_row + i]
                 for j in range(TN):
-                    acc[i, j] += col_a[i] * row_b[j]
-        cuda.syncthreads()
-    for i in range(TM):
-        m = row0 + my_row + i
-        if m < rows:
-            for j in range(TN):
-                n = col0 + my_col + j
-                if n < cols:
-                    value = acc[i, j]
-                    {form.store}
+                    row_b[j] = tile_b[kk, my_col + j]
+                for i in range(TM):
+                    for j in range(TN):
+                        acc[i, j] += col_a[i] * row_b[j]
+            cuda.syncthreads()
+        for i in range(TM):
+            m = row0 + my_row + i
+            if m < rows:
+                for j in range(TN):
+                    n = col0 + my_col + j
+                    if n < cols:
+                        value = acc[i, j]
+                        {form.store}
 """
 
 
@@ -148,13 +152,13 @@ def _tile_load(matrix: str, loads: int, split: tuple, axis: tuple, read: str, ze
     zeros past the matrix along ``axis`` (index, tile index, tile start, extent) or K."""
     index, tile_index, start, extent = axis
     return (
-        f"        for load in range({loads}):\n"
-        "            e = t + load * THREADS\n"
-        f"            {split[0]}\n"
-        f"            {split[1]}\n"
-        f"            {index} = {start} + {tile_index}\n"
-        "            k = k0 + kk\n"
-        f"            tile_{matrix}[kk, {tile_index}] = {read} if {index} < {extent} and k < depth"
+        f"            for load in range({loads}):\n"
+        "                e = t + load * THREADS\n"
+        f"                {split[0]}\n"
+        f"                {split[1]}\n"
+        f"                {index} = {start} + {tile_index}\n"
+        "                k = k0 + kk\n"
+        f"                tile_{matrix}[kk, {tile_index}] = {read} if {index} < {extent} and k < depth"
         f" else {zero}\n"
     )
 
@@ -170,11 +174,12 @@ def tiled_launch(
     dtype, form: GemmForm, rows: int, cols: int, tiles: tuple = TILES, batch: int = 1
 ) -> Launch:
     """The configured launch of ``form``'s kernel for a (rows, cols) result: a block per
-    tile of C (columns along the grid's x, which allows 2**31 - 1 blocks), and ``batch``
-    products along z for a batched form."""
+    tile of C's columns along the grid's x (up to 2**31 - 1 blocks), row tiles along y (a
+    block loops over them past ``MAX_ROW_TILES``), and ``batch`` products along z for a
+    batched form."""
     source = render_tiled(dtype, form, tiles)
     bm, bn, _, tm, tn = tiles
-    grid = (max(1, math.ceil(cols / bn)), max(1, math.ceil(rows / bm)))
+    grid = (max(1, math.ceil(cols / bn)), max(1, min(MAX_ROW_TILES, math.ceil(rows / bm))))
     if form.batched:
         grid = (*grid, batch)
     return Launch(load_kernel(source, "kernel", TARGET), grid, ((bm // tm) * (bn // tn),))

@@ -23,7 +23,7 @@ from graphc.ir.registry import normalize_axis
 
 CHECKED = """
 
-@cuda.jit(device=True, inline=True)
+@cuda.jit(device=True, inline="always")
 def checked(value, limit, position, fault):
     # The index as an int; -1 (and the position recorded) unless an integer in [0, limit).
     if not (value >= 0 and value < limit) or value != math.floor(value):

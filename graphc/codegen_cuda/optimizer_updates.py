@@ -19,7 +19,7 @@ from functools import cache
 import numpy as np
 
 from graphc.backend.source_cache import load_kernel
-from graphc.codegen_cuda.target import TARGET, THREADS, blocks_for
+from graphc.codegen_cuda.target import SIMULATED, TARGET, THREADS, blocks_for
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ HEADER = """import math
 from numba import cuda, {kind}
 
 
-@cuda.jit(device=True, inline=True)
+@cuda.jit(device=True, inline="always")
 def clip(value, bound):
     # Comparisons rather than min/max so that a NaN gradient stays NaN, as in MXNet.
     if bound < 0:
@@ -156,8 +156,12 @@ def render_update(name: str, dtype) -> str:
 
 
 @cache
-def _compiled(name: str, dtype: np.dtype):
-    return load_kernel(render_update(name, dtype), "kernel", TARGET)
+def _configured(name: str, dtype: np.dtype, blocks: int):
+    """The kernel of ``name`` for ``dtype`` configured for ``blocks`` blocks: configured
+    once per parameter size, not at every step (under the simulator, configuring sets the
+    grid on the kernel itself: configure at each call there)."""
+    kernel = load_kernel(render_update(name, dtype), "kernel", TARGET)
+    return kernel if SIMULATED else kernel[blocks, THREADS]
 
 
 def update_kernel(name: str):
@@ -167,8 +171,11 @@ def update_kernel(name: str):
         raise KeyError(f"the CUDA backend has no optimizer update {name!r}; it has {sorted(RULES)}")
 
     def update(weight, grad, *rest) -> None:
-        kernel = _compiled(name, np.dtype(weight.dtype))
-        kernel[blocks_for(weight.size), THREADS](weight, grad, *rest)
+        blocks = blocks_for(weight.size)
+        kernel = _configured(name, np.dtype(weight.dtype), blocks)
+        if SIMULATED:
+            kernel = kernel[blocks, THREADS]
+        kernel(weight, grad, *rest)
 
     update.__name__ = name
     return update

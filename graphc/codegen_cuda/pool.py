@@ -29,12 +29,12 @@ KH, KW, SH, SW, PH, PW = {KH}, {KW}, {SH}, {SW}, {PH}, {PW}
 INCLUDE_PAD = {include_pad}
 
 
-@cuda.jit(device=True, inline=True)
+@cuda.jit(device=True, inline="always")
 def window_start(index, stride, pad):
     return index * stride - pad
 
 
-@cuda.jit(device=True, inline=True)
+@cuda.jit(device=True, inline="always")
 def counted(first, kernel, size, pad, include_pad):
     # The cells of a window along one axis that an average divides by, as MXNet counts:
     # with padding the window clipped to the padded input, else the input cells it covers.
@@ -43,7 +43,7 @@ def counted(first, kernel, size, pad, include_pad):
     return min(first + kernel, high) - max(first, low)
 
 
-@cuda.jit(device=True, inline=True)
+@cuda.jit(device=True, inline="always")
 def covering(cell, kernel, stride, pad, outputs):
     # The windows along one axis whose span holds input cell ``cell``: [first, last).
     first = max(0, (cell + pad - kernel) // stride + 1)

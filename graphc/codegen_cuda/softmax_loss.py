@@ -120,18 +120,20 @@ def lower_softmax_output(spec: NodeSpec) -> Kernel:
         return SoftmaxLabelError(position, value, classes, use_ignore, ignore_label)
 
     fault = FaultFlag(explain=explain)
+
+    def check(arguments: tuple) -> None:
+        if arguments[-1]:  # the training flag: an inference forward checks no label
+            fault.check(arguments)
+
     rows = max(1, outer * inner)
     launch = Launch(
-        load_kernel(source, "kernel", TARGET),
-        (min(MAX_BLOCKS, rows),),
-        (THREADS,),
-        check=fault.check,
+        load_kernel(source, "kernel", TARGET), (min(MAX_BLOCKS, rows),), (THREADS,), check=check
     )
 
     def prepare(inputs, outputs, workspace):
         return (
             _flat(inputs[0]), _flat(inputs[1]), _flat(outputs[0]), np.int64(classes),
-            np.int64(inner), fault.flag, use_ignore, dtype.type(ignore_label),
+            np.int64(inner), fault.flag, use_ignore, np.float64(ignore_label),
         )  # fmt: skip
 
     return Kernel(
@@ -170,7 +172,7 @@ def lower_copy(spec: NodeSpec) -> Kernel:
 
 DROPOUT = f"""
 
-@cuda.jit(device=True, inline=True)
+@cuda.jit(device=True, inline="always")
 def splitmix64(value):
     # SplitMix64's finalizer on a uint64, wrapping, as graphc/ir/ops/dropout.py's.
     z = value + uint64({int(_GOLDEN)})

@@ -207,8 +207,13 @@ class ModelBindings:
                     f"bind: {name!r} has shape {table[name].shape}, the symbol needs {shape} "
                     "for these inputs"
                 )
-            if table[name].dtype != dtype or not table[name].flags.c_contiguous:
-                table[name] = np.ascontiguousarray(table[name], dtype=dtype)
+            value = table[name]
+            if isinstance(value, np.ndarray) and (
+                value.dtype != dtype or not value.flags.c_contiguous
+            ):
+                table[name] = np.ascontiguousarray(value, dtype=dtype)
+            elif not isinstance(value, np.ndarray) and value.dtype != dtype:
+                table[name] = np.asarray(self.arrays.to_host(value), dtype=dtype)
             if not self.arrays.owns(table[name]):  # values set on the host, bound on a device
                 bound = self.arrays.zeros(tuple(shape), dtype)
                 self.arrays.copy(bound, table[name])
