@@ -44,9 +44,11 @@ class KernelCacheWarning(UserWarning):
 
 def version_salt(target: str = "cpu") -> str:
     """What else a kernel's compiled code depends on: the versions of graphc and of the
-    compiler (read from the installed metadata, so that this module imports no Numba), the
-    kernels it calls (``kernel_code_version``) and the target."""
-    versions = ";".join(f"{name}={_installed(name)}" for name in ("graphc", "numba", "llvmlite"))
+    compiler (read from the installed metadata, so that this module imports no Numba; for
+    CUDA also numba-cuda's, whose own cache keys the machine code by the device's compute
+    capability), the kernels it calls (``kernel_code_version``) and the target."""
+    compilers = ("graphc", "numba", "llvmlite") + (("numba-cuda",) if target == "cuda" else ())
+    versions = ";".join(f"{name}={_installed(name)}" for name in compilers)
     return f"{versions};kernels={kernel_code_version()};target={target}"
 
 
