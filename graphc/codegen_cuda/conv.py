@@ -23,9 +23,8 @@ from __future__ import annotations
 
 import math
 
-from graphc.backend.lowering import Kernel, NodeSpec, lowering, uniform_float_dtype
-from graphc.codegen_cuda.gemm import GemmForm, tiled_launch
-from graphc.codegen_cuda.target import TARGET
+from graphc.backend.lowering import NodeSpec, uniform_float_dtype
+from graphc.codegen_cuda.gemm import GemmForm, GemmOp, gemm_op
 
 IMAGE_AT = """
 C, H, W = {C}, {H}, {W}
@@ -85,83 +84,107 @@ def _geometry(spec: NodeSpec, data_shape: tuple, out_shape: tuple) -> dict:
     )  # fmt: skip
 
 
-@lowering(TARGET, "Convolution")
-def lower_convolution(spec: NodeSpec) -> Kernel:
-    dtype = uniform_float_dtype(spec)
+def _plane_index(plane: int, width: int) -> tuple[str, ...]:
+    """The NCHW indices of C's (m, n) when m is the channel and n runs over the images'
+    positions (``plane`` = H*W of one, ``width`` = W)."""
+    return (
+        f"i0 = n // {plane}",
+        "i1 = m",
+        f"i2 = (n % {plane}) // {width}",
+        f"i3 = n % {width}",
+    )
+
+
+@gemm_op("Convolution")
+def convolution(spec: NodeSpec) -> GemmOp:
     data_shape, out_shape = spec.in_shapes[0], spec.out_shapes[0]
     geometry = _geometry(spec, data_shape, out_shape)
     filters, positions = out_shape[1], out_shape[2] * out_shape[3]
     depth = math.prod(spec.in_shapes[1][1:])
     bias = not spec.attrs["no_bias"]
     form = GemmForm(
-        params="weight, x, bias, out" if bias else "weight, x, out",
+        params="",
         sizes=("weight.shape[0]", f"x.shape[0] * {positions}", "weight.shape[1]"),
         a_at="weight[m, k]",
         b_at="image_at(x, k, n)",
         a_k_fast=True,
         b_k_fast=False,
-        store=f"out[n // {positions}, m, n % {positions}] = value" + (" + bias[m]" if bias else ""),
+        store="",
         prelude=IMAGE_AT.format(**geometry),
     )
-    launch = tiled_launch(dtype, form, filters, out_shape[0] * positions)
 
-    def prepare(inputs, outputs, workspace):
+    def operands(inputs):
         weight = inputs[1].reshape(filters, depth)
-        out = outputs[0].reshape(out_shape[0], filters, positions)
-        return (weight, inputs[0], inputs[2], out) if bias else (weight, inputs[0], out)
+        return (weight, inputs[0], inputs[2]) if bias else (weight, inputs[0])
 
-    return Kernel(fn=launch, name="cuda_convolution", prepare=prepare)
+    return GemmOp(
+        form=form,
+        result="value + bias[m]" if bias else "value",
+        index=_plane_index(positions, out_shape[3]),
+        rows=filters, cols=out_shape[0] * positions, depth=depth, batch=1,
+        operand_params=("weight", "x", "bias") if bias else ("weight", "x"),
+        operands=operands,
+        output_at=f"out[n // {positions}, m, n % {positions}]",
+        output=lambda out: out.reshape(out_shape[0], filters, positions),
+    )  # fmt: skip
 
 
-@lowering(TARGET, "_conv_backward_weight")
-def lower_conv_backward_weight(spec: NodeSpec) -> Kernel:
-    dtype = uniform_float_dtype(spec)
+@gemm_op("_conv_backward_weight")
+def convolution_weight_gradient(spec: NodeSpec) -> GemmOp:
     dy_shape, data_shape = spec.in_shapes
     geometry = _geometry(spec, data_shape, dy_shape)
     filters, positions = dy_shape[1], dy_shape[2] * dy_shape[3]
     taps = math.prod(spec.out_shapes[0][1:])
     form = GemmForm(
-        params="dy, x, dw",
-        sizes=("dw.shape[0]", "dw.shape[1]", f"x.shape[0] * {positions}"),
+        params="",
+        sizes=("out.shape[0]", "out.shape[1]", f"x.shape[0] * {positions}"),
         a_at=f"dy[k // {positions}, m, k % {positions}]",
         b_at="image_at(x, n, k)",
         a_k_fast=True,
         b_k_fast=True,
-        store="dw[m, n] = value",
+        store="",
         prelude=IMAGE_AT.format(**geometry),
     )
-    launch = tiled_launch(dtype, form, filters, taps)
+    window = spec.out_shapes[0][2] * spec.out_shapes[0][3]
+    return GemmOp(
+        form=form,
+        result="value",
+        index=(
+            "i0 = m", f"i1 = n // {window}", f"i2 = (n % {window}) // {spec.out_shapes[0][3]}",
+            f"i3 = n % {spec.out_shapes[0][3]}",
+        ),
+        rows=filters, cols=taps, depth=dy_shape[0] * positions, batch=1,
+        operand_params=("dy", "x"),
+        operands=lambda inputs: (inputs[0].reshape(dy_shape[0], filters, positions), inputs[1]),
+        output_at="out[m, n]",
+        output=lambda out: out.reshape(filters, taps),
+    )  # fmt: skip
 
-    def prepare(inputs, outputs, workspace):
-        dy = inputs[0].reshape(dy_shape[0], filters, positions)
-        return (dy, inputs[1], outputs[0].reshape(filters, taps))
 
-    return Kernel(fn=launch, name="cuda_conv_backward_weight", prepare=prepare)
-
-
-@lowering(TARGET, "_conv_backward_data")
-def lower_conv_backward_data(spec: NodeSpec) -> Kernel:
-    dtype = uniform_float_dtype(spec)
+@gemm_op("_conv_backward_data")
+def convolution_data_gradient(spec: NodeSpec) -> GemmOp:
     dy_shape, weight_shape, data_shape = spec.in_shapes
     geometry = _geometry(spec, data_shape, dy_shape)
     filters, channels = weight_shape[0], weight_shape[1]
     window = weight_shape[2] * weight_shape[3]
     cells = data_shape[2] * data_shape[3]
     form = GemmForm(
-        params="weight, dy, dx",
-        sizes=("dx.shape[1]", f"dx.shape[0] * {cells}", str(filters * window)),
+        params="",
+        sizes=("out.shape[1]", f"out.shape[0] * {cells}", str(filters * window)),
         a_at=f"weight[k // {window}, m, k % {window}]",
         b_at="window_gradient_at(dy, k, n)",
         a_k_fast=True,
         b_k_fast=False,
-        store=f"dx[n // {cells}, m, n % {cells}] = value",
+        store="",
         prelude=IMAGE_AT.format(**geometry),
     )
-    launch = tiled_launch(dtype, form, channels, data_shape[0] * cells)
-
-    def prepare(inputs, outputs, workspace):
-        weight = inputs[1].reshape(filters, channels, window)
-        dx = outputs[0].reshape(data_shape[0], channels, cells)
-        return (weight, inputs[0], dx)
-
-    return Kernel(fn=launch, name="cuda_conv_backward_data", prepare=prepare)
+    return GemmOp(
+        form=form,
+        result="value",
+        index=_plane_index(cells, data_shape[3]),
+        rows=channels, cols=data_shape[0] * cells, depth=filters * window, batch=1,
+        operand_params=("weight", "dy"),
+        operands=lambda inputs: (inputs[1].reshape(filters, channels, window), inputs[0]),
+        output_at=f"out[n // {cells}, m, n % {cells}]",
+        output=lambda out: out.reshape(data_shape[0], channels, cells),
+    )  # fmt: skip

@@ -9,8 +9,10 @@ views); otherwise the flat position is unravelled over the output's shape, read 
 time so that one compiled kernel serves every batch size, and a broadcast input is read at
 index 0 on its size-1 axes. A single elementwise op is lowered as a group of one.
 
-The CUDA target declares no epilogue anchors and no reductions (``gpu_target.py``), so a
-group here holds elementwise members only. ``one_hot_like`` checks its index as the
+A group led by an op the tiled GEMM computes (``gemm.GEMM_OPS``: a layer, a product, a
+convolution or its data gradient) is one GEMM kernel whose store runs the members
+(``lower_epilogue``); the CUDA target declares those anchors and no reductions
+(``gpu_target.py``). ``one_hot_like`` checks its index as the
 reference does: a kernel cannot raise, so a bad index records the first output position
 that read it in a fault flag, which the launch reads back and raises from (``faults.py``).
 """
@@ -18,10 +20,11 @@ that read it in a fault flag, which the launch reads back and raises from (``fau
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 
-from graphc.backend.lowering import Kernel, NodeSpec, lowering
+from graphc.backend.lowering import Kernel, NodeSpec, lowering, uniform_float_dtype
 from graphc.backend.scalar_expr import (
     literal,
     needs_indices,
@@ -32,6 +35,7 @@ from graphc.backend.scalar_expr import (
 )
 from graphc.backend.source_cache import load_kernel
 from graphc.codegen_cuda.faults import FaultFlag
+from graphc.codegen_cuda.gemm import GEMM_OPS, tiled_launch
 from graphc.codegen_cuda.target import TARGET, THREADS, Launch, blocks_for
 from graphc.ir.errors import BackendError
 from graphc.ir.ops.fused import CONST, INPUT, MEMBER, Member, member_dtypes, member_shapes
@@ -131,6 +135,8 @@ def lower_fused(spec: NodeSpec) -> Kernel:
     members = spec.attrs["members"]
     shapes = member_shapes(spec.attrs, spec.in_shapes)
     dtypes = member_dtypes(spec.attrs, spec.in_dtypes)
+    if members[0].op in GEMM_OPS:
+        return lower_epilogue(spec, members, shapes, dtypes)
     source = render_fused(spec, members, shapes, dtypes)
     shape = iteration_shape(spec, members, shapes) or (1,)
     flat = _reads_flat(spec, members, shape)
@@ -197,3 +203,67 @@ ELEMENTWISE_OPS = sorted(
     name for name, opdef in REGISTRY.items() if opdef.expr is not None and name != "BlockGrad"
 )
 lowering(TARGET, *ELEMENTWISE_OPS)(lower_elementwise)
+
+
+def lower_epilogue(spec: NodeSpec, members, shapes, dtypes) -> Kernel:
+    """A group led by a GEMM-computed anchor (``gemm.GEMM_OPS``): one tiled GEMM kernel whose
+    store computes, at each element of the anchor's output, the anchor's value (kept in a
+    register, rounded to its dtype) and then the elementwise members, and stores the
+    group's outputs, so the anchor's output need not be written and read back. Its sizes are
+    constants of the source (the stored arrays have the group's shape, not the GEMM's)."""
+    anchor = members[0]
+    positions = [value for _, value in anchor.operands]
+    anchor_spec = NodeSpec(
+        op=anchor.op,
+        name=anchor.name,
+        attrs=anchor.attr_map,
+        in_shapes=tuple(spec.in_shapes[k] for k in positions),
+        in_dtypes=tuple(spec.in_dtypes[k] for k in positions),
+        out_shapes=tuple(tuple(shape) for shape in shapes[0]),
+        out_dtypes=tuple(np.dtype(dtype) for dtype in dtypes[0]),
+        options=spec.options,
+    )
+    dtype = uniform_float_dtype(anchor_spec)
+    gemm = GEMM_OPS[anchor.op](anchor_spec)
+    shape = iteration_shape(spec, members[1:], shapes[1:])
+    if shape != tuple(shapes[0][0]):
+        raise BackendError(
+            f"{spec.name} (_fused): the epilogue's shape {shape} is not the anchor's"
+        )
+    lines = [*gemm.index, f"v0 = np.{dtype.name}({gemm.result})"]
+    for position, member in enumerate(members[1:], start=1):
+        member_dtype = np.dtype(dtypes[position][0])
+        operands = _operands(spec, member, shape, member_dtype, False)
+        expression = render_expression(member.op, member.attr_map, operands, shape, CUDA_SPELLINGS)
+        lines.append(f"v{position} = np.{member_dtype.name}({expression})")
+    index = ", ".join(f"i{axis}" for axis in range(len(shape)))
+    outputs = list(spec.attrs["outputs"])
+    lines += [f"out{k}[{index}] = v{member}" for k, (member, _) in enumerate(outputs)]
+    fault = None
+    if any(member.op in CHECKED_OPS for member in members):
+        fault = FaultFlag(_index_fault_message(spec, members))
+        flat = "0"
+        for axis, extent in enumerate(shape):
+            flat = f"({flat}) * {extent} + i{axis}"
+        lines.insert(len(gemm.index), f"flat = {flat}")
+    params = [*gemm.operand_params, *(f"in{k}" for k in range(len(spec.in_shapes)))]
+    params += [f"out{k}" for k in range(len(outputs))] + (["fault"] if fault else [])
+    form = replace(
+        gemm.form,
+        params=", ".join(params),
+        sizes=(str(gemm.rows), str(gemm.cols), str(gemm.depth)),
+        store=("\n" + " " * 24).join(lines),
+        prelude=gemm.form.prelude
+        + ("\nfrom graphc.codegen_cuda.scalar_functions import one_hot_at\n" if fault else ""),
+    )
+    launch = tiled_launch(
+        dtype, form, gemm.rows, gemm.cols, batch=gemm.batch, check=fault.check if fault else None
+    )
+
+    def prepare(inputs, outputs_, workspace):
+        arrays = [*gemm.operands(tuple(inputs[k] for k in positions))]
+        arrays += [array if array.shape else array.reshape(1) for array in inputs]
+        arrays += list(outputs_)
+        return (*arrays, fault.flag) if fault is not None else tuple(arrays)
+
+    return Kernel(fn=launch, name=f"cuda_{spec.name}", prepare=prepare)

@@ -15,7 +15,8 @@ the arrays' dtype, in a fixed order: the same bits on every run.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -60,22 +61,22 @@ class GemmForm:
 
 
 def matrix_form(trans_a: bool, trans_b: bool, bias: bool) -> GemmForm:
-    """``c = op(a) @ op(b) (+ bias[None, :])`` over 2-D arrays."""
+    """``out = op(a) @ op(b) (+ bias[None, :])`` over 2-D arrays, sizes read at run time."""
     return GemmForm(
-        params="a, b, bias, c" if bias else "a, b, c",
-        sizes=("c.shape[0]", "c.shape[1]", "a.shape[0]" if trans_a else "a.shape[1]"),
+        params="a, b, bias, out" if bias else "a, b, out",
+        sizes=("out.shape[0]", "out.shape[1]", "a.shape[0]" if trans_a else "a.shape[1]"),
         a_at="a[k, m]" if trans_a else "a[m, k]",
         b_at="b[n, k]" if trans_b else "b[k, n]",
         a_k_fast=not trans_a,
         b_k_fast=trans_b,
-        store="c[m, n] = value + bias[n]" if bias else "c[m, n] = value",
+        store="out[m, n] = value + bias[n]" if bias else "out[m, n] = value",
     )
 
 
 def render_gemm(
     dtype: np.dtype, trans_a: bool, trans_b: bool, bias: bool, tiles: tuple = TILES
 ) -> str:
-    """Source of ``kernel(a, b[, bias], c)``: c = op(a) @ op(b) (+ bias[None, :])."""
+    """Source of ``kernel(a, b[, bias], out)``: out = op(a) @ op(b) (+ bias[None, :])."""
     return render_tiled(dtype, matrix_form(trans_a, trans_b, bias), tiles)
 
 
@@ -100,6 +101,7 @@ def render_tiled(dtype: np.dtype, form: GemmForm, tiles: tuple = TILES) -> str:
     batch_line = "    z = cuda.blockIdx.z\n" if form.batched else ""
     return f"""import math
 
+import numpy as np
 from numba import cuda, {kind}
 
 BM, BN, BK, TM, TN = {BM}, {BN}, {BK}, {TM}, {TN}
@@ -171,7 +173,13 @@ def gemm_launch(
 
 
 def tiled_launch(
-    dtype, form: GemmForm, rows: int, cols: int, tiles: tuple = TILES, batch: int = 1
+    dtype,
+    form: GemmForm,
+    rows: int,
+    cols: int,
+    tiles: tuple = TILES,
+    batch: int = 1,
+    check: Callable | None = None,
 ) -> Launch:
     """The configured launch of ``form``'s kernel for a (rows, cols) result: a block per
     tile of C's columns along the grid's x (up to 2**31 - 1 blocks), row tiles along y (a
@@ -182,32 +190,104 @@ def tiled_launch(
     grid = (max(1, math.ceil(cols / bn)), max(1, min(MAX_ROW_TILES, math.ceil(rows / bm))))
     if form.batched:
         grid = (*grid, batch)
-    return Launch(load_kernel(source, "kernel", TARGET), grid, ((bm // tm) * (bn // tn),))
+    block = ((bm // tm) * (bn // tn),)
+    return Launch(load_kernel(source, "kernel", TARGET), grid, block, check=check)
 
 
-@lowering(TARGET, "FullyConnected")
-def lower_fully_connected(spec: NodeSpec) -> Kernel:
-    """y = x W^T + b: x as (rows, K) rows (flattened, or over its last axis)."""
+@dataclass(frozen=True)
+class GemmOp:
+    """An op computed by the tiled GEMM kernel, in the parts a fused kernel reuses: the
+    form without its store, ``result`` (the op's value at C's (m, n): the product, the bias
+    added), ``index`` (lines giving that element's indices ``i0, i1, ...`` in the op's
+    output), the launch's (rows, cols, batch), the form's parameters before the output and
+    how the op's inputs become them, and how its output becomes the last one (``output_at``
+    its element at (m, n))."""
+
+    form: GemmForm
+    result: str
+    index: tuple[str, ...]
+    rows: int
+    cols: int
+    depth: int
+    batch: int
+    operand_params: tuple[str, ...]
+    operands: Callable[[tuple], tuple]
+    output_at: str
+    output: Callable[[object], object]
+
+
+GEMM_OPS: dict[str, Callable[[NodeSpec], GemmOp]] = {}
+"""The ops computed by the tiled GEMM, by name: what a fused kernel may take as its anchor,
+computing its elementwise members in the GEMM's epilogue (``fused.py``)."""
+
+
+def gemm_op(*ops: str):
+    """Register the decorated ``NodeSpec -> GemmOp`` for ``ops``, and their lowerings."""
+
+    def register(build: Callable[[NodeSpec], GemmOp]):
+        for op in ops:
+            GEMM_OPS[op] = build
+            lowering(TARGET, op)(lower_gemm_op)
+        return build
+
+    return register
+
+
+def lower_gemm_op(spec: NodeSpec) -> Kernel:
     dtype = uniform_float_dtype(spec)
-    data_shape, weight_shape = spec.in_shapes[0], spec.in_shapes[1]
-    depth = weight_shape[1]
-    rows = math.prod(data_shape) // depth if depth else math.prod(data_shape[:-1])
-    hidden = weight_shape[0]
-    has_bias = not spec.attrs["no_bias"]
-    launch = gemm_launch(dtype, False, True, has_bias, rows, hidden)
+    op = GEMM_OPS[spec.op](spec)
+    store = f"{op.output_at} = {op.result}"
+    form = replace(op.form, params=", ".join((*op.operand_params, "out")), store=store)
+    launch = tiled_launch(dtype, form, op.rows, op.cols, batch=op.batch)
 
     def prepare(inputs, outputs, workspace):
+        return (*op.operands(inputs), op.output(outputs[0]))
+
+    return Kernel(fn=launch, name=f"cuda_{spec.op}", prepare=prepare)
+
+
+def matrix_index(shape: tuple) -> tuple[str, ...]:
+    """The indices of C's (m, n) in an output of ``shape`` that is C with its rows unravelled
+    over the leading axes."""
+    names = [f"i{axis}" for axis in range(len(shape))]
+    lines = [f"{names[-1]} = n"]
+    rest = "m"
+    for axis in range(len(shape) - 2, 0, -1):
+        lines += [f"{names[axis]} = {rest} % {shape[axis]}", f"rest = {rest} // {shape[axis]}"]
+        rest = "rest"
+    if len(shape) > 1:
+        lines.append(f"i0 = {rest}")
+    return tuple(lines)
+
+
+@gemm_op("FullyConnected")
+def fully_connected(spec: NodeSpec) -> GemmOp:
+    """y = x W^T + b: x as (rows, K) rows (flattened, or over its last axis)."""
+    data_shape, weight_shape = spec.in_shapes[0], spec.in_shapes[1]
+    depth, hidden = weight_shape[1], weight_shape[0]
+    rows = math.prod(data_shape) // depth if depth else math.prod(data_shape[:-1])
+    has_bias = not spec.attrs["no_bias"]
+    form = matrix_form(False, True, has_bias)
+
+    def operands(inputs):
         data = inputs[0].reshape(rows, depth)
-        out = outputs[0].reshape(rows, hidden)
-        return (data, inputs[1], inputs[2], out) if has_bias else (data, inputs[1], out)
+        return (data, inputs[1], inputs[2]) if has_bias else (data, inputs[1])
 
-    return Kernel(fn=launch, name="cuda_fully_connected", prepare=prepare)
+    return GemmOp(
+        form=form,
+        result="value + bias[n]" if has_bias else "value",
+        index=matrix_index(tuple(spec.out_shapes[0])),
+        rows=rows, cols=hidden, depth=depth, batch=1,
+        operand_params=("a", "b", "bias") if has_bias else ("a", "b"),
+        operands=operands,
+        output_at="out[m, n]",
+        output=lambda out: out.reshape(rows, hidden),
+    )  # fmt: skip
 
 
-@lowering(TARGET, "dot")
-def lower_dot(spec: NodeSpec) -> Kernel:
+@gemm_op("dot")
+def matrix_product(spec: NodeSpec) -> GemmOp:
     """op(a) @ op(b), a read as (rows, K) (an N-d lhs over its last axis), b 2-D."""
-    dtype = uniform_float_dtype(spec)
     left, right = spec.in_shapes
     trans_a, trans_b = bool(spec.attrs["transpose_a"]), bool(spec.attrs["transpose_b"])
     if trans_a:
@@ -218,29 +298,43 @@ def lower_dot(spec: NodeSpec) -> Kernel:
         a_shape = (math.prod(left[:-1]), left[-1])
     rows = a_shape[1] if trans_a else a_shape[0]
     cols = right[0] if trans_b else right[1]
-    launch = gemm_launch(dtype, trans_a, trans_b, False, rows, cols)
+    depth = a_shape[0] if trans_a else a_shape[1]
+    return GemmOp(
+        form=matrix_form(trans_a, trans_b, False),
+        result="value",
+        index=matrix_index(tuple(spec.out_shapes[0])),
+        rows=rows, cols=cols, depth=depth, batch=1,
+        operand_params=("a", "b"),
+        operands=lambda inputs: (inputs[0].reshape(a_shape), inputs[1]),
+        output_at="out[m, n]",
+        output=lambda out: out.reshape(rows, cols),
+    )  # fmt: skip
 
-    def prepare(inputs, outputs, workspace):
-        return (inputs[0].reshape(a_shape), inputs[1], outputs[0].reshape(rows, cols))
 
-    return Kernel(fn=launch, name="cuda_dot", prepare=prepare)
-
-
-@lowering(TARGET, "batch_dot")
-def lower_batch_dot(spec: NodeSpec) -> Kernel:
+@gemm_op("batch_dot")
+def batched_product(spec: NodeSpec) -> GemmOp:
     """op(a[z]) @ op(b[z]) for every z, one grid layer of tiles per product."""
-    dtype = uniform_float_dtype(spec)
     trans_a, trans_b = bool(spec.attrs["transpose_a"]), bool(spec.attrs["transpose_b"])
     batch, rows, cols = spec.out_shapes[0]
+    left = spec.in_shapes[0]
+    depth = left[1] if trans_a else left[2]
     form = GemmForm(
-        params="left, right, c",
-        sizes=("c.shape[1]", "c.shape[2]", "left.shape[1]" if trans_a else "left.shape[2]"),
+        params="",
+        sizes=("out.shape[1]", "out.shape[2]", "left.shape[1]" if trans_a else "left.shape[2]"),
         a_at="left[z, k, m]" if trans_a else "left[z, m, k]",
         b_at="right[z, n, k]" if trans_b else "right[z, k, n]",
         a_k_fast=not trans_a,
         b_k_fast=trans_b,
-        store="c[z, m, n] = value",
+        store="",
         batched=True,
     )
-    launch = tiled_launch(dtype, form, rows, cols, batch=batch)
-    return Kernel(fn=launch, name="cuda_batch_dot")
+    return GemmOp(
+        form=form,
+        result="value",
+        index=("i0 = z", "i1 = m", "i2 = n"),
+        rows=rows, cols=cols, depth=depth, batch=batch,
+        operand_params=("left", "right"),
+        operands=lambda inputs: tuple(inputs),
+        output_at="out[z, m, n]",
+        output=lambda out: out,
+    )  # fmt: skip
