@@ -215,3 +215,24 @@ def test_only_the_first_gpu_binds():
         gc.GraphcError, match=r"bind to gpu\(1\): the CUDA backend binds to gpu\(0\) only"
     ):
         gc.models.mlp().simple_bind(gc.gpu(1), data=(2, 784))
+
+
+def test_elementwise_members_run_in_the_gemm_store():
+    """A product whose result is exported and also read by a chain with a broadcast operand
+    and a constant: one GEMM kernel computes both outputs (the anchor kept in a register,
+    the chain in the store), as the CPU computes them."""
+    x, w, row = gc.Variable("x"), gc.Variable("w"), gc.Variable("row")
+    product = gc.dot(x, w, name="product")
+    chain = gc.relu(product * 2.0 + row, name="chain")
+    net = gc.Group([product, chain])
+    shapes = {"x": (5, 3), "w": (3, 7), "row": (1, 7)}
+    cpu = net.simple_bind(gc.cpu(), grad_req="null", type_dict={"x": "float64"}, **shapes)
+    gpu = net.simple_bind(gc.gpu(), grad_req="null", type_dict={"x": "float64"}, **shapes)
+    assert gpu.stats()["forward_kernels"] == 1
+    rng = np.random.default_rng(4)
+    values = {name: rng.standard_normal(shape) for name, shape in shapes.items()}
+    for executor in (cpu, gpu):
+        executor.copy_params_from(values)
+        executor.forward()
+    for got, want in zip(gpu.outputs, cpu.outputs):
+        np.testing.assert_allclose(gc.asnumpy(got), want, rtol=1e-12, atol=1e-12)
