@@ -236,3 +236,124 @@ def test_elementwise_members_run_in_the_gemm_store():
         executor.forward()
     for got, want in zip(gpu.outputs, cpu.outputs):
         np.testing.assert_allclose(gc.asnumpy(got), want, rtol=1e-12, atol=1e-12)
+
+
+def _epilogue_cases():
+    """Groups led by every GEMM-computed anchor, with the output layouts each maps (m, n)
+    to, read by a chain with a broadcast operand: (name, symbol, shapes)."""
+    x, w, b, row = (gc.Variable(name) for name in ("x", "w", "b", "row"))
+    fc_nd = gc.FullyConnected(x, weight=w, bias=b, num_hidden=5, flatten=False, name="fc")
+    flat = gc.FullyConnected(x, weight=w, bias=b, num_hidden=5, name="fc")
+    product = gc.dot(x, w, name="d")
+    conv = gc.Convolution(
+        x, weight=w, bias=b, kernel=(3, 3), num_filter=4, stride=(2, 1), pad=(1, 0), name="cv"
+    )
+    image = {"x": (2, 3, 7, 6), "w": (4, 3, 3, 3), "b": (4,), "row": (1, 4, 1, 1)}
+    return [
+        ("fc_nd", gc.Group([fc_nd, gc.relu(fc_nd * 2.0 + row)]),
+         {"x": (2, 3, 4), "w": (5, 4), "b": (5,), "row": (2, 1, 5)}),
+        ("fc_flat", gc.relu(flat + row), {"x": (3, 2, 2), "w": (5, 4), "b": (5,), "row": (3, 1)}),
+        ("dot_nd", gc.tanh(product - row), {"x": (2, 3, 4), "w": (4, 5), "row": (3, 1)}),
+        ("dot_0d", gc.tanh(product * row), {"x": (2, 3, 4), "w": (4, 5), "row": ()}),
+        ("dot_transposed", gc.tanh(gc.dot(x, w, transpose_a=True, transpose_b=True) + row),
+         {"x": (4, 3), "w": (5, 4), "row": (3, 1)}),
+        ("batch_dot", gc.sigmoid(gc.batch_dot(x, w, transpose_b=True) + row),
+         {"x": (3, 3, 4), "w": (3, 5, 4), "row": (3, 1, 5)}),
+        ("conv", gc.relu(conv * row), image),
+    ]  # fmt: skip
+
+
+EPILOGUES = _epilogue_cases()
+
+
+@pytest.mark.parametrize("name, net, shapes", EPILOGUES, ids=[case[0] for case in EPILOGUES])
+def test_every_gemm_anchor_takes_its_epilogue(name, net, shapes):
+    """One kernel per group, equal to the CPU; batch_dot has 3 products, past the
+    simulator's 2 grid layers, so its loop over products runs."""
+    types = {key: "float64" for key in shapes}
+    cpu = net.simple_bind(gc.cpu(), grad_req="null", type_dict=types, **shapes)
+    gpu = net.simple_bind(gc.gpu(), grad_req="null", type_dict=types, **shapes)
+    assert gpu.stats()["forward_kernels"] == 1
+    rng = np.random.default_rng(5)
+    values = {key: rng.standard_normal(shape) for key, shape in shapes.items()}
+    for executor in (cpu, gpu):
+        executor.copy_params_from(values)
+        executor.forward()
+    for got, want in zip(gpu.outputs, cpu.outputs):
+        np.testing.assert_allclose(gc.asnumpy(got), want, rtol=1e-12, atol=1e-12)
+
+
+def test_a_convolution_data_gradient_takes_its_epilogue():
+    """The backward of a convolution after relu: relu's gradient runs in the store of the
+    data-gradient GEMM."""
+    x, w, b = gc.Variable("x"), gc.Variable("w"), gc.Variable("b")
+    conv = gc.Convolution(
+        gc.relu(x), weight=w, bias=b, kernel=(3, 3), num_filter=4, stride=(2, 2), pad=(1, 1)
+    )
+    net = gc.MakeLoss(gc.sum(conv * conv))
+    shapes = {"x": (2, 3, 7, 6), "w": (4, 3, 3, 3), "b": (4,)}
+    types = {key: "float64" for key in shapes}
+    cpu = net.simple_bind(gc.cpu(), type_dict=types, **shapes)
+    gpu = net.simple_bind(gc.gpu(), type_dict=types, **shapes)
+    fused = [launch.node.name for launch in gpu._backward_launches]
+    assert any(name.startswith("fused(conv_backward_data") for name in fused), fused
+    rng = np.random.default_rng(6)
+    values = {key: rng.standard_normal(shape) for key, shape in shapes.items()}
+    for executor in (cpu, gpu):
+        executor.copy_params_from(values)
+        executor.forward(is_train=True)
+        executor.backward()
+    for key, gradient in cpu.grad_dict.items():
+        np.testing.assert_allclose(
+            gc.asnumpy(gpu.grad_dict[key]), gradient, rtol=1e-11, atol=1e-11, err_msg=key
+        )
+
+
+def _one_hot_like_after_a_product():
+    product = gc.dot(gc.Variable("x"), gc.Variable("w"), name="a")
+    return product * 2.0 - gc.one_hot_like(gc.Variable("lab"), product)
+
+
+INDEX_FAULTS = [
+    (
+        "embedding",
+        lambda: gc.Embedding(gc.Variable("d"), input_dim=4, output_dim=2, name="emb"),
+        {"d": np.array([1.0, 4.5, 7.0]), "emb_weight": np.ones((4, 2))},
+        r"^Embedding: index element 1 is not an integer in \[0, 4\)",
+    ),
+    (
+        "pick",
+        lambda: gc.pick(gc.Variable("d"), gc.Variable("i"), axis=1),
+        {"d": np.ones((3, 4)), "i": np.array([0.0, 2.0, -1.0])},
+        r"^pick: index element 2 is not an integer in \[0, 4\)",
+    ),
+    (
+        "one_hot",
+        lambda: gc.one_hot(gc.Variable("i"), depth=3),
+        {"i": np.array([0.0, 3.0, 1.0, 5.0])},
+        r"^one_hot: index element 1 is not an integer in \[0, 3\)",
+    ),
+    (
+        "one_hot_like_in_an_epilogue",
+        _one_hot_like_after_a_product,
+        {"x": np.ones((4, 3)), "w": np.ones((3, 5)), "lab": np.array([0.0, 1.0, 7.0, 9.0])},
+        r"^one_hot_like: an index is not an integer in range \[0, extent\)",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "build, values, words", [case[1:] for case in INDEX_FAULTS], ids=[c[0] for c in INDEX_FAULTS]
+)
+def test_a_bad_index_raises_the_cpus_error_and_is_cleared(build, values, words):
+    net = build()
+    shapes = {name: value.shape for name, value in values.items()}
+    types = {name: "float64" for name in values}
+    for ctx in (gc.cpu(), gc.gpu()):
+        executor = net.simple_bind(ctx, grad_req="null", type_dict=types, **shapes)
+        executor.copy_params_from(values)
+        with pytest.raises(ValueError, match=words):
+            executor.forward()
+        good = {name: np.zeros_like(value) for name, value in values.items()}
+        executor.copy_params_from(good)
+        executor.forward()  # the fault flag was cleared: a good batch runs

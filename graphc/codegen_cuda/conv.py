@@ -6,7 +6,8 @@ over it; here the GEMM's tile loads compute the same column entries from the ima
 load them (zero where a window reaches into the padding), so no workspace exists, nothing
 is written twice and each pass is one launch whatever the batch. The window geometry and
 the plane sizes are constants of the generated source; the batch is read from the arrays at
-run time, so one kernel per layer serves every batch size. Each output is one thread's sum
+run time, so one kernel per layer serves every batch size (not when the pass leads a fused
+epilogue, whose sizes are constants). Each output is one thread's sum
 over K in a fixed order, with no atomics: the same bits on every run.
 
 With P = H'*W' output positions per image and K = C*kh*kw:

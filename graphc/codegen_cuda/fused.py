@@ -35,7 +35,7 @@ from graphc.backend.scalar_expr import (
 )
 from graphc.backend.source_cache import load_kernel
 from graphc.codegen_cuda.faults import FaultFlag
-from graphc.codegen_cuda.gemm import GEMM_OPS, tiled_launch
+from graphc.codegen_cuda.gemm import GEMM_OPS, render_tiled, tiled_launch
 from graphc.codegen_cuda.target import TARGET, THREADS, Launch, blocks_for
 from graphc.ir.errors import BackendError
 from graphc.ir.ops.fused import CONST, INPUT, MEMBER, Member, member_dtypes, member_shapes
@@ -166,10 +166,12 @@ def lower_fused(spec: NodeSpec) -> Kernel:
 
 
 def _index_fault_message(spec: NodeSpec, members) -> str:
-    names = ", ".join(f"{m.name} ({m.op})" for m in members if m.op in CHECKED_OPS)
+    """The CPU's message (``codegen_cpu.scalar_functions.one_hot_at``) and where: the first
+    element of the group's output that read a bad index (the launch's note names the
+    nodes)."""
     return (
-        f"{names}: an index is not an integer in range [0, extent) (first at output element"
-        " {position} of " + f"{spec.name})"
+        "one_hot_like: an index is not an integer in range [0, extent) (first read at output"
+        " element {position} of " + f"{spec.name})"
     )
 
 
@@ -252,13 +254,16 @@ def lower_epilogue(spec: NodeSpec, members, shapes, dtypes) -> Kernel:
         gemm.form,
         params=", ".join(params),
         sizes=(str(gemm.rows), str(gemm.cols), str(gemm.depth)),
+        batches=str(gemm.batch),
         store=("\n" + " " * 24).join(lines),
         prelude=gemm.form.prelude
         + ("\nfrom graphc.codegen_cuda.scalar_functions import one_hot_at\n" if fault else ""),
     )
+    fastmath = bool(spec.options.get("fastmath", False))
     launch = tiled_launch(
-        dtype, form, gemm.rows, gemm.cols, batch=gemm.batch, check=fault.check if fault else None
-    )
+        dtype, form, gemm.rows, gemm.cols, batch=gemm.batch,
+        check=fault.check if fault else None, fastmath=fastmath,
+    )  # fmt: skip
 
     def prepare(inputs, outputs_, workspace):
         arrays = [*gemm.operands(tuple(inputs[k] for k in positions))]
@@ -266,4 +271,5 @@ def lower_epilogue(spec: NodeSpec, members, shapes, dtypes) -> Kernel:
         arrays += list(outputs_)
         return (*arrays, fault.flag) if fault is not None else tuple(arrays)
 
-    return Kernel(fn=launch, name=f"cuda_{spec.name}", prepare=prepare)
+    source = render_tiled(dtype, form, fastmath=fastmath)
+    return Kernel(fn=launch, name=f"cuda_{spec.name}", source=source, prepare=prepare)

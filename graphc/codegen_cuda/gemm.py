@@ -7,7 +7,9 @@ Each block computes a BM x BN tile of C = op(A) op(B) (+ bias along columns); ea
 A's and B's BK-deep slices from shared memory, so each value loaded from global memory
 serves TM or TN multiply-adds (the 2-D block tiling of Simon Boehm's SGEMM series). Tiles
 are compile-time constants of the generated source; the sizes (M, N, K) are read from the
-arrays at run time, so one kernel per dtype, transposition and bias serves every shape.
+arrays at run time, so one kernel per dtype, transposition and bias serves every shape (a
+fused epilogue's kernel, ``fused.lower_epilogue``, has its sizes as constants: one per
+shape).
 Edge tiles read zeros past the matrix and write only inside it. The sum over K runs in
 the arrays' dtype, in a fixed order: the same bits on every run.
 """
@@ -15,6 +17,7 @@ the arrays' dtype, in a fixed order: the same bits on every run.
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -31,6 +34,8 @@ SIMULATOR_TILES = (16, 16, 8, 2, 2)
 """The simulator's: 64 threads a block (tests/test_cuda_kernels.py runs GPU_TILES too)."""
 TILES = SIMULATOR_TILES if SIMULATED else GPU_TILES
 MAX_ROW_TILES = 2 if SIMULATED else 65535
+MAX_GRID_Z = 2 if SIMULATED else 65535
+"""Likewise the most blocks along z, over which a batched form loops its products."""
 """The most blocks along the grid's y (CUDA's limit): each block loops over row tiles
 ``gridDim.y`` apart, so any number of rows fits (under the simulator, 2, so that the loop
 runs and fewer threads start)."""
@@ -57,7 +62,8 @@ class GemmForm:
     store: str
     prelude: str = ""
     batched: bool = False
-    """One product per ``z`` = ``cuda.blockIdx.z`` (``batch_dot``), which the expressions read."""
+    """Products ``z`` (``batch_dot``), which the expressions read: ``batches`` of them."""
+    batches: str = "1"
 
 
 def matrix_form(trans_a: bool, trans_b: bool, bias: bool) -> GemmForm:
@@ -80,7 +86,9 @@ def render_gemm(
     return render_tiled(dtype, matrix_form(trans_a, trans_b, bias), tiles)
 
 
-def render_tiled(dtype: np.dtype, form: GemmForm, tiles: tuple = TILES) -> str:
+def render_tiled(
+    dtype: np.dtype, form: GemmForm, tiles: tuple = TILES, fastmath: bool = False
+) -> str:
     """Source of the tiled GEMM kernel of ``form`` (see the module docstring)."""
     BM, BN, BK, TM, TN = tiles  # noqa: N806 - the tile names of the literature
     THREADS = (BM // TM) * (BN // TN)  # noqa: N806
@@ -98,31 +106,7 @@ def render_tiled(dtype: np.dtype, form: GemmForm, tiles: tuple = TILES) -> str:
         "b", (BK * BN) // THREADS, b_split, ("n", "nn", "col0", "cols"), form.b_at, zero
     )
     rows, cols, depth = form.sizes
-    batch_line = "    z = cuda.blockIdx.z\n" if form.batched else ""
-    return f"""import math
-
-import numpy as np
-from numba import cuda, {kind}
-
-BM, BN, BK, TM, TN = {BM}, {BN}, {BK}, {TM}, {TN}
-THREADS = {THREADS}
-{form.prelude}
-
-@cuda.jit(cache=True)
-def kernel({form.params}):
-    rows = {rows}
-    cols = {cols}
-    depth = {depth}
-    tile_a = cuda.shared.array((BK, BM), {kind})
-    tile_b = cuda.shared.array((BK, BN), {kind})
-    acc = cuda.local.array((TM, TN), {kind})
-    col_a = cuda.local.array(TM, {kind})
-    row_b = cuda.local.array(TN, {kind})
-    t = cuda.threadIdx.x
-{batch_line}    col0 = cuda.blockIdx.x * BN
-    my_row = (t // (BN // TN)) * TM
-    my_col = (t % (BN // TN)) * TN
-    for row0 in range(cuda.blockIdx.y * BM, rows, cuda.gridDim.y * BM):
+    loop = f"""    for row0 in range(cuda.blockIdx.y * BM, rows, cuda.gridDim.y * BM):
         for i in range(TM):
             for j in range(TN):
                 acc[i, j] = 0
@@ -146,6 +130,37 @@ def kernel({form.params}):
                         value = acc[i, j]
                         {form.store}
 """
+    if form.batched:
+        # The products z are looped over as the row tiles are, so that the grid's z stays
+        # within CUDA's limit: the same body, one level deeper.
+        loop = (
+            f"    for z in range(cuda.blockIdx.z, {form.batches}, cuda.gridDim.z):\n"
+            + textwrap.indent(loop, "    ")
+        )
+    return f"""import math
+
+import numpy as np
+from numba import cuda, {kind}
+
+BM, BN, BK, TM, TN = {BM}, {BN}, {BK}, {TM}, {TN}
+THREADS = {THREADS}
+{form.prelude}
+
+@cuda.jit(cache=True, fastmath={bool(fastmath)})
+def kernel({form.params}):
+    rows = {rows}
+    cols = {cols}
+    depth = {depth}
+    tile_a = cuda.shared.array((BK, BM), {kind})
+    tile_b = cuda.shared.array((BK, BN), {kind})
+    acc = cuda.local.array((TM, TN), {kind})
+    col_a = cuda.local.array(TM, {kind})
+    row_b = cuda.local.array(TN, {kind})
+    t = cuda.threadIdx.x
+    col0 = cuda.blockIdx.x * BN
+    my_row = (t // (BN // TN)) * TM
+    my_col = (t % (BN // TN)) * TN
+{loop}"""
 
 
 def _tile_load(matrix: str, loads: int, split: tuple, axis: tuple, read: str, zero: str) -> str:
@@ -180,16 +195,17 @@ def tiled_launch(
     tiles: tuple = TILES,
     batch: int = 1,
     check: Callable | None = None,
+    fastmath: bool = False,
 ) -> Launch:
     """The configured launch of ``form``'s kernel for a (rows, cols) result: a block per
     tile of C's columns along the grid's x (up to 2**31 - 1 blocks), row tiles along y (a
     block loops over them past ``MAX_ROW_TILES``), and ``batch`` products along z for a
     batched form."""
-    source = render_tiled(dtype, form, tiles)
+    source = render_tiled(dtype, form, tiles, fastmath)
     bm, bn, _, tm, tn = tiles
     grid = (max(1, math.ceil(cols / bn)), max(1, min(MAX_ROW_TILES, math.ceil(rows / bm))))
     if form.batched:
-        grid = (*grid, batch)
+        grid = (*grid, max(1, min(MAX_GRID_Z, batch)))
     block = ((bm // tm) * (bn // tn),)
     return Launch(load_kernel(source, "kernel", TARGET), grid, block, check=check)
 
@@ -327,6 +343,7 @@ def batched_product(spec: NodeSpec) -> GemmOp:
         b_k_fast=trans_b,
         store="",
         batched=True,
+        batches="out.shape[0]",
     )
     return GemmOp(
         form=form,

@@ -7,13 +7,16 @@ is never clipped or wrapped: the kernel records the first index position holding
 fault flag and the launch raises ValueError naming the op, that position and the range, as
 the CPU's kernels do (``faults.py``). Every kernel writes each output element from one
 thread: the gradients are gathers (``_embedding_backward`` sums, for each row of the
-weight, the rows of ``dy`` whose index names it, in index order), so no atomics add floats
-and the results are the same on every run.
+weight, the rows of ``dy`` whose index names it, in index order and in its dtype, as the
+reference's ``np.add.at``), so no atomics add floats and the results are the same on every
+run.
 """
 
 from __future__ import annotations
 
 import math
+
+import numpy as np
 
 from graphc.backend.lowering import Kernel, NodeSpec, lowering
 from graphc.codegen_cuda.faults import FaultFlag
@@ -38,10 +41,7 @@ def _indexing_kernel(
 ) -> Kernel:
     """A checked grid-stride kernel over ``size`` positions; ``arrays(inputs, outputs)``
     gives its array arguments, the fault flag follows them."""
-    fault = FaultFlag(
-        f"{spec.name} ({spec.op}): {what}: index element {{position}} is not an integer in"
-        f" [0, {limit})"
-    )
+    fault = FaultFlag(f"{what}: index element {{position}} is not an integer in [0, {limit})")
     source = grid_stride_source([*params, "fault"], size, body, prelude=CHECKED)
     launch = grid_stride_launch(source, math.prod(spec.out_shapes[0]), check=fault.check)
 
@@ -75,13 +75,14 @@ def lower_embedding_backward(spec: NodeSpec) -> Kernel:
     """out[r, j] = the sum, in index order, of dy[p, j] over the positions p whose index is
     r: one thread per element of the weight's gradient, each reading every index."""
     input_dim, output_dim = spec.out_shapes[0]
-    body = [
+    kind = np.dtype(spec.out_dtypes[0]).name
+    body = [  # added in the gradient's dtype, in index order: the reference's np.add.at sums
         f"r = flat // {output_dim}",
         f"j = flat - r * {output_dim}",
-        "total = 0.0",
+        f"total = {kind}(0)",
         "for p in range(indices.size):",
         f"    if checked(indices[p], {input_dim}, p, fault) == r:",
-        f"        total += float64(dy[p * {output_dim} + j])",
+        f"        total += dy[p * {output_dim} + j]",
         "out[flat] = total",
     ]
     return _indexing_kernel(

@@ -2,7 +2,7 @@
 backpropagation through time as plans of launches, each launch a kernel of this backend.
 
 Forward: the input projection of every step is one GEMM (``FullyConnected`` over the T*N
-rows, both biases added first); then, step by step, the recurrent product h W_h^T (a GEMM)
+rows, with b_i); then, step by step, the recurrent product h W_h^T (a GEMM)
 and one gate kernel that adds the two, applies the gates and writes the gates, the cell
 and the hidden state of that step. Backward, last step first: a gate kernel turns the
 incoming gradients into the gradient at the pre-activations (kept for every step) and the
@@ -22,14 +22,14 @@ from graphc.codegen_cuda.gemm import GemmForm, tiled_launch
 from graphc.codegen_cuda.loops import grid_stride_launch, grid_stride_source, unravel
 from graphc.codegen_cuda.target import TARGET
 
-SIGMOID = "0.5 * (math.tanh(0.5 * {0}) + 1.0)"
+SIGMOID = "HALF * (math.tanh(HALF * {0}) + ONE)"
 """The reference's sigmoid (tanh form: no exp to overflow)."""
 
 FORWARD_GATES = [
-    "z_i = proj[n, j] + (rec[n, j] if use_rec else ZERO)",
-    "z_f = proj[n, H + j] + (rec[n, H + j] if use_rec else ZERO)",
-    "z_g = proj[n, 2 * H + j] + (rec[n, 2 * H + j] if use_rec else ZERO)",
-    "z_o = proj[n, 3 * H + j] + (rec[n, 3 * H + j] if use_rec else ZERO)",
+    "z_i = (proj[n, j] + b_h[j]) + (rec[n, j] if use_rec else ZERO)",
+    "z_f = (proj[n, H + j] + b_h[H + j]) + (rec[n, H + j] if use_rec else ZERO)",
+    "z_g = (proj[n, 2 * H + j] + b_h[2 * H + j]) + (rec[n, 2 * H + j] if use_rec else ZERO)",
+    "z_o = (proj[n, 3 * H + j] + b_h[3 * H + j]) + (rec[n, 3 * H + j] if use_rec else ZERO)",
     "i = " + SIGMOID.format("z_i"),
     "f = " + SIGMOID.format("z_f"),
     "g = math.tanh(z_g)",
@@ -42,9 +42,11 @@ FORWARD_GATES = [
     "cells[n, j] = c",
     "out[n, j] = o * math.tanh(cells[n, j])",
 ]
-"""One step at (n, j): ``proj`` holds x W_i^T + b_i + b_h, ``rec`` h W_h^T (absent at a
-first step from zeros), ``c_prev`` the last cell (absent likewise). Values are stored in the
-arrays' dtype before they are read again, as the reference's arrays round them."""
+"""One step at (n, j): ``proj`` holds x W_i^T + b_i, to which b_h is added as the
+reference adds it, ``rec`` h W_h^T (absent at a first step from zeros), ``c_prev`` the last
+cell (absent likewise). The constants are the arrays' dtype (``HALF``, ``ONE``, ``ZERO``),
+so float32 is computed in float32, and the cell is stored before tanh reads it back, as
+the reference's arrays round them."""
 
 BACKWARD_GATES = [
     "i = gates[n, j]",
@@ -53,12 +55,12 @@ BACKWARD_GATES = [
     "o = gates[n, 3 * H + j]",
     "tanh_c = math.tanh(cells[n, j])",
     "dh = d_out[n, j] + dh_next[n, j]",
-    "dc = dc_next[n, j] + dh * o * (1.0 - tanh_c * tanh_c)",
+    "dc = dc_next[n, j] + dh * o * (ONE - tanh_c * tanh_c)",
     "previous = c_prev[n, j] if use_c else ZERO",
-    "dz[n, j] = dc * g * i * (1.0 - i)",
-    "dz[n, H + j] = dc * previous * f * (1.0 - f)",
-    "dz[n, 2 * H + j] = dc * i * (1.0 - g * g)",
-    "dz[n, 3 * H + j] = dh * tanh_c * o * (1.0 - o)",
+    "dz[n, j] = dc * g * i * (ONE - i)",
+    "dz[n, H + j] = dc * previous * f * (ONE - f)",
+    "dz[n, 2 * H + j] = dc * i * (ONE - g * g)",
+    "dz[n, 3 * H + j] = dh * tanh_c * o * (ONE - o)",
     "dc_next[n, j] = dc * f",
 ]
 """One step back at (n, j): the gradients at the pre-activations (sigmoid' = s (1 - s),
@@ -79,9 +81,11 @@ class Plan:
 
 
 def _gate_kernel(body: list[str], params: list[str], hidden: int, batch: int, dtype):
-    """One thread per (n, j) of a (batch, hidden) step; ``H`` and the dtype's ``ZERO`` are
-    constants of the source (a bare 0 would turn float32 arithmetic into float64)."""
-    prelude = f"\nH = {hidden}\nZERO = {np.dtype(dtype).name}(0)\n"
+    """One thread per (n, j) of a (batch, hidden) step; ``H`` and the dtype's ``ZERO``,
+    ``HALF`` and ``ONE`` are constants of the source (bare literals would turn float32
+    arithmetic into float64)."""
+    kind = np.dtype(dtype).name
+    prelude = f"\nH = {hidden}\nZERO = {kind}(0)\nHALF = {kind}(0.5)\nONE = {kind}(1.0)\n"
     lines = [*unravel(["n", "j"], [str(batch), "H"]), *body]
     source = grid_stride_source(params, f"{batch * hidden}", lines, prelude=prelude)
     return grid_stride_launch(source, batch * hidden), source
@@ -117,23 +121,21 @@ def lower_lstm(spec: NodeSpec) -> Kernel:
     hidden = spec.attrs["num_hidden"]
     has_state, has_cell = spec.attrs["has_state"], spec.attrs["has_state_cell"]
     rows, width = steps * batch, 4 * hidden
-    add = _sub("add", {}, [(width,), (width,)], [(width,)], dtype)
     fc_attrs = {"num_hidden": width, "no_bias": False, "flatten": False}
     shapes = [(rows, features), (width, features), (width,)]
     project = _sub("FullyConnected", fc_attrs, shapes, [(rows, width)], dtype)
     recur = _sub("dot", {**DOT, "transpose_b": True}, [(batch, hidden), (width, hidden)],
                  [(batch, width)], dtype)  # fmt: skip
     copy = _sub("BlockGrad", {}, [(batch, hidden)], [(batch, hidden)], dtype)
-    params = ["proj", "rec", "c_prev", "gates", "cells", "out", "use_rec", "use_c"]
+    params = ["proj", "b_h", "rec", "c_prev", "gates", "cells", "out", "use_rec", "use_c"]
     gate, source = _gate_kernel(FORWARD_GATES, params, hidden, batch, dtype)
 
     def prepare(inputs, outputs, workspace):
         data, w_i, w_h, b_i, b_h = inputs[:5]
         states = dict(zip([k for k, on in (("h", has_state), ("c", has_cell)) if on], inputs[5:]))
         output, state, state_cell, gates, cells = outputs
-        bias, proj, rec = workspace
-        plan = [_call(add, [b_i, b_h], [bias])]
-        plan.append(_call(project, [data.reshape(rows, features), w_i, bias], [proj]))
+        proj, rec = workspace
+        plan = [_call(project, [data.reshape(rows, features), w_i, b_i], [proj])]
         proj = proj.reshape(steps, batch, width)
         for t in range(steps):
             h_prev = output[t - 1] if t else states.get("h")
@@ -141,14 +143,14 @@ def lower_lstm(spec: NodeSpec) -> Kernel:
             if h_prev is not None:
                 plan.append(_call(recur, [h_prev, w_h], [rec]))
             plan.append(
-                (gate, (proj[t], rec, cells[t] if c_prev is None else c_prev, gates[t], cells[t],
-                        output[t], h_prev is not None, c_prev is not None))
+                (gate, (proj[t], b_h, rec, cells[t] if c_prev is None else c_prev, gates[t],
+                        cells[t], output[t], h_prev is not None, c_prev is not None))
             )  # fmt: skip
         plan.append(_call(copy, [output[steps - 1]], [state]))
         plan.append(_call(copy, [cells[steps - 1]], [state_cell]))
         return (tuple(plan),)
 
-    workspace = (((width,), dtype), ((rows, width), dtype), ((batch, width), dtype))
+    workspace = (((rows, width), dtype), ((batch, width), dtype))
     return Kernel(fn=Plan(), workspace=workspace, name="cuda_lstm", source=source, prepare=prepare)
 
 
