@@ -357,3 +357,18 @@ def test_a_bad_index_raises_the_cpus_error_and_is_cleared(build, values, words):
         good = {name: np.zeros_like(value) for name, value in values.items()}
         executor.copy_params_from(good)
         executor.forward()  # the fault flag was cleared: a good batch runs
+
+
+def test_nonfinite_flags_each_array_as_the_cpu_does():
+    """The training loop's gradient check: NaN and infinities flagged per array, on the
+    device in one wait."""
+    from numba import cuda
+
+    from graphc.backend.target import HOST_ARRAYS
+    from graphc.codegen_cuda.memory import DEVICE_ARRAYS
+
+    arrays = [np.ones((3, 5)), np.array([1.0, np.nan]), np.full((2, 2, 2), -np.inf), np.zeros(0)]
+    arrays[0][2, 4] = 7.0  # finite values only
+    want = [False, True, True, False]
+    assert HOST_ARRAYS.nonfinite(arrays) == want
+    assert DEVICE_ARRAYS.nonfinite([cuda.to_device(array) for array in arrays]) == want

@@ -150,3 +150,23 @@ def test_a_stateful_charlm_fits_on_the_gpu_as_on_the_cpu():
     np.testing.assert_allclose(gpu_loss, cpu_loss, rtol=1e-9)
     for name, value in cpu_params.items():
         np.testing.assert_allclose(gpu_params[name], value, rtol=1e-8, atol=1e-10, err_msg=name)
+
+
+def test_a_nonfinite_gradient_stops_fit_on_both_backends():
+    """sqrt at 0: the loss is finite, its gradient is not; fit stops before the update and
+    names the parameter (the GPU checks the gradients on the device)."""
+    data, weight = gc.Variable("data"), gc.Variable("w", shape=(3,))
+    net = gc.MakeLoss(gc.sum(gc.sqrt(data * weight)), name="loss")
+    images = np.ones((4, 3))
+    for ctx in (gc.cpu(), gc.gpu()):
+        model = gc.Model(net, ctx=ctx, label_names=())
+        model.set_params({"w": np.zeros(3)})
+        train = gc.io.NDArrayIter(images, batch_size=2)
+        with (
+            pytest.warns(gc.StepByStepWarning)
+            if ctx.device_type == "gpu"
+            else contextlib.nullcontext(),
+            pytest.raises(gc.TrainingDivergedError, match=r"the gradient of w is not finite"),
+        ):
+            model.fit(train, num_epoch=1, quiet=True)
+        assert model.get_params()[0]["w"].tolist() == [0.0, 0.0, 0.0]

@@ -10,6 +10,7 @@ numba-cuda, no GPU) fails at bind with the name of what is missing (``Target.req
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,12 @@ def _add_host(destination: np.ndarray, source: np.ndarray) -> None:
     destination += source
 
 
+def _nonfinite_host(arrays) -> list[bool]:
+    # np.sum propagates NaN and infinity and allocates nothing (it also flags a float32 sum
+    # that overflows, which a step would not survive either).
+    return [not math.isfinite(float(np.sum(array))) for array in arrays]
+
+
 def _is_host_array(array) -> bool:
     return isinstance(array, np.ndarray) and array.flags.c_contiguous and array.flags.writeable
 
@@ -44,7 +51,9 @@ class ArrayOps:
     - ``fill(destination, value)``;
     - ``to_host(array)``: a NumPy array with the values (a copy where the array is not one);
     - ``owns(array)``: whether ``array`` is a writeable C-contiguous array of this target,
-      which ``bind`` may hand to the kernels as it is.
+      which ``bind`` may hand to the kernels as it is;
+    - ``nonfinite(arrays)``: for each array, whether it holds a NaN or an infinity (the
+      training loop's check of every gradient, in one wait for a device).
 
     The CPU's are NumPy's own (``HOST_ARRAYS``)."""
 
@@ -54,6 +63,7 @@ class ArrayOps:
     fill: Callable[[Any, float], None] = np.ndarray.fill
     to_host: Callable[[Any], np.ndarray] = np.asarray
     owns: Callable[[Any], bool] = _is_host_array
+    nonfinite: Callable[[Any], list] = _nonfinite_host
 
 
 HOST_ARRAYS = ArrayOps()

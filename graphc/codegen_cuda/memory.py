@@ -27,6 +27,20 @@ def kernel(destination, source):
         destination[i] += source[i]
 """
 
+NONFINITE = """import math
+
+from numba import cuda
+
+
+@cuda.jit(cache=True)
+def kernel(values, flags, slot):
+    for i in range(cuda.grid(1), values.size, cuda.gridsize(1)):
+        if not math.isfinite(values[i]):
+            flags[slot] = 1
+"""
+"""Marks ``flags[slot]`` when any value is NaN or infinite (every writer writes 1: no
+order matters)."""
+
 FILL = """from numba import cuda
 
 
@@ -99,6 +113,18 @@ def add(destination, source) -> None:
     _kernel(ADD)[blocks_for(flat.size), THREADS](flat, _flat(source))
 
 
+def nonfinite(arrays) -> list[bool]:
+    """For each array, whether it holds a NaN or an infinity: one launch per array into one
+    device vector of flags, then one copy to the host (one wait, not one per array)."""
+    cuda = cuda_module()
+    flags = cuda.to_device(np.zeros(max(1, len(arrays)), dtype=np.int32))
+    for slot, array in enumerate(arrays):
+        if math.prod(array.shape):
+            flat = _flat(array)
+            _kernel(NONFINITE)[blocks_for(flat.size), THREADS](flat, flags, slot)
+    return [bool(flag) for flag in flags.copy_to_host()[: len(arrays)]]
+
+
 def to_host(array) -> np.ndarray:
     if isinstance(array, np.ndarray):
         return array
@@ -106,5 +132,11 @@ def to_host(array) -> np.ndarray:
 
 
 DEVICE_ARRAYS = ArrayOps(
-    zeros=zeros, copy=copy, add=add, fill=fill, to_host=to_host, owns=is_device_array
+    zeros=zeros,
+    copy=copy,
+    add=add,
+    fill=fill,
+    to_host=to_host,
+    owns=is_device_array,
+    nonfinite=nonfinite,
 )

@@ -107,12 +107,10 @@ def train_epoch(
         executor.backward(states.out_grads)
         # A finite loss does not make the gradients finite: the backward pass can overflow
         # on its own, and a NaN weight that max pooling passes over leaves the forward
-        # finite. np.sum propagates NaN and infinity and allocates nothing.
-        bad_grads = [
-            name
-            for name in bindings.param_names
-            if not math.isfinite(float(np.sum(asnumpy(executor.grad_dict[name]))))
-        ]
+        # finite. The target checks them all at once (on a GPU, without copying them).
+        gradients = [executor.grad_dict[name] for name in bindings.param_names]
+        flagged = executor.target.arrays.nonfinite(gradients)
+        bad_grads = [name for name, bad in zip(bindings.param_names, flagged) if bad]
         if bad_grads:
             raise diverged(bindings, executor, epoch, nbatch, loss, bad_grads)
         optimizer.update(executor.arg_dict, executor.grad_dict, opt_states, executor.target)
@@ -284,7 +282,8 @@ def update_metric(
     skipped = state_output_positions(bindings.symbol, bindings.state_names)
     preds = [output for index, output in enumerate(outputs) if index not in skipped]
     label_list = [labels[name] for name in bindings.label_names]
-    metric.update(label_list, preds, valid_rows(preds[0].shape[0], batch_size, pad))
+    rows = valid_rows(preds[0].shape[0], batch_size, pad) if preds[0].ndim else None
+    metric.update(label_list, preds, rows)
 
 
 def as_callbacks(callbacks) -> list[Callable]:

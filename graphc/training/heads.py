@@ -243,7 +243,9 @@ def head_loss(
 ) -> float:
     """The mean loss of one head over its first ``rows`` rows (all when None), times its
     ``grad_scale``; NaN when a label is not finite."""
-    output = np.asarray(output)[slice(rows)]
+    output = np.asarray(output)
+    if rows is not None:  # a 0-d loss (MakeLoss of a sum) has no rows to cut
+        output = output[:rows]
     scale = float(head.attrs.get("grad_scale", 1.0))
     definition = head.definition
     if label is not None:
