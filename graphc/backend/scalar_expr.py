@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from graphc.ir.ops.fused import INPUT
 from graphc.ir.registry import get_op
 
 
@@ -104,3 +105,19 @@ def pairwise_expression(operands: list[str]) -> str:
         paired = [f"({level[k]} + {level[k + 1]})" for k in range(0, len(level) - 1, 2)]
         level = paired + level[len(paired) * 2 :]
     return level[0]
+
+
+def reads_at_position(member, in_shapes: Sequence[tuple], shape: tuple) -> bool:
+    """Whether a fused node's ``member`` (``ir.ops.fused.Member``) reads every input it uses
+    at the loop's own position: its expression reads no loop index and each such input has
+    the iteration ``shape`` (so a flat loop can read it). An anchor (no expression) writes
+    an output of the iteration shape, which the loop reads at its position too."""
+    if get_op(member.op).expr is None:
+        return True
+    if needs_indices(member.op, member.attr_map):
+        return False
+    used = read_positions(member.op, member.attr_map)
+    for position, (kind, value) in enumerate(member.operands):
+        if kind == INPUT and position in used and tuple(in_shapes[value]) != tuple(shape):
+            return False
+    return True

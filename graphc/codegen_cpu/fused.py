@@ -26,10 +26,10 @@ from graphc.backend.lowering import Kernel, NodeSpec, lower, lowering
 from graphc.backend.scalar_expr import (
     full_index,
     literal,
-    needs_indices,
     operand_axes,
     read_index,
     read_positions,
+    reads_at_position,
     render_expression,
 )
 from graphc.backend.source_cache import load_kernel
@@ -47,7 +47,6 @@ from graphc.codegen_cpu.threads import parallel_parts
 from graphc.ir.errors import BackendError
 from graphc.ir.ops.fused import (
     CONST,
-    INPUT,
     MEMBER,
     REDUCTIONS,
     Member,
@@ -136,7 +135,7 @@ def _is_flat(spec: NodeSpec, members, shape, reductions) -> bool:
     return (
         not reductions
         and len(shape) != 0
-        and all(_reads_full(member, spec, shape) for member in members)
+        and all(reads_at_position(member, spec.in_shapes, shape) for member in members)
     )
 
 
@@ -366,20 +365,6 @@ def _nested_loops(
         indent = outer + "    " * depth
         lines += [indent + line for line in closing.get(depth, [])]
     return lines
-
-
-def _reads_full(member: Member, spec: NodeSpec, shape: tuple) -> bool:
-    """Whether every input the member reads has the iteration shape, read position by
-    position (so a flat loop does)."""
-    if get_op(member.op).expr is None:
-        return True  # the anchor: its output has the iteration shape
-    if needs_indices(member.op, member.attr_map):
-        return False
-    used = read_positions(member.op, member.attr_map)
-    for position, (kind, value) in enumerate(member.operands):
-        if kind == INPUT and position in used and tuple(spec.in_shapes[value]) != shape:
-            return False
-    return True
 
 
 def _operands(member: Member, spec: NodeSpec, shape: tuple, dtype, flat: bool) -> list[str]:

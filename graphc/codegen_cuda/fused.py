@@ -27,10 +27,10 @@ import numpy as np
 from graphc.backend.lowering import Kernel, NodeSpec, lowering, uniform_float_dtype
 from graphc.backend.scalar_expr import (
     literal,
-    needs_indices,
     operand_axes,
     read_index,
     read_positions,
+    reads_at_position,
     render_expression,
 )
 from graphc.backend.source_cache import load_kernel
@@ -67,14 +67,7 @@ def iteration_shape(spec: NodeSpec, members, shapes) -> tuple:
 
 def _reads_flat(spec: NodeSpec, members, shape: tuple) -> bool:
     """Whether every member reads its inputs position by position at the iteration shape."""
-    for member in members:
-        if needs_indices(member.op, member.attr_map):
-            return False
-        used = read_positions(member.op, member.attr_map)
-        for position, (kind, value) in enumerate(member.operands):
-            if kind == INPUT and position in used and tuple(spec.in_shapes[value]) != shape:
-                return False
-    return True
+    return all(reads_at_position(member, spec.in_shapes, shape) for member in members)
 
 
 def _operands(spec: NodeSpec, member: Member, shape: tuple, dtype, flat: bool) -> list[str]:
