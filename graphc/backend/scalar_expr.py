@@ -8,11 +8,11 @@ and passes its own spellings of the math functions; nothing here is CPU-specific
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from graphc.ir.ops.fused import INPUT
+from graphc.ir.ops.fused import CONST, INPUT, MEMBER
 from graphc.ir.registry import get_op
 
 
@@ -121,3 +121,35 @@ def reads_at_position(member, in_shapes: Sequence[tuple], shape: tuple) -> bool:
         if kind == INPUT and position in used and tuple(in_shapes[value]) != tuple(shape):
             return False
     return True
+
+
+def member_operands(
+    member,
+    in_shapes: Sequence[tuple],
+    shape: tuple,
+    dtype,
+    read_flat: Callable[[int], str] | None = None,
+    read_scalar: Callable[[int], str] | None = None,
+) -> list[str]:
+    """The source of each operand of a fused node's ``member`` at the loop's position: an
+    earlier member's local ``v<j>``, a constant rounded to ``dtype``, or input ``k`` read
+    flat (``read_flat(k)``, given in a flat loop) or at the loop indices ``i0, i1, ...``
+    (broadcast as ``read_index`` reads it; a 0-d input through ``read_scalar(k)`` where the
+    target passes it otherwise). ``"None"`` for an operand the expression does not read."""
+    used = read_positions(member.op, member.attr_map)
+    operands = []
+    for position, (kind, value) in enumerate(member.operands):
+        if position not in used:
+            operands.append("None")
+        elif kind == MEMBER:
+            operands.append(f"v{value}")
+        elif kind == CONST:
+            operands.append(literal(value, dtype))
+        elif read_flat is not None:
+            operands.append(read_flat(value))
+        elif read_scalar is not None and not in_shapes[value]:
+            operands.append(read_scalar(value))
+        else:
+            axes = operand_axes(member.op, member.attr_map, len(shape), position)
+            operands.append(f"in{value}" + read_index(tuple(in_shapes[value]), shape, axes))
+    return operands

@@ -25,10 +25,7 @@ import numpy as np
 from graphc.backend.lowering import Kernel, NodeSpec, lower, lowering
 from graphc.backend.scalar_expr import (
     full_index,
-    literal,
-    operand_axes,
-    read_index,
-    read_positions,
+    member_operands,
     reads_at_position,
     render_expression,
 )
@@ -46,7 +43,6 @@ from graphc.codegen_cpu.target import TARGET
 from graphc.codegen_cpu.threads import parallel_parts
 from graphc.ir.errors import BackendError
 from graphc.ir.ops.fused import (
-    CONST,
     MEMBER,
     REDUCTIONS,
     Member,
@@ -272,7 +268,8 @@ def _member_lines(spec: NodeSpec, members, shape, dtypes, flat: bool, anchor_arr
         if member.op in REDUCTIONS:
             continue
         dtype = np.dtype(dtypes[position][0])
-        operands = _operands(member, spec, shape, dtype, flat)
+        read_flat = (lambda k: f"flat_in{k}[i]") if flat else None
+        operands = member_operands(member, spec.in_shapes, shape, dtype, read_flat)
         expression = render_expression(member.op, member.attr_map, operands, shape, CPU_SPELLINGS)
         body.append(f"v{position} = np.{dtype.name}({expression})")
     return body
@@ -365,24 +362,6 @@ def _nested_loops(
         indent = outer + "    " * depth
         lines += [indent + line for line in closing.get(depth, [])]
     return lines
-
-
-def _operands(member: Member, spec: NodeSpec, shape: tuple, dtype, flat: bool) -> list[str]:
-    used = read_positions(member.op, member.attr_map)
-    operands = []
-    for position, (kind, value) in enumerate(member.operands):
-        if position not in used:
-            operands.append("None")
-        elif kind == MEMBER:
-            operands.append(f"v{value}")
-        elif kind == CONST:
-            operands.append(literal(value, dtype))
-        elif flat:
-            operands.append(f"flat_in{value}[i]")
-        else:
-            axes = operand_axes(member.op, member.attr_map, len(shape), position)
-            operands.append(f"in{value}" + read_index(tuple(spec.in_shapes[value]), shape, axes))
-    return operands
 
 
 def _anchor_of(members) -> Member | None:

@@ -34,12 +34,18 @@ OH, OW = {OH}, {OW}
 
 
 @cuda.jit(device=True, inline="always")
+def split_tap(tap):
+    # (channel or filter, kernel row, kernel column) of a tap.
+    first = tap // (KH * KW)
+    rest = tap - first * (KH * KW)
+    i = rest // KW
+    return first, i, rest - i * KW
+
+
+@cuda.jit(device=True, inline="always")
 def image_at(x, tap, position):
     # Column entry (tap, position) of im2col: tap = (c, i, j), position = (n, oh, ow).
-    c = tap // (KH * KW)
-    rest = tap - c * (KH * KW)
-    i = rest // KW
-    j = rest - i * KW
+    c, i, j = split_tap(tap)
     n = position // (OH * OW)
     rest = position - n * (OH * OW)
     oh = rest // OW
@@ -55,10 +61,7 @@ def image_at(x, tap, position):
 def window_gradient_at(dy, tap, cell):
     # The gradient reaching input cell (n, y, x) through tap (f, i, j): dy at the output
     # position whose window puts tap (i, j) on that cell, or zero where none does.
-    f = tap // (KH * KW)
-    rest = tap - f * (KH * KW)
-    i = rest // KW
-    j = rest - i * KW
+    f, i, j = split_tap(tap)
     n = cell // (H * W)
     rest = cell - n * (H * W)
     y = rest // W

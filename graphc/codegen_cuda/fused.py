@@ -26,10 +26,7 @@ import numpy as np
 
 from graphc.backend.lowering import Kernel, NodeSpec, lowering, uniform_float_dtype
 from graphc.backend.scalar_expr import (
-    literal,
-    operand_axes,
-    read_index,
-    read_positions,
+    member_operands,
     reads_at_position,
     render_expression,
 )
@@ -38,7 +35,7 @@ from graphc.codegen_cuda.faults import FaultFlag
 from graphc.codegen_cuda.gemm import GEMM_OPS, render_tiled, tiled_launch
 from graphc.codegen_cuda.target import TARGET, THREADS, Launch, blocks_for
 from graphc.ir.errors import BackendError
-from graphc.ir.ops.fused import CONST, INPUT, MEMBER, Member, member_dtypes, member_shapes
+from graphc.ir.ops.fused import INPUT, Member, member_dtypes, member_shapes
 from graphc.ir.registry import REGISTRY, get_op
 
 HEADER = "import math\n\nimport numpy as np\nfrom numba import cuda\n"
@@ -71,24 +68,16 @@ def _reads_flat(spec: NodeSpec, members, shape: tuple) -> bool:
 
 
 def _operands(spec: NodeSpec, member: Member, shape: tuple, dtype, flat: bool) -> list[str]:
-    used = read_positions(member.op, member.attr_map)
-    operands = []
-    for position, (kind, value) in enumerate(member.operands):
-        in_shape = tuple(spec.in_shapes[value]) if kind == INPUT else ()
-        if position not in used:
-            operands.append("None")
-        elif kind == MEMBER:
-            operands.append(f"v{value}")
-        elif kind == CONST:
-            operands.append(literal(value, dtype))
-        elif flat:
-            operands.append(f"in{value}[flat]")
-        elif not in_shape:
-            operands.append(f"in{value}[0]")  # prepare passes a 0-d input as one element
-        else:
-            axes = operand_axes(member.op, member.attr_map, len(shape), position)
-            operands.append(f"in{value}" + read_index(in_shape, shape, axes))
-    return operands
+    """The member's operands, read at ``flat`` in a flat loop; a 0-d input is passed as one
+    element (CUDA kernels index arrays of rank >= 1)."""
+    return member_operands(
+        member,
+        spec.in_shapes,
+        shape,
+        dtype,
+        read_flat=(lambda k: f"in{k}[flat]") if flat else None,
+        read_scalar=lambda k: f"in{k}[0]",
+    )
 
 
 def render_fused(spec: NodeSpec, members, shapes, dtypes) -> str:

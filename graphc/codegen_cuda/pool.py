@@ -51,18 +51,36 @@ def covering(cell, kernel, stride, pad, outputs):
     return first, last
 """
 
-MAX_FORWARD = """
-
-@cuda.jit(cache=True)
-def kernel(x, out, argmax):
-    for flat in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+WINDOW = """    for flat in range(cuda.grid(1), out.size, cuda.gridsize(1)):
         plane = flat // (OH * OW)
         rest = flat - plane * (OH * OW)
         oh = rest // OW
         ow = rest - oh * OW
         top = window_start(oh, SH, PH)
         left = window_start(ow, SW, PW)
-        best = -math.inf
+"""
+"""A forward kernel's loop head: one output element ``rest`` of ``plane`` per thread, and
+where its window starts."""
+
+CELL = """    for flat in range(cuda.grid(1), dx.size, cuda.gridsize(1)):
+        plane = flat // (H * W)
+        cell = flat - plane * (H * W)
+        y = cell // W
+        x_ = cell - y * W
+        first_h, last_h = covering(y, KH, SH, PH, OH)
+        first_w, last_w = covering(x_, KW, SW, PW, OW)
+        total = 0.0
+"""
+"""A gradient kernel's loop head: one input cell per thread, and the windows that cover it."""
+
+MAX_FORWARD = (
+    """
+
+@cuda.jit(cache=True)
+def kernel(x, out, argmax):
+"""
+    + WINDOW
+    + """        best = -math.inf
         winner = -1
         for y in range(max(top, 0), min(top + KH, H)):
             for x_ in range(max(left, 0), min(left + KW, W)):
@@ -73,58 +91,47 @@ def kernel(x, out, argmax):
         out[plane, rest] = best
         argmax[plane, rest] = winner
 """
+)
 
-AVG_FORWARD = """
+AVG_FORWARD = (
+    """
 
 @cuda.jit(cache=True)
 def kernel(x, out):
-    for flat in range(cuda.grid(1), out.size, cuda.gridsize(1)):
-        plane = flat // (OH * OW)
-        rest = flat - plane * (OH * OW)
-        oh = rest // OW
-        ow = rest - oh * OW
-        top = window_start(oh, SH, PH)
-        left = window_start(ow, SW, PW)
-        total = 0.0
+"""
+    + WINDOW
+    + """        total = 0.0
         for y in range(max(top, 0), min(top + KH, H)):
             for x_ in range(max(left, 0), min(left + KW, W)):
                 total += float64(x[plane, y * W + x_])
         count = counted(top, KH, H, PH, INCLUDE_PAD) * counted(left, KW, W, PW, INCLUDE_PAD)
         out[plane, rest] = total / count
 """
+)
 
-MAX_BACKWARD = """
+MAX_BACKWARD = (
+    """
 
 @cuda.jit(cache=True)
 def kernel(dy, argmax, dx):
-    for flat in range(cuda.grid(1), dx.size, cuda.gridsize(1)):
-        plane = flat // (H * W)
-        cell = flat - plane * (H * W)
-        y = cell // W
-        x_ = cell - y * W
-        first_h, last_h = covering(y, KH, SH, PH, OH)
-        first_w, last_w = covering(x_, KW, SW, PW, OW)
-        total = 0.0
-        for oh in range(first_h, last_h):
+"""
+    + CELL
+    + """        for oh in range(first_h, last_h):
             for ow in range(first_w, last_w):
                 if argmax[plane, oh * OW + ow] == cell:
                     total += float64(dy[plane, oh * OW + ow])
         dx[plane, cell] = total
 """
+)
 
-AVG_BACKWARD = """
+AVG_BACKWARD = (
+    """
 
 @cuda.jit(cache=True)
 def kernel(dy, dx):
-    for flat in range(cuda.grid(1), dx.size, cuda.gridsize(1)):
-        plane = flat // (H * W)
-        cell = flat - plane * (H * W)
-        y = cell // W
-        x_ = cell - y * W
-        first_h, last_h = covering(y, KH, SH, PH, OH)
-        first_w, last_w = covering(x_, KW, SW, PW, OW)
-        total = 0.0
-        for oh in range(first_h, last_h):
+"""
+    + CELL
+    + """        for oh in range(first_h, last_h):
             top = window_start(oh, SH, PH)
             for ow in range(first_w, last_w):
                 left = window_start(ow, SW, PW)
@@ -134,6 +141,7 @@ def kernel(dy, dx):
                 total += float64(dy[plane, oh * OW + ow]) / count
         dx[plane, cell] = total
 """
+)
 
 
 def _launch(spec: NodeSpec, data_shape: tuple, body: str, elements: int) -> tuple[Launch, str]:
