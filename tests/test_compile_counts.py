@@ -7,12 +7,19 @@ over the session's test caches (tests/conftest.py), so the first child is warm w
 other tests compiled the same kernels. Counts are asserted, never seconds. The children
 compile in one process (``GRAPHC_COMPILE_JOBS=1``), so the listener sees every compile;
 tests/test_compile_workers.py tests compiling in workers.
+
+The children of one test share a private copy of the session's Numba cache, taken when the
+test starts: what they find is what they and the tests before them left, and no test
+running beside them (pytest-xdist's other worker) rewrites an entry between two children.
+(A CI run over the shared cache once saw the third CharLM child compile ``one_hot_at``
+again; the children alone, over one cache, never have.)
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -70,10 +77,23 @@ CHILD = textwrap.dedent(
 )
 
 
-def compiled_by_a_child(model: str, shape: tuple) -> list[list[str]]:
+@pytest.fixture
+def numba_cache(tmp_path) -> str:
+    """A private copy of the session's Numba cache (tests/conftest.py routes it)."""
+    copy = tmp_path / "numba"
+    shared = os.environ["NUMBA_CACHE_DIR"]
+    if os.path.isdir(shared):
+        # Entries are written to temporary names and renamed (Numba's own writes): a copy
+        # taken while another test compiles holds whole files, at worst an index entry
+        # whose data is not there yet, which the first child compiles.
+        shutil.copytree(shared, copy, ignore=shutil.ignore_patterns("*.tmp.*", "*.lock"))
+    return str(copy)
+
+
+def compiled_by_a_child(model: str, shape: tuple, numba_cache: str) -> list[list[str]]:
     result = subprocess.run(
         [sys.executable, "-c", CHILD.format(model=model, shape=shape)],
-        env=dict(os.environ, GRAPHC_COMPILE_JOBS="1"),
+        env=dict(os.environ, GRAPHC_COMPILE_JOBS="1", NUMBA_CACHE_DIR=numba_cache),
         capture_output=True,
         text=True,
         timeout=600,
@@ -93,20 +113,20 @@ def compiled_by_a_child(model: str, shape: tuple) -> list[list[str]]:
     ],
     ids=["mlp", "lenet"],
 )
-def test_a_warm_start_and_a_new_batch_size_compile_nothing(model, shape, new_shape):
-    compiled_by_a_child(model, shape)  # warms the caches (cold only for a fresh session)
-    assert compiled_by_a_child(model, shape) == [], "a warm start compiled"
-    assert compiled_by_a_child(model, new_shape) == [], "a new batch size compiled"
+def test_a_warm_start_and_a_new_batch_size_compile_nothing(model, shape, new_shape, numba_cache):
+    compiled_by_a_child(model, shape, numba_cache)  # warms the copy (cold in a fresh session)
+    assert compiled_by_a_child(model, shape, numba_cache) == [], "a warm start compiled"
+    assert compiled_by_a_child(model, new_shape, numba_cache) == [], "a new batch size compiled"
 
 
-def test_a_new_sequence_length_compiles_only_kernels_of_that_shape():
+def test_a_new_sequence_length_compiles_only_kernels_of_that_shape(numba_cache):
     """The LSTM and the hand-written kernels take the length at run time; the training loop
     names no kernel; what may compile again is a generated kernel whose source holds a
     number of that shape (the loss gradient's division by the T*N rows, a constant the
     passes folded)."""
-    compiled_by_a_child("charlm", (5, 3))
-    assert compiled_by_a_child("charlm", (5, 3)) == [], "a warm start compiled"
-    again = compiled_by_a_child("charlm", (7, 3))
+    compiled_by_a_child("charlm", (5, 3), numba_cache)
+    assert compiled_by_a_child("charlm", (5, 3), numba_cache) == [], "a warm start compiled"
+    again = compiled_by_a_child("charlm", (7, 3), numba_cache)
     assert all(module.startswith("graphc_kernels.") for module, _ in again), again
     assert not [name for _, name in again if name in ("train", "run")], again
     assert len(again) <= 2, again
