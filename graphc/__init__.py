@@ -17,7 +17,18 @@ route_numba_cache()  # before anything below imports Numba
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
-from graphc import backend, codegen_cpu, codegen_cuda, data, ir, models, passes, runtime, training
+from graphc import (
+    backend,
+    codegen_cpu,
+    codegen_cuda,
+    data,
+    interop,
+    ir,
+    models,
+    passes,
+    runtime,
+    training,
+)
 from graphc.backend import KernelCacheWarning
 from graphc.codegen_cpu.threads import get_num_threads, set_num_threads
 from graphc.ir import (
@@ -26,6 +37,7 @@ from graphc.ir import (
     GraphcError,
     GraphFormatError,
     Group,
+    ImportFormatError,
     MissingInputError,
     ShapeError,
     Symbol,
@@ -52,6 +64,7 @@ _MODULES = {
     "init": training.initializer,  # MXNet's short name (mx.init.Xavier)
     "plot": training.plot,
     "viz": passes.dump,
+    "mxnet": interop.mxnet,
 }
 """Public module names as MXNet users know them (``gc.io``, ``gc.metric``), for the modules
 that live in the layered packages; ``import graphc.io`` works too."""

@@ -290,6 +290,18 @@ CASES = [
     ),
     OpCase("transpose_default", lambda: gc.transpose(a), {"a": normal(2, 3)}, lambda v: [v["a"].T]),
     OpCase(
+        "full",
+        lambda: a * gc.full((3, 5), 2.5) + gc.ones((5,)),
+        {"a": normal(3, 5)},
+        lambda v: [v["a"] * 2.5 + 1.0],
+    ),
+    OpCase(  # MXNet's 0: the size settled from the given shapes (graphc.ir.unknown_dims)
+        "full_unknown_size",
+        lambda: gc.zeros((0, 5)) - a,
+        {"a": normal(3, 5)},
+        lambda v: [-v["a"]],
+    ),
+    OpCase(
         "expand_dims",
         lambda: gc.expand_dims(a, axis=1),
         {"a": normal(2, 3)},

@@ -6,6 +6,7 @@ from graphc.ir.errors import (
     GradientError,
     GraphcError,
     GraphFormatError,
+    ImportFormatError,
     MissingInputError,
     ShapeError,
 )

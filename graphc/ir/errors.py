@@ -23,6 +23,11 @@ class GraphFormatError(GraphcError, ValueError):
     """A serialized graph (JSON) is malformed, names an unknown op or has bad attributes."""
 
 
+class ImportFormatError(GraphFormatError):
+    """A file of another framework (an MXNet checkpoint) is malformed, or holds what graphc
+    lacks (an op, a dtype, sparse storage): the message names the file and the place."""
+
+
 class GradientError(GraphcError, ValueError):
     """A gradient was asked of something that has none (an op without a gradient rule)."""
 

@@ -16,6 +16,7 @@ from graphc.ir.infer import describe, infer_dtypes, infer_shapes
 from graphc.ir.node import NodeOutput
 from graphc.ir.registry import EvalContext, get_op
 from graphc.ir.symbol import Symbol
+from graphc.ir.unknown_dims import resolve_unknown_dims
 
 
 def evaluate(
@@ -33,8 +34,10 @@ def evaluate(
     >>> [round(float(v), 3) for v in gc.evaluate(gc.exp(x) * 2, {"x": [0.0, 1.0]})[0]]
     [2.0, 5.437]
     """
-    values = evaluate_entries(symbol, inputs, is_train, step)
-    return [values[entry] for entry in symbol.entries]
+    shapes = {name: np.shape(value) for name, value in inputs.items()}
+    settled = resolve_unknown_dims(symbol, shapes)  # MXNet's 0 sizes (graphc.ir.unknown_dims)
+    values = evaluate_entries(settled, inputs, is_train, step)
+    return [values[entry] for entry in settled.entries]
 
 
 def evaluate_entries(

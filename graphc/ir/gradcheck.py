@@ -12,6 +12,7 @@ from graphc.ir.grad import grad
 from graphc.ir.node import NodeOutput
 from graphc.ir.registry import get_op
 from graphc.ir.symbol import Symbol, Variable
+from graphc.ir.unknown_dims import resolve_unknown_dims
 
 
 def non_differentiable_arguments(symbol: Symbol) -> set[str]:
@@ -51,6 +52,7 @@ def gradcheck(
     True
     """
     values = {name: np.array(value, dtype=np.float64) for name, value in args.items()}
+    symbol = resolve_unknown_dims(symbol, {name: value.shape for name, value in values.items()})
     skip = non_differentiable_arguments(symbol)
     names = (
         [name for name in symbol.list_arguments() if name not in skip] if wrt is None else list(wrt)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -19,8 +21,27 @@ VARIABLE_OP = "null"
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+_SOURCE_OVERRIDE: ContextVar[str | None] = ContextVar("graphc_source", default=None)
+
+
+@contextmanager
+def source_as(where: str) -> Iterator[None]:
+    """Nodes made inside this block record ``where`` as their source instead of the
+    caller's ``file:line``: an importer names the place in the file it reads
+    (``lenet-symbol.json node 5``)."""
+    token = _SOURCE_OVERRIDE.set(where)
+    try:
+        yield
+    finally:
+        _SOURCE_OVERRIDE.reset(token)
+
+
 def user_source() -> str:
-    """The ``file:line`` of the innermost caller outside the graphc package."""
+    """The ``file:line`` of the innermost caller outside the graphc package (or the place
+    set by :func:`source_as`)."""
+    override = _SOURCE_OVERRIDE.get()
+    if override is not None:
+        return override
     frame = sys._getframe(1)
     while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
         frame = frame.f_back

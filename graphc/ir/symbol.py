@@ -159,9 +159,12 @@ class Symbol:
         return self._infer_shape(args, kwargs, partial=True)
 
     def _infer_shape(self, args: tuple, kwargs: dict, partial: bool):
+        from graphc.ir.unknown_dims import resolve_unknown_dims
+
         given = _positional_to_names(self.list_arguments(), args, kwargs)
-        inferred = infer_shapes(self.graph, given, partial=partial)
-        return self._by_role(inferred)
+        settled = resolve_unknown_dims(self, given) if not partial else self
+        inferred = infer_shapes(settled.graph, given, partial=partial)
+        return settled._by_role(inferred)
 
     def infer_type(self, *args: Any, **kwargs: Any):
         """Infer all dtypes; returns ``(arg_types, out_types, aux_types)`` of numpy dtypes."""

@@ -42,6 +42,7 @@ from graphc.ir.infer import infer_dtypes, infer_shapes
 from graphc.ir.node import Node, NodeOutput
 from graphc.ir.registry import get_op
 from graphc.ir.symbol import Symbol, Variable
+from graphc.ir.unknown_dims import resolve_unknown_dims, settle_dtypes
 from graphc.passes.liveness import (
     BufferAssignment,
     assign_buffers,
@@ -102,7 +103,12 @@ class Executor:
     # -- bind ----------------------------------------------------------------------------------
 
     def _build(self) -> None:
-        symbol = self.symbol
+        # ``self.symbol`` stays the user's (reshape settles MXNet's 0 sizes again); what is
+        # compiled has them settled from the bound shapes (graphc.ir.unknown_dims).
+        bound = {**self.arg_dict, **self.aux_dict}
+        symbol = resolve_unknown_dims(self.symbol, {name: a.shape for name, a in bound.items()})
+        symbol = settle_dtypes(symbol, {name: a.dtype for name, a in bound.items()})
+        self._settled = symbol
         wrt = [
             name for name in symbol.list_arguments() if self.grad_req.get(name, "null") != "null"
         ]
@@ -156,15 +162,15 @@ class Executor:
         if not heads:
             return {}
         shapes = infer_shapes(
-            self.symbol.graph,
-            {n: a.shape for n, a in values.items() if n in _names(self.symbol.graph)},
+            self._settled.graph,
+            {n: a.shape for n, a in values.items() if n in _names(self._settled.graph)},
         )
         dtypes = infer_dtypes(
-            self.symbol.graph,
-            {n: a.dtype for n, a in values.items() if n in _names(self.symbol.graph)},
+            self._settled.graph,
+            {n: a.dtype for n, a in values.items() if n in _names(self._settled.graph)},
         )
         arrays = {}
-        for var, entry in zip(self._head_vars, self.symbol.entries):
+        for var, entry in zip(self._head_vars, self._settled.entries):
             if var is not None:
                 arrays[var.name] = self._arrays.zeros(shapes[entry], dtypes[entry])
                 self._arrays.fill(arrays[var.name], 1)

@@ -29,6 +29,7 @@ import numpy as np
 
 from graphc.backend.target import HOST_ARRAYS, ArrayOps, target_for
 from graphc.ir.errors import ShapeError
+from graphc.ir.infer import describe
 from graphc.ir.symbol import Symbol
 from graphc.runtime.arrays import asnumpy
 from graphc.runtime.bind import bind
@@ -182,6 +183,16 @@ class ModelBindings:
         self.executors[(for_training, key)] = executor
         return executor
 
+    def _readers(self, name: str) -> str:
+        """`` (read by fc2 (FullyConnected) at <file:line or file node>)``: where the user
+        defined what reads a variable."""
+        readers = [
+            describe(node)
+            for node in self.symbol.graph.nodes
+            if any(entry.node.is_variable and entry.node.name == name for entry in node.inputs)
+        ]
+        return f" (read by {', '.join(readers)})" if readers else ""
+
     def _bind_params(self, arg_specs: dict, aux_specs: dict) -> None:
         """Allocate the parameter arrays (zeros) at the first bind; otherwise check that the
         ones set have the shapes the symbol needs, and, before any bind, give them its
@@ -205,7 +216,7 @@ class ModelBindings:
             if table[name].shape != shape:
                 raise ShapeError(
                     f"bind: {name!r} has shape {table[name].shape}, the symbol needs {shape} "
-                    "for these inputs"
+                    f"for these inputs{self._readers(name)}"
                 )
             value = table[name]
             if isinstance(value, np.ndarray) and (

@@ -63,8 +63,9 @@ class LossHead:
     attrs : mapping
         The node's attributes (``normalization``, ``grad_scale``, ...).
     label : str or None
-        The name of the variable that feeds its label, None when the label is computed by
-        other nodes or the head takes none (``MakeLoss``).
+        The name of the variable that feeds its label (directly or through ``Reshape``),
+        None when the label is computed by other nodes or the head takes none
+        (``MakeLoss``).
     name : str
         The node's name (the op's, when not given).
     """
@@ -94,6 +95,15 @@ class LossHead:
         return f"{self.op} {(self.name or self.op)!r}"
 
 
+def _label_variable(node) -> str | None:
+    """The variable a head's label is, through ``Reshape`` nodes (MXNet's models flatten a
+    (T, N) label into the head's (T * N,): the same elements in the same order, which is
+    how a head reads a bound label of its size anyway); None when other ops compute it."""
+    while node.op == "Reshape" and not node.attrs.get("reverse"):
+        node = node.inputs[0].node
+    return node.name if node.is_variable else None
+
+
 def loss_heads(symbol: Symbol) -> list[LossHead]:
     """The outputs of ``symbol`` that are loss heads, in output order."""
     heads = []
@@ -101,9 +111,7 @@ def loss_heads(symbol: Symbol) -> list[LossHead]:
         node = entry.node
         if node.is_variable or not get_op(node.op).is_loss_head:
             continue
-        label = None
-        if len(node.inputs) > 1 and node.inputs[1].node.is_variable:
-            label = node.inputs[1].node.name
+        label = _label_variable(node.inputs[1].node) if len(node.inputs) > 1 else None
         heads.append(LossHead(position, node.op, dict(node.attrs), label, node.name))
     return heads
 

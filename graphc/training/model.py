@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from graphc.data.io import BPTTIter
+from graphc.interop.mxnet import load_checkpoint as mxnet_checkpoint
 from graphc.ir.symbol import Symbol
 from graphc.runtime.context import Context, cpu
 from graphc.training import metric as metrics
@@ -579,6 +580,46 @@ class Model:
         model._loaded_train_step = state.train_step
         if state.history:
             model.history = {key: list(values) for key, values in state.history.items()}
+        return model
+
+    @classmethod
+    def load_mxnet(
+        cls,
+        prefix: str,
+        epoch: int,
+        ctx: Context | None = None,
+        data_names: Sequence[str] = ("data",),
+        label_names: Sequence[str] | None = None,
+        opt_level: int | None = None,
+    ) -> Model:
+        """The model of an MXNet 1.x checkpoint (``<prefix>-symbol.json`` and
+        ``<prefix>-<epoch:04d>.params``, as ``mx.model.save_checkpoint`` writes them),
+        ready to ``predict``, ``score`` and ``fit``; ``save_checkpoint`` then writes it in
+        graphc's format. No MXNet is needed (``gc.mxnet.load_checkpoint``).
+
+        As in MXNet's ``Module``, every argument that is not data is a label or a
+        parameter: without ``label_names``, the labels are the arguments the checkpoint
+        holds no value for.
+
+        >>> import graphc as gc
+        >>> model = gc.Model.load_mxnet("tests/fixtures/mxnet/mlp", 3)
+        >>> model.param_names, model.label_names
+        (['fc1_weight', 'fc1_bias', 'fc2_weight', 'fc2_bias'], ('softmax_label',))
+        """
+        symbol, arg_params, aux_params = mxnet_checkpoint(prefix, epoch)
+        if label_names is None:
+            label_names = [
+                name
+                for name in symbol.list_arguments()
+                if name not in arg_params and name not in data_names
+            ]
+        model = cls(symbol, ctx, data_names, label_names, opt_level)
+        missing = sorted(set(model.param_names) - set(arg_params))
+        if missing:
+            raise CheckpointError(
+                f"{prefix}-{int(epoch):04d}.params: no 'arg:' entry for the parameters {missing}"
+            )
+        model.set_params({name: arg_params[name] for name in model.param_names}, aux_params)
         return model
 
 

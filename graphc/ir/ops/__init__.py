@@ -15,7 +15,16 @@ from graphc.ir.ops import (  # noqa: F401 - imported to register the ops
     reduce,
     shape_ops,
 )
-from graphc.ir.ops.broadcast import add_n, broadcast_like, ones_like, sum_to_like, zeros_like
+from graphc.ir.ops.broadcast import (
+    add_n,
+    broadcast_like,
+    full,
+    ones,
+    ones_like,
+    sum_to_like,
+    zeros,
+    zeros_like,
+)
 from graphc.ir.ops.conv import Convolution
 from graphc.ir.ops.dense import FullyConnected, batch_dot, dot
 from graphc.ir.ops.dropout import BlockGrad, Dropout, stop_gradient

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from graphc.ir.errors import ShapeUnknown
 from graphc.ir.registry import Attr, OpDef, get_op, known, register, require
-from graphc.ir.symbol import make_constructor
+from graphc.ir.symbol import apply_op, make_constructor
 
 
 def broadcast_shape(left: tuple, right: tuple) -> tuple:
@@ -89,6 +90,62 @@ register(
         doc="Ones of the shape and dtype of ``data``.",
     )
 )
+
+
+def _full_shape(attrs, in_shapes):
+    shape = attrs["shape"]
+    if 0 in shape:
+        # MXNet's 0: a size the graph decides (an RNN cell's begin state has the batch's).
+        # graphc.ir.unknown_dims settles it from the input shapes before inference runs.
+        raise ShapeUnknown(f"shape {shape} has unknown (0) sizes")
+    return in_shapes, [shape]
+
+
+register(
+    OpDef(
+        name="_full",
+        inputs=(),
+        attrs=(
+            Attr("shape", "ints", low=0, doc="the output's shape; a 0 is a size the graph decides"),
+            Attr("value", "float", 0.0),
+            Attr("dtype", "dtype", None, doc="None: the dtype of what it is combined with"),
+        ),
+        infer_shape=_full_shape,
+        infer_type=lambda attrs, in_dtypes: (
+            in_dtypes,
+            None if attrs["dtype"] is None else np.dtype(attrs["dtype"]),
+        ),
+        forward=lambda attrs, inputs, ctx: [
+            np.full(attrs["shape"], attrs["value"], dtype=attrs["dtype"])
+        ],
+        expr="{value}",
+        doc="An array of ``shape`` filled with ``value`` (MXNet's ``_full``, ``_zeros``,"
+        " ``_ones``).",
+    )
+)
+
+
+def full(shape, value: float, dtype=None, name: str | None = None):
+    """An array of ``shape`` filled with ``value``, of ``dtype`` (None: the dtype of what it
+    is combined with, as a Python number's). A 0 in ``shape`` is a size the graph decides,
+    as in MXNet: it is inferred from the shapes given at binding (an RNN cell's begin state
+    of shape ``(0, H)`` takes the batch size; ``graphc.ir.unknown_dims``).
+
+    >>> import graphc as gc
+    >>> gc.evaluate(gc.full((2, 3), 7.0, "float32"), {})[0].tolist()
+    [[7.0, 7.0, 7.0], [7.0, 7.0, 7.0]]
+    """
+    return apply_op("_full", [], {"shape": shape, "value": value, "dtype": dtype}, name=name)
+
+
+def zeros(shape, dtype=None, name: str | None = None):
+    """Zeros of ``shape`` (``full(shape, 0.0)``; a 0 in ``shape`` is inferred)."""
+    return full(shape, 0.0, dtype, name)
+
+
+def ones(shape, dtype=None, name: str | None = None):
+    """Ones of ``shape`` (``full(shape, 1.0)``; a 0 in ``shape`` is inferred)."""
+    return full(shape, 1.0, dtype, name)
 
 
 def _add_n_inputs(attrs):
