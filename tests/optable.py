@@ -365,6 +365,18 @@ CASES = [
         {"a": normal(3, 4), "idx": labels(4, 3)},
         lambda v: [np.array([v["a"][i, int(j)] for i, j in enumerate(v["idx"])])],
     ),
+    OpCase(  # MXNet's index shape under keepdims: the data's without the axis
+        "pick_keepdims",
+        lambda: gc.pick(a, idx, axis=0, keepdims=True),
+        {"a": normal(3, 4), "idx": labels(3, 4)},
+        lambda v: [np.array([[v["a"][int(j), i] for i, j in enumerate(v["idx"])]])],
+    ),
+    OpCase(  # and with the kept axis of size 1
+        "pick_keepdims_kept_axis",
+        lambda: gc.pick(a, idx, axis=1, keepdims=True),
+        {"a": normal(3, 4), "idx": labels(4, 3, 1)},
+        lambda v: [np.array([[v["a"][i, int(j)]] for i, j in enumerate(v["idx"][:, 0])])],
+    ),
     OpCase(
         "dropout_inference", lambda: gc.Dropout(a, p=0.4), {"a": normal(3, 4)}, lambda v: [v["a"]]
     ),

@@ -10,6 +10,7 @@ batch size), the fused ``RNN`` op, and a graph of scalar, broadcast and shape op
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import struct
 from pathlib import Path
@@ -22,6 +23,7 @@ from graphc.interop.mxnet_json import parse_value
 from graphc.ir.errors import ImportFormatError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "mxnet"
+README = Path(__file__).resolve().parent.parent / "README.md"
 EXPECTED = np.load(FIXTURES / "expected.npz")
 MODELS = ("mlp", "lenet", "lstm_cell", "rnn_fused", "misc")
 EPOCH = 3
@@ -42,7 +44,7 @@ def label_shapes(symbol, data_shape) -> dict:
 
 
 def test_the_fixtures_stay_small():
-    assert sum(p.stat().st_size for p in FIXTURES.iterdir()) < 200_000
+    assert sum(p.stat().st_size for p in FIXTURES.iterdir()) < 400_000
 
 
 @pytest.mark.unit
@@ -182,6 +184,24 @@ def test_the_imported_nodes_name_their_place_in_the_file():
     symbol = gc.mxnet.load_symbol(FIXTURES / "mlp-symbol.json")
     fc1 = next(node for node in symbol.graph.nodes if node.name == "fc1")
     assert fc1.source.endswith("mlp-symbol.json node 3 ('fc1', FullyConnected)")
+
+
+def test_the_mxnet_example_runs_on_a_real_checkpoint(tmp_path, monkeypatch):
+    """README's three lines, on the LeNet MXNet 1.9.1 wrote (tests/fixtures/mxnet)."""
+    block = next(
+        b
+        for b in re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+        if "load_mxnet" in b
+    )
+    fixtures = FIXTURES
+    shutil.copy(fixtures / "lenet-symbol.json", tmp_path / "lenet-symbol.json")
+    shutil.copy(fixtures / "lenet-0003.params", tmp_path / "lenet-0010.params")
+    monkeypatch.chdir(tmp_path)
+    expected = np.load(fixtures / "expected.npz")
+    namespace = {"gc": gc, "images": expected["lenet:data"]}
+    exec(compile(block, "README.md", "exec"), namespace)
+    np.testing.assert_allclose(namespace["probs"], expected["lenet:out0"], rtol=1e-5, atol=1e-6)
+    assert (tmp_path / "lenet-graphc-symbol.json").exists()
 
 
 # -- bad files ---------------------------------------------------------------------------

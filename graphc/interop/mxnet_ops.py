@@ -108,9 +108,12 @@ def _reduce(function: Callable) -> Builder:
         axis = attrs.get("axis")
         if axis == ():
             axis = None  # MXNet's empty axis: every axis
-        return function(
-            inputs[0], axis=axis, keepdims=bool(attrs.get("keepdims", False)), name=name
-        )
+        keepdims = bool(attrs.get("keepdims", False))
+        if axis is not None or keepdims:
+            return function(inputs[0], axis=axis, keepdims=keepdims, name=name)
+        # MXNet 1.x has no 0-d arrays: a reduction over every axis is (1,), graphc's ().
+        total = function(inputs[0], name=f"{name}_value")
+        return ops.Reshape(total, shape=(1,), name=name)
 
     return build
 

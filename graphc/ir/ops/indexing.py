@@ -137,18 +137,22 @@ register(
 def _pick_shape(attrs, in_shapes):
     data = known(in_shapes[0], "data")
     axis = normalize_axis(attrs["axis"], len(data))
-    index_shape = tuple(dim for i, dim in enumerate(data) if i != axis)
+    index_shape = out_shape = tuple(dim for i, dim in enumerate(data) if i != axis)
     if attrs["keepdims"]:
-        index_shape = tuple(1 if i == axis else dim for i, dim in enumerate(data))
+        out_shape = tuple(1 if i == axis else dim for i, dim in enumerate(data))
+        # MXNet's index is the data's shape without axis under keepdims too; graphc also
+        # takes one with the kept 1 (the same positions in the same order).
+        if in_shapes[1] is not None and tuple(in_shapes[1]) == out_shape:
+            index_shape = out_shape
     index = fill(in_shapes[1], index_shape, "index")
-    return [data, index], [index_shape]
+    return [data, index], [out_shape]
 
 
 def _pick_forward(attrs, inputs, ctx):
     data, index = inputs
     axis = attrs["axis"] % data.ndim
     indices = as_indices(index, data.shape[axis], "pick")
-    if not attrs["keepdims"]:
+    if indices.ndim < data.ndim:
         indices = np.expand_dims(indices, axis)
     picked = np.take_along_axis(data, indices, axis=axis)
     return [picked if attrs["keepdims"] else np.squeeze(picked, axis=axis)]
@@ -191,8 +195,9 @@ def _pick_backward_forward(attrs, inputs, ctx):
     dy, index, like = inputs
     axis = attrs["axis"] % like.ndim
     indices = as_indices(index, like.shape[axis], "pick")
-    if not attrs["keepdims"]:
+    if indices.ndim < like.ndim:
         indices = np.expand_dims(indices, axis)
+    if not attrs["keepdims"]:
         dy = np.expand_dims(dy, axis)
     out = np.zeros(like.shape, dtype=dy.dtype)
     np.put_along_axis(out, indices, dy, axis=axis)

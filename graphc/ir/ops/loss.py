@@ -184,11 +184,15 @@ def _valid_mask(attrs, label: np.ndarray) -> np.ndarray:
 
 
 def _normalizer(attrs, data: np.ndarray, valid: np.ndarray) -> float:
-    if attrs["normalization"] == "batch":
-        return float(data.shape[0])
+    """What the gradient is divided by. MXNet (softmax_output-inl.h) divides a
+    multi_output gradient under 'null' and 'batch' by the positions per sample too (the
+    size of the axes after the classes); 'valid' counts positions already."""
     if attrs["normalization"] == "valid":
         return float(max(valid.sum(), 1))
-    return 1.0
+    per_sample = math.prod(data.shape[2:]) if attrs["multi_output"] else 1
+    if attrs["normalization"] == "batch":
+        return float(data.shape[0] * per_sample)
+    return float(per_sample)
 
 
 def _softmax_output_loss(attrs, inputs, outputs) -> float:
@@ -263,6 +267,10 @@ def _softmax_output_grad(args):
         diff = diff / size_array(data, axis=0)
     elif normalization == "valid":
         diff = diff / maximum(reduce_sum(keep), 1.0)
+    if attrs["multi_output"] and normalization != "valid":
+        # MXNet's scale (softmax_output-inl.h): also over the positions of a sample, the
+        # label's size after its first axis ('valid' counts them already).
+        diff = diff * (size_array(label, axis=0) / size_array(label))
     if attrs["grad_scale"] != 1.0:
         diff = diff * attrs["grad_scale"]
     return [reshape_like(diff, data) if flat else diff, None]
@@ -287,7 +295,9 @@ register(
         loss=_softmax_output_loss,
         head=_SOFTMAX_HEAD,
         doc="Softmax probabilities forward; backward (p - onehot(label)) * grad_scale, divided"
-        " by the batch size ('batch') or the number of non-ignored labels ('valid'). Classes"
+        " by the batch size ('batch') or the number of non-ignored labels ('valid'), and with"
+        " multi_output under 'null' and 'batch' by the positions per sample too, as MXNet"
+        " does. Classes"
         " lie on axis 1 with multi_output, on the last axis with preserve_shape, and otherwise"
         " data is flattened to (N, classes) and label is (N,).",
     )
@@ -297,11 +307,16 @@ register(
 # -- Regression heads --------------------------------------------------------------------------
 
 
+def _regression_label_shape(attrs, data: tuple) -> tuple:
+    """MXNet's (regression_output-inl.h): the data's shape, except (N,) for data (N, 1)."""
+    return (data[0],) if len(data) == 2 and data[1] == 1 else tuple(data)
+
+
 def _regression_shape(attrs, in_shapes):
     data = known(in_shapes[0], "data")
     label = in_shapes[1]
     if label is None:
-        label = data
+        label = _regression_label_shape(attrs, data)
     require(
         size_of(label) == size_of(data) and (not data or label[0] == data[0]),
         f"label {tuple(label)} does not match data {tuple(data)}",
@@ -350,7 +365,8 @@ def _mean_per_output(per_element: np.ndarray) -> float:
 def _linear_batch_loss(attrs, output: np.ndarray, label: np.ndarray, samples: int) -> float:
     """Half the squared error summed over a sample's outputs and divided by their number
     (the op's loss), averaged over the samples."""
-    residual = output.astype(np.float64) - label
+    # The label comes in the head's label shape, (N,) for an (N, 1) output (MXNet's).
+    residual = output.astype(np.float64) - np.reshape(label, output.shape)
     return 0.5 * _mean_per_output(residual**2)
 
 
@@ -358,24 +374,21 @@ def _logistic_batch_loss(attrs, output: np.ndarray, label: np.ndarray, samples: 
     """Binary cross-entropy from the probabilities, clipped to [PROBABILITY_FLOOR,
     1 - PROBABILITY_FLOOR], per output of a sample, averaged over the samples."""
     prob = np.clip(output.astype(np.float64), PROBABILITY_FLOOR, 1.0 - PROBABILITY_FLOOR)
+    label = np.reshape(label, output.shape)  # (N,) for an (N, 1) output (MXNet's)
     return _mean_per_output(-(label * np.log(prob) + (1.0 - label) * np.log1p(-prob)))
-
-
-def _same_shape(attrs, data: tuple) -> tuple:
-    return tuple(data)
 
 
 _LINEAR_HEAD = HeadDef(
     output="predictions",
     batch_loss=_linear_batch_loss,
-    label_shape=_same_shape,
+    label_shape=_regression_label_shape,
     default_metric="mse",
     loop_statistic="regression",
 )
 _LOGISTIC_HEAD = HeadDef(
     output="predictions",
     batch_loss=_logistic_batch_loss,
-    label_shape=_same_shape,
+    label_shape=_regression_label_shape,
     probability_floor=PROBABILITY_FLOOR,
     default_metric="mse",
     loop_statistic="logistic",
