@@ -289,6 +289,24 @@ CASES = [
         ],
     ),
     OpCase("transpose_default", lambda: gc.transpose(a), {"a": normal(2, 3)}, lambda v: [v["a"].T]),
+    *[
+        OpCase(
+            f"elemwise_{name}",
+            lambda op=op: op(a, b),
+            {"a": normal(3, 4), "b": positive(3, 4)},
+            lambda v, fn=fn: [fn(v["a"], v["b"])],
+        )
+        for name, op, fn in (
+            ("add", gc.elemwise_add, np.add),
+            ("sub", gc.elemwise_sub, np.subtract),
+            ("mul", gc.elemwise_mul, np.multiply),
+            (
+                "div",
+                gc.elemwise_div,
+                lambda x, y: np.array([[p / q for p, q in zip(r, s)] for r, s in zip(x, y)]),
+            ),
+        )
+    ],
     OpCase(
         "full",
         lambda: a * gc.full((3, 5), 2.5) + gc.ones((5,)),

@@ -118,6 +118,25 @@ def test_the_unrolled_cells_begin_states_take_the_batch_size_bound():
     )
 
 
+def test_a_batch_of_one_settles_the_begin_states_too():
+    """With elemwise_add taking equal shapes, as MXNet's does, a begin state of size 1
+    cannot pass for the batch by broadcasting: the size is the batch's, even at 1."""
+    symbol, arg_params, _ = gc.mxnet.load_checkpoint(prefix("lstm_cell"), EPOCH)
+    x = EXPECTED["lstm_cell:data"][:, :1]
+    executor = symbol.simple_bind(gc.cpu(), grad_req="null", data=x.shape, softmax_label=x.shape)
+    executor.copy_params_from(arg_params)
+    (out,) = executor.forward(data=x)
+    np.testing.assert_allclose(out, EXPECTED["lstm_cell:out0"].reshape(4, 2, 7)[:, 0], rtol=1e-5)
+
+
+@pytest.mark.unit
+def test_elemwise_ops_take_equal_shapes_as_mxnets_do():
+    x, y = gc.Variable("x"), gc.Variable("y")
+    with pytest.raises(gc.ShapeError, match=r"sum \(elemwise_add\).*lhs \(2, 3\) and rhs \(1, 3\)"):
+        gc.elemwise_add(x, y, name="sum").infer_shape(x=(2, 3), y=(1, 3))
+    assert gc.broadcast_add(x, y).infer_shape(x=(2, 3), y=(1, 3))[1] == [(2, 3)]
+
+
 @pytest.mark.parametrize("name", ["mlp", "lenet", "misc"])
 def test_a_loaded_model_predicts_fine_tunes_and_saves_in_graphcs_format(name, tmp_path):
     model = gc.Model.load_mxnet(prefix(name), EPOCH)

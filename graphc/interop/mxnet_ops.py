@@ -165,10 +165,15 @@ def _rnn(inputs, attrs, name):
 
 _CONV_HELD = {"dilate": ((), (1, 1), None), "num_group": (1,), "layout": (None, "NCHW")}
 _BINARY = {
-    "add": ("elemwise_add", "_plus", "_Plus", "_add", "broadcast_add", "broadcast_plus"),
-    "subtract": ("elemwise_sub", "_minus", "_Minus", "_sub", "broadcast_sub", "broadcast_minus"),
-    "multiply": ("elemwise_mul", "_mul", "_Mul", "broadcast_mul"),
-    "divide": ("elemwise_div", "_div", "_Div", "broadcast_div"),
+    # MXNet's elemwise ops and their old names take equal shapes only, as graphc's do.
+    "elemwise_add": ("elemwise_add", "_plus", "_Plus", "_add"),
+    "elemwise_sub": ("elemwise_sub", "_minus", "_Minus", "_sub"),
+    "elemwise_mul": ("elemwise_mul", "_mul", "_Mul"),
+    "elemwise_div": ("elemwise_div", "_div", "_Div"),
+    "add": ("broadcast_add", "broadcast_plus"),
+    "subtract": ("broadcast_sub", "broadcast_minus"),
+    "multiply": ("broadcast_mul",),
+    "divide": ("broadcast_div",),
     "power": ("_power", "_Power", "broadcast_power"),
     "maximum": ("_maximum", "_Maximum", "broadcast_maximum"),
     "minimum": ("_minimum", "_Minimum", "broadcast_minimum"),

@@ -34,6 +34,10 @@ from graphc.ir.ops.elementwise import (
     abs,
     add,
     divide,
+    elemwise_add,
+    elemwise_div,
+    elemwise_mul,
+    elemwise_sub,
     equal,
     exp,
     greater,
@@ -91,7 +95,4 @@ broadcast_div = divide
 broadcast_power = power
 broadcast_maximum = maximum
 broadcast_minimum = minimum
-elemwise_add = add
-elemwise_sub = subtract
-elemwise_mul = multiply
-elemwise_div = divide
+# MXNet's elemwise_* (equal shapes only) are ops of their own (ops/elementwise.py).

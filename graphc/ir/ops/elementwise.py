@@ -13,7 +13,7 @@ import numpy as np
 
 from graphc.ir.node import user_source
 from graphc.ir.ops.broadcast import broadcast_shape
-from graphc.ir.registry import Attr, GradArgs, OpDef, get_op, known, register
+from graphc.ir.registry import Attr, GradArgs, OpDef, get_op, known, register, require
 from graphc.ir.symbol import Symbol, make_constructor, scalar
 
 
@@ -44,8 +44,26 @@ def _unary(name: str, reference: Callable, vjp: Callable | None, expr: str, doc:
     )
 
 
-def _binary(name: str, reference: Callable, vjp: Callable | None, expr: str, doc: str) -> None:
-    """Register a broadcasting binary op; ``vjp(a, b, y, dy, wants)`` gives (da, db)."""
+def _equal_shapes(attrs, in_shapes):
+    left, right = known(in_shapes[0]), known(in_shapes[1])
+    require(
+        tuple(left) == tuple(right),
+        f"lhs {tuple(left)} and rhs {tuple(right)} differ; elemwise ops take equal shapes"
+        " (the broadcast_* ops and the operators broadcast)",
+    )
+    return in_shapes, [tuple(left)]
+
+
+def _binary(
+    name: str,
+    reference: Callable,
+    vjp: Callable | None,
+    expr: str,
+    doc: str,
+    broadcasting: bool = True,
+) -> None:
+    """Register a binary op, broadcasting (NumPy's rules) or taking equal shapes only;
+    ``vjp(a, b, y, dy, wants)`` gives (da, db)."""
 
     def grad(args: GradArgs) -> list:
         left, right = args.inputs
@@ -55,10 +73,10 @@ def _binary(name: str, reference: Callable, vjp: Callable | None, expr: str, doc
         OpDef(
             name=name,
             inputs=("lhs", "rhs"),
-            infer_shape=_broadcast_shapes,
+            infer_shape=_broadcast_shapes if broadcasting else _equal_shapes,
             forward=lambda attrs, inputs, ctx: [reference(inputs[0], inputs[1])],
             grad=grad if vjp is not None else None,
-            broadcasting=True,
+            broadcasting=broadcasting,
             expr=expr,
             doc=doc,
         )
@@ -161,6 +179,14 @@ _binary("subtract", np.subtract, _subtract_vjp, "({0} - {1})", "a - b with broad
 _binary("multiply", np.multiply, _multiply_vjp, "({0} * {1})", "a * b with broadcasting.")
 _binary("divide", np.divide, _divide_vjp, "({0} / {1})", "a / b with broadcasting.")
 _binary("power", np.power, _power_vjp, "({0} ** {1})", "a ** b with broadcasting.")
+# MXNet's elemwise_* take equal shapes only (an unintended broadcast is a shape error there).
+for _name, _reference, _vjp, _expr in (
+    ("elemwise_add", np.add, _add_vjp, "({0} + {1})"),
+    ("elemwise_sub", np.subtract, _subtract_vjp, "({0} - {1})"),
+    ("elemwise_mul", np.multiply, _multiply_vjp, "({0} * {1})"),
+    ("elemwise_div", np.divide, _divide_vjp, "({0} / {1})"),
+):
+    _binary(_name, _reference, _vjp, _expr, f"{_expr[1:-1]} of equal shapes.", broadcasting=False)
 _binary(
     "maximum",
     np.maximum,
@@ -275,6 +301,10 @@ lesser = make_constructor(get_op("lesser"))
 lesser_equal = make_constructor(get_op("lesser_equal"))
 equal = make_constructor(get_op("equal"))
 not_equal = make_constructor(get_op("not_equal"))
+elemwise_add = make_constructor(get_op("elemwise_add"))
+elemwise_sub = make_constructor(get_op("elemwise_sub"))
+elemwise_mul = make_constructor(get_op("elemwise_mul"))
+elemwise_div = make_constructor(get_op("elemwise_div"))
 LeakyReLU = make_constructor(get_op("LeakyReLU"))
 
 
