@@ -50,7 +50,8 @@ class OpMapping:
                 continue
             if key not in self.passed:
                 raise Unsupported(f"attribute {key}={value!r} is not one graphc knows for it")
-            passed[key] = value
+            if value is not None:  # None: MXNet's default, which is graphc's
+                passed[key] = value
         return passed
 
 
