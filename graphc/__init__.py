@@ -65,6 +65,7 @@ _MODULES = {
     "plot": training.plot,
     "viz": passes.dump,
     "mxnet": interop.mxnet,
+    "onnx": interop.onnx,
 }
 """Public module names as MXNet users know them (``gc.io``, ``gc.metric``), for the modules
 that live in the layered packages; ``import graphc.io`` works too."""

@@ -300,11 +300,7 @@ CASES = [
             ("add", gc.elemwise_add, np.add),
             ("sub", gc.elemwise_sub, np.subtract),
             ("mul", gc.elemwise_mul, np.multiply),
-            (
-                "div",
-                gc.elemwise_div,
-                lambda x, y: np.array([[p / q for p, q in zip(r, s)] for r, s in zip(x, y)]),
-            ),
+            ("div", gc.elemwise_div, np.divide),
         )
     ],
     OpCase(
@@ -436,6 +432,18 @@ CASES = [
         lambda: gc.SoftmaxOutput(a, idx, multi_output=True, normalization="batch"),
         {"a": normal(2, 3, 5), "idx": labels(3, 2, 5)},
         lambda v: [np.moveaxis(_softmax_rows(np.moveaxis(v["a"], 1, -1)), -1, 1)],
+    ),
+    OpCase(  # MXNet divides by the positions per sample too (null: by them alone)
+        "softmax_output_multi_null",
+        lambda: gc.SoftmaxOutput(a, idx, multi_output=True),
+        {"a": normal(2, 3, 5), "idx": labels(3, 2, 5)},
+        lambda v: [np.moveaxis(_softmax_rows(np.moveaxis(v["a"], 1, -1)), -1, 1)],
+    ),
+    OpCase(  # 'batch' with preserve_shape: MXNet divides by the rows, 2 * 3 here
+        "softmax_output_preserve_shape_batch",
+        lambda: gc.SoftmaxOutput(a, idx, preserve_shape=True, normalization="batch"),
+        {"a": normal(2, 3, 4), "idx": labels(4, 2, 3)},
+        lambda v: [_softmax_rows(v["a"])],
     ),
     OpCase(
         "linear_regression_output",

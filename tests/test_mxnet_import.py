@@ -159,14 +159,49 @@ def test_a_loaded_model_predicts_fine_tunes_and_saves_in_graphcs_format(name, tm
     assert json.loads((tmp_path / f"{name}-symbol.json").read_text())["graphc_format"]
 
 
-def test_the_unrolled_lstm_fine_tunes_over_bptt_windows():
+def test_the_unrolled_lstm_fine_tunes_over_bptt_windows_and_saves(tmp_path):
     model = gc.Model.load_mxnet(prefix("lstm_cell"), EPOCH)
-    assert model.label_names == ("softmax_label",)
+    assert model.label_names == ("softmax_label",)  # read through the head's Reshape
     tokens = np.random.default_rng(1).integers(0, 7, 2 * 41)
     train = gc.io.BPTTIter(tokens, batch_size=2, seq_len=4, layout="TN")
     model.fit(train, num_epoch=6, optimizer_params={"learning_rate": 0.5}, verbose=False)
     losses = model.history["train_loss"]
     assert losses[-1] < losses[0], losses
+    model.save_checkpoint(str(tmp_path / "cell"), 6)
+    again = gc.Model.load(str(tmp_path / "cell"), 6)
+    x = EXPECTED["lstm_cell:data"]
+    label = np.zeros_like(x)
+    exe = again.symbol.simple_bind(gc.cpu(), grad_req="null", data=x.shape, softmax_label=x.shape)
+    exe.copy_params_from(again.get_params()[0])
+    reference = model.symbol.simple_bind(
+        gc.cpu(), grad_req="null", data=x.shape, softmax_label=x.shape
+    )
+    reference.copy_params_from(model.get_params()[0])
+    np.testing.assert_array_equal(
+        exe.forward(data=x, softmax_label=label)[0],
+        reference.forward(data=x, softmax_label=label)[0],
+    )
+
+
+def test_the_fused_rnn_model_fine_tunes_and_saves(tmp_path):
+    model = gc.Model.load_mxnet(prefix("rnn_fused"), EPOCH)
+    assert model.label_names == ("lro_label",)
+    assert "rnn_i2h_weight" in model.param_names
+    rng = np.random.default_rng(2)
+    # Time-major batches (T=5, N=3, I=2): the iterator cuts along T, four windows; the
+    # label (T, N, 4) has the head's (T * N, 4) elements in its order.
+    data = rng.standard_normal((20, 3, 2)).astype(np.float32)
+    label = np.tanh(data.sum(axis=2, keepdims=True) * np.ones((1, 1, 4), np.float32))
+    train = gc.io.NDArrayIter(data, label, batch_size=5, label_name="lro_label")
+    model.fit(train, num_epoch=10, optimizer_params={"learning_rate": 0.05}, verbose=False)
+    losses = model.history["train_loss"]
+    assert losses[-1] < losses[0], losses
+    model.save_checkpoint(str(tmp_path / "rnn"), 10)
+    again = gc.Model.load(str(tmp_path / "rnn"), 10)
+    x = EXPECTED["rnn_fused:data"]
+    np.testing.assert_array_equal(
+        again.predict(x, batch_size=len(x)), model.predict(x, batch_size=len(x))
+    )
 
 
 @pytest.mark.unit
@@ -178,6 +213,7 @@ def test_files_of_mxnet_before_1_0_load_the_same_graph(tmp_path):
         attrs = node.pop("attrs", {})
         node["param"] = {k: v for k, v in attrs.items() if not k.startswith("__")}
         node["attr"] = {k: v for k, v in attrs.items() if k.startswith("__")}
+        node["attr"]["ctx_group"] = "stage1"  # an annotation of the node, not the op's
         node["inputs"] = [edge[:2] for edge in node["inputs"]]
     del document["attrs"], document["node_row_ptr"]
     (tmp_path / "old-symbol.json").write_text(json.dumps(document))
@@ -191,6 +227,7 @@ def test_files_of_mxnet_before_1_0_load_the_same_graph(tmp_path):
 
 @pytest.mark.unit
 def test_attribute_strings_are_read_as_literals_and_never_run():
+    assert parse_value("false") is False and parse_value("TRUE") is True  # dmlc's spellings
     assert parse_value("(5, 5)") == (5, 5)
     assert parse_value("[1, 2]") == (1, 2)
     assert parse_value("True") is True and parse_value("None") is None
@@ -357,13 +394,13 @@ def test_a_bad_symbol_file_is_an_error_naming_the_file_node_and_op(case, tmp_pat
 
 def test_parameters_that_do_not_fit_the_symbol_are_named(tmp_path):
     # Without the data's shape a checkpoint holds no shapes to check against, so the
-    # mismatch shows at the first bind, naming the parameter and the file's node.
+    # mismatch shows at the first bind, naming the parameter, both files and the node.
     where = _edit_symbol(tmp_path, "mlp", lambda d: _node(d, "fc2")["attrs"].update(num_hidden="4"))
     model = gc.Model.load_mxnet(where, EPOCH)
     with pytest.raises(
         gc.ShapeError,
-        match=r"'fc2_weight' has shape \(3, 8\), the symbol needs \(4, 8\).*"
-        r"read by fc2 \(FullyConnected\) at .*mlp-symbol.json node 8",
+        match=r"'fc2_weight' \(from .*mlp-0003.params\) has shape \(3, 8\), the symbol"
+        r" needs \(4, 8\).*read by fc2 \(FullyConnected\) at .*mlp-symbol.json node 8",
     ):
         model.predict(EXPECTED["mlp:data"])
 
@@ -373,6 +410,52 @@ def test_parameters_the_symbol_does_not_have_are_named(tmp_path):
     where = _edit_symbol(tmp_path, "mlp", lambda d: _node(d, "fc2_bias").update(name="dense2_bias"))
     with pytest.raises(ImportFormatError, match=r"arg:fc2_bias is not an argument of the symbol"):
         gc.mxnet.load_checkpoint(where, EPOCH)
+
+
+@pytest.mark.unit
+def test_a_parameter_the_checkpoint_lacks_is_an_error_not_a_label(tmp_path):
+    where = _copy_checkpoint("mlp", tmp_path)
+    path = Path(f"{where}-{EPOCH:04d}.params")
+    data = path.read_bytes()
+    # Rewrite the file without fc1_bias: the arrays and names of graphc's own reader.
+    from graphc.interop.mxnet_ndarray import read_ndarray_list
+
+    arrays = read_ndarray_list(path)
+    del arrays["arg:fc1_bias"]
+    path.write_bytes(_ndarray_list(arrays))
+    assert len(path.read_bytes()) < len(data)
+    with pytest.raises(
+        ImportFormatError, match=r"mlp-0003.params: no 'arg:' entry for \['fc1_bias'\]"
+    ):
+        gc.Model.load_mxnet(where, EPOCH)
+
+
+def _ndarray_list(arrays: dict) -> bytes:
+    """MXNet's V2 NDArray list of float32 arrays (the layout mxnet_ndarray documents)."""
+    out = struct.pack("<QQQ", 0x112, 0, len(arrays))
+    for array in arrays.values():
+        out += struct.pack("<Iii", 0xF993FAC9, 0, array.ndim)
+        out += struct.pack(f"<{array.ndim}q", *array.shape) + struct.pack("<iii", 1, 0, 0)
+        out += np.ascontiguousarray(array, "<f4").tobytes()
+    out += struct.pack("<Q", len(arrays))
+    for name in arrays:
+        out += struct.pack("<Q", len(name)) + name.encode()
+    return out
+
+
+@pytest.mark.unit
+def test_an_empty_array_is_named(tmp_path):
+    """MXNet 1.5+ writes an empty NDArray as ndim -1 (signed) in a V2 file."""
+    path = tmp_path / "empty.params"
+    path.write_bytes(
+        struct.pack("<QQQ", 0x112, 0, 1)
+        + struct.pack("<Iii", 0xF993FAC9, 0, -1)
+        + struct.pack("<Q", 1)
+        + struct.pack("<Q", 5)
+        + b"arg:e"
+    )
+    with pytest.raises(ImportFormatError, match=r"'arg:e' is an empty \(none\) NDArray"):
+        gc.mxnet.load_params(path)
 
 
 @pytest.mark.unit

@@ -249,14 +249,30 @@ def cases(S):
             nograd=("label",),
             ints={"label": 3},
         )
-    add(
-        "SoftmaxOutput",
-        "preserve_shape",
-        S.SoftmaxOutput(x, label, preserve_shape=True, name="sm"),
-        {"x": (2, 3, 4), "label": (2, 3)},
-        nograd=("label",),
-        ints={"label": 4},
-    )
+        add(
+            "SoftmaxOutput",
+            f"preserve_shape_{norm}",
+            S.SoftmaxOutput(x, label, preserve_shape=True, normalization=norm, name="sm"),
+            {"x": (2, 3, 4), "label": (2, 3)},
+            nograd=("label",),
+            ints={"label": 4},
+        )
+        add(
+            "SoftmaxOutput",
+            f"multi_output_ignore_{norm}",
+            S.SoftmaxOutput(
+                x,
+                label,
+                multi_output=True,
+                use_ignore=True,
+                ignore_label=0,
+                normalization=norm,
+                name="sm",
+            ),
+            {"x": (2, 3, 4), "label": (2, 4)},
+            nograd=("label",),
+            ints={"label": 3},
+        )
     add(
         "LinearRegressionOutput",
         "n_by_1_label_n",
@@ -366,6 +382,7 @@ def run_mxnet(out: str) -> None:
 
 def run_graphc(path: str) -> int:
     import graphc as gc
+    from graphc.interop.mxnet import LSTM_PARAMETERS, unpacked_rnn_parameters
     from graphc.interop.mxnet_json import read_symbol_json
     from graphc.ir.registry import get_op
 
@@ -380,12 +397,9 @@ def run_graphc(path: str) -> int:
             graph = read_symbol_json(record["json"], key)
             symbol, args = graph.symbol, {a: data[f"{key}|in|{a}"] for a in record["args"]}
             for rnn in graph.packed_rnns:
-                arrays = gc.mxnet.unpack_rnn_parameters(args.pop(rnn.packed), rnn.num_hidden)
-                names = ("i2h_weight", "h2h_weight", "i2h_bias", "h2h_bias")
-                args.update({f"{rnn.prefix}_{n}": a for n, a in zip(names, arrays)})
-                record["args"] = [a for a in record["args"] if a != rnn.packed] + [
-                    f"{rnn.prefix}_{n}" for n in names
-                ]
+                unpacked = unpacked_rnn_parameters(rnn, args.pop(rnn.packed))
+                args.update(unpacked)
+                record["args"] = [a for a in record["args"] if a != rnn.packed] + list(unpacked)
                 record["packed"] = rnn
             packed = {rnn.packed for rnn in graph.packed_rnns}  # graphc holds four arrays
             given = {a: v for a, v in record["data_only"].items() if a not in packed}
@@ -413,11 +427,10 @@ def run_graphc(path: str) -> int:
                 needed = set(gradient.list_arguments())  # a gradient may not read every input
                 feeds = {k: v for k, v in feeds.items() if k in needed}
                 by_name = dict(zip(wrt, gc.evaluate(gradient, feeds, is_train=True)))
-            if "packed" in record:
+            if "packed" in record:  # MXNet's gradient is of the packed vector: pack graphc's
                 rnn = record["packed"]
-                names = ("i2h_weight", "h2h_weight", "i2h_bias", "h2h_bias")
-                packed = np.concatenate([by_name.pop(f"{rnn.prefix}_{n}").ravel() for n in names])
-                by_name[rnn.packed] = packed
+                names = [f"{rnn.prefix}_{n}" for n in LSTM_PARAMETERS]
+                by_name[rnn.packed] = np.concatenate([by_name.pop(n).ravel() for n in names])
             for arg, value in by_name.items():
                 errors.append(_error(value, data[f"{key}|grad|{arg}"]))
             worst = max(errors)

@@ -66,7 +66,7 @@ def load_checkpoint(
         if rnn.packed not in arg_params:
             raise ImportFormatError(f"{fname}: no 'arg:{rnn.packed}' for the RNN {rnn.prefix!r}")
         try:
-            arg_params.update(_unpacked(rnn, arg_params.pop(rnn.packed)))
+            arg_params.update(unpacked_rnn_parameters(rnn, arg_params.pop(rnn.packed)))
         except ValueError as exc:
             raise ImportFormatError(f"{fname}: 'arg:{rnn.packed}': {exc}") from None
     _check_against_symbol(graph.symbol, arg_params, aux_params, fname)
@@ -101,10 +101,15 @@ def unpack_rnn_parameters(packed: np.ndarray, num_hidden: int) -> tuple[np.ndarr
     )
 
 
-def _unpacked(rnn: PackedRNN, packed: np.ndarray) -> dict[str, np.ndarray]:
-    names = ("i2h_weight", "h2h_weight", "i2h_bias", "h2h_bias")
+LSTM_PARAMETERS = ("i2h_weight", "h2h_weight", "i2h_bias", "h2h_bias")
+"""graphc's LSTM parameters, in the order :func:`unpack_rnn_parameters` returns them; the
+LSTM named ``rnn`` holds ``rnn_i2h_weight`` and so on."""
+
+
+def unpacked_rnn_parameters(rnn: PackedRNN, packed: np.ndarray) -> dict[str, np.ndarray]:
+    """The packed vector of the RNN node ``rnn`` as graphc's LSTM parameters, by name."""
     arrays = unpack_rnn_parameters(packed, rnn.num_hidden)
-    return {f"{rnn.prefix}_{name}": array for name, array in zip(names, arrays)}
+    return {f"{rnn.prefix}_{name}": array for name, array in zip(LSTM_PARAMETERS, arrays)}
 
 
 def _read_graph(fname: str) -> MXNetGraph:
@@ -122,8 +127,8 @@ def _check_against_symbol(symbol: Symbol, arg_params: dict, aux_params: dict, fn
         (aux_params, symbol.list_auxiliary_states(), "aux"),
     ):
         unknown = sorted(set(table) - set(names))
+        what = "an argument" if kind == "arg" else "an auxiliary state"
         if unknown:
             raise ImportFormatError(
-                f"{fname}: {kind}:{unknown[0]} is not a{'n argument' if kind == 'arg' else 'n auxiliary state'}"
-                f" of the symbol (it has {names})"
+                f"{fname}: {kind}:{unknown[0]} is not {what} of the symbol (it has {names})"
             )

@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from graphc.interop.mxnet_ndarray import TYPE_FLAGS
 from graphc.interop.mxnet_ops import MXNET_OPS, Unsupported
 from graphc.ir.errors import GraphcError, ImportFormatError
 from graphc.ir.node import source_as
@@ -56,6 +57,8 @@ def parse_value(text: Any) -> Any:
     ``"float32"``) stays a string."""
     if not isinstance(text, str):
         return text
+    if text.strip().lower() in ("true", "false"):  # dmlc also writes lower case
+        return text.strip().lower() == "true"
     try:
         value = ast.literal_eval(text.strip())
     except (ValueError, SyntaxError, MemoryError, RecursionError):
@@ -106,6 +109,8 @@ def _read_node(record: Any, place: str, outputs: list, packed: list) -> list[Sym
         section = record.get(key) or {}
         if not isinstance(section, dict):
             raise ImportFormatError(f"{place}: {key!r} must be an object")
+        if key == "attr":  # the node's annotations (ctx_group, ...): never the op's
+            section = {k: v for k, v in section.items() if k.startswith("__")}
         raw.update(section)
     attrs = {key: parse_value(value) for key, value in raw.items()}
     edges = record.get("inputs", [])
@@ -125,7 +130,7 @@ def _read_node(record: Any, place: str, outputs: list, packed: list) -> list[Sym
             built = mapping.build(inputs, passed, name)
     except Unsupported as exc:
         raise ImportFormatError(f"{place}: {exc}") from None
-    except (GraphcError, ValueError, TypeError, KeyError) as exc:
+    except (GraphcError, ValueError) as exc:  # graphc's own checks of what the file holds
         raise ImportFormatError(f"{place}: {exc}") from None
     if op == "RNN":
         packed.append(PackedRNN(inputs[1].name, name, int(passed["state_size"])))
@@ -139,9 +144,9 @@ def _variable(name: str, attrs: dict, place: str) -> Symbol:
         options["shape"] = shape
     dtype = attrs.get("__dtype__")
     if dtype is not None:
-        if dtype not in _DTYPE_FLAGS:
+        if dtype not in TYPE_FLAGS:  # mshadow's type flags, as the .params file's
             raise ImportFormatError(f"{place}: __dtype__ {dtype!r} is not a type flag")
-        options["dtype"] = _DTYPE_FLAGS[dtype]
+        options["dtype"] = TYPE_FLAGS[dtype]
     for key, option in (("__lr_mult__", "lr_mult"), ("__wd_mult__", "wd_mult")):
         if key in attrs:
             options[option] = float(attrs[key])

@@ -8,8 +8,8 @@ endian::
         uint32 array magic: 0xF993FAC9 (V2, MXNet 1.x) or 0xF993FACA (V3, 1.x under NumPy
                shape semantics); 0xF993FAC8 (V1, MXNet 0.x) has no storage type
         int32  storage type (V2, V3): 0 is dense; sparse storage is refused
-        shape: uint32 ndim (V3: int32, -1 for an unknown shape), then ndim int64 sizes;
-               V2 writes ndim 0 (V3: -1) for an empty array and nothing after it
+        shape: int32 ndim, then ndim int64 sizes (V1: uint32 ndim); an empty array is
+               ndim -1 (V3, and V2 from MXNet 1.5) or 0 (V2 before 1.5), nothing after it
         int32  device type, int32 device id (where the array lived; ignored)
         int32  type flag (0 float32, 1 float64, 2 float16, 3 uint8, 4 int32, 5 int8,
                6 int64, 7 bool)
@@ -127,8 +127,8 @@ def _read_array(reader: _Reader, index: int) -> np.ndarray | None:
         if storage != 0:
             kind = _STORAGE.get(storage, f"type {storage}")
             raise reader.fail(f"{what} has {kind} storage; graphc reads dense arrays only")
-    ndim = reader.unpack("i" if version == 3 else "I", f"{what}'s ndim")
-    if version == 3 and ndim == -1 or version == 2 and ndim == 0:
+    ndim = reader.unpack("I" if version == 1 else "i", f"{what}'s ndim")
+    if ndim == -1 or version == 2 and ndim == 0:
         return None  # an empty NDArray: nothing follows
     if ndim < 0 or ndim > 32:
         raise reader.fail(f"{what} has {ndim} dimensions")

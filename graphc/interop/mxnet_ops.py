@@ -35,6 +35,9 @@ class OpMapping:
     """Attributes that only tune MXNet's execution."""
     held: Mapping[str, tuple] = field(default_factory=dict)
     """Attributes graphc implements at these values only (MXNet's defaults)."""
+    none_is_default: tuple[str, ...] = ()
+    """Passed attributes whose None is MXNet's default, which is graphc's (an optional
+    MXNet parameter written out unset); elsewhere None goes to graphc, which checks it."""
 
     def attrs_for(self, attrs: Mapping[str, Any]) -> dict:
         passed = {}
@@ -50,8 +53,9 @@ class OpMapping:
                 continue
             if key not in self.passed:
                 raise Unsupported(f"attribute {key}={value!r} is not one graphc knows for it")
-            if value is not None:  # None: MXNet's default, which is graphc's
-                passed[key] = value
+            if value is None and key in self.none_is_default:
+                continue
+            passed[key] = value
         return passed
 
 
@@ -79,6 +83,8 @@ def _scalar_op(graphc_op: str, reverse: bool = False) -> Builder:
     """MXNet's ``_<op>_scalar``: ``x <op> scalar`` (``_r<op>_scalar``: ``scalar <op> x``)."""
 
     def build(inputs, attrs, name):
+        if "scalar" not in attrs:
+            raise Unsupported("it has no 'scalar' attribute")
         constant = scalar(float(attrs["scalar"]))
         operands = [constant, inputs[0]] if reverse else [inputs[0], constant]
         return apply_op(graphc_op, operands, {}, name)
@@ -138,10 +144,11 @@ def _rnn(inputs, attrs, name):
     starts from zeros without one), and the final states gain the layer axis back."""
     if attrs.get("mode") != "lstm":
         raise Unsupported(f"mode={attrs.get('mode')!r}; graphc has the LSTM (mode='lstm') only")
-    if int(attrs.get("num_layers", 1)) != 1 or attrs.get("bidirectional", False):
+    layers, bidirectional = int(attrs.get("num_layers", 1)), attrs.get("bidirectional", False)
+    if layers != 1 or bidirectional:
         raise Unsupported(
-            f"num_layers={attrs.get('num_layers')}, bidirectional={attrs.get('bidirectional', False)};"
-            " graphc's LSTM is one unidirectional layer"
+            f"num_layers={layers}, bidirectional={bidirectional}; graphc's LSTM is one"
+            " unidirectional layer"
         )
     data, parameters, state, state_cell = inputs[:4]
     if not parameters.node.is_variable:
@@ -171,6 +178,8 @@ _BINARY = {
     "elemwise_sub": ("elemwise_sub", "_minus", "_Minus", "_sub"),
     "elemwise_mul": ("elemwise_mul", "_mul", "_Mul"),
     "elemwise_div": ("elemwise_div", "_div", "_Div"),
+    # MXNet's _maximum, _power, _equal and the like also take equal shapes; graphc's ops
+    # broadcast, which agrees wherever MXNet's run.
     "add": ("broadcast_add", "broadcast_plus"),
     "subtract": ("broadcast_sub", "broadcast_minus"),
     "multiply": ("broadcast_mul",),
@@ -200,6 +209,19 @@ _SCALAR = {
     "lesser": ("_lesser_scalar", None),
     "lesser_equal": ("_lesser_equal_scalar", None),
 }
+# MXNet before 1.0 spelled the scalar ops in CamelCase.
+_OLD_SCALAR_NAMES = {
+    "_PlusScalar": "_plus_scalar",
+    "_MinusScalar": "_minus_scalar",
+    "_RMinusScalar": "_rminus_scalar",
+    "_MulScalar": "_mul_scalar",
+    "_DivScalar": "_div_scalar",
+    "_RDivScalar": "_rdiv_scalar",
+    "_PowerScalar": "_power_scalar",
+    "_RPowerScalar": "_rpower_scalar",
+    "_MaximumScalar": "_maximum_scalar",
+    "_MinimumScalar": "_minimum_scalar",
+}
 _UNARY = ("exp", "log", "sqrt", "square", "abs", "sign", "negative", "relu", "sigmoid", "tanh")
 
 
@@ -225,6 +247,7 @@ def _table() -> dict[str, OpMapping]:
             ),
             ignored=("cudnn_off", "p_value"),
             held={"layout": (None, "NCHW")},
+            none_is_default=("count_include_pad", "stride", "pad"),
         ),
         "Activation": OpMapping(_activation, ("act_type",)),
         "LeakyReLU": OpMapping(
@@ -302,6 +325,7 @@ def _table() -> dict[str, OpMapping]:
             _op("broadcast_like"), held={"lhs_axes": (None,), "rhs_axes": (None,)}
         ),
         "add_n": OpMapping(_op("add_n"), ("num_args",)),
+        "softmax_cross_entropy": OpMapping(_call(ops.softmax_cross_entropy)),
         "RNN": OpMapping(
             _rnn,
             ("state_size", "num_layers", "mode", "bidirectional", "state_outputs"),
@@ -340,6 +364,8 @@ def _table() -> dict[str, OpMapping]:
             table[reverse] = OpMapping(
                 _scalar_op(graphc_op, reverse=True), ("scalar",), ignored=("is_int",)
             )
+    for old, name in _OLD_SCALAR_NAMES.items():
+        table[old] = table[name]
     for name in _UNARY:
         table[name] = OpMapping(_op(name))
     return table

@@ -159,6 +159,7 @@ class Symbol:
         return self._infer_shape(args, kwargs, partial=True)
 
     def _infer_shape(self, args: tuple, kwargs: dict, partial: bool):
+        # unknown_dims infers shapes with this module's Symbol: imported here, not above.
         from graphc.ir.unknown_dims import resolve_unknown_dims
 
         given = _positional_to_names(self.list_arguments(), args, kwargs)

@@ -75,7 +75,9 @@ def resolve_unknown_dims(symbol: Symbol, given: Mapping[str, tuple]) -> Symbol:
                 + ", ".join(
                     f"{describe(node)} shape {tuple(node.attrs['shape'])}" for node in open_nodes
                 )
-                + f": more than one of the sizes {candidates} fits; give more input shapes"
+                + f": more than one of the sizes {candidates} fits (a size of 1 fits wherever"
+                " an op broadcasts): meet the constant with an op that takes equal shapes"
+                " (elemwise_add), or give its shape"
             )
     return _with_attrs(symbol, {node: {"shape": shape} for node, shape in settled.items()})
 

@@ -72,6 +72,8 @@ class ModelBindings:
                     f"are {arguments}"
                 )
         self.symbol = symbol
+        self.param_source: str | None = None
+        """The file the parameters were read from, named when one does not fit."""
         self.ctx = ctx
         self.arrays: ArrayOps = target_for(ctx).arrays
         self.data_names = tuple(data_names)
@@ -214,9 +216,10 @@ class ModelBindings:
             if name not in table:
                 raise KeyError(f"bind: no value for {name!r}; set_params or load it")
             if table[name].shape != shape:
+                source = f" (from {self.param_source})" if self.param_source else ""
                 raise ShapeError(
-                    f"bind: {name!r} has shape {table[name].shape}, the symbol needs {shape} "
-                    f"for these inputs{self._readers(name)}"
+                    f"bind: {name!r}{source} has shape {table[name].shape}, the symbol needs"
+                    f" {shape} for these inputs{self._readers(name)}"
                 )
             value = table[name]
             if isinstance(value, np.ndarray) and (

@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from graphc.ir.ops.loss import label_variable
 from graphc.ir.registry import HeadDef, get_op
 from graphc.ir.symbol import Symbol
 
@@ -95,15 +96,6 @@ class LossHead:
         return f"{self.op} {(self.name or self.op)!r}"
 
 
-def _label_variable(node) -> str | None:
-    """The variable a head's label is, through ``Reshape`` nodes (MXNet's models flatten a
-    (T, N) label into the head's (T * N,): the same elements in the same order, which is
-    how a head reads a bound label of its size anyway); None when other ops compute it."""
-    while node.op == "Reshape" and not node.attrs.get("reverse"):
-        node = node.inputs[0].node
-    return node.name if node.is_variable else None
-
-
 def loss_heads(symbol: Symbol) -> list[LossHead]:
     """The outputs of ``symbol`` that are loss heads, in output order."""
     heads = []
@@ -111,7 +103,7 @@ def loss_heads(symbol: Symbol) -> list[LossHead]:
         node = entry.node
         if node.is_variable or not get_op(node.op).is_loss_head:
             continue
-        label = _label_variable(node.inputs[1].node) if len(node.inputs) > 1 else None
+        label = label_variable(node)
         heads.append(LossHead(position, node.op, dict(node.attrs), label, node.name))
     return heads
 

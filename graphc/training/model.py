@@ -37,6 +37,8 @@ import numpy as np
 
 from graphc.data.io import BPTTIter
 from graphc.interop.mxnet import load_checkpoint as mxnet_checkpoint
+from graphc.interop.mxnet import params_path as mxnet_params_path
+from graphc.ir.errors import ImportFormatError
 from graphc.ir.symbol import Symbol
 from graphc.runtime.context import Context, cpu
 from graphc.training import metric as metrics
@@ -597,9 +599,9 @@ class Model:
         ready to ``predict``, ``score`` and ``fit``; ``save_checkpoint`` then writes it in
         graphc's format. No MXNet is needed (``gc.mxnet.load_checkpoint``).
 
-        As in MXNet's ``Module``, every argument that is not data is a label or a
-        parameter: without ``label_names``, the labels are the arguments the checkpoint
-        holds no value for.
+        As in MXNet's ``Module``, every argument that is neither data nor a label (by
+        default the variables the loss heads read as labels) is a parameter, and the
+        checkpoint must hold it.
 
         >>> import graphc as gc
         >>> model = gc.Model.load_mxnet("tests/fixtures/mxnet/mlp", 3)
@@ -607,18 +609,14 @@ class Model:
         (['fc1_weight', 'fc1_bias', 'fc2_weight', 'fc2_bias'], ('softmax_label',))
         """
         symbol, arg_params, aux_params = mxnet_checkpoint(prefix, epoch)
-        if label_names is None:
-            label_names = [
-                name
-                for name in symbol.list_arguments()
-                if name not in arg_params and name not in data_names
-            ]
         model = cls(symbol, ctx, data_names, label_names, opt_level)
         missing = sorted(set(model.param_names) - set(arg_params))
         if missing:
-            raise CheckpointError(
-                f"{prefix}-{int(epoch):04d}.params: no 'arg:' entry for the parameters {missing}"
+            raise ImportFormatError(
+                f"{mxnet_params_path(prefix, epoch)}: no 'arg:' entry for {missing}, which are"
+                f" neither data {list(model.data_names)} nor labels {list(model.label_names)}"
             )
+        model.bindings.param_source = mxnet_params_path(prefix, epoch)
         model.set_params({name: arg_params[name] for name in model.param_names}, aux_params)
         return model
 

@@ -184,15 +184,18 @@ def _valid_mask(attrs, label: np.ndarray) -> np.ndarray:
 
 
 def _normalizer(attrs, data: np.ndarray, valid: np.ndarray) -> float:
-    """What the gradient is divided by. MXNet (softmax_output-inl.h) divides a
-    multi_output gradient under 'null' and 'batch' by the positions per sample too (the
-    size of the axes after the classes); 'valid' counts positions already."""
+    """What the gradient is divided by, as MXNet's (softmax_output-inl.h): 'valid' the
+    labels that count; 'batch' the rows (with preserve_shape every position but the
+    classes', as MXNet flattens the data to 2-D); with multi_output, under 'null' and
+    'batch', the positions per sample too. ``_softmax_output_grad`` builds the same."""
     if attrs["normalization"] == "valid":
         return float(max(valid.sum(), 1))
-    per_sample = math.prod(data.shape[2:]) if attrs["multi_output"] else 1
+    divisor = 1.0
     if attrs["normalization"] == "batch":
-        return float(data.shape[0] * per_sample)
-    return float(per_sample)
+        divisor = math.prod(data.shape[:-1]) if attrs["preserve_shape"] else data.shape[0]
+    if attrs["multi_output"]:
+        divisor *= math.prod(data.shape[2:])
+    return float(divisor)
 
 
 def _softmax_output_loss(attrs, inputs, outputs) -> float:
@@ -262,15 +265,17 @@ def _softmax_output_grad(args):
         diff = diff * expand_dims(keep, axis=axis)
     else:
         keep = ones_like(label)
+    # The divisor of _normalizer, as a graph.
     normalization = attrs["normalization"]
-    if normalization == "batch":
-        diff = diff / size_array(data, axis=0)
-    elif normalization == "valid":
+    if normalization == "valid":
         diff = diff / maximum(reduce_sum(keep), 1.0)
-    if attrs["multi_output"] and normalization != "valid":
-        # MXNet's scale (softmax_output-inl.h): also over the positions of a sample, the
-        # label's size after its first axis ('valid' counts them already).
-        diff = diff * (size_array(label, axis=0) / size_array(label))
+    else:
+        if normalization == "batch" and attrs["preserve_shape"]:
+            diff = diff / (size_array(data) / size_array(data, axis=-1))
+        elif normalization == "batch":
+            diff = diff / size_array(data, axis=0)
+        if attrs["multi_output"]:
+            diff = diff / (size_array(data) / size_array(data, axis=(0, 1)))
     if attrs["grad_scale"] != 1.0:
         diff = diff * attrs["grad_scale"]
     return [reshape_like(diff, data) if flat else diff, None]
@@ -295,9 +300,9 @@ register(
         loss=_softmax_output_loss,
         head=_SOFTMAX_HEAD,
         doc="Softmax probabilities forward; backward (p - onehot(label)) * grad_scale, divided"
-        " by the batch size ('batch') or the number of non-ignored labels ('valid'), and with"
-        " multi_output under 'null' and 'batch' by the positions per sample too, as MXNet"
-        " does. Classes"
+        " by the batch size ('batch'; the rows, with preserve_shape) or the number of"
+        " non-ignored labels ('valid'), and with multi_output under 'null' and 'batch' by the"
+        " positions per sample too, as MXNet does. Classes"
         " lie on axis 1 with multi_output, on the last axis with preserve_shape, and otherwise"
         " data is flattened to (N, classes) and label is (N,).",
     )
@@ -507,3 +512,16 @@ __all__ = [
     "SoftmaxOutput",
     "softmax_cross_entropy",
 ]
+
+
+def label_variable(head) -> str | None:
+    """The variable a loss head's label is, directly or through ``Reshape`` nodes (MXNet's
+    models flatten a (T, N) label into the head's (T * N,): the same elements in the same
+    order, which is how a head reads a bound label of its size anyway); None when other ops
+    compute it or the head takes none."""
+    if len(head.inputs) < 2:
+        return None
+    node = head.inputs[1].node
+    while node.op == "Reshape" and not node.attrs.get("reverse"):
+        node = node.inputs[0].node
+    return node.name if node.is_variable else None
