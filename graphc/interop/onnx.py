@@ -4,8 +4,8 @@ The ``onnx`` package is imported only when one of these is called (``pip install
 graphc[onnx]``): a plain install never loads it.
 
 >>> import graphc as gc
->>> gc.onnx.DEFAULT_OPSET
-21
+>>> gc.onnx.default_opset()  # with onnx 1.23.2 installed
+28
 
 Export writes the inference graph (``graphc.interop.onnx_export``: loss heads become their
 predictions, labels are not inputs) with the parameters as initializers, and checks the
@@ -16,6 +16,7 @@ maps the same ops back, and the equivalents other exporters write.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Mapping
@@ -31,12 +32,22 @@ from graphc.ir.registry import get_op
 from graphc.ir.symbol import Symbol
 from graphc.ir.unknown_dims import resolve_unknown_dims
 
-DEFAULT_OPSET = 21
-"""The opset written unless ``opset=`` says otherwise: the newest that onnx (>= 1.16, the
-extra's floor) defines and that ONNX Runtime (>= 1.18) runs for every op exported here."""
+NEWEST_CHECKED_OPSET = 28
+"""The newest opset every op's mapping was checked at against ONNX Runtime (1.32.0, with
+onnx 1.23.2, whose newest it is)."""
+HEADS_KEY = "graphc.loss_heads"
+"""The model property that records each loss head written as its prediction (its op,
+attributes, the ONNX value it read and its label's name), so that ``load`` gives back the
+trainable symbol; other runtimes ignore it."""
 MIN_OPSET = 18
 """The oldest opset the mapping writes (``Split`` with its sizes as an input, reductions
 with their axes as an input: opset 18)."""
+
+
+def default_opset() -> int:
+    """The opset written unless ``opset=`` says otherwise: the newest that the installed
+    onnx defines, up to :data:`NEWEST_CHECKED_OPSET`."""
+    return min(_onnx().defs.onnx_opset_version(), NEWEST_CHECKED_OPSET)
 
 
 def _onnx():
@@ -59,10 +70,10 @@ def export(
     ``params`` holds the parameters (written as initializers); ``input_shapes`` the shapes
     of the data inputs, from which every shape is inferred (a Reshape's codes become its
     concrete shape). Labels of loss heads are not inputs: a head becomes its prediction.
-    ``opset`` (default :data:`DEFAULT_OPSET`) may be older, down to :data:`MIN_OPSET`.
+    ``opset`` (default :func:`default_opset`) may be older, down to :data:`MIN_OPSET`.
     """
     onnx = _onnx()
-    opset = DEFAULT_OPSET if opset is None else int(opset)
+    opset = default_opset() if opset is None else int(opset)
     newest = onnx.defs.onnx_opset_version()
     if not MIN_OPSET <= opset <= newest:
         raise ValueError(
@@ -99,7 +110,7 @@ def _build(onnx, symbol: Symbol, params: dict, input_shapes: dict, opset: int):
     float_dtype = next(iter(dtypes_given.values()), np.dtype(np.float32))
     builder = Builder(helper, numpy_helper, inferred, dtypes, np.dtype(float_dtype))
     builder.parameter_values = {n: np.asarray(v) for n, v in params.items()}
-    inputs, needed = [], _reachable_without_labels(symbol, labels)
+    inputs, needed, heads = [], _reachable_without_labels(symbol, labels), {}
     for node in graph.nodes:
         if node not in needed:
             continue
@@ -111,12 +122,22 @@ def _build(onnx, symbol: Symbol, params: dict, input_shapes: dict, opset: int):
                     helper.make_tensor_value_info(node.name, dtype, list(shapes[node.name]))
                 )
             continue
-        reads = node.inputs[:1] if get_op(node.op).is_loss_head else node.inputs  # no label
+        is_head = get_op(node.op).is_loss_head
+        reads = node.inputs[:1] if is_head else node.inputs  # a head's label is not read
         names = emit(builder, node, [builder.names[entry] for entry in reads])
+        if is_head:
+            heads[node.name] = {
+                "op": node.op,
+                "attrs": {k: list(v) if isinstance(v, tuple) else v for k, v in node.attrs.items()},
+                "data": builder.names[node.inputs[0]],
+                "label": label_variable(node),
+            }
         for index, name in enumerate(names):
             builder.names[NodeOutput(node, index)] = name
-    outputs = []
+    outputs, head_outputs = [], []
     for out_name, entry in zip(symbol.list_outputs(), symbol.entries):
+        if entry.node.name in heads and entry.index == 0:
+            head_outputs.append({"output": out_name, **heads[entry.node.name]})
         source = builder.names[entry]
         builder.node("Identity", [source], [out_name])  # the outputs keep graphc's names
         dtype = helper.np_dtype_to_tensor_dtype(dtypes[entry] or float_dtype)
@@ -133,13 +154,11 @@ def _build(onnx, symbol: Symbol, params: dict, input_shapes: dict, opset: int):
         opset_imports=[helper.make_opsetid("", opset)],
         producer_name="graphc",
     )
-    model.ir_version = min(model.ir_version, _IR_FOR_OPSET.get(opset, model.ir_version))
+    if head_outputs:  # what import needs to make the model trainable again (HEADS_KEY)
+        helper.set_model_props(model, {HEADS_KEY: json.dumps(head_outputs)})
+    # The oldest IR version that carries this opset: a runtime that knows the opset reads it.
+    model.ir_version = helper.find_min_ir_version_for(list(model.opset_import))
     return model
-
-
-# The IR version each opset came with (onnx/helper.py VERSION_TABLE): a runtime that knows
-# an opset knows its IR version.
-_IR_FOR_OPSET = {18: 8, 19: 9, 20: 9, 21: 10, 22: 10, 23: 11, 24: 11}
 
 
 def _label_inputs(symbol: Symbol) -> set[str]:

@@ -239,8 +239,14 @@ def _reduce(b: Builder, node: Node, inputs):
 @emits("dot")
 def _dot(b: Builder, node: Node, inputs):
     left, right = inputs
-    if len(b.shape_of(_in(node, 0))) != 2 or len(b.shape_of(_in(node, 1))) != 2:
-        raise ExportError(f"{describe(node)}: dot is exported for 2-D operands only")
+    ranks = len(b.shape_of(_in(node, 0))), len(b.shape_of(_in(node, 1)))
+    # MatMul's meaning for an N-D left operand and a matrix; MXNet's dot of an N-D right
+    # operand (a tensordot) and its transposes of N-D operands are other products.
+    if ranks[1] != 2 or ranks[0] < 2 or (ranks[0] > 2 and node.attrs["transpose_a"]):
+        raise ExportError(
+            f"{describe(node)}: dot of operands of rank {ranks} has no ONNX mapping (MatMul"
+            " takes an N-D left operand and a matrix)"
+        )
     if node.attrs["transpose_a"]:
         left = b.one("Transpose", [left], perm=[1, 0])
     if node.attrs["transpose_b"]:

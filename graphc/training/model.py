@@ -584,6 +584,27 @@ class Model:
             model.history = {key: list(values) for key, values in state.history.items()}
         return model
 
+    def export_onnx(
+        self, path: str, input_shapes: Mapping[str, tuple] | None = None, opset: int | None = None
+    ):
+        """Write the model's inference graph with its parameters to the ONNX file ``path``
+        (``gc.onnx.export``) and return the ONNX model. ``input_shapes`` gives the data's
+        shapes; by default those of the model's last binding (a ``fit``, ``score`` or
+        ``predict``)."""
+        from graphc.interop.onnx import export
+
+        self._require_params("export_onnx")
+        if input_shapes is None:
+            bound = [dict(key) for _, key in self.bindings.executors]
+            if not bound:
+                raise ValueError(
+                    "export_onnx: the model has not been bound yet; give input_shapes, e.g."
+                    f" {{{self.data_names[0]!r}: (1, ...)}}"
+                )
+            input_shapes = {name: bound[-1][name] for name in self.data_names}
+        arg_params, _ = self.get_params()
+        return export(self.symbol, arg_params, input_shapes, path, opset=opset)
+
     @classmethod
     def load_mxnet(
         cls,
