@@ -114,6 +114,27 @@ def test_a_trained_model_exports_and_comes_back_trainable(tmp_path):
     assert losses[-1] < losses[0], losses
 
 
+def test_readmes_three_lines_run(tmp_path, monkeypatch):
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = next(
+        b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if "export_onnx" in b
+    )
+    model = gc.Model.load_mxnet(str(FIXTURES / "lenet"), 3)
+    x = np.load(FIXTURES / "expected.npz")["lenet:data"]
+    model.predict(x)  # binds it: export_onnx takes those shapes
+    monkeypatch.chdir(tmp_path)
+    exec(compile(block, "README.md", "exec"), {"gc": gc, "model": model})
+    np.testing.assert_allclose(
+        _session(tmp_path / "lenet.onnx").run(None, {"data": x})[0],
+        model.predict(x),
+        rtol=RTOL,
+        atol=ATOL,
+    )
+
+
 # -- the traps, each against ONNX Runtime -------------------------------------------------------
 
 data, h0, c0, idx = gc.Variable("data"), gc.Variable("h0"), gc.Variable("c0"), gc.Variable("idx")
@@ -193,6 +214,7 @@ TRAPS = {
         gc.pick(data, idx, axis=1) + gc.sum(gc.one_hot(idx, depth=4), axis=1),
         {"data": (3, 4), "idx": (3,)},
     ),
+    "one_hot_like": (gc.one_hot_like(idx, data, axis=0) * data, {"data": (3, 4), "idx": (4,)}),
     "elementwise": (
         gc.maximum(gc.exp(data) - 1.0, gc.sqrt(gc.abs(data)) * gc.sign(data))
         / (gc.square(data) + 1.0)
@@ -261,9 +283,9 @@ def test_a_trap_case_runs_in_onnx_runtime_as_in_graphcs_reference(case, opset, t
 
 @pytest.mark.unit
 def test_an_op_without_a_mapping_is_an_error_naming_node_and_op(tmp_path):
-    net = gc.one_hot_like(idx, data)
-    with pytest.raises(gc.GraphcError, match=r"\(one_hot_like\) at test_onnx.py:\d+: .*no ONNX"):
-        gc.onnx.export(net, {}, {"idx": (3,), "data": (3, 4)}, tmp_path / "x.onnx")
+    net = gc.sum_to_like(data, idx)  # the gradient graph's op: not in an inference graph
+    with pytest.raises(gc.GraphcError, match=r"\(sum_to_like\) at test_onnx.py:\d+: .*no ONNX"):
+        gc.onnx.export(net, {}, {"idx": (4,), "data": (3, 4)}, tmp_path / "x.onnx")
     assert not (tmp_path / "x.onnx").exists()  # nothing written half-way
 
 

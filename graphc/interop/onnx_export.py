@@ -341,6 +341,15 @@ def _one_hot(b: Builder, node: Node, inputs):
     return b.node("OneHot", [_as_indices(b, inputs[0]), depth, values], axis=-1)
 
 
+@emits("one_hot_like")
+def _one_hot_like(b: Builder, node: Node, inputs):
+    shape = b.shape_of(_out(node))
+    axis = node.attrs["axis"] % len(shape)
+    values = b.constant(np.array([0.0, 1.0], dtype=b.dtype_of(_out(node))))
+    depth = b.ints([shape[axis]], "depth")
+    return b.node("OneHot", [_as_indices(b, inputs[0]), depth, values], axis=axis)
+
+
 @emits("pick")
 def _pick(b: Builder, node: Node, inputs):
     shape = b.shape_of(_in(node, 0))

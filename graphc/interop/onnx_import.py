@@ -464,10 +464,26 @@ def _gather_elements(r: Reader, node, attrs, inputs):
 
 @reads("OneHot")
 def _one_hot(r: Reader, node, attrs, inputs):
-    _only(attrs, {"axis": (-1,)})
+    _only(attrs, {"axis": None})
     depth = int(np.asarray(r.constant(inputs[1], "depth")).reshape(-1)[0])
     off, on = (float(v) for v in r.constant(inputs[2], "values"))
-    return ops.one_hot(r.symbol(inputs[0]), depth=depth, on_value=on, off_value=off, name=_name(r))
+    axis = attrs.get("axis", -1)
+    rank = _rank(r, inputs[0])
+    if rank is None:
+        raise Unsupported("OneHot of indices of unknown rank")
+    hot = ops.one_hot(
+        r.symbol(inputs[0]),
+        depth=depth,
+        on_value=on,
+        off_value=off,
+        name=_name(r, "" if axis % (rank + 1) == rank else "_last"),
+    )
+    axis %= rank + 1
+    if axis == rank:
+        return hot  # graphc's one_hot adds the last axis
+    perm = list(range(rank))
+    perm.insert(axis, rank)
+    return ops.transpose(hot, axes=tuple(perm), name=_name(r))
 
 
 # -- layers ------------------------------------------------------------------------------------------
