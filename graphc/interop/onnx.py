@@ -4,7 +4,7 @@ The ``onnx`` package is imported only when one of these is called (``pip install
 graphc[onnx]``): a plain install never loads it.
 
 >>> import graphc as gc
->>> gc.onnx.default_opset()  # with onnx 1.23.2 installed
+>>> gc.onnx.default_opset()  # 28 with onnx 1.23
 28
 
 Export writes the inference graph (``graphc.interop.onnx_export``: loss heads become their
@@ -24,7 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
-from graphc.interop.onnx_export import Builder, ExportError, emit
+from graphc.interop.onnx_export import (
+    BLOCK_GRAD_KEY,
+    HEADS_KEY,
+    MIN_OPSET,
+    Builder,
+    ExportError,
+    emit,
+)
 from graphc.ir.infer import infer_dtypes, infer_shapes
 from graphc.ir.node import NodeOutput
 from graphc.ir.ops.loss import label_variable
@@ -35,13 +42,6 @@ from graphc.ir.unknown_dims import resolve_unknown_dims
 NEWEST_CHECKED_OPSET = 28
 """The newest opset every op's mapping was checked at against ONNX Runtime (1.32.0, with
 onnx 1.23.2, whose newest it is)."""
-HEADS_KEY = "graphc.loss_heads"
-"""The model property that records each loss head written as its prediction (its op,
-attributes, the ONNX value it read and its label's name), so that ``load`` gives back the
-trainable symbol; other runtimes ignore it."""
-MIN_OPSET = 18
-"""The oldest opset the mapping writes (``Split`` with its sizes as an input, reductions
-with their axes as an input: opset 18)."""
 
 
 def default_opset() -> int:
@@ -94,6 +94,13 @@ def _build(onnx, symbol: Symbol, params: dict, input_shapes: dict, opset: int):
         raise ExportError(f"onnx export: {unknown} are not arguments of the symbol {arguments}")
     labels = _label_inputs(symbol)
     data_names = [a for a in arguments if a not in params and a not in labels]
+    # Inputs whose shape the others decide (an LSTM's initial states, from the data's batch).
+    given = {**{n: np.shape(v) for n, v in params.items() if n in arguments}, **input_shapes}
+    partial = dict(zip(arguments, symbol.infer_shape_partial(**given)[0]))
+    input_shapes = {
+        **{a: partial[a] for a in data_names if partial.get(a) is not None},
+        **input_shapes,
+    }
     missing = [a for a in data_names if a not in input_shapes]
     if missing:
         raise ExportError(
@@ -108,7 +115,14 @@ def _build(onnx, symbol: Symbol, params: dict, input_shapes: dict, opset: int):
     dtypes_given = {n: np.asarray(v).dtype for n, v in params.items() if n in arguments}
     dtypes = infer_dtypes(graph, dtypes_given)
     float_dtype = next(iter(dtypes_given.values()), np.dtype(np.float32))
-    builder = Builder(helper, numpy_helper, inferred, dtypes, np.dtype(float_dtype))
+    if np.dtype(float_dtype) != np.float32:
+        # A valid file that the runtimes cannot run: ONNX Runtime has no double kernels for
+        # Conv, pooling or LSTM.
+        raise ExportError(
+            f"onnx export: the parameters are {np.dtype(float_dtype)}; export writes float32"
+            " graphs (ONNX Runtime has no float64 Conv, pooling or LSTM): cast them first"
+        )
+    builder = Builder(helper, numpy_helper, inferred, dtypes, np.dtype(float_dtype), opset)
     builder.parameter_values = {n: np.asarray(v) for n, v in params.items()}
     inputs, needed, heads = [], _reachable_without_labels(symbol, labels), {}
     for node in graph.nodes:
@@ -128,6 +142,7 @@ def _build(onnx, symbol: Symbol, params: dict, input_shapes: dict, opset: int):
         if is_head:
             heads[node.name] = {
                 "op": node.op,
+                "name": node.name,
                 "attrs": {k: list(v) if isinstance(v, tuple) else v for k, v in node.attrs.items()},
                 "data": builder.names[node.inputs[0]],
                 "label": label_variable(node),
@@ -139,6 +154,7 @@ def _build(onnx, symbol: Symbol, params: dict, input_shapes: dict, opset: int):
         if entry.node.name in heads and entry.index == 0:
             head_outputs.append({"output": out_name, **heads[entry.node.name]})
         source = builder.names[entry]
+        builder.current = out_name
         builder.node("Identity", [source], [out_name])  # the outputs keep graphc's names
         dtype = helper.np_dtype_to_tensor_dtype(dtypes[entry] or float_dtype)
         outputs.append(helper.make_tensor_value_info(out_name, dtype, list(inferred[entry])))
@@ -154,8 +170,12 @@ def _build(onnx, symbol: Symbol, params: dict, input_shapes: dict, opset: int):
         opset_imports=[helper.make_opsetid("", opset)],
         producer_name="graphc",
     )
-    if head_outputs:  # what import needs to make the model trainable again (HEADS_KEY)
-        helper.set_model_props(model, {HEADS_KEY: json.dumps(head_outputs)})
+    # What load needs to give back the graph that trains: the heads and the stop-gradients.
+    props = {HEADS_KEY: json.dumps(head_outputs)} if head_outputs else {}
+    if builder.block_grads:
+        props[BLOCK_GRAD_KEY] = json.dumps(builder.block_grads)
+    if props:
+        helper.set_model_props(model, props)
     # The oldest IR version that carries this opset: a runtime that knows the opset reads it.
     model.ir_version = helper.find_min_ir_version_for(list(model.opset_import))
     return model

@@ -23,6 +23,16 @@ from graphc.ir.errors import GraphcError
 from graphc.ir.infer import describe
 from graphc.ir.node import Node, NodeOutput
 
+MIN_OPSET = 13
+"""The oldest opset written and read (``Split``, ``Squeeze``, ``Unsqueeze`` and
+``ReduceSum`` with their sizes and axes as inputs, ``Softmax`` over one axis: opset 13)."""
+HEADS_KEY = "graphc.loss_heads"
+"""The model property that records each loss head written as its prediction (its op,
+node name, attributes, the ONNX value it read and its label's name), so that load gives
+back the trainable symbol; other runtimes ignore it."""
+BLOCK_GRAD_KEY = "graphc.block_grad"
+"""The model property naming the Identity nodes that were BlockGrad."""
+
 
 class ExportError(GraphcError, ValueError):
     """A graph that cannot be written as ONNX: the message names the node and the op."""
@@ -38,8 +48,12 @@ class Builder:
     shapes: Any  # graphc.ir.infer.Inferred
     dtypes: Any
     float_dtype: np.dtype
+    opset: int = 18
     parameter_values: dict = field(default_factory=dict)  # name -> array, for the LSTM's
+    block_grads: list = field(default_factory=list)  # BlockGrad nodes, recorded for load
+    current: str = ""  # the graphc node being emitted: its ONNX nodes are named after it
     nodes: list = field(default_factory=list)
+    _named: set = field(default_factory=set)
     initializers: list = field(default_factory=list)
     names: dict = field(default_factory=dict)  # NodeOutput -> ONNX value name
     _count: int = 0
@@ -51,8 +65,12 @@ class Builder:
     def node(
         self, op: str, inputs: list[str], outputs: list[str] | None = None, **attrs
     ) -> list[str]:
+        """An ONNX node, named after the graphc node it is part of (a runtime's errors then
+        name the user's node; load takes an LSTM's and a BlockGrad's names back from it)."""
         outputs = outputs or [self.fresh(op.lower())]
-        self.nodes.append(self.helper.make_node(op, inputs, outputs, **attrs))
+        name = self.current if self.current not in self._named else self.fresh(self.current)
+        self._named.add(name)
+        self.nodes.append(self.helper.make_node(op, inputs, outputs, name=name, **attrs))
         return outputs
 
     def one(self, op: str, inputs: list[str], **attrs) -> str:
@@ -60,6 +78,11 @@ class Builder:
 
     def constant(self, value: np.ndarray, hint: str = "const") -> str:
         name = self.fresh(hint)
+        self.initializers.append(self.numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def named_constant(self, value: np.ndarray, name: str) -> str:
+        """An initializer under a name of its own (the LSTM's ``{name}_W``)."""
         self.initializers.append(self.numpy_helper.from_array(np.asarray(value), name))
         return name
 
@@ -92,6 +115,7 @@ def emit(builder: Builder, node: Node, inputs: list[str]) -> list[str]:
     emitter = EMITTERS.get(node.op)
     if emitter is None:
         raise ExportError(f"{describe(node)}: graphc has no ONNX mapping for op {node.op!r}")
+    builder.current = node.name
     return emitter(builder, node, inputs)
 
 
@@ -105,7 +129,7 @@ def _in(node: Node, index: int) -> NodeOutput:
 
 # -- elementwise ----------------------------------------------------------------------------
 
-_UNARY = {
+UNARY = {
     "exp": "Exp",
     "log": "Log",
     "sqrt": "Sqrt",
@@ -117,7 +141,7 @@ _UNARY = {
     "tanh": "Tanh",
     "softrelu": "Softplus",
 }
-_BINARY = {
+BINARY = {
     "add": "Add",
     "subtract": "Sub",
     "multiply": "Mul",
@@ -130,7 +154,7 @@ _BINARY = {
     "elemwise_mul": "Mul",
     "elemwise_div": "Div",
 }
-_COMPARE = {
+COMPARE = {
     "greater": "Greater",
     "greater_equal": "GreaterOrEqual",
     "lesser": "Less",
@@ -139,9 +163,9 @@ _COMPARE = {
 }
 
 
-@emits(*_UNARY)
+@emits(*UNARY)
 def _unary(b: Builder, node: Node, inputs):
-    return b.node(_UNARY[node.op], inputs)
+    return b.node(UNARY[node.op], inputs)
 
 
 @emits("square")
@@ -149,9 +173,9 @@ def _square(b: Builder, node: Node, inputs):
     return b.node("Mul", [inputs[0], inputs[0]])
 
 
-@emits(*_BINARY)
+@emits(*BINARY)
 def _binary(b: Builder, node: Node, inputs):
-    return b.node(_BINARY[node.op], inputs)
+    return b.node(BINARY[node.op], inputs)
 
 
 def _to_float(b: Builder, node: Node, boolean: str) -> list[str]:
@@ -160,9 +184,9 @@ def _to_float(b: Builder, node: Node, boolean: str) -> list[str]:
     return b.node("Cast", [boolean], to=to)
 
 
-@emits(*_COMPARE)
+@emits(*COMPARE)
 def _compare(b: Builder, node: Node, inputs):
-    return _to_float(b, node, b.one(_COMPARE[node.op], inputs))
+    return _to_float(b, node, b.one(COMPARE[node.op], inputs))
 
 
 @emits("not_equal")
@@ -208,9 +232,21 @@ def _add_n(b: Builder, node: Node, inputs):
     return b.node("Sum", inputs)
 
 
-@emits("BlockGrad", "Dropout")
-def _identity(b: Builder, node: Node, inputs):
-    return b.node("Identity", inputs[:1])  # Dropout is the identity in inference
+@emits("Dropout")
+def _dropout(b: Builder, node: Node, inputs):
+    if node.attrs["mode"] == "always":
+        raise ExportError(
+            f"{describe(node)}: Dropout with mode='always' drops at inference too, which an"
+            " ONNX inference graph does not; use mode='training'"
+        )
+    return b.node("Identity", inputs[:1])  # the identity at inference
+
+
+@emits("BlockGrad")
+def _block_grad(b: Builder, node: Node, inputs):
+    # The identity forward; recorded (BLOCK_GRAD_KEY) so that load stops gradients again.
+    b.block_grads.append(node.name)
+    return b.node("Identity", inputs[:1])
 
 
 @emits("broadcast_like")
@@ -232,8 +268,12 @@ def _axes(node: Node, ndim: int) -> list[int] | None:
 def _reduce(b: Builder, node: Node, inputs):
     op = {"sum": "ReduceSum", "max": "ReduceMax", "min": "ReduceMin"}[node.op]
     axes = _axes(node, len(b.shape_of(_in(node, 0))))
-    operands = [inputs[0]] + ([b.ints(axes, "axes")] if axes is not None else [])
-    return b.node(op, operands, keepdims=int(node.attrs["keepdims"]))
+    keepdims = int(node.attrs["keepdims"])
+    if axes is None:
+        return b.node(op, inputs[:1], keepdims=keepdims)
+    if op != "ReduceSum" and b.opset < 18:  # ReduceMax/Min took axes as an attribute
+        return b.node(op, inputs[:1], axes=axes, keepdims=keepdims)
+    return b.node(op, [inputs[0], b.ints(axes, "axes")], keepdims=keepdims)
 
 
 @emits("dot")
@@ -413,14 +453,19 @@ def _pooling(b: Builder, node: Node, inputs):
     )
 
 
-_ONNX_GATES = [0, 3, 1, 2]
-"""ONNX's gate order (input, output, forget, cell) as positions in graphc's (input, forget,
-cell, output)."""
+ONNX_GATES = (0, 3, 1, 2)
+"""ONNX's gate order (input, output, forget, cell) as positions in graphc's and MXNet's
+(input, forget, cell, output); ``np.argsort`` of it is the way back."""
+
+
+def reorder_gates(array: np.ndarray, order) -> np.ndarray:
+    """The four gate blocks of ``array`` (stacked on axis 0) in ``order``."""
+    blocks = np.split(np.asarray(array), 4, axis=0)
+    return np.concatenate([blocks[i] for i in order], axis=0)
 
 
 def _gates(array: np.ndarray) -> np.ndarray:
-    blocks = np.split(np.asarray(array), 4, axis=0)
-    return np.concatenate([blocks[i] for i in _ONNX_GATES], axis=0)
+    return reorder_gates(array, ONNX_GATES)
 
 
 @emits("LSTM")
@@ -434,9 +479,10 @@ def _lstm(b: Builder, node: Node, inputs):
         raise ExportError(f"{describe(node)}: the LSTM's weights {missing} must be parameters")
     i2h_weight, h2h_weight, i2h_bias, h2h_bias = (np.asarray(params[n]) for n in names)
     hidden = node.attrs["num_hidden"]
-    w = b.constant(_gates(i2h_weight)[None], f"{node.name}_W")
-    r = b.constant(_gates(h2h_weight)[None], f"{node.name}_R")
-    bias = b.constant(np.concatenate([_gates(i2h_bias), _gates(h2h_bias)])[None], f"{node.name}_B")
+    w = b.named_constant(_gates(i2h_weight)[None], f"{node.name}_W")
+    r = b.named_constant(_gates(h2h_weight)[None], f"{node.name}_R")
+    biases = np.concatenate([_gates(i2h_bias), _gates(h2h_bias)])[None]
+    bias = b.named_constant(biases, f"{node.name}_B")
     operands = [inputs[0], w, r, bias, ""]
     states = list(inputs[5:])
     given = [node.attrs["has_state"], node.attrs["has_state_cell"]]

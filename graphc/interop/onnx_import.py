@@ -21,6 +21,16 @@ from typing import Any
 import numpy as np
 
 import graphc.ir.ops as ops
+from graphc.interop.onnx_export import (
+    BINARY,
+    BLOCK_GRAD_KEY,
+    COMPARE,
+    HEADS_KEY,
+    MIN_OPSET,
+    ONNX_GATES,
+    UNARY,
+    reorder_gates,
+)
 from graphc.ir.errors import GraphcError, ImportFormatError
 from graphc.ir.node import source_as
 from graphc.ir.symbol import Group, Symbol, Variable, apply_op, scalar
@@ -37,6 +47,10 @@ class Reader:
     constants: dict = field(default_factory=dict)  # ONNX name -> np.ndarray (initializers)
     params: dict = field(default_factory=dict)  # graphc parameter name -> np.ndarray
     ranks: dict = field(default_factory=dict)  # ONNX name -> rank (ONNX's shape inference)
+    dims: dict = field(default_factory=dict)  # ONNX name -> sizes (None where symbolic)
+    consumers: dict = field(default_factory=dict)  # ONNX name -> [(op type, outputs)] reading it
+    booleans: set = field(default_factory=set)  # comparison results (graphc's are floats)
+    block_grads: set = field(default_factory=set)  # Identity nodes that were BlockGrad
     node_name: str = ""
 
     def symbol(self, name: str) -> Symbol:
@@ -99,14 +113,33 @@ def read_model(onnx, model, where: str) -> tuple[Symbol, dict[str, np.ndarray]]:
             f"{where}: operator sets {sorted(domains - {'', 'ai.onnx'})}"
             " are not ONNX's own; graphc reads the standard ops only"
         )
-    reader = Reader(onnx)
-    try:  # the ranks of every value, which MatMul and Squeeze need to choose graphc's op
-        inferred = onnx.shape_inference.infer_shapes(model).graph
+    opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    if opset < MIN_OPSET:
+        # Before 13, Softmax flattened its input and Slice, Split, Squeeze took attributes.
+        raise ImportFormatError(
+            f"{where}: opset {opset}; graphc reads opset {MIN_OPSET} and newer (convert the"
+            " file with onnx.version_converter)"
+        )
+    try:  # a malformed file is refused whole, before any node is read
+        onnx.checker.check_model(model)
+        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True).graph
     except Exception as exc:  # noqa: BLE001 - onnx raises several kinds
-        raise ImportFormatError(f"{where}: ONNX's shape inference failed: {exc}") from None
+        raise ImportFormatError(f"{where}: not a valid ONNX model: {exc}") from None
+    reader = Reader(onnx)
     for value in [*inferred.input, *inferred.value_info, *inferred.output]:
         if value.type.tensor_type.HasField("shape"):
-            reader.ranks[value.name] = len(value.type.tensor_type.shape.dim)
+            dims = value.type.tensor_type.shape.dim
+            reader.ranks[value.name] = len(dims)
+            reader.dims[value.name] = [
+                d.dim_value if d.HasField("dim_value") else None for d in dims
+            ]
+    for node in graph.node:
+        for name in node.input:
+            reader.consumers.setdefault(name, []).append((node.op_type, list(node.output)))
+        if node.op_type in _COMPARISONS:
+            reader.booleans.update(node.output)
+    props = {p.key: p.value for p in model.metadata_props}
+    reader.block_grads = set(json.loads(props.get(BLOCK_GRAD_KEY, "[]")))
     for tensor in graph.initializer:
         reader.constants[tensor.name] = onnx.numpy_helper.to_array(tensor)
     for value in graph.input:
@@ -127,6 +160,8 @@ def read_model(onnx, model, where: str) -> tuple[Symbol, dict[str, np.ndarray]]:
                 built = read(reader, node, _attrs(onnx, node), list(node.input))
         except (Unsupported, GraphcError, ValueError) as exc:
             raise ImportFormatError(f"{place}: {exc}") from None
+        except (LookupError, TypeError) as exc:  # an attribute or input the op needs is missing
+            raise ImportFormatError(f"{place}: {type(exc).__name__} {exc}") from None
         outputs = built if isinstance(built, list) else [built]
         for name, symbol in zip(node.output, outputs):
             if name:
@@ -141,9 +176,6 @@ def read_model(onnx, model, where: str) -> tuple[Symbol, dict[str, np.ndarray]]:
     return symbol, reader.params
 
 
-HEADS_KEY = "graphc.loss_heads"  # graphc.interop.onnx writes it
-
-
 def _loss_heads(model, reader: Reader, where: str) -> dict[str, Symbol]:
     """The loss heads a graphc export wrote as their predictions, rebuilt over the values
     they read, by output name: the imported symbol trains as the exported one did."""
@@ -154,43 +186,25 @@ def _loss_heads(model, reader: Reader, where: str) -> dict[str, Symbol]:
         records = json.loads(props[HEADS_KEY])
         restored = {}
         for record in records:
-            data = reader.values[record["data"]]
-            label = Variable(record["label"]) if record["label"] else None
-            name = record["output"].removesuffix("_output")
+            operands = [reader.values[record["data"]]]
+            if record["label"]:
+                operands.append(Variable(record["label"]))
+            name = record["name"]
             with source_as(f"{where} loss head {name!r}"):
-                restored[record["output"]] = apply_op(
-                    record["op"], [data, label], record["attrs"], name
-                )
+                restored[record["output"]] = apply_op(record["op"], operands, record["attrs"], name)
         return restored
-    except (KeyError, TypeError, ValueError, GraphcError) as exc:
+    except (LookupError, TypeError, ValueError, GraphcError) as exc:
         raise ImportFormatError(f"{where}: the property {HEADS_KEY!r} is damaged ({exc})") from None
 
 
 # -- elementwise ---------------------------------------------------------------------------------
 
-_UNARY = {
-    "Exp": "exp",
-    "Log": "log",
-    "Sqrt": "sqrt",
-    "Abs": "abs",
-    "Sign": "sign",
-    "Neg": "negative",
-    "Relu": "relu",
-    "Sigmoid": "sigmoid",
-    "Tanh": "tanh",
-    "Softplus": "softrelu",
-}
+# The ONNX names of graphc's ops are the exporter's tables, read the other way.
+_UNARY = {onnx_op: op for op, onnx_op in UNARY.items()}
 _BINARY = {
-    "Add": "add",
-    "Sub": "subtract",
-    "Mul": "multiply",
-    "Div": "divide",
-    "Pow": "power",
-    "Greater": "greater",
-    "GreaterOrEqual": "greater_equal",
-    "Less": "lesser",
-    "LessOrEqual": "lesser_equal",
-    "Equal": "equal",
+    onnx_op: op
+    for op, onnx_op in {**BINARY, **COMPARE}.items()
+    if not op.startswith("elemwise_")  # the broadcasting ops read any ONNX operands
 }
 
 
@@ -238,8 +252,26 @@ def _leaky(r: Reader, node, attrs, inputs):
 @reads("Identity", "Dropout")
 def _identity(r: Reader, node, attrs, inputs):
     # Dropout in an inference graph: its ratio does nothing there, nor its mask output.
-    _only(attrs, {"seed": None, "ratio": None})
+    _only(attrs, {"seed": None})
+    if node.op_type == "Dropout" and len(inputs) > 2 and inputs[2]:
+        raise Unsupported("a Dropout with a training_mode input; graphc reads inference graphs")
+    if node.op_type == "Identity" and node.name in r.block_grads:
+        return ops.BlockGrad(r.symbol(inputs[0]), name=node.name)  # graphc's export wrote it
     return r.symbol(inputs[0])
+
+
+_COMPARISONS = ("Greater", "GreaterOrEqual", "Less", "LessOrEqual", "Equal", "Not")
+_INDEX_READERS = ("Gather", "GatherElements", "OneHot", "Cast")
+_SHAPE_ONLY = ("Unsqueeze", "Squeeze", "Reshape", "Flatten", "Identity")
+
+
+def _only_indices(r: Reader, name: str) -> bool:
+    """Whether every use of ``name`` is as indices, through shape-only ops."""
+    uses = r.consumers.get(name, [])
+    return bool(uses) and all(
+        op in _INDEX_READERS or op in _SHAPE_ONLY and all(_only_indices(r, out) for out in outputs)
+        for op, outputs in uses
+    )
 
 
 @reads("Cast")
@@ -248,10 +280,16 @@ def _cast(r: Reader, node, attrs, inputs):
     as floats of it, so a cast between those is no op; a cast to another float type is
     refused (graphc keeps one float dtype per graph)."""
     _only(attrs, {"to": None, "saturate": None, "round_mode": None})
-    to = r.onnx.helper.tensor_dtype_to_np_dtype(attrs["to"])
-    if np.dtype(to).kind == "f" and np.dtype(to) not in (np.float32, np.float64):
-        raise Unsupported(f"a cast to {np.dtype(to)}")
-    return r.symbol(inputs[0])
+    to = np.dtype(r.onnx.helper.tensor_dtype_to_np_dtype(attrs["to"]))
+    if to.kind == "f":
+        if to not in (np.float32, np.float64):
+            raise Unsupported(f"a cast to {to}")
+        return r.symbol(inputs[0])
+    # To integers: no op where the result is an index (graphc's are floats) or the input a
+    # comparison's 0/1; elsewhere it would round, which graphc does not.
+    if inputs[0] in r.booleans or _only_indices(r, node.output[0]):
+        return r.symbol(inputs[0])
+    raise Unsupported(f"a cast to {to} whose result is not used as indices")
 
 
 @reads("Constant")
@@ -272,7 +310,9 @@ def _gemm(r: Reader, node, attrs, inputs):
     a, b = r.symbol(inputs[0]), inputs[1]
     alpha, beta = attrs.get("alpha", 1.0), attrs.get("beta", 1.0)
     bias = r.symbol(inputs[2]) if len(inputs) > 2 and inputs[2] else None
-    if attrs.get("transB", 0) and not attrs.get("transA", 0) and alpha == 1.0 and beta == 1.0:
+    plain = attrs.get("transB", 0) and not attrs.get("transA", 0) and alpha == 1.0 and beta == 1.0
+    vector_bias = bias is None or (inputs[2] in r.constants and r.constants[inputs[2]].ndim == 1)
+    if plain and vector_bias:
         # graphc's layer: y = x W^T + b, with W (num_hidden, in) as ONNX's transposed B.
         weight = r.symbol(b)
         hidden = r.constants[b].shape[0] if b in r.constants else None
@@ -404,11 +444,14 @@ def _slice(r: Reader, node, attrs, inputs):
     steps = r.constant(inputs[4], "steps") if len(inputs) > 4 and inputs[4] else [1] * len(starts)
     if len(starts) != 1 or int(steps[0]) != 1:
         raise Unsupported("a Slice of several axes or with steps; graphc reads one axis, step 1")
-    end = int(ends[0])
-    end = None if end >= 2**31 - 1 else end
-    return ops.slice_axis(
-        r.symbol(inputs[0]), axis=int(list(axes)[0]), begin=int(starts[0]), end=end, name=_name(r)
-    )
+    axis = int(list(axes)[0])
+    size = (r.dims.get(inputs[0]) or [None] * (axis + 1))[axis]
+    if size is None:
+        raise Unsupported("a Slice of an axis of unknown size")
+    # ONNX clamps begin and end into the axis; graphc's slice_axis takes them in range.
+    begin = min(max(int(starts[0]) + (size if int(starts[0]) < 0 else 0), 0), size)
+    end = min(max(int(ends[0]) + (size if int(ends[0]) < 0 else 0), 0), size)
+    return ops.slice_axis(r.symbol(inputs[0]), axis=axis, begin=begin, end=end, name=_name(r))
 
 
 @reads("ReduceSum", "ReduceMax", "ReduceMin", "ReduceMean")
@@ -564,14 +607,11 @@ def _global_pool(r: Reader, node, attrs, inputs):
     )
 
 
-_GRAPHC_GATES = [0, 2, 3, 1]
-"""graphc's gate order (input, forget, cell, output) as positions in ONNX's (input,
-output, forget, cell)."""
+_GRAPHC_GATES = tuple(int(i) for i in np.argsort(ONNX_GATES))  # the exporter's, reversed
 
 
 def _gates(array: np.ndarray) -> np.ndarray:
-    blocks = np.split(np.asarray(array), 4, axis=0)
-    return np.concatenate([blocks[i] for i in _GRAPHC_GATES], axis=0)
+    return reorder_gates(array, _GRAPHC_GATES)
 
 
 @reads("LSTM")
