@@ -13,29 +13,28 @@ import graphc as gc
 from graphc.cli import main
 
 
-@pytest.mark.unit
 def test_compile_model_file_prints_summary(capsys):
-    code = main(
-        ["compile", "examples/lenet_model.py", "--shape", "data=4,1,28,28", "--dump", "graph"]
-    )
+    code = main(["compile", "examples/lenet_model.py", "--shape", "data=4,1,28,28", "--dump", "ir"])
     out = capsys.readouterr().out
     assert code == 0
     assert "conv1 = Convolution(data, conv1_weight, conv1_bias;" in out
     assert "outputs:    softmax_output (4, 10)" in out
     assert "parameters: 8 arrays, 431,080 values" in out
+    assert "after the passes (-O2)" in out and "fused groups" in out
+    assert "bound:      cpu(0) for inference" in out
+    assert out.count("kernels:    ") == 1 and "memory:     " in out
 
 
-@pytest.mark.unit
 def test_compile_saved_json_and_report_shape_errors(tmp_path, capsys):
     path = tmp_path / "mlp.json"
     gc.models.mlp().save(str(path))
-    assert main(["compile", str(path), "--shape", "data=2,5"]) == 0
-    assert "forward:" in capsys.readouterr().out
+    assert main(["compile", str(path), "--shape", "data=2,5", "-O0"]) == 0
+    assert "after the passes (-O0)" in capsys.readouterr().out
     assert main(["compile", str(path), "--shape", "data=2,5", "--shape", "fc1_weight=64,6"]) == 1
-    assert "fc1 (FullyConnected)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "fc1 (FullyConnected)" in err and "Traceback" not in err
 
 
-@pytest.mark.unit
 def test_compile_dumps_the_optimized_graph_and_every_pass(tmp_path, capsys):
     code = main(
         [
@@ -79,14 +78,19 @@ def test_compile_train_reports_every_kernel_and_a_second_run_loads_them_all(tmp_
 
     def run() -> str:
         result = subprocess.run(
-            [*command, "--train"], env=environment, capture_output=True, text=True, timeout=600
+            [*command, "--train", "--explain"],
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=600,
         )
         assert result.returncode == 0, result.stderr[-3000:]
         return result.stdout
 
     first = run()
     assert "training:   compiled, one batch of 5" in first
-    kernels = [line for line in first.splitlines() if line.startswith("  ")]
+    assert "why: new kernel source" in first  # --explain
+    kernels = [line for line in first.splitlines() if line.startswith("  ") and "why:" not in line]
     assert any("(the training loop)" in line for line in kernels), first
     assert any("fc1 (FullyConnected) at small.py" in line for line in kernels), first
     assert all("loaded from the disk cache" not in line for line in kernels), first
@@ -95,3 +99,129 @@ def test_compile_train_reports_every_kernel_and_a_second_run_loads_them_all(tmp_
     assert len(again) == len(kernels), second
     assert all("loaded from the disk cache" in line for line in again), second
     assert "found: 0 compiled, 0 compiled by a worker" in second
+
+
+def _model(tmp_path, text: str) -> str:
+    path = tmp_path / "model.py"
+    path.write_text(textwrap.dedent(text))
+    return str(path)
+
+
+@pytest.mark.unit
+def test_a_model_file_that_raises_names_its_line_without_a_traceback(tmp_path, capsys):
+    path = _model(
+        tmp_path,
+        """
+        import graphc as gc
+
+        width = 1 / 0
+    """,
+    )
+    assert main(["compile", path]) == 1
+    err = capsys.readouterr().err
+    assert f"{path}:4: ZeroDivisionError: division by zero" in err and "Traceback" not in err
+    with pytest.raises(ZeroDivisionError):
+        main(["--traceback", "compile", path])
+
+
+@pytest.mark.unit
+def test_a_model_file_without_a_model_and_bad_usage(tmp_path, capsys):
+    path = _model(tmp_path, "answer = 42\n")
+    assert main(["compile", path]) == 1
+    assert "defines no model" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as usage:
+        main(["compile", path, "--shape", "data"])
+    assert usage.value.code == 2
+    assert "usage: graphc compile" in capsys.readouterr().err
+
+
+def test_build_input_shapes_label_names_dot_and_kernels(tmp_path, capsys):
+    path = _model(
+        tmp_path,
+        """
+        import graphc as gc
+
+        input_shapes = {"data": (3, 7)}
+        label_names = ["target"]
+
+        def build():
+            fc = gc.FullyConnected(gc.Variable("data"), num_hidden=2, name="fc")
+            return gc.LinearRegressionOutput(gc.tanh(fc), gc.Variable("target"), name="out")
+    """,
+    )
+    out_dir = tmp_path / "dump"
+    code = main(["compile", path, "--dump", "dot", "--dump", "kernels", "--out", str(out_dir)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "outputs:    out_output (3, 2)" in out  # the file's input_shapes
+    assert "subgraph cluster_" in (out_dir / "after-fusion.dot").read_text()  # a fused group
+    assert (out_dir / "before-fusion.dot").exists()
+    assert list(out_dir.glob("k_*.py")), "the generated kernels' sources"
+
+
+def test_train_resume_and_evaluate_from_the_shell(tmp_path, capsys):
+    path = _model(
+        tmp_path,
+        """
+        import graphc as gc
+
+        net = gc.models.linreg()
+    """,
+    )
+    prefix = str(tmp_path / "linreg")
+    args = ["train", path, "--data", "housing", "--batch-size", "506", "--lr", "0.1"]
+    assert main([*args, "--epochs", "3", "--checkpoint", prefix, "--quiet"]) == 0
+    assert (tmp_path / "linreg-0003.npz").exists()
+    assert main([*args, "--epochs", "2", "--checkpoint", prefix, "--resume", "3", "--quiet"]) == 0
+    assert (tmp_path / "linreg-0005.npz").exists()
+    capsys.readouterr()
+    assert main(["evaluate", prefix, "5", "--data", "housing", "--batch-size", "506"]) == 0
+    out = capsys.readouterr().out
+    assert "data:       Boston Housing, 506 districts (all)" in out and "mse: " in out
+
+
+def test_evaluate_reports_a_classifiers_confusions(tmp_path, capsys):
+    path = _model(
+        tmp_path,
+        """
+        import graphc as gc
+
+        input_shapes = {"data": (100, 784)}
+        net = gc.models.softmax_regression()
+    """,
+    )
+    prefix = str(tmp_path / "softmax")
+    assert main(["train", path, "--data", "fashion-mnist", "--checkpoint", prefix, "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", prefix, "1", "--data", "fashion-mnist"]) == 0
+    out = capsys.readouterr().out
+    assert "confusion (rows: true class, columns: predicted)" in out
+    assert "most confident mistakes" in out and "accuracy: " in out
+
+
+def test_cache_info_verify_and_clear(tmp_path):
+    environment = dict(os.environ, GRAPHC_CACHE_DIR=str(tmp_path / "cache"))
+    environment["NUMBA_CACHE_DIR"] = str(tmp_path / "cache" / "numba")
+
+    def graphc(*args):
+        result = subprocess.run(
+            [sys.executable, "-m", "graphc.cli", *args],
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        return result.returncode, result.stdout + result.stderr
+
+    model = tmp_path / "small.py"
+    model.write_text(MODEL_FILE)
+    assert graphc("compile", str(model), "--shape", "data=5,7")[0] == 0
+    code, out = graphc("cache", "info")
+    assert code == 0 and "generated kernel sources" in out and "Numba machine code" in out
+    source = next((tmp_path / "cache" / "kernels").glob("k_*.py"))
+    assert graphc("cache", "verify")[0] == 0
+    source.write_text(source.read_text()[:-20])  # cut short
+    code, out = graphc("cache", "verify")
+    assert code == 1 and f"damaged:  {source}" in out
+    code, out = graphc("cache", "clear")
+    assert code == 0 and not (tmp_path / "cache" / "kernels").exists()

@@ -136,6 +136,17 @@ def _check(path: Path, source: str) -> str:
     return "ok"
 
 
+def intact(path: Path) -> bool:
+    """Whether a cached kernel file reads back whole: its body matches the hash in its
+    header (``graphc cache verify``)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    header, _, body = text.partition("\n")
+    return header == _HEADER + _body_hash(body)
+
+
 def warn_once(path: Path, what: str) -> None:
     """Report a damaged cache entry once per process."""
     if str(path) in _warned:

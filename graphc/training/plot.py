@@ -56,7 +56,7 @@ def history(
     True
     """
     names = panels(history)
-    figure_class, ticker = _matplotlib()
+    figure_class, ticker = matplotlib_modules()
     figure = figure_class(figsize=(4.5 * len(names), 3.5), dpi=100)
     axes = figure.subplots(1, len(names), squeeze=False)[0]
     epochs = list(history["epoch"])
@@ -106,13 +106,12 @@ def panels(history: Mapping[str, Sequence[float]]) -> list[str]:
     return sorted(names, key=lambda name: name != "loss")
 
 
-def _matplotlib():
-    """``Figure`` and the ``ticker`` module, or the install command when it is missing."""
+def matplotlib_modules(what: str = "gc.plot.history"):
+    """``Figure`` and the ``ticker`` module, or the install command when it is missing
+    (``what`` names who needs it)."""
     try:
         import matplotlib.figure
         import matplotlib.ticker
     except ImportError:
-        raise MissingDependencyError(
-            "gc.plot.history needs matplotlib: pip install matplotlib"
-        ) from None
+        raise MissingDependencyError(f"{what} needs matplotlib: pip install matplotlib") from None
     return matplotlib.figure.Figure, matplotlib.ticker

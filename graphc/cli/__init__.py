@@ -1,0 +1,40 @@
+"""The ``graphc`` command line: ``compile``, ``train``, ``evaluate`` and ``cache``.
+
+Errors in what the user gave (a model file that raises or defines no model, a shape
+error, a missing file) exit with status 1 and graphc's message naming the node and the
+user's file:line, without a Python traceback unless ``--traceback``; bad usage exits
+with status 2 and the usage line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import graphc as gc
+from graphc.cli import cache_command, compile_command, train_command
+from graphc.cli.model_files import ModelFileError, load_model_file
+
+load_model = load_model_file  # the name earlier releases had
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="graphc", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--traceback", action="store_true", help="show the Python traceback of an error"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    compile_command.add_parser(commands)
+    train_command.add_parsers(commands)
+    cache_command.add_parser(commands)
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except (gc.GraphcError, ValueError, FileNotFoundError, ImportError) as exc:
+        if args.traceback:
+            raise (getattr(exc, "original", None) or exc) from None
+        print(f"graphc: error: {exc}", file=sys.stderr)
+        return 1
+
+
+__all__ = ["ModelFileError", "load_model", "main"]

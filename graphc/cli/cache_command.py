@@ -1,0 +1,95 @@
+"""``graphc cache info|clear|verify``: the on-disk cache of generated kernel sources and of
+Numba's machine code (``graphc.backend.cache_location``)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pickle
+import shutil
+from pathlib import Path
+
+from graphc.backend.cache_location import cache_dir
+from graphc.backend.source_cache import GENERATED_PACKAGE, import_generated, intact
+
+
+def add_parser(commands) -> None:
+    parser = commands.add_parser("cache", help="the kernel cache: info, clear, verify")
+    parser.add_argument("action", choices=["info", "clear", "verify"])
+    parser.set_defaults(run=run)
+
+
+def _numba_dir() -> Path:
+    return Path(os.environ.get("NUMBA_CACHE_DIR") or cache_dir() / "numba")
+
+
+def _kinds() -> dict[str, list[Path]]:
+    """The cache's files by kind."""
+    kernels = cache_dir() / "kernels"
+    numba = _numba_dir()
+    return {
+        "generated kernel sources": sorted(kernels.glob("k_*.py")) if kernels.is_dir() else [],
+        "Numba indexes": sorted(numba.rglob("*.nbi")) if numba.is_dir() else [],
+        "Numba machine code": sorted(numba.rglob("*.nbc")) if numba.is_dir() else [],
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    return {"info": _info, "clear": _clear, "verify": _verify}[args.action]()
+
+
+def _info() -> int:
+    print(f"location:   {cache_dir()} (GRAPHC_CACHE_DIR)")
+    print(f"numba:      {_numba_dir()} (NUMBA_CACHE_DIR)")
+    total = 0
+    for kind, files in _kinds().items():
+        size = sum(path.stat().st_size for path in files)
+        total += size
+        print(f"  {kind:<26} {len(files):6,} files {size / 2**20:9.1f} MiB")
+    print(f"  {'in all':<26} {'':>12} {total / 2**20:9.1f} MiB")
+    return 0
+
+
+def _clear() -> int:
+    removed = 0
+    for directory in (cache_dir() / "kernels", _numba_dir()):
+        if directory.is_dir():
+            removed += sum(1 for path in directory.rglob("*") if path.is_file())
+            shutil.rmtree(directory)
+    print(f"cleared:    {removed:,} files under {cache_dir()}")
+    return 0
+
+
+def _verify() -> int:
+    """Read every entry: each generated source against the hash in its header, each Numba
+    index and its machine code by unpickling; then import (and so compile or load) a
+    sample of generated kernels. A damaged entry is reported; the next run rebuilds it."""
+    damaged = []
+    kinds = _kinds()
+    for path in kinds["generated kernel sources"]:
+        if not intact(path):
+            damaged.append(path)
+    for path in kinds["Numba indexes"] + kinds["Numba machine code"]:
+        try:
+            with open(path, "rb") as handle:
+                if path.suffix == ".nbi":
+                    pickle.load(handle)  # the version, then the index
+                    pickle.loads(handle.read())
+                else:
+                    pickle.loads(handle.read())
+        except (ImportError, AttributeError):
+            pass  # whole, but its objects name a generated module not imported here
+        except Exception:  # noqa: BLE001 - whatever unpickling a damaged file raises
+            damaged.append(path)
+    # A sample of sources imported as a run imports them (a damaged one raises).
+    sample = [p for p in kinds["generated kernel sources"] if p not in damaged][:5]
+    for path in sample:
+        try:
+            import_generated(path, f"{GENERATED_PACKAGE}.{path.stem}")
+        except Exception:  # noqa: BLE001 - whatever a damaged module raises
+            damaged.append(path)
+    checked = sum(len(files) for files in kinds.values())
+    print(f"verified:   {checked:,} entries read, {len(sample)} kernel modules imported")
+    for path in damaged:
+        print(f"  damaged:  {path} (rebuilt by the next run that needs it)")
+    return 1 if damaged else 0

@@ -1,0 +1,207 @@
+"""``graphc train MODEL.py --data ...`` and ``graphc evaluate PREFIX EPOCH --data ...``.
+
+The data sets are graphc's (``gc.datasets``): ``fashion-mnist`` (the full set when it is
+installed, else the subset bundled with graphc; the output says which), a directory of
+Fashion-MNIST's IDX files, ``housing`` (features standardized) and ``hiawatha`` (characters
+in BPTT windows, time-major). Images are flattened for a model whose ``input_shapes`` give
+its data two dimensions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+import graphc as gc
+from graphc.cli.model_files import load_model_file
+from graphc.training.heads import loss_heads
+from graphc.training.plot import matplotlib_modules
+
+
+@dataclass
+class DataSplit:
+    train: object
+    test: object | None
+    what: str
+    images: np.ndarray | None = None  # the test images, for evaluate's report
+    labels: np.ndarray | None = None
+
+
+def add_parsers(commands) -> None:
+    train = commands.add_parser("train", help="train a model file with Model.fit")
+    train.add_argument("model", help="a .py model file")
+    _data_options(train)
+    train.add_argument("--epochs", type=int, default=1)
+    train.add_argument("--optimizer", default="sgd")
+    train.add_argument("--lr", type=float, default=0.1)
+    train.add_argument("--momentum", type=float, default=None)
+    train.add_argument("--wd", type=float, default=None)
+    train.add_argument("--checkpoint", metavar="PREFIX", default=None, help="save every epoch")
+    train.add_argument(
+        "--resume",
+        metavar="EPOCH",
+        type=int,
+        default=None,
+        help="continue from the checkpoint PREFIX of this epoch",
+    )
+    train.add_argument("--plot", metavar="PNG", default=None, help="the loss and metric curves")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(run=run_train)
+    evaluate = commands.add_parser("evaluate", help="the metrics of a saved model, a report")
+    evaluate.add_argument("prefix")
+    evaluate.add_argument("epoch", type=int)
+    _data_options(evaluate)
+    evaluate.add_argument(
+        "--report",
+        metavar="PNG",
+        default=None,
+        help="a classifier's confusion matrix and worst mistakes as PNG",
+    )
+    evaluate.set_defaults(run=run_evaluate)
+
+
+def _data_options(parser) -> None:
+    parser.add_argument(
+        "--data", required=True, help="fashion-mnist, housing, hiawatha or a directory of IDX files"
+    )
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--bptt", type=int, default=100, help="hiawatha: the window length")
+
+
+def load_data(name: str, batch: int, bptt: int, flatten: bool) -> DataSplit:
+    if name == "housing":
+        features, targets = gc.datasets.housing()
+        features = (features - features.mean(axis=0)) / features.std(axis=0)
+        train = gc.io.NDArrayIter(features.astype(np.float32), targets, batch_size=batch)
+        return DataSplit(train, None, f"Boston Housing, {len(targets)} districts")
+    if name == "hiawatha":
+        corpus = gc.datasets.text()
+        train = gc.io.BPTTIter(corpus.data, batch, bptt, layout="TN")
+        return DataSplit(train, None, f"The Song of Hiawatha, {len(corpus.data):,} characters")
+    if name == "fashion-mnist" or os.path.isdir(name):
+        if name == "fashion-mnist":
+            try:
+                arrays, what = gc.datasets.fashion_mnist(), "Fashion-MNIST, the full set"
+            except FileNotFoundError:
+                arrays, what = (
+                    gc.datasets.fashion_mnist(bundled=True),
+                    "Fashion-MNIST, the subset bundled with graphc",
+                )
+        else:
+            arrays, what = gc.datasets.fashion_mnist(name), f"Fashion-MNIST from {name}"
+        train_x, train_y, test_x, test_y = arrays
+        if flatten:
+            train_x, test_x = (x.reshape(len(x), -1) for x in (train_x, test_x))
+        return DataSplit(
+            gc.io.NDArrayIter(train_x, train_y, batch_size=batch, shuffle=True),
+            gc.io.NDArrayIter(test_x, test_y, batch_size=batch),
+            f"{what}: {len(train_y):,} training and {len(test_y):,} test images",
+            test_x,
+            test_y,
+        )
+    raise ValueError(f"--data {name!r}: use fashion-mnist, housing, hiawatha or a directory")
+
+
+def _flatten(shapes) -> bool:
+    """A model whose data is declared two-dimensional reads flat images."""
+    return len(shapes.get("data", ())) == 2
+
+
+def run_train(args: argparse.Namespace) -> int:
+    model_file = load_model_file(args.model)
+    data = load_data(args.data, args.batch_size, args.bptt, _flatten(model_file.input_shapes))
+    print(f"data:       {data.what}")
+    if args.resume is not None:
+        if args.checkpoint is None:
+            raise ValueError("--resume needs --checkpoint PREFIX")
+        model = gc.Model.load(args.checkpoint, args.resume)
+    else:
+        model = gc.Model(model_file.symbol, label_names=model_file.label_names)
+    params = {"learning_rate": args.lr}
+    if args.momentum is not None:
+        params["momentum"] = args.momentum
+    if args.wd is not None:
+        params["wd"] = args.wd
+    callbacks = model.checkpoint_callback(args.checkpoint) if args.checkpoint else None
+    model.fit(
+        data.train,
+        eval_data=data.test,
+        optimizer=args.optimizer,
+        optimizer_params=params,
+        num_epoch=(args.resume or 0) + args.epochs,
+        begin_epoch=args.resume or 0,
+        epoch_end_callback=callbacks,
+        verbose=not args.quiet,
+    )
+    if args.plot:
+        gc.plot.history(model.history, args.plot, title=os.path.basename(args.model))
+        print(f"plot:       {args.plot}")
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    model = gc.Model.load(args.prefix, args.epoch)
+    flatten = _takes_flat_images(model)
+    data = load_data(args.data, args.batch_size, args.bptt, flatten)
+    split = data.test or data.train
+    print(f"data:       {data.what} ({'test' if data.test else 'all'})")
+    for name, value in model.score(split):
+        print(f"{name}: {value:.6g}")
+    heads = loss_heads(model.symbol)
+    if data.images is not None and heads and heads[0].op == "SoftmaxOutput":
+        probs = model.predict(data.images, batch_size=args.batch_size)
+        _classifier_report(probs, data.labels, data.images, args.report)
+    return 0
+
+
+def _takes_flat_images(model) -> bool:
+    """Whether the model's first layer reads flat images: its first weight's input size."""
+    for name in model.param_names:
+        if name.endswith("_weight"):
+            arrays, _ = model.get_params()
+            return arrays[name].ndim == 2 and arrays[name].shape[1] == 784
+    return False
+
+
+def _classifier_report(probs, labels, images, png: str | None) -> None:
+    predicted = probs.argmax(axis=1)
+    truth = labels.astype(int)
+    classes = probs.shape[1]
+    confusion = np.zeros((classes, classes), dtype=int)
+    np.add.at(confusion, (truth, predicted), 1)
+    print("confusion (rows: true class, columns: predicted)")
+    print("      " + " ".join(f"{c:5d}" for c in range(classes)))
+    for row in range(classes):
+        print(f"{row:5d} " + " ".join(f"{n:5d}" for n in confusion[row]))
+    wrong = np.flatnonzero(predicted != truth)
+    worst = wrong[np.argsort(-probs[wrong, predicted[wrong]])][:10]
+    print("most confident mistakes (test index, true, predicted, probability)")
+    for index in worst:
+        print(
+            f"  {index:6d} {truth[index]:4d} {predicted[index]:4d} {probs[index, predicted[index]]:.3f}"
+        )
+    if png is not None:
+        _report_png(png, confusion, images, truth, predicted, probs, worst)
+        print(f"report:     {png}")
+
+
+def _report_png(png, confusion, images, truth, predicted, probs, worst) -> None:
+    figure_class, _ = matplotlib_modules("graphc evaluate --report")
+    figure = figure_class(figsize=(12, 5))
+    axes = figure.add_subplot(1, 2, 1)
+    axes.imshow(confusion, cmap="Blues")
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    axes.set_title("confusion matrix")
+    for slot, index in enumerate(worst[:8]):
+        ax = figure.add_subplot(2, 8, 5 + slot + (slot // 4) * 4)
+        ax.imshow(images[index].reshape(28, 28), cmap="gray")
+        ax.set_title(
+            f"{truth[index]}->{predicted[index]} {probs[index, predicted[index]]:.2f}", fontsize=8
+        )
+        ax.axis("off")
+    figure.tight_layout()
+    figure.savefig(png)
