@@ -19,7 +19,9 @@ load_model = load_model_file  # the name earlier releases had
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="graphc", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="graphc", description="graphc: compile, train, evaluate and inspect models"
+    )
     parser.add_argument(
         "--traceback", action="store_true", help="show the Python traceback of an error"
     )
