@@ -57,10 +57,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def get_symbol(vocab_size: int = 63, embed: int = 256, hidden: int = 256) -> gc.Symbol:
+    """The model for ``graphc compile/train examples/charlm.py`` (63: Hiawatha's
+    characters): the stateful charlm this script trains."""
+    return gc.models.charlm(vocab_size, embed=embed, hidden=hidden, stateful=True)
+
+
+input_shapes = {"data": (100, 128)}  # BPTT 100, 128 streams
+
+
 def train(args, corpus: gc.datasets.TextData, ctx) -> gc.Model:
     """Fit ``charlm`` for ``args.epochs`` epochs; fit prints one summary line per epoch."""
     batches = gc.io.BPTTIter(corpus.data, args.batch_size, args.seq_len, layout="TN")
-    net = gc.models.charlm(corpus.vocab_size, embed=args.embed, hidden=args.hidden, stateful=True)
+    net = get_symbol(corpus.vocab_size, args.embed, args.hidden)
     model = gc.Model(
         net,
         ctx,

@@ -24,6 +24,11 @@ import numpy as np
 import graphc as gc
 
 LABEL = "lro_label"
+
+# A model file too: graphc compile/train examples/housing_linreg.py reads these.
+net = gc.models.linreg()
+input_shapes = {"data": (506, 13)}
+label_names = (LABEL,)
 HIDDEN = (64, 15)
 VALIDATION_FRACTION = 0.2
 

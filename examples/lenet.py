@@ -17,8 +17,12 @@ from fashion_common import parse, train
 
 import graphc as gc
 
+# A model file too: graphc compile/train examples/lenet.py reads these.
+net = gc.models.lenet()
+input_shapes = {"data": (100, 1, 28, 28)}
+
 if __name__ == "__main__":
     args = parse(__doc__.splitlines()[0], epochs=2, batch_size=100, lr=0.05, momentum=0.9, wd=1e-5)
     if args.checkpoint is None:
         args.checkpoint = "lenet"
-    train(gc.models.lenet(), args, flatten=False)
+    train(net, args, flatten=False)

@@ -12,6 +12,10 @@ from fashion_common import parse, train
 
 import graphc as gc
 
+# A model file too: graphc compile/train examples/mnist_softmax.py reads these.
+net = gc.models.softmax_regression()
+input_shapes = {"data": (100, 784)}
+
 if __name__ == "__main__":
     args = parse(__doc__.splitlines()[0], epochs=10, batch_size=100, lr=0.1, momentum=0, wd=0)
-    train(gc.models.softmax_regression(), args, flatten=True)
+    train(net, args, flatten=True)

@@ -10,7 +10,7 @@ import textwrap
 import pytest
 
 import graphc as gc
-from graphc.cli import main
+from graphc.cli import load_model_file, main
 
 
 def test_compile_model_file_prints_summary(capsys):
@@ -20,7 +20,7 @@ def test_compile_model_file_prints_summary(capsys):
     assert "conv1 = Convolution(data, conv1_weight, conv1_bias;" in out
     assert "outputs:    softmax_output (4, 10)" in out
     assert "parameters: 8 arrays, 431,080 values" in out
-    assert "after the passes (-O2)" in out and "fused groups" in out
+    assert "nodes (forward), after the passes (-O2)" in out and "fused groups" in out
     assert "bound:      cpu(0) for inference" in out
     assert out.count("kernels:    ") == 1 and "memory:     " in out
 
@@ -121,7 +121,10 @@ def test_a_model_file_that_raises_names_its_line_without_a_traceback(tmp_path, c
     err = capsys.readouterr().err
     assert f"{path}:4: ZeroDivisionError: division by zero" in err and "Traceback" not in err
     with pytest.raises(ZeroDivisionError):
-        main(["--traceback", "compile", path])
+        main(["compile", path, "--traceback"])
+    broken = _model(tmp_path, "net = (\n")
+    assert main(["compile", broken]) == 1
+    assert f"{broken}:1: SyntaxError" in capsys.readouterr().err
 
 
 @pytest.mark.unit
@@ -149,6 +152,7 @@ def test_build_input_shapes_label_names_dot_and_kernels(tmp_path, capsys):
             return gc.LinearRegressionOutput(gc.tanh(fc), gc.Variable("target"), name="out")
     """,
     )
+    assert load_model_file(path).label_names == ("target",)
     out_dir = tmp_path / "dump"
     code = main(["compile", path, "--dump", "dot", "--dump", "kernels", "--out", str(out_dir)])
     out = capsys.readouterr().out
@@ -197,6 +201,17 @@ def test_evaluate_reports_a_classifiers_confusions(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "confusion (rows: true class, columns: predicted)" in out
     assert "most confident mistakes" in out and "accuracy: " in out
+    report = (tmp_path / "softmax-0001-report.txt").read_text()
+    assert report.startswith("confusion") and (tmp_path / "softmax-0001-report.png").exists()
+    assert main(["evaluate", prefix, "7", "--data", "fashion-mnist"]) == 1
+    assert "softmax-0007" in capsys.readouterr().err  # a missing checkpoint, named
+    assert main(["evaluate", prefix, "1", "--data", "mnist-fashion"]) == 1
+    assert "--data 'mnist-fashion'" in capsys.readouterr().err
+
+
+def test_the_examples_are_model_files(capsys):
+    assert main(["compile", "examples/mnist_mlp.py", "--shape", "data=8,784"]) == 0
+    assert "outputs:    softmax_output (8, 10)" in capsys.readouterr().out
 
 
 def test_cache_info_verify_and_clear(tmp_path):
@@ -217,7 +232,13 @@ def test_cache_info_verify_and_clear(tmp_path):
     model.write_text(MODEL_FILE)
     assert graphc("compile", str(model), "--shape", "data=5,7")[0] == 0
     code, out = graphc("cache", "info")
-    assert code == 0 and "generated kernel sources" in out and "Numba machine code" in out
+    assert code == 0, out
+    counts = {
+        line.split()[0]: int(line.split()[-4].replace(",", ""))
+        for line in out.splitlines()
+        if line.endswith("MiB") and "files" in line
+    }
+    assert counts["generated"] > 0 and counts["Numba"] > 0, out
     source = next((tmp_path / "cache" / "kernels").glob("k_*.py"))
     assert graphc("cache", "verify")[0] == 0
     source.write_text(source.read_text()[:-20])  # cut short
@@ -225,3 +246,5 @@ def test_cache_info_verify_and_clear(tmp_path):
     assert code == 1 and f"damaged:  {source}" in out
     code, out = graphc("cache", "clear")
     assert code == 0 and not (tmp_path / "cache" / "kernels").exists()
+    numba = tmp_path / "cache" / "numba"  # NUMBA_CACHE_DIR set: graphc's folders only
+    assert not [p for p in numba.iterdir() if p.name.startswith(("codegen_cpu_", "kernels_"))]

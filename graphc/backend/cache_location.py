@@ -31,8 +31,25 @@ def kernel_code_version() -> str:
     return digest.hexdigest()[:16]
 
 
+NUMBA_FOLDERS = ("codegen_cpu_", "codegen_cuda_", "kernels_")
+"""The prefixes of the folders Numba makes for graphc's kernels inside its cache (one per
+source folder: the hand-written kernels' and the generated ones')."""
+_routed: list[bool] = []
+
+
 def route_numba_cache() -> None:
     """Keep Numba's machine code for graphc's kernels under
     ``<cache>/numba/<kernel code version>`` rather than beside the installed sources, unless
     the user has set ``NUMBA_CACHE_DIR``."""
+    if not _routed:
+        _routed.append("NUMBA_CACHE_DIR" not in os.environ)
     os.environ.setdefault("NUMBA_CACHE_DIR", str(cache_dir() / "numba" / kernel_code_version()))
+
+
+def numba_cache_root() -> tuple[Path, bool]:
+    """Where Numba's machine code for graphc lives, and whether graphc owns the folder
+    (``<cache>/numba``, every kernel code version in it) or the user named it with
+    ``NUMBA_CACHE_DIR`` (shared: only graphc's folders in it are graphc's)."""
+    if _routed and not _routed[0]:
+        return Path(os.environ["NUMBA_CACHE_DIR"]), False
+    return cache_dir() / "numba", True

@@ -130,8 +130,7 @@ def _check(path: Path, source: str) -> str:
         return "missing"
     except (OSError, UnicodeDecodeError):
         return "corrupt"
-    header, _, body = text.partition("\n")
-    if header != _HEADER + _body_hash(body) or body != source:
+    if not _intact_text(text) or text.partition("\n")[2] != source:
         return "corrupt"
     return "ok"
 
@@ -140,9 +139,12 @@ def intact(path: Path) -> bool:
     """Whether a cached kernel file reads back whole: its body matches the hash in its
     header (``graphc cache verify``)."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        return _intact_text(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError):
         return False
+
+
+def _intact_text(text: str) -> bool:
     header, _, body = text.partition("\n")
     return header == _HEADER + _body_hash(body)
 

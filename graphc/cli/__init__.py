@@ -9,34 +9,36 @@ with status 2 and the usage line.
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 
 import graphc as gc
 from graphc.cli import cache_command, compile_command, train_command
 from graphc.cli.model_files import ModelFileError, load_model_file
 
-load_model = load_model_file  # the name earlier releases had
-
 
 def main(argv: list[str] | None = None) -> int:
+    common = argparse.ArgumentParser(add_help=False)  # options every command takes
+    common.add_argument(
+        "--traceback", action="store_true", help="show the Python traceback of an error"
+    )
     parser = argparse.ArgumentParser(
         prog="graphc", description="graphc: compile, train, evaluate and inspect models"
     )
-    parser.add_argument(
-        "--traceback", action="store_true", help="show the Python traceback of an error"
-    )
     commands = parser.add_subparsers(dest="command", required=True)
-    compile_command.add_parser(commands)
-    train_command.add_parsers(commands)
-    cache_command.add_parser(commands)
+    compile_command.add_parser(commands, common)
+    train_command.add_parsers(commands, common)
+    cache_command.add_parser(commands, common)
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except (gc.GraphcError, ValueError, FileNotFoundError, ImportError) as exc:
+    # What the user gave can be wrong: graphc's checks (shapes, files, attributes), a
+    # file that cannot be read or written, an optional library that is missing.
+    except (gc.GraphcError, ValueError, OSError, ImportError, subprocess.CalledProcessError) as exc:
         if args.traceback:
             raise (getattr(exc, "original", None) or exc) from None
         print(f"graphc: error: {exc}", file=sys.stderr)
         return 1
 
 
-__all__ = ["ModelFileError", "load_model", "main"]
+__all__ = ["ModelFileError", "load_model_file", "main"]

@@ -4,33 +4,41 @@ Numba's machine code (``graphc.backend.cache_location``)."""
 from __future__ import annotations
 
 import argparse
-import os
 import pickle
 import shutil
 from pathlib import Path
 
-from graphc.backend.cache_location import cache_dir
+from graphc.backend.cache_location import NUMBA_FOLDERS, cache_dir, numba_cache_root
 from graphc.backend.source_cache import GENERATED_PACKAGE, import_generated, intact
 
 
-def add_parser(commands) -> None:
-    parser = commands.add_parser("cache", help="the kernel cache: info, clear, verify")
+def add_parser(commands, common) -> None:
+    parser = commands.add_parser(
+        "cache", parents=[common], help="the kernel cache: info, clear, verify"
+    )
     parser.add_argument("action", choices=["info", "clear", "verify"])
     parser.set_defaults(run=run)
 
 
-def _numba_dir() -> Path:
-    return Path(os.environ.get("NUMBA_CACHE_DIR") or cache_dir() / "numba")
+def _numba_folders() -> list[Path]:
+    """The folders of Numba's cache that hold graphc's machine code: all of graphc's own
+    root (every kernel code version), or in a folder the user named, graphc's folders."""
+    root, owned = numba_cache_root()
+    if not root.is_dir():
+        return []
+    if owned:
+        return [root]
+    return [p for p in root.iterdir() if p.is_dir() and p.name.startswith(NUMBA_FOLDERS)]
 
 
 def _kinds() -> dict[str, list[Path]]:
     """The cache's files by kind."""
     kernels = cache_dir() / "kernels"
-    numba = _numba_dir()
+    numba = _numba_folders()
     return {
         "generated kernel sources": sorted(kernels.glob("k_*.py")) if kernels.is_dir() else [],
-        "Numba indexes": sorted(numba.rglob("*.nbi")) if numba.is_dir() else [],
-        "Numba machine code": sorted(numba.rglob("*.nbc")) if numba.is_dir() else [],
+        "Numba indexes": sorted(f for d in numba for f in d.rglob("*.nbi")),
+        "Numba machine code": sorted(f for d in numba for f in d.rglob("*.nbc")),
     }
 
 
@@ -39,8 +47,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _info() -> int:
+    root, owned = numba_cache_root()
     print(f"location:   {cache_dir()} (GRAPHC_CACHE_DIR)")
-    print(f"numba:      {_numba_dir()} (NUMBA_CACHE_DIR)")
+    print(f"numba:      {root}{'' if owned else ' (NUMBA_CACHE_DIR: graphc folders only)'}")
     total = 0
     for kind, files in _kinds().items():
         size = sum(path.stat().st_size for path in files)
@@ -52,7 +61,7 @@ def _info() -> int:
 
 def _clear() -> int:
     removed = 0
-    for directory in (cache_dir() / "kernels", _numba_dir()):
+    for directory in (cache_dir() / "kernels", *_numba_folders()):
         if directory.is_dir():
             removed += sum(1 for path in directory.rglob("*") if path.is_file())
             shutil.rmtree(directory)
@@ -90,6 +99,8 @@ def _verify() -> int:
             damaged.append(path)
     checked = sum(len(files) for files in kinds.values())
     print(f"verified:   {checked:,} entries read, {len(sample)} kernel modules imported")
+    # Machine code is loaded (or compiled again) when a run calls a kernel: a damaged entry
+    # then warns once and is rebuilt (codegen_cpu.numba_cache.call_repairing).
     for path in damaged:
         print(f"  damaged:  {path} (rebuilt by the next run that needs it)")
     return 1 if damaged else 0

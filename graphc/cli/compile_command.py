@@ -11,6 +11,7 @@ finds every kernel in the cache.
 from __future__ import annotations
 
 import argparse
+import ast
 import math
 import shutil
 import subprocess
@@ -41,11 +42,33 @@ def parse_shape(text: str) -> tuple[str, tuple[int, ...]]:
         raise argparse.ArgumentTypeError(f"dimensions must be integers: {text!r}") from None
 
 
-def add_parser(commands) -> None:
+def parse_option(text: str) -> tuple[str, object]:
+    """``K=V`` for a model file's ``get_symbol``/``build``: V read as a Python literal (a
+    number, a tuple, True) or else kept as a string."""
+    key, sep, value = text.partition("=")
+    if not key or not sep:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value
+
+
+def add_parser(commands, common) -> None:
     parser = commands.add_parser(
-        "compile", help="infer shapes, run the passes, compile every kernel and report"
+        "compile",
+        parents=[common],
+        help="infer shapes, run the passes, compile every kernel and report",
     )
     parser.add_argument("model", help="a .py model file or a saved .json graph")
+    parser.add_argument(
+        "--option",
+        action="append",
+        type=parse_option,
+        default=[],
+        metavar="KEY=VALUE",
+        help="an argument of the file's get_symbol() or build() (repeatable)",
+    )
     parser.add_argument(
         "--shape",
         action="append",
@@ -73,7 +96,7 @@ def add_parser(commands) -> None:
         "--dump",
         action="append",
         default=[],
-        choices=[*DUMPS, "graph"],
+        choices=DUMPS,
         help="print the graph (ir), the gradient (grad), the training graph after the passes"
         " (optimized) or the JSON; write the generated kernels' sources (kernels) or DOT"
         " files of the graph before and after fusion (dot, with PNG and SVG when Graphviz's"
@@ -95,11 +118,11 @@ def add_parser(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    model = load_model_file(args.model)
+    model = load_model_file(args.model, dict(args.option))
     symbol = model.symbol
     shapes = {**model.input_shapes, **dict(args.shape)}
     arg_shapes, out_shapes, _ = symbol.infer_shape(**shapes)
-    dumps = {"ir" if d == "graph" else d for d in args.dump}
+    dumps = set(args.dump)
     out = Path(args.out)
     if "ir" in dumps:
         print(symbol.debug_str(**shapes))
@@ -107,26 +130,29 @@ def run(args: argparse.Namespace) -> int:
         print(symbol.tojson())
     data_names = set(shapes) | non_differentiable_arguments(symbol)
     params = [(n, s) for n, s in zip(symbol.list_arguments(), arg_shapes) if n not in data_names]
-    gradients = gc.grad(symbol, [name for name, _ in params])
-    if "grad" in dumps:
-        print(gc.Group(gradients).debug_str(**shapes))
-    training = gc.Group([symbol, *gradients])
+    # What is compiled: the forward graph, or with --train the forward and the gradient.
+    compiled, what = symbol, "forward"
+    if args.train or "grad" in dumps:
+        gradients = gc.grad(symbol, [name for name, _ in params])
+        if "grad" in dumps:
+            print(gc.Group(gradients).debug_str(**shapes))
+        if args.train:
+            compiled, what = gc.Group([symbol, *gradients]), "forward and backward"
     dump = pass_dumper(args.dump_passes, shapes) if args.dump_passes else None
     optimized = gc.optimize(
-        training, level=args.opt_level, shapes=shapes, dump=dump, forward_outputs=1
+        compiled, level=args.opt_level, shapes=shapes, dump=dump, forward_outputs=len(symbol)
     )
     if "optimized" in dumps:
         print(optimized.debug_str(**shapes))
     if "dot" in dumps:
-        _write_dot(out, training, optimized, shapes)
+        _write_dot(out, compiled, optimized, shapes)
     fused = sum(1 for node in optimized.graph.nodes if node.op == "_fused")
     print(f"model:      {args.model}")
     print(f"outputs:    {', '.join(f'{n} {s}' for n, s in zip(symbol.list_outputs(), out_shapes))}")
     print(f"parameters: {len(params)} arrays, {sum(math.prod(s) for _, s in params):,} values")
-    print(f"forward:    {len(symbol.graph.nodes)} nodes")
     print(
-        f"training:   {len(training.graph.nodes)} nodes (forward and backward), after the"
-        f" passes (-O{args.opt_level}) {len(optimized.graph.nodes)}, {fused} fused groups"
+        f"graph:      {len(compiled.graph.nodes)} nodes ({what}), after the passes"
+        f" (-O{args.opt_level}) {len(optimized.graph.nodes)}, {fused} fused groups"
     )
     ctx = gc.gpu() if args.target == "cuda" else gc.cpu()
     before = set(_kernel_files())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import runpy
+import sys
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -38,6 +39,9 @@ def load_model_file(path: str, options: Mapping[str, object] | None = None) -> M
         raise ModelFileError(f"{path}: no such file")
     if path.endswith(".json"):
         return ModelFile(path, gc.load(path))
+    # As `python path` would: the file's own folder first on the path (it may import its
+    # siblings), and not run as __main__ (a script's training stays behind its guard).
+    sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
     try:
         namespace = runpy.run_path(path, run_name="graphc_model")
         symbol = _symbol_of(namespace, dict(options or {}))
@@ -47,19 +51,34 @@ def load_model_file(path: str, options: Mapping[str, object] | None = None) -> M
         error = ModelFileError(f"{_where(exc, path)}: {type(exc).__name__}: {exc}")
         error.original = exc  # what --traceback shows
         raise error from None
+    finally:
+        sys.path.pop(0)
     if not isinstance(symbol, gc.Symbol):
         raise ModelFileError(
             f"{path}: defines no model: give it a Symbol named 'net', or get_symbol() or"
             " build() returning one"
         )
+    return ModelFile(path, symbol, *_declared(namespace, symbol, path))
+
+
+def _declared(namespace: dict, symbol: gc.Symbol, path: str) -> tuple[dict, tuple | None]:
+    """The file's ``input_shapes`` and ``label_names``, checked against its symbol."""
+    arguments = symbol.list_arguments()
     shapes = namespace.get("input_shapes") or {}
+    try:
+        shapes = {str(name): tuple(int(d) for d in shape) for name, shape in dict(shapes).items()}
+    except (TypeError, ValueError):
+        raise ModelFileError(
+            f"{path}: input_shapes must map input names to shapes, e.g. {{'data': (100, 784)}}"
+        ) from None
     labels = namespace.get("label_names")
-    return ModelFile(
-        path,
-        symbol,
-        {name: tuple(shape) for name, shape in dict(shapes).items()},
-        tuple(labels) if labels is not None else None,
-    )
+    if labels is not None:
+        labels = (labels,) if isinstance(labels, str) else tuple(labels)
+    for what, names in (("input_shapes", list(shapes)), ("label_names", list(labels or ()))):
+        unknown = [name for name in names if name not in arguments]
+        if unknown:
+            raise ModelFileError(f"{path}: {what} names {unknown}, not arguments of {arguments}")
+    return shapes, labels
 
 
 def _symbol_of(namespace: dict, options: dict):
@@ -74,8 +93,11 @@ def _symbol_of(namespace: dict, options: dict):
 
 
 def _where(exc: BaseException, path: str) -> str:
-    """``file:line`` of the innermost frame of ``path`` in the exception's traceback."""
+    """``file:line`` of the innermost frame of ``path`` in the exception's traceback (a
+    SyntaxError carries its own)."""
     target = os.path.abspath(path)
+    if isinstance(exc, SyntaxError) and exc.filename and os.path.abspath(exc.filename) == target:
+        return f"{path}:{exc.lineno}"
     line = None
     for frame in traceback.extract_tb(exc.__traceback__):
         if os.path.abspath(frame.filename) == target:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import graphc as gc
+from graphc.cli.compile_command import parse_option
 from graphc.cli.model_files import load_model_file
 from graphc.training.heads import loss_heads
 from graphc.training.plot import matplotlib_modules
@@ -30,9 +31,17 @@ class DataSplit:
     labels: np.ndarray | None = None
 
 
-def add_parsers(commands) -> None:
-    train = commands.add_parser("train", help="train a model file with Model.fit")
+def add_parsers(commands, common) -> None:
+    train = commands.add_parser("train", parents=[common], help="train a model file with Model.fit")
     train.add_argument("model", help="a .py model file")
+    train.add_argument(
+        "--option",
+        action="append",
+        type=parse_option,
+        default=[],
+        metavar="KEY=VALUE",
+        help="an argument of the file's get_symbol() or build() (repeatable)",
+    )
     _data_options(train)
     train.add_argument("--epochs", type=int, default=1)
     train.add_argument("--optimizer", default="sgd")
@@ -50,7 +59,9 @@ def add_parsers(commands) -> None:
     train.add_argument("--plot", metavar="PNG", default=None, help="the loss and metric curves")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(run=run_train)
-    evaluate = commands.add_parser("evaluate", help="the metrics of a saved model, a report")
+    evaluate = commands.add_parser(
+        "evaluate", parents=[common], help="the metrics of a saved model, a report"
+    )
     evaluate.add_argument("prefix")
     evaluate.add_argument("epoch", type=int)
     _data_options(evaluate)
@@ -105,14 +116,22 @@ def load_data(name: str, batch: int, bptt: int, flatten: bool) -> DataSplit:
     raise ValueError(f"--data {name!r}: use fashion-mnist, housing, hiawatha or a directory")
 
 
-def _flatten(shapes) -> bool:
-    """A model whose data is declared two-dimensional reads flat images."""
-    return len(shapes.get("data", ())) == 2
+def reads_flat_images(symbol, shapes) -> bool:
+    """Whether the model takes images as rows of 784: its data declared two-dimensional,
+    else the image shape not fitting where a flat row does."""
+    if "data" in shapes:
+        return len(shapes["data"]) == 2
+    try:
+        symbol.infer_shape_partial(data=(1, 1, 28, 28))
+    except gc.ShapeError:
+        return True
+    return False
 
 
 def run_train(args: argparse.Namespace) -> int:
-    model_file = load_model_file(args.model)
-    data = load_data(args.data, args.batch_size, args.bptt, _flatten(model_file.input_shapes))
+    model_file = load_model_file(args.model, dict(args.option))
+    flat = reads_flat_images(model_file.symbol, model_file.input_shapes)
+    data = load_data(args.data, args.batch_size, args.bptt, flat)
     print(f"data:       {data.what}")
     if args.resume is not None:
         if args.checkpoint is None:
@@ -144,48 +163,50 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     model = gc.Model.load(args.prefix, args.epoch)
-    flatten = _takes_flat_images(model)
-    data = load_data(args.data, args.batch_size, args.bptt, flatten)
-    split = data.test or data.train
-    print(f"data:       {data.what} ({'test' if data.test else 'all'})")
+    data = load_data(args.data, args.batch_size, args.bptt, reads_flat_images(model.symbol, {}))
+    split = data.test if data.test is not None else data.train
+    print(f"data:       {data.what} ({'test' if data.test is not None else 'all'})")
     for name, value in model.score(split):
         print(f"{name}: {value:.6g}")
     heads = loss_heads(model.symbol)
-    if data.images is not None and heads and heads[0].op == "SoftmaxOutput":
+    classifier = bool(heads) and heads[0].definition.output == "class_probabilities"
+    if data.images is not None and classifier:
         probs = model.predict(data.images, batch_size=args.batch_size)
-        _classifier_report(probs, data.labels, data.images, args.report)
+        base = args.report or f"{args.prefix}-{args.epoch:04d}-report"
+        _classifier_report(probs, data.labels, data.images, base)
+    elif args.report:
+        print("report:     none (a report is of a classifier on images)")
     return 0
 
 
-def _takes_flat_images(model) -> bool:
-    """Whether the model's first layer reads flat images: its first weight's input size."""
-    for name in model.param_names:
-        if name.endswith("_weight"):
-            arrays, _ = model.get_params()
-            return arrays[name].ndim == 2 and arrays[name].shape[1] == 784
-    return False
-
-
-def _classifier_report(probs, labels, images, png: str | None) -> None:
+def _classifier_report(probs, labels, images, base: str) -> None:
+    """The confusion matrix and the most confident mistakes: printed, written to
+    ``base.txt``, and drawn to ``base.png`` when matplotlib is installed."""
     predicted = probs.argmax(axis=1)
     truth = labels.astype(int)
     classes = probs.shape[1]
     confusion = np.zeros((classes, classes), dtype=int)
     np.add.at(confusion, (truth, predicted), 1)
-    print("confusion (rows: true class, columns: predicted)")
-    print("      " + " ".join(f"{c:5d}" for c in range(classes)))
-    for row in range(classes):
-        print(f"{row:5d} " + " ".join(f"{n:5d}" for n in confusion[row]))
+    lines = ["confusion (rows: true class, columns: predicted)"]
+    lines.append("      " + " ".join(f"{c:5d}" for c in range(classes)))
+    lines += [f"{row:5d} " + " ".join(f"{n:5d}" for n in confusion[row]) for row in range(classes)]
     wrong = np.flatnonzero(predicted != truth)
     worst = wrong[np.argsort(-probs[wrong, predicted[wrong]])][:10]
-    print("most confident mistakes (test index, true, predicted, probability)")
-    for index in worst:
-        print(
-            f"  {index:6d} {truth[index]:4d} {predicted[index]:4d} {probs[index, predicted[index]]:.3f}"
-        )
-    if png is not None:
-        _report_png(png, confusion, images, truth, predicted, probs, worst)
-        print(f"report:     {png}")
+    lines.append("most confident mistakes (test index, true, predicted, probability)")
+    lines += [
+        f"  {i:6d} {truth[i]:4d} {predicted[i]:4d} {probs[i, predicted[i]]:.3f}" for i in worst
+    ]
+    text = "\n".join(lines) + "\n"
+    print(text, end="")
+    with open(base + ".txt", "w", encoding="utf-8") as handle:
+        handle.write(text)
+    written = [base + ".txt"]
+    try:
+        _report_png(base + ".png", confusion, images, truth, predicted, probs, worst)
+        written.append(base + ".png")
+    except ImportError:
+        pass  # the text is the report; the PNG needs matplotlib
+    print(f"report:     {', '.join(written)}")
 
 
 def _report_png(png, confusion, images, truth, predicted, probs, worst) -> None:
