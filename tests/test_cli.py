@@ -244,6 +244,10 @@ def test_cache_info_verify_and_clear(tmp_path):
     source.write_text(source.read_text()[:-20])  # cut short
     code, out = graphc("cache", "verify")
     assert code == 1 and f"damaged:  {source}" in out
+    code, out = graphc("compile", str(model), "--shape", "data=5,7", "--explain")
+    assert code == 0 and f"rebuilt:  {source.name}: its cached source was damaged" in out, out
+    code, out = graphc("cache", "verify")
+    assert code == 0 and "compiled again from the source" in out, out
     code, out = graphc("cache", "clear")
     assert code == 0 and not (tmp_path / "cache" / "kernels").exists()
     numba = tmp_path / "cache" / "numba"  # NUMBA_CACHE_DIR set: graphc's folders only

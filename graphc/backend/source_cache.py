@@ -35,6 +35,8 @@ GENERATED_PACKAGE = "graphc_kernels"
 """The package name generated kernel modules are imported under (no such package exists:
 each module is imported from its file)."""
 _loaded: dict[str, Callable] = {}
+REBUILT: set[str] = set()
+"""The kernel files this process found damaged and rewrote (``graphc compile --explain``)."""
 _warned: set[str] = set()
 
 
@@ -115,6 +117,7 @@ def _ensure_file(path: Path, source: str) -> None:
         return
     if status == "corrupt":
         warn_once(path, "is corrupt or truncated; it has been rebuilt")
+        REBUILT.add(path.name)
     with _locked(path.parent / ".lock"):
         if _check(path, source) == "ok":
             return

@@ -70,37 +70,66 @@ def _clear() -> int:
 
 
 def _verify() -> int:
-    """Read every entry: each generated source against the hash in its header, each Numba
-    index and its machine code by unpickling; then import (and so compile or load) a
-    sample of generated kernels. A damaged entry is reported; the next run rebuilds it."""
+    """Read every entry (each generated source against the hash in its header, each Numba
+    index and its machine code by unpickling), then, for a sample of generated kernels,
+    load their machine code for every signature their index lists, as a run would, and
+    compile each again from its source without the cache. A damaged entry is reported; the
+    next run that needs it rebuilds it."""
     damaged = []
     kinds = _kinds()
     for path in kinds["generated kernel sources"]:
         if not intact(path):
             damaged.append(path)
+    signatures: dict[str, list] = {}  # index file -> the signatures it lists
     for path in kinds["Numba indexes"] + kinds["Numba machine code"]:
         try:
             with open(path, "rb") as handle:
                 if path.suffix == ".nbi":
-                    pickle.load(handle)  # the version, then the index
-                    pickle.loads(handle.read())
+                    pickle.load(handle)  # the Numba version, then (source stamp, overloads)
+                    _, overloads = pickle.loads(handle.read())
+                    signatures[str(path)] = [key[0] for key in overloads]
                 else:
                     pickle.loads(handle.read())
         except (ImportError, AttributeError):
             pass  # whole, but its objects name a generated module not imported here
         except Exception:  # noqa: BLE001 - whatever unpickling a damaged file raises
             damaged.append(path)
-    # A sample of sources imported as a run imports them (a damaged one raises).
-    sample = [p for p in kinds["generated kernel sources"] if p not in damaged][:5]
+    sample = [p for p in kinds["generated kernel sources"] if p not in damaged][:SAMPLE]
+    compiled = 0
     for path in sample:
         try:
-            import_generated(path, f"{GENERATED_PACKAGE}.{path.stem}")
-        except Exception:  # noqa: BLE001 - whatever a damaged module raises
-            damaged.append(path)
+            compiled += _load_and_recompile(path, signatures)
+        except Exception as exc:  # noqa: BLE001 - whatever a damaged module or entry raises
+            damaged.append(f"{path} ({type(exc).__name__}: {exc})")
     checked = sum(len(files) for files in kinds.values())
-    print(f"verified:   {checked:,} entries read, {len(sample)} kernel modules imported")
-    # Machine code is loaded (or compiled again) when a run calls a kernel: a damaged entry
-    # then warns once and is rebuilt (codegen_cpu.numba_cache.call_repairing).
+    print(
+        f"verified:   {checked:,} entries read; {len(sample)} kernel modules imported,"
+        f" {compiled} signatures loaded from the cache and compiled again from the source"
+    )
     for path in damaged:
         print(f"  damaged:  {path} (rebuilt by the next run that needs it)")
     return 1 if damaged else 0
+
+
+SAMPLE = 3
+"""How many generated kernels ``verify`` loads and compiles again (a compile takes
+seconds)."""
+
+
+def _load_and_recompile(path: Path, signatures: dict[str, list]) -> int:
+    """Load each cached signature of the kernel module at ``path`` as a run does, and
+    compile it again from the source without the cache; the signatures done."""
+    import numba  # only here: info and clear never need it
+
+    module = import_generated(path, f"{GENERATED_PACKAGE}.{path.stem}")
+    done = 0
+    for index, sigs in signatures.items():
+        name = Path(index).name
+        if not name.startswith(path.stem + "."):
+            continue
+        function = getattr(module, name[len(path.stem) + 1 :].split("-")[0])
+        for sig in sigs:
+            function.compile(sig)  # from the cache, as a run loads it
+            numba.njit(function.py_func).compile(sig)  # and again, without the cache
+            done += 1
+    return done

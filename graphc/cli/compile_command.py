@@ -22,7 +22,7 @@ import numpy as np
 
 import graphc as gc
 from graphc.backend.cache_location import cache_dir
-from graphc.backend.source_cache import GENERATED_PACKAGE
+from graphc.backend.source_cache import GENERATED_PACKAGE, REBUILT
 from graphc.cli.model_files import load_model_file
 from graphc.codegen_cpu import compile_log
 from graphc.ir.gradcheck import non_differentiable_arguments
@@ -215,6 +215,8 @@ def _report(records, stats: dict, seconds: float, before: set | None) -> None:
         print(f"  {compile_log.describe(record)}")
         if before is not None and record.outcome in (compile_log.COMPILED, compile_log.WORKER):
             print(f"      why: {_why(record, before)}")
+    for name in sorted(REBUILT) if before is not None else ():
+        print(f"  rebuilt:  {name}: its cached source was damaged (cut short or altered)")
 
 
 def _why(record, before: set) -> str:
