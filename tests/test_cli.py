@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
 import graphc as gc
@@ -252,3 +253,19 @@ def test_cache_info_verify_and_clear(tmp_path):
     assert code == 0 and not (tmp_path / "cache" / "kernels").exists()
     numba = tmp_path / "cache" / "numba"  # NUMBA_CACHE_DIR set: graphc's folders only
     assert not [p for p in numba.iterdir() if p.name.startswith(("codegen_cpu_", "kernels_"))]
+
+
+@pytest.mark.unit
+def test_the_report_is_text_without_matplotlib(tmp_path, monkeypatch, capsys):
+    from graphc.cli.train_command import _classifier_report
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.7, 0.3]])
+    labels = np.array([0.0, 1.0, 1.0])
+    base = str(tmp_path / "report")
+    _classifier_report(probs, labels, np.zeros((3, 1, 28, 28)), base)
+    text = (tmp_path / "report.txt").read_text()
+    assert "    1     1     1" in text  # the confusion row of class 1: one each way
+    assert "       2    1    0 0.700" in text  # the one mistake
+    assert not (tmp_path / "report.png").exists()
+    assert f"report:     {base}.txt\n" in capsys.readouterr().out

@@ -567,13 +567,14 @@ class Model:
         Raises FileNotFoundError or ``CheckpointError``, naming the file."""
         state = load_checkpoint_files(prefix, epoch)
         model = cls(state.symbol, ctx, data_names, label_names, opt_level, state_names)
-        missing = sorted(set(model.param_names) - set(state.arg_params))
-        if missing:
-            raise CheckpointError(
-                f"{params_path(prefix, epoch)}: no 'arg:' entry for the parameters {missing}"
-            )
-        model.set_params(
-            {name: state.arg_params[name] for name in model.param_names}, state.aux_params
+        source = params_path(prefix, epoch)
+        model._set_stored_params(
+            source,
+            state.arg_params,
+            state.aux_params,
+            lambda missing: CheckpointError(
+                f"{source}: no 'arg:' entry for the parameters {missing}"
+            ),
         )
         if state.optimizer is not None:
             model._loaded_optimizer = (state.optimizer, state.optimizer_state)
@@ -631,15 +632,26 @@ class Model:
         """
         symbol, arg_params, aux_params = mxnet_checkpoint(prefix, epoch)
         model = cls(symbol, ctx, data_names, label_names, opt_level)
-        missing = sorted(set(model.param_names) - set(arg_params))
-        if missing:
-            raise ImportFormatError(
-                f"{mxnet_params_path(prefix, epoch)}: no 'arg:' entry for {missing}, which are"
-                f" neither data {list(model.data_names)} nor labels {list(model.label_names)}"
-            )
-        model.bindings.param_source = mxnet_params_path(prefix, epoch)
-        model.set_params({name: arg_params[name] for name in model.param_names}, aux_params)
+        source = mxnet_params_path(prefix, epoch)
+        model._set_stored_params(
+            source,
+            arg_params,
+            aux_params,
+            lambda missing: ImportFormatError(
+                f"{source}: no 'arg:' entry for {missing}, which are neither data"
+                f" {list(model.data_names)} nor labels {list(model.label_names)}"
+            ),
+        )
         return model
+
+    def _set_stored_params(self, source: str, arg_params, aux_params, missing_error) -> None:
+        """Set the parameters a file holds (``source``, named when one does not fit at a
+        bind); ``missing_error(names)`` is the error for parameters it lacks."""
+        missing = sorted(set(self.param_names) - set(arg_params))
+        if missing:
+            raise missing_error(missing)
+        self.bindings.param_source = source
+        self.set_params({name: arg_params[name] for name in self.param_names}, aux_params)
 
 
 def _check_epochs(begin_epoch: int, num_epoch: int) -> None:
