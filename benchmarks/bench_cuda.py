@@ -15,7 +15,7 @@ Tables (Markdown, for BENCHMARKS.md), each with the device's name:
   (``codegen_cuda/gemm.py``) and cuBLAS through torch with TF32 off, TFLOP/s of the median;
 - convolution: LeNet's conv1 and conv2 at batch 100, each pass (forward, weight gradient,
   data gradient) in ms and TFLOP/s (``codegen_cuda/conv.py``: implicit GEMMs);
-- training: seconds for Knet's runs of the five models (``bench_training.py``'s settings),
+- training: seconds for Knet's runs of the five models (``graphc.bench.tasks``' settings),
   graphc's ``Model.fit`` on ``gc.gpu()`` against PyTorch eager on the GPU (cuDNN's LSTM for
   CharLM), and graphc's launches per step (an LSTM's per-step launches counted as one).
 """
@@ -31,16 +31,40 @@ import types
 import warnings
 
 import numpy as np
-from bench_training import SETTINGS
-from bench_training import _data as full_data
 from common import print_table
 
 import graphc as gc
 from graphc.backend.lowering import NodeSpec, kernel_for
+from graphc.bench.tasks import SETTINGS as TASK_SETTINGS
+
+SETTINGS = {
+    name: {
+        "epochs": task["epochs"],
+        "batch": task["batch"],
+        "optimizer": task["optimizer"],
+        "params": {key: task[key] for key in ("learning_rate", "momentum", "wd") if key in task},
+    }
+    for name, task in TASK_SETTINGS.items()
+}
+"""``graphc bench``'s settings, as ``Model.fit`` takes them."""
+
+
+def full_data(name: str):
+    """Knet's data: Housing standardized, Fashion-MNIST (flat rows but for LeNet), the text."""
+    if name == "linreg":
+        features, targets = gc.datasets.housing()
+        features = (features - features.mean(0)) / features.std(0)
+        return features.astype(np.float32), targets.astype(np.float32)
+    if name == "charlm":
+        return gc.datasets.text(), None
+    train_x, train_y, _, _ = gc.datasets.fashion_mnist()
+    if name != "lenet":
+        train_x = train_x.reshape(len(train_x), -1)
+    return train_x, train_y
 
 
 def _data(name: str):
-    """``bench_training``'s data; the Fashion-MNIST subset shipped with graphc where the full
+    """``full_data``; the Fashion-MNIST subset shipped with graphc where the full
     set is not installed (a lent GPU machine has no package registry), said in the output."""
     try:
         return full_data(name)

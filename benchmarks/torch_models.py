@@ -1,32 +1,32 @@
-"""The seed models in PyTorch, for the benchmarks that measure PyTorch as a peer (imported
-only by them; graphc never imports torch)."""
+"""The seed models in PyTorch for the micro-benchmarks that measure PyTorch as a peer
+(bench_step.py, bench_cuda.py): those of ``graphc bench``'s PyTorch peer, so there is one
+copy (imported only by them; graphc never imports torch)."""
 
 from __future__ import annotations
+
+import sys
+from types import SimpleNamespace
+
+from graphc.bench.systems import PEERS_DIR
+
+
+def _build(model: str, settings: dict):
+    """The peer's module, imported only when asked for (these scripts run without torch)."""
+    if str(PEERS_DIR) not in sys.path:
+        sys.path.insert(0, str(PEERS_DIR))  # the peer imports peer_protocol from its folder
+    import torch_peer
+
+    return torch_peer.build(SimpleNamespace(model=model, settings=settings))
 
 
 def lenet():
     """MXNet's LeNet: two 5x5 convolutions (20, 50) with tanh and 2x2 max pooling,
     FullyConnected 500 with tanh, FullyConnected 10."""
-    from torch import nn
-
-    return nn.Sequential(
-        nn.Conv2d(1, 20, 5),
-        nn.Tanh(),
-        nn.MaxPool2d(2, 2),
-        nn.Conv2d(20, 50, 5),
-        nn.Tanh(),
-        nn.MaxPool2d(2, 2),
-        nn.Flatten(),
-        nn.Linear(800, 500),
-        nn.Tanh(),
-        nn.Linear(500, 10),
-    )
+    return _build("lenet", {})
 
 
 def mlp(hidden: int = 64):
-    from torch import nn
-
-    return nn.Sequential(nn.Linear(784, hidden), nn.ReLU(), nn.Linear(hidden, 10))
+    return _build("mlp", {"hidden": hidden})
 
 
 def charlm_step(embed, lstm, decoder, optimizer, loss_fn, window, state, vocab: int):

@@ -1,7 +1,7 @@
 """The way through graphc goes one direction: a package imports only packages below it.
 
 ir -> passes -> backend -> codegen_cpu / codegen_cuda and runtime -> data, models,
-interop -> training -> cli. Packages on one layer do not import each other: the runtime reaches a
+interop -> training -> bench -> cli. Packages on one layer do not import each other: the runtime reaches a
 backend through ``graphc.backend.target``, never by importing it. Every import counts,
 also one inside a function. Only ``graphc/__init__.py`` (the public API) sees everything,
 and only the command line, on top, imports it.
@@ -25,6 +25,7 @@ LAYERS = [
     {"codegen_cpu", "codegen_cuda", "runtime"},
     {"data", "models", "interop"},
     {"training"},
+    {"bench"},
     {"cli"},
 ]
 LAYER_OF = {name: rank for rank, names in enumerate(LAYERS) for name in names}
