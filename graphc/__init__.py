@@ -63,6 +63,7 @@ _MODULES = {
     "initializer": training.initializer,
     "init": training.initializer,  # MXNet's short name (mx.init.Xavier)
     "plot": training.plot,
+    "kvstore": training.kvstore,
     "viz": passes.dump,
     "mxnet": interop.mxnet,
     "onnx": interop.onnx,

@@ -77,7 +77,13 @@ class LoopPlan:
     data, no copy; ``in_place[step]`` says which, as :func:`training.compiled_loop.in_place_steps`
     computes it) and only a shuffled or wrapped batch is gathered into the bound input.
     None: every batch is gathered. ``label_source``: the source that is the head's label
-    (read in place likewise by the loss and metric), or -1."""
+    (read in place likewise by the loss and metric), or -1.
+
+    ``allreduce``: a data-parallel loop. After the backward pass of every step it packs the
+    gradients, the step's loss and metric sums and whether its loss was finite into one
+    buffer, sums it over the ranks with one allreduce (``reduce_call``, ``packed`` and
+    ``reduced`` are the loop's arguments for it), and goes on with the sums: every rank
+    then applies the same update and stops at the same step."""
 
     head: LoopStatistic
     metric: LoopStatistic
@@ -91,6 +97,7 @@ class LoopPlan:
     views: tuple[tuple[str, int, tuple, tuple, int], ...] | None = None
     label_source: int = -1
     rescale_grad_index: int = 2
+    allreduce: bool = False
 
     def __post_init__(self) -> None:
         if self.head.name not in HEAD_STATISTICS:

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import subprocess
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,6 +61,19 @@ def add_parsers(commands, common) -> None:
     )
     train.add_argument("--plot", metavar="PNG", default=None, help="the loss and metric curves")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument(
+        "--np",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train on N processes with kvstore dist_sync: runs mpiexec -n N for you",
+    )
+    train.add_argument(
+        "--kvstore",
+        choices=["local", "dist_sync"],
+        default="local",
+        help="dist_sync when launched under mpiexec yourself (each rank reads its part)",
+    )
     train.set_defaults(run=run_train)
     evaluate = commands.add_parser(
         "evaluate", parents=[common], help="the metrics of a saved model, a report"
@@ -82,15 +98,20 @@ def _data_options(parser) -> None:
     parser.add_argument("--bptt", type=int, default=100, help="hiawatha: the window length")
 
 
-def load_data(name: str, batch: int, bptt: int, flatten: bool) -> DataSplit:
+def load_data(
+    name: str, batch: int, bptt: int, flatten: bool, parts: tuple[int, int] = (1, 0)
+) -> DataSplit:
+    """The training (and test) iterators of ``name``; ``parts``: (number of parts, this
+    rank's part) of the training data, for a data-parallel run."""
+    shard = {"num_parts": parts[0], "part_index": parts[1]}
     if name == "housing":
         features, targets = gc.datasets.housing()
         features = (features - features.mean(axis=0)) / features.std(axis=0)
-        train = gc.io.NDArrayIter(features.astype(np.float32), targets, batch_size=batch)
+        train = gc.io.NDArrayIter(features.astype(np.float32), targets, batch_size=batch, **shard)
         return DataSplit(train, None, f"Boston Housing, {len(targets)} districts")
     if name == "hiawatha":
         corpus = gc.datasets.text()
-        train = gc.io.BPTTIter(corpus.data, batch, bptt, layout="TN")
+        train = gc.io.BPTTIter(corpus.data, batch, bptt, layout="TN", **shard)
         return DataSplit(train, None, f"The Song of Hiawatha, {len(corpus.data):,} characters")
     if name == "fashion-mnist" or os.path.isdir(name):
         if name == "fashion-mnist":
@@ -107,7 +128,7 @@ def load_data(name: str, batch: int, bptt: int, flatten: bool) -> DataSplit:
         if flatten:
             train_x, test_x = (x.reshape(len(x), -1) for x in (train_x, test_x))
         return DataSplit(
-            gc.io.NDArrayIter(train_x, train_y, batch_size=batch, shuffle=True),
+            gc.io.NDArrayIter(train_x, train_y, batch_size=batch, shuffle=True, seed=0, **shard),
             gc.io.NDArrayIter(test_x, test_y, batch_size=batch),
             f"{what}: {len(train_y):,} training and {len(test_y):,} test images",
             test_x,
@@ -129,10 +150,21 @@ def reads_flat_images(symbol, shapes) -> bool:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    if args.np < 1:
+        raise ValueError(f"--np {args.np}: the number of processes must be at least 1")
+    if args.np > 1:
+        return _launch_ranks(args)
+    kv = gc.kvstore.create(args.kvstore)
     model_file = load_model_file(args.model, dict(args.option))
     flat = reads_flat_images(model_file.symbol, model_file.input_shapes)
-    data = load_data(args.data, args.batch_size, args.bptt, flat)
-    print(f"data:       {data.what}")
+    data = load_data(args.data, args.batch_size, args.bptt, flat, (kv.num_workers, kv.rank))
+    show = print if kv.rank == 0 else (lambda *_: None)
+    show(f"data:       {data.what}")
+    if kv.num_workers > 1:
+        show(
+            f"workers:    {kv.num_workers} (kvstore dist_sync), batch {args.batch_size} each,"
+            f" {args.batch_size * kv.num_workers} in all"
+        )
     if args.resume is not None:
         if args.checkpoint is None:
             raise ValueError("--resume needs --checkpoint PREFIX")
@@ -154,11 +186,32 @@ def run_train(args: argparse.Namespace) -> int:
         begin_epoch=args.resume or 0,
         epoch_end_callback=callbacks,
         verbose=not args.quiet,
+        kvstore=kv,
     )
-    if args.plot:
+    if args.plot and kv.rank == 0:
         gc.plot.history(model.history, args.plot, title=os.path.basename(args.model))
         print(f"plot:       {args.plot}")
     return 0
+
+
+def _launch_ranks(args: argparse.Namespace) -> int:
+    """``graphc train ... --np N``: the same command on N ranks under ``mpiexec`` (the one
+    installed beside this Python first: the ``mpich`` wheel's), with ``--kvstore
+    dist_sync``; its exit status."""
+    here = os.path.dirname(sys.executable)
+    mpiexec = shutil.which("mpiexec", path=here) or shutil.which("mpiexec")
+    if mpiexec is None:
+        raise ImportError("--np needs mpiexec: pip install 'graphc[dist]' (mpi4py and mpich)")
+    argv = list(args.argv)
+    for index, item in enumerate(argv):  # drop --np N / --np=N
+        if item == "--np":
+            del argv[index : index + 2]
+            break
+        if item.startswith("--np="):
+            del argv[index]
+            break
+    command = [mpiexec, "-n", str(args.np), sys.executable, "-m", "graphc.cli", *argv]
+    return subprocess.run([*command, "--kvstore", "dist_sync"], check=False).returncode
 
 
 def run_evaluate(args: argparse.Namespace) -> int:

@@ -86,21 +86,67 @@ def render_training_loop(
             "forward_entries",
         ),
         *_statistics_lines(plan, label),
-        f"{INDENT}if not math.isfinite(loss) or not all_finite(head):",
-        f"{INDENT}    return step",
-        *call_lines(
-            backward,
-            backward_comments,
-            "backward",
-            "counter, True",
-            INDENT,
-            replaced["backward"],
-            "backward_entries",
-        ),
+        *_backward_lines(plan, backward, backward_comments, replaced["backward"]),
         *_update_lines(plan),
         "    return count",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _backward_lines(plan: LoopPlan, backward, comments, replaced) -> list[str]:
+    """Stop on a non-finite loss or output, else the backward kernels; a data-parallel loop
+    (``plan.allreduce``) then sums the gradients over the ranks, and every rank stops when
+    any rank's loss was not finite."""
+    if not plan.allreduce:
+        return [
+            f"{INDENT}if not math.isfinite(loss) or not all_finite(head):",
+            f"{INDENT}    return step",
+            *call_lines(
+                backward,
+                comments,
+                "backward",
+                "counter, True",
+                INDENT,
+                replaced,
+                "backward_entries",
+            ),
+        ]
+    calls = call_lines(
+        backward,
+        comments,
+        "backward",
+        "counter, True",
+        INDENT + "    ",
+        replaced,
+        "backward_entries",
+    )
+    lines = [
+        f"{INDENT}bad = not math.isfinite(loss) or not all_finite(head)",
+        f"{INDENT}if not bad:",
+        *(calls or [f"{INDENT}    pass"]),
+        f"{INDENT}offset = 0",
+    ]
+    lines += [
+        f"{INDENT}offset = pack_into(packed, offset, updates[{index}][1])"
+        for index in range(plan.parameters)
+    ]
+    lines += [
+        f"{INDENT}packed[offset] = losses[step]",
+        f"{INDENT}packed[offset + 1] = metrics[step]",
+        f"{INDENT}packed[offset + 2] = 1.0 if bad else 0.0",
+        f"{INDENT}if allreduce_sum(reduce_call, packed, reduced, offset + 3) != 0:",
+        f"{INDENT}    raise RuntimeError('MPI_Allreduce of the gradients failed')",
+        f"{INDENT}losses[step] = reduced[offset]  # every rank's sums, from here on",
+        f"{INDENT}metrics[step] = reduced[offset + 1]",
+        f"{INDENT}if reduced[offset + 2] > 0.0:  # a rank's loss was not finite",
+        f"{INDENT}    return step",
+        f"{INDENT}offset = 0",
+    ]
+    lines += [
+        f"{INDENT}offset = unpack_from(reduced, offset, updates[{index}][1])"
+        for index in range(plan.parameters)
+    ]
+    return lines
 
 
 def _header_lines(plan: LoopPlan) -> list[str]:
@@ -113,13 +159,16 @@ def _header_lines(plan: LoopPlan) -> list[str]:
         *(f"    {name}," for name in sorted(train_support.NAMES)),
         ")",
         "from graphc.backend.source_cache import kernel_function",
+        "from graphc.codegen_cpu.collective_call import allreduce_sum",
         "from graphc.codegen_cpu.native_call import call_native, call_native_counted",
         "from graphc.codegen_cpu.optimizer_updates import global_norm_scale, sum_of_squares\n",
         f"update = kernel_function({module!r}, {attribute!r})\n\n",
-        "@numba.njit(cache=True)",
+        # nogil: a data-parallel loop may wait in MPI_Allreduce, and the stall watchdog
+        # (runtime.communicator) must be able to run meanwhile
+        "@numba.njit(cache=True, nogil=True)" if plan.allreduce else "@numba.njit(cache=True)",
         "def train(forward_entries, backward_entries, forward, backward, updates, scalars,"
         " sources, targets, order, batch, count, rows, counter0, head, label, grad_scale,"
-        " losses, metrics, carried, fresh, in_place):",
+        " losses, metrics, carried, fresh, in_place, reduce_call, packed, reduced):",
         "    for step in range(count):",
         "        start = step * batch",
     ]

@@ -175,8 +175,30 @@ def copy_array(source, target):
         flat_target[index] = flat_source[index]
 
 
+@numba.njit(**_JIT)
+def pack_into(packed, offset, array):
+    """Copy ``array`` into ``packed`` from ``offset``; the offset after it. A data-parallel
+    loop packs every gradient into one buffer so that one allreduce sums them all."""
+    flat = array.ravel()
+    for index in range(flat.size):
+        packed[offset + index] = flat[index]
+    return offset + flat.size
+
+
+@numba.njit(**_JIT)
+def unpack_from(packed, offset, array):
+    """Copy ``array.size`` elements of ``packed`` from ``offset`` into ``array``; the offset
+    after them (the inverse of :func:`pack_into`)."""
+    flat = array.ravel()
+    for index in range(flat.size):
+        flat[index] = packed[offset + index]
+    return offset + flat.size
+
+
 NAMES = (
     "gather_rows",
+    "pack_into",
+    "unpack_from",
     "all_finite",
     "softmax_stats",
     "regression_stats",

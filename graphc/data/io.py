@@ -87,6 +87,13 @@ class NDArrayIter:
     seed : int, optional
         Seed of the ``numpy.random.Generator`` that shuffles: the same seed gives the same
         sequence of epochs. None draws a fresh seed.
+    num_parts, part_index : int
+        Data-parallel training (``gc.kvstore``): this iterator reads only part
+        ``part_index`` of ``num_parts``, the ``part_index``-th contiguous block of
+        ``num_data // num_parts`` samples, as MXNet's iterators shard (pass
+        ``num_parts=kv.num_workers, part_index=kv.rank``). The ``num_data % num_parts``
+        samples after the last block are left out, so that every part has as many
+        batches; ``shuffle`` permutes within the part.
 
     Attributes
     ----------
@@ -103,6 +110,9 @@ class NDArrayIter:
     Examples
     --------
     >>> x = np.arange(5, dtype=np.float32).reshape(5, 1)
+    >>> part = NDArrayIter(x, batch_size=1, num_parts=2, part_index=1)
+    >>> [b.data[0].ravel().tolist() for b in part]
+    [[2.0], [3.0]]
     >>> it = NDArrayIter(x, batch_size=2, last_batch_handle="roll_over")
     >>> [b.data[0].ravel().tolist() for b in it]
     [[0.0, 1.0], [2.0, 3.0]]
@@ -121,8 +131,11 @@ class NDArrayIter:
         data_name: str = "data",
         label_name: str = "softmax_label",
         seed: int | None = None,
+        num_parts: int = 1,
+        part_index: int = 0,
     ) -> None:
         _check_positive("NDArrayIter", "batch_size", batch_size)
+        _check_part("NDArrayIter", num_parts, part_index)
         if last_batch_handle not in LAST_BATCH_HANDLES:
             raise ValueError(
                 f"NDArrayIter: last_batch_handle={last_batch_handle!r} is not one of "
@@ -132,7 +145,19 @@ class NDArrayIter:
             raise ValueError("NDArrayIter: data is None; it needs at least one array")
         self._data = _named_arrays(data, data_name)
         self._label = [] if label is None else _named_arrays(label, label_name)
-        self.num_data = _common_length(self._data + self._label)
+        total = _common_length(self._data + self._label)
+        per_part = total // num_parts
+        if per_part == 0:
+            raise ValueError(
+                f"NDArrayIter: {total} samples cannot be cut into num_parts={num_parts} parts"
+            )
+        if num_parts > 1:
+            part = slice(part_index * per_part, (part_index + 1) * per_part)
+            self._data = [(name, array[part]) for name, array in self._data]
+            self._label = [(name, array[part]) for name, array in self._label]
+        self.num_parts = num_parts
+        self.part_index = part_index
+        self.num_data = per_part
         if batch_size > self.num_data and last_batch_handle != "pad":
             raise ValueError(
                 f"NDArrayIter: batch_size={batch_size} is larger than the {self.num_data} "
@@ -273,6 +298,12 @@ class BPTTIter:
     layout : {'NT', 'TN'}
         Batch shape (batch_size, seq_len) for 'NT', (seq_len, batch_size) for 'TN', the
         time-major form of ``graphc.models.charlm``; names as MXNet's bucketing iterator.
+    num_parts, part_index : int
+        Data-parallel training (``gc.kvstore``): this iterator reads the ``part_index``-th
+        of ``num_parts`` contiguous blocks of ``len(stream) // num_parts`` tokens (the rest
+        left out) and cuts its rows from that block, so ``num_parts`` ranks at
+        ``batch_size`` rows read the rows one process at ``num_parts * batch_size`` rows
+        reads, when the lengths divide evenly.
 
     Attributes
     ----------
@@ -297,8 +328,11 @@ class BPTTIter:
         data_name: str = "data",
         label_name: str = "softmax_label",
         layout: str = "NT",
+        num_parts: int = 1,
+        part_index: int = 0,
     ) -> None:
         _check_positive("BPTTIter", "batch_size", batch_size)
+        _check_part("BPTTIter", num_parts, part_index)
         _check_positive("BPTTIter", "seq_len", seq_len)
         if layout not in BPTT_LAYOUTS:
             raise ValueError(f"BPTTIter: layout={layout!r} is not one of {BPTT_LAYOUTS}")
@@ -308,11 +342,16 @@ class BPTTIter:
                 f"BPTTIter: stream must be a 1-D array of integer token indices, "
                 f"found {stream.dtype} of shape {stream.shape}"
             )
+        per_part = len(stream) // num_parts
+        stream = stream[part_index * per_part : (part_index + 1) * per_part]
+        self.num_parts = num_parts
+        self.part_index = part_index
         tokens_per_row = len(stream) // batch_size
         # Each row needs seq_len inputs plus one more token for the last input's label.
         if tokens_per_row < seq_len + 1:
             raise ValueError(
-                f"BPTTIter: a stream of {len(stream)} tokens is too short for "
+                f"BPTTIter: a stream of {len(stream)} tokens"
+                f"{f' (part {part_index} of {num_parts})' if num_parts > 1 else ''} is too short for "
                 f"batch_size={batch_size} and seq_len={seq_len}: it needs at least "
                 f"batch_size * (seq_len + 1) = {batch_size * (seq_len + 1)} tokens"
             )
@@ -378,6 +417,17 @@ class BPTTIter:
         if self.layout == "TN":
             window = window.T
         return np.ascontiguousarray(window, dtype=np.float32)
+
+
+def _check_part(owner: str, num_parts: int, part_index: int) -> None:
+    for name, value in (("num_parts", num_parts), ("part_index", part_index)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise ValueError(f"{owner}: {name} must be an integer, got {value!r}")
+    if num_parts < 1 or not 0 <= part_index < num_parts:
+        raise ValueError(
+            f"{owner}: part_index={part_index} of num_parts={num_parts}: it needs "
+            "num_parts >= 1 and 0 <= part_index < num_parts"
+        )
 
 
 def _check_positive(owner: str, name: str, value: int) -> None:

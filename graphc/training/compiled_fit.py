@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from graphc.data.io import BPTTIter, NDArrayIter
+from graphc.runtime.communicator import Communicator
 from graphc.training.binding import num_batches_of
 from graphc.training.checkpoint import iterator_state
 from graphc.training.compiled_loop import CompiledTraining, in_place_steps
@@ -38,6 +39,9 @@ CHUNK_SECONDS = 0.1
 """How long one compiled call should run: the progress bar's refresh interval."""
 
 MAX_CHUNK_STEPS = 1 << 16
+
+COMPILE_SECONDS = 600.0
+"""How long the ranks of a data-parallel fit wait for each other to compile the loop."""
 
 STEP_BY_STEP_COST = (
     "Python then runs every batch, about 0.1 ms of overhead per step instead of 1-2 us: "
@@ -100,7 +104,9 @@ class EpochResults:
         return metric.values_from(self.metric_sums, self.samples)
 
 
-def compiled_trainer(model, executor, train_data, heads, metric, batch_end_callback, states):
+def compiled_trainer(
+    model, executor, train_data, heads, metric, batch_end_callback, states, communicator=None
+):
     """A :class:`CompiledTraining` for this fit, or None with the reason in
     ``model.fit_path`` and one :class:`StepByStepWarning` saying it."""
     reason = _reason_for_steps(model, train_data, batch_end_callback)
@@ -131,6 +137,7 @@ def compiled_trainer(model, executor, train_data, heads, metric, batch_end_callb
         data_names + label_names,
         batch_shapes=shapes,
         carried=carried,
+        communicator=communicator,
     )
 
 
@@ -151,7 +158,17 @@ def _reason_for_steps(model, train_data, batch_end_callback) -> str | None:
 def fit_compiled(model, trainer: CompiledTraining, run: FitRun) -> None:
     """The epochs of ``model.fit`` through the compiled loop, recorded in the model's
     history as the step-by-step path records them."""
-    runner = CompiledEpochs(trainer, run.train_data, model.bindings, run.train_metric)
+    runner = CompiledEpochs(
+        trainer, run.train_data, model.bindings, run.train_metric, run.communicator
+    )
+    if run.communicator.size > 1:
+        # Compiling the loop can take one rank much longer than another (a cold cache):
+        # that wait belongs before the first step, not under the stall watchdog of a chunk.
+        runner.prepare()
+        run.communicator.barrier(
+            "the start of training (each rank compiles its loop first)",
+            max(COMPILE_SECONDS, run.communicator.stall_timeout),
+        )
     callbacks = as_callbacks(run.epoch_end_callback)
     spans = run.eval_data is None and not callbacks
     batches = num_batches_of(run.train_data) or 0
@@ -262,7 +279,12 @@ class CompiledEpochs:
     """Runs epochs through the compiled loop, timing steps to size the chunks."""
 
     def __init__(
-        self, trainer: CompiledTraining, train_data: NDArrayIter, bindings, metric: EvalMetric
+        self,
+        trainer: CompiledTraining,
+        train_data: NDArrayIter,
+        bindings,
+        metric: EvalMetric,
+        communicator: Communicator,
     ) -> None:
         self.trainer = trainer
         self.metric = metric
@@ -275,7 +297,13 @@ class CompiledEpochs:
         ]
         self.batch = trainer.targets[0].shape[0]  # rows cut per input per step
         self.bindings = bindings
+        self.communicator = communicator
         self.seconds_per_step = None
+
+    def prepare(self) -> None:
+        """Compile the loop (and find its kernels) without training a step."""
+        empty = np.zeros(0, dtype=np.int64)
+        self.trainer.run(self.sources, empty, empty, np.zeros(0, np.bool_), np.zeros(0, np.bool_))
 
     def chunk_steps(self) -> int:
         if self.seconds_per_step is None:
@@ -302,13 +330,17 @@ class CompiledEpochs:
         while done < steps:
             count = min(self.chunk_steps(), steps - done)
             start = time.perf_counter()
-            result = self.trainer.run(
-                self.sources,
-                order[done * self.batch : (done + count) * self.batch],
-                rows[done : done + count],
-                fresh[done : done + count],
-                in_place[done : done + count],
-            )
+            with self.communicator.watch(
+                f"the gradient allreduce of training steps {done} to {done + count - 1} of "
+                f"epoch {int(epoch_of[done])}"
+            ):
+                result = self.trainer.run(
+                    self.sources,
+                    order[done * self.batch : (done + count) * self.batch],
+                    rows[done : done + count],
+                    fresh[done : done + count],
+                    in_place[done : done + count],
+                )
             elapsed = time.perf_counter() - start
             losses[done : done + count] = result.losses
             metrics[done : done + count] = result.metrics
@@ -319,14 +351,16 @@ class CompiledEpochs:
             self.seconds_per_step = elapsed / count
             done += count
             if len(plans) == 1:
-                samples = int(rows[:done].sum())
+                samples = int(rows[:done].sum()) * self.trainer.workers
                 mean = float(losses[:done].sum() / samples) if samples else None
                 value = self.metric.value_from(float(metrics[:done].sum()), samples)
                 display.batch(done, samples, [(self.metric.name, value)], mean)
         count = len(plans)
         loss_sums = np.bincount(epoch_index, weights=losses, minlength=count)
         metric_sums = np.bincount(epoch_index, weights=metrics, minlength=count)
-        samples = np.bincount(epoch_index, weights=rows, minlength=count)
+        # every rank's rows: the loop's loss and metric sums are over the ranks (and every
+        # rank's part has the same batches, which the start of fit checks)
+        samples = np.bincount(epoch_index, weights=rows, minlength=count) * self.trainer.workers
         times = np.bincount(epoch_index, weights=seconds, minlength=count)
         return EpochResults(loss_sums, metric_sums, samples.astype(np.int64), times)
 

@@ -22,11 +22,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from graphc.backend.loop_plan import LoopPlan, LoopStatistic
+from graphc.runtime.communicator import Communicator
 from graphc.runtime.executor import Executor
 from graphc.runtime.launch import provenance
 from graphc.training.heads import LossHead
 from graphc.training.metric import CompositeEvalMetric, EvalMetric
 from graphc.training.optimizer import GRAD_SCALE_INDEX, RESCALE_GRAD_INDEX, Optimizer
+
+NO_REDUCE = (np.int64(0), np.int32(0), np.int32(0), np.int32(0), np.int32(0))
+"""The loop's allreduce arguments in a one-process fit, which never calls it."""
 
 
 @dataclass
@@ -83,10 +87,13 @@ class CompiledTraining:
         input_names: Sequence[str],
         batch_shapes: Sequence[tuple] | None = None,
         carried: Sequence[tuple[str, int]] = (),
+        communicator: Communicator | None = None,
     ) -> None:
         """``batch_shapes``: the shape each input is cut in, when the bound array has
         another of the same size (charlm's (T * N,) label filled as (T, N)); ``carried``:
-        (state input, output index) pairs the loop carries from step to step."""
+        (state input, output index) pairs the loop carries from step to step;
+        ``communicator``: the job's, when several ranks train together (every step's
+        gradients, loss and metric are then summed over the ranks: ``LoopPlan.allreduce``)."""
         self.executor = executor
         self.optimizer = optimizer
         self.head = head
@@ -112,6 +119,17 @@ class CompiledTraining:
         views = _input_views(
             self.targets, {"forward": forward.launches, "backward": backward.launches}
         )
+        self.workers = 1 if communicator is None else communicator.size
+        if self.workers > 1:
+            gradients = [update[1] for update in self.updates]
+            dtype = np.result_type(*(gradient.dtype for gradient in gradients))
+            size = sum(gradient.size for gradient in gradients) + 3  # + loss, metric, bad
+            self.packed = np.zeros(size, dtype=dtype)
+            self.reduced = np.zeros(size, dtype=dtype)
+            self.reduce_call = communicator.native_allreduce
+        else:
+            self.packed = self.reduced = np.zeros(0, dtype=np.float64)
+            self.reduce_call = NO_REDUCE
         label = executor.arg_dict[head.label]
         label_source = next(
             (j for j, target in enumerate(self.targets) if _same_buffer(target, label)), -1
@@ -130,6 +148,7 @@ class CompiledTraining:
             states=len(self.carried),
             views=views,
             label_source=label_source if views is not None else -1,
+            allreduce=self.workers > 1,
         )
         self.plan = plan
         self.fn, self.source = executor.target.compile_training_loop(
@@ -152,7 +171,8 @@ class CompiledTraining:
             table = np.tile(row, (count, 1))
         else:
             rows = [self.optimizer.scalar_arguments(first + step) for step in range(count)]
-            table = np.array(rows, dtype=np.float64).reshape(count, -1)
+            width = len(self.optimizer.scalar_arguments(first))
+            table = np.array(rows, dtype=np.float64).reshape(count, width)
         if self.optimizer.clip_global_norm is not None:
             table[:, GRAD_SCALE_INDEX] = float(self.optimizer.clip_global_norm)
         return table
@@ -210,6 +230,9 @@ class CompiledTraining:
             self.carried,
             np.zeros(count, dtype=np.bool_) if fresh is None else np.asarray(fresh, np.bool_),
             np.ascontiguousarray(in_place, dtype=np.bool_),
+            self.reduce_call,
+            self.packed,
+            self.reduced,
         )
         self.optimizer.num_update += completed
         self.executor.dropout_counter += completed

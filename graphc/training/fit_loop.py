@@ -30,9 +30,11 @@ import numpy as np
 from graphc.data.io import NDArrayIter
 from graphc.ir.errors import GraphcError
 from graphc.runtime.arrays import asnumpy
+from graphc.runtime.communicator import Communicator, LocalCommunicator
 from graphc.runtime.executor import Executor
 from graphc.training import metric as metrics
 from graphc.training.binding import ModelBindings, batch_size_of
+from graphc.training.data_parallel import GradientSum, sum_metric, sum_values
 from graphc.training.heads import LossHead, batch_loss, check_label, loss_heads, valid_rows
 from graphc.training.optimizer import Optimizer
 from graphc.training.progress import TrainingDisplay
@@ -65,6 +67,12 @@ class FitRun:
     epoch_end_callback: Any
     begin_epoch: int
     num_epoch: int
+    kvstore: Any = None
+    """The ``KVStore`` of a data-parallel fit (``graphc.training.kvstore``); None alone."""
+
+    @property
+    def communicator(self) -> Communicator:
+        return LocalCommunicator() if self.kvstore is None else self.kvstore.communicator
 
 
 class BatchEndParam(NamedTuple):
@@ -86,12 +94,18 @@ def train_epoch(
     display: TrainingDisplay,
     callbacks: Sequence[Callable],
     epoch: int,
+    communicator: Communicator | None = None,
 ) -> tuple[float | None, int]:
     """One pass over ``train_data``; returns the mean loss per sample and the samples seen
-    (padding left out)."""
+    (padding left out). With a ``communicator`` of several ranks every step's gradients are
+    summed over them before the update, every rank stops at a step where any rank's loss is
+    not finite, and the loss, samples and metric returned are every rank's."""
     heads, batch_size, (data_names, label_names), states = _pass_setup(
         bindings, executor, train_data, metric
     )
+    together = communicator is not None and communicator.size > 1
+    gradients = [executor.grad_dict[name] for name in bindings.param_names]
+    summed = GradientSum(communicator, gradients) if together else None
     loss_sum, loss_samples, samples = 0.0, 0, 0
     for nbatch, batch in enumerate(train_data):
         bindings.copy_batch(executor, batch, data_names, label_names)
@@ -101,14 +115,19 @@ def train_epoch(
         states.after_forward()
         outputs, labels = host_results(bindings, executor, heads)
         loss = batch_loss(heads, outputs, labels, batch_size, batch.pad)
-        if loss is not None and not math.isfinite(loss):
+        bad_loss = loss is not None and not math.isfinite(loss)
+        if bad_loss and not together:
             raise diverged(bindings, executor, epoch, nbatch, loss)
-        update_metric(bindings, outputs, labels, metric, batch_size, batch.pad)
-        executor.backward(states.out_grads)
+        if not bad_loss:
+            update_metric(bindings, outputs, labels, metric, batch_size, batch.pad)
+            executor.backward(states.out_grads)
+        if summed is not None and summed(
+            gradients, bad_loss, f"the gradient allreduce of epoch {epoch}, batch {nbatch}"
+        ):
+            raise diverged(bindings, executor, epoch, nbatch, loss if bad_loss else math.nan)
         # A finite loss does not make the gradients finite: the backward pass can overflow
         # on its own, and a NaN weight that max pooling passes over leaves the forward
         # finite. The target checks them all at once (on a GPU, without copying them).
-        gradients = [executor.grad_dict[name] for name in bindings.param_names]
         flagged = executor.target.arrays.nonfinite(gradients)
         bad_grads = [name for name, bad in zip(bindings.param_names, flagged) if bad]
         if bad_grads:
@@ -123,6 +142,13 @@ def train_epoch(
         display.batch(nbatch + 1, samples, metric.get_name_value(), mean_loss)
         for callback in callbacks:
             callback(BatchEndParam(epoch, nbatch, metric, loss))
+    if together:
+        what = f"the sums of epoch {epoch}'s loss and metric"
+        loss_sum, loss_samples, samples = sum_values(
+            communicator, [loss_sum, loss_samples, samples], what
+        )
+        loss_samples, samples = int(loss_samples), int(samples)
+        sum_metric(communicator, metric, what)
     return (loss_sum / loss_samples if loss_samples else None), samples
 
 
@@ -172,10 +198,15 @@ def diverged(
 
 
 def evaluate(
-    bindings: ModelBindings, executor: Executor, eval_data, metric: metrics.EvalMetric
+    bindings: ModelBindings,
+    executor: Executor,
+    eval_data,
+    metric: metrics.EvalMetric,
+    communicator: Communicator | None = None,
 ) -> tuple[list[tuple[str, float]], float | None]:
     """The metric's name-values over ``eval_data`` (from where it stands) and the mean loss
-    per sample (None when no loss head has its label); padding rows left out."""
+    per sample (None when no loss head has its label); padding rows left out. With a
+    ``communicator`` of several ranks, over every rank's ``eval_data``."""
     heads, batch_size, (data_names, label_names), states = _pass_setup(
         bindings, executor, eval_data, metric
     )
@@ -192,6 +223,10 @@ def evaluate(
         if loss is not None:
             loss_sum += loss * (batch_size - batch.pad)
             loss_samples += batch_size - batch.pad
+    if communicator is not None and communicator.size > 1:
+        what = "the sums of the validation loss and metric"
+        loss_sum, loss_samples = sum_values(communicator, [loss_sum, loss_samples], what)
+        sum_metric(communicator, metric, what)
     return metric.get_name_value(), (loss_sum / loss_samples if loss_samples else None)
 
 

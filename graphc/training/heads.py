@@ -176,14 +176,16 @@ def check_label(
     )
 
 
-def default_rescale_grad(heads: Sequence[LossHead], batch_size: int) -> float:
+def default_rescale_grad(heads: Sequence[LossHead], batch_size: int, workers: int = 1) -> float:
     """``1 / batch_size`` when every head sums its gradient over the batch, 1 when every head
-    divides it already; a mix has no single right value and is an error."""
+    divides it already; a mix has no single right value and is an error. With ``workers``
+    data-parallel ranks, whose gradients are summed, ``1 / (batch_size * workers)`` and
+    ``1 / workers``: the step one process takes at the global batch."""
     summed = [head for head in heads if head.sums_over_batch]
     if len(summed) == len(heads):
-        return 1.0 / batch_size
+        return 1.0 / (batch_size * workers)
     if not summed:
-        return 1.0
+        return 1.0 / workers
     raise ValueError(
         "fit: some loss heads sum their gradient over the batch "
         f"({', '.join(head.op for head in summed)}) and others divide it "

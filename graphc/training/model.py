@@ -29,6 +29,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+import traceback
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -53,6 +54,7 @@ from graphc.training.checkpoint import (
     save_checkpoint_files,
 )
 from graphc.training.compiled_fit import StepByStepWarning, compiled_trainer, fit_compiled
+from graphc.training.data_parallel import start_together, warn_unsharded
 from graphc.training.fit_loop import (
     BatchEndParam,
     FitRun,
@@ -65,6 +67,7 @@ from graphc.training.fit_loop import (
 )
 from graphc.training.heads import default_metric, label_names_of, loss_heads
 from graphc.training.initializer import Xavier, initialize
+from graphc.training.kvstore import DistributedError, as_kvstore
 from graphc.training.optimizer import Optimizer
 from graphc.training.optimizer_state import (
     DEFAULT_OPTIMIZER_PARAMS,
@@ -162,6 +165,7 @@ class Model:
         self._loaded_optimizer: tuple[dict, dict] | None = None
         self._loaded_data_state: tuple[int, dict] | None = None
         self._loaded_train_step: int | None = None
+        self._kvstore = None  # the KVStore of the last fit: save_checkpoint writes on rank 0
 
     # -- parameters --------------------------------------------------------------------------
 
@@ -242,6 +246,7 @@ class Model:
         quiet: bool | None = None,
         log_every: int | None = None,
         verbose: bool = True,
+        kvstore: Any = "local",
     ) -> dict[str, list]:
         """Train for epochs ``begin_epoch`` to ``num_epoch - 1`` and return :attr:`history`.
 
@@ -274,6 +279,13 @@ class Model:
         quiet, log_every, verbose
             What is shown (``graphc.training.progress.TrainingDisplay``); ``log_every``
             defaults to a twentieth of the epochs, first and last always.
+        kvstore : KVStore or str
+            ``"local"`` (one process) or ``"dist_sync"`` (every MPI rank of the job trains
+            together: ``graphc.training.kvstore``). With several ranks, rank 0's parameters
+            are broadcast first, every step's gradients are summed over the ranks, the
+            default ``rescale_grad`` is ``1 / (batch_size * num_workers)``, the history and
+            the figures shown (on rank 0 only) are every rank's, and a rank that fails in
+            ``fit`` ends the whole job.
 
         In-memory data with no ``batch_end_callback`` train in the compiled loop
         (``graphc.training.compiled_fit``) when it computes the head's loss and the metric;
@@ -288,16 +300,21 @@ class Model:
             A label the head cannot take, naming the head, the label, the value and where.
         """
         _check_epochs(begin_epoch, num_epoch)
+        kv = self._kvstore = as_kvstore(kvstore)
         heads = self._training_heads()
         executor = self._bind_for_training(train_data, initializer, seed)
-        self._start_optimizer(executor, optimizer, optimizer_params, heads, train_data)
+        self._start_optimizer(
+            executor, optimizer, optimizer_params, heads, train_data, kv.num_workers
+        )
         self._resume_data_order(train_data, begin_epoch)
         if eval_metric is None:
             eval_metric = default_metric(heads, stream=isinstance(train_data, BPTTIter))
         train_metric = metrics.create(eval_metric)
         if log_every is None:  # about 20 summary lines however long the run
             log_every = max(1, (num_epoch - begin_epoch) // 20)
-        display = TrainingDisplay(num_epoch, begin_epoch, log_every, quiet, verbose)
+        display = TrainingDisplay(
+            num_epoch, begin_epoch, log_every, quiet, verbose and kv.rank == 0
+        )
         run = FitRun(
             train_data,
             eval_data,
@@ -307,15 +324,38 @@ class Model:
             epoch_end_callback,
             begin_epoch,
             num_epoch,
+            kv,
         )
         self._trainer = compiled_trainer(
-            self, executor, train_data, heads, train_metric, batch_end_callback, self._opt_states
+            self,
+            executor,
+            train_data,
+            heads,
+            train_metric,
+            batch_end_callback,
+            self._opt_states,
+            kv.communicator,
         )
         try:
+            if kv.distributed:
+                warn_unsharded(train_data, kv.num_workers)
+                start_together(
+                    kv.communicator, self, executor, train_data, (num_epoch, begin_epoch)
+                )
             if self._trainer is not None:
                 fit_compiled(self, self._trainer, run)
             else:
                 self._fit_steps(executor, run, batch_end_callback)
+        except (TrainingDivergedError, DistributedError):
+            raise  # the same error on every rank, at the same step
+        except BaseException as error:
+            if kv.distributed:  # this rank alone: the others would wait for it forever
+                traceback.print_exc()
+                kv.communicator.abort(
+                    f"graphc: rank {kv.rank} of {kv.num_workers} stopped in fit with "
+                    f"{type(error).__name__}: {error}; aborting the job"
+                )
+            raise
         finally:
             display.close()
         return self.history
@@ -354,12 +394,15 @@ class Model:
             self._initialized = True
         return executor
 
-    def _start_optimizer(self, executor, optimizer, optimizer_params, heads, train_data) -> None:
+    def _start_optimizer(
+        self, executor, optimizer, optimizer_params, heads, train_data, workers: int
+    ) -> None:
         """The optimizer of this fit, its state placed in the executor's arena and carried
-        over from the last fit or the checkpoint loaded."""
+        over from the last fit or the checkpoint loaded. Its default ``rescale_grad`` is
+        over the global batch: every worker's (MXNet Module's rule)."""
         previous = self._previous_optimizer()
         self._optimizer = make_optimizer(
-            optimizer, optimizer_params, heads, batch_size_of(train_data)
+            optimizer, optimizer_params, heads, batch_size_of(train_data), workers
         )
         self._opt_states = placed_states(
             executor, self._optimizer, {name: self.arg_params[name] for name in self.param_names}
@@ -382,6 +425,7 @@ class Model:
                 run.display,
                 as_callbacks(batch_end_callback),
                 epoch,
+                run.communicator,
             )
             seconds = time.perf_counter() - start
             run.train_data.reset()
@@ -392,7 +436,9 @@ class Model:
         """Validation, history, the summary line and the callbacks of one epoch."""
         val_values, val_loss = [], None
         if run.eval_data is not None:
-            val_values, val_loss = self._evaluate(run.eval_data, run.val_metric, "fit")
+            val_values, val_loss = self._evaluate(
+                run.eval_data, run.val_metric, "fit", communicator=run.communicator
+            )
         train_values = run.train_metric.get_name_value()
         self._record(epoch, seconds, train_values, train_loss, val_values, val_loss, run.eval_data)
         run.display.end_epoch(
@@ -459,13 +505,13 @@ class Model:
         values, _ = self._evaluate(eval_data, metrics.create(eval_metric), "score", reset)
         return values
 
-    def _evaluate(self, eval_data, metric, what: str, reset: bool = True):
+    def _evaluate(self, eval_data, metric, what: str, reset: bool = True, communicator=None):
         self._require_params(what)
         shapes = self.bindings.input_shapes(eval_data, what)
         executor = self.bindings.executor(shapes, for_training=False)
         if reset:
             eval_data.reset()
-        return evaluate(self.bindings, executor, eval_data, metric)
+        return evaluate(self.bindings, executor, eval_data, metric, communicator)
 
     def predict(
         self, data, batch_size: int | None = None, reset: bool = True
@@ -532,7 +578,11 @@ class Model:
         previous = self._previous_optimizer() if save_optimizer_states else None
         if previous is not None:
             state.optimizer, state.optimizer_state = previous
-        save_checkpoint_files(prefix, state)
+        kv = self._kvstore
+        if kv is None or kv.rank == 0:
+            save_checkpoint_files(prefix, state)
+        if kv is not None and kv.distributed:  # the file exists for every rank after this
+            kv.communicator.barrier(f"save_checkpoint({prefix!r}, {epoch}) on rank {kv.rank}")
 
     def _train_step(self) -> int:
         if self.bindings.train_executor is not None:

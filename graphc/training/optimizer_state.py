@@ -28,9 +28,11 @@ def make_optimizer(
     optimizer_params: Mapping | Sequence,
     heads: Sequence[LossHead],
     batch_size: int,
+    workers: int = 1,
 ) -> Optimizer:
     """The optimizer by name with ``optimizer_params``, ``rescale_grad`` defaulting to the
-    heads' convention (``graphc.training.heads``); an ``Optimizer`` instance as it is."""
+    heads' convention (``graphc.training.heads``) over the batches of every data-parallel
+    worker; an ``Optimizer`` instance as it is."""
     if isinstance(optimizer, Optimizer):
         if optimizer_params is not DEFAULT_OPTIMIZER_PARAMS and dict(optimizer_params):
             raise ValueError(
@@ -40,7 +42,7 @@ def make_optimizer(
         return optimizer
     params = dict(optimizer_params)
     if "rescale_grad" not in params:
-        params["rescale_grad"] = default_rescale_grad(heads, batch_size)
+        params["rescale_grad"] = default_rescale_grad(heads, batch_size, workers)
     return create(optimizer, **params)
 
 

@@ -1,0 +1,273 @@
+"""How the processes of a data-parallel job talk: one small interface, so that MPI today
+and another engine (NCCL for GPUs) later can stand behind it.
+
+A :class:`Communicator` sums a flat buffer over every process in place (``allreduce``),
+copies one from rank 0 (``broadcast``), waits for everyone (``barrier``) and ends the whole
+job (``abort``). :class:`LocalCommunicator` is the one-process job; :class:`MPICommunicator`
+uses mpi4py (imported only when it is made, so a plain install never loads MPI).
+
+What users of MPI jobs fear most is a hang, so nothing here waits forever:
+
+- ``exchange_checked`` (the start-of-fit handshake) and ``broadcast`` poll non-blocking MPI
+  calls against a deadline (``timeout``) and abort the job naming the ranks that did not
+  arrive;
+- ``watch(what, seconds)`` arms a watchdog thread around anything else that waits on the
+  other ranks (the compiled training loop's allreduce, a barrier): when the section takes
+  longer, the job is aborted with a message that says what this rank waited for. The
+  compiled loop releases the GIL (``nogil``) so that the watchdog can run while it waits.
+
+The compiled training loop calls ``MPI_Allreduce`` itself, through the address and the
+handles in :attr:`MPICommunicator.native_allreduce` (``codegen_cpu.collective_call``), so
+that Python stays out of the steps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import numpy as np
+
+from graphc.ir.errors import GraphcError
+
+ABORT_CODE = 17
+"""The exit status of a job graphc aborts (a rank failed, or the others waited too long)."""
+
+POLL_SECONDS = 0.002
+"""How long a wait with a deadline sleeps between tests of its request, once it has spun
+for ``SPIN_SECONDS`` without one."""
+
+SPIN_SECONDS = 0.01
+
+ABORT_GRACE_SECONDS = 0.5
+
+
+class DistributedError(GraphcError, RuntimeError):
+    """The ranks of a job disagree (graph, shapes, optimizer) or one failed to arrive."""
+
+
+class Communicator:
+    """The operations a data-parallel job needs; see the module's docstring."""
+
+    rank = 0
+    size = 1
+    timeout = stall_timeout = float("inf")
+    native_allreduce: tuple | None = None
+    """For compiled code: (address of ``MPI_Allreduce``, float32 handle, float64 handle,
+    sum handle, communicator handle), the handles as NumPy integers of the MPI library's
+    handle width; None for one process."""
+
+    def allreduce(self, buffer: np.ndarray) -> None:
+        """Sum ``buffer`` (contiguous) over every rank, in place."""
+
+    def broadcast(self, buffer: np.ndarray, what: str) -> None:
+        """Overwrite ``buffer`` with rank 0's, within the handshake's deadline."""
+
+    def exchange_checked(self, description: dict, compare: Callable) -> None:
+        """Every rank sends ``description`` to rank 0, which calls
+        ``compare(rank0_description, rank, description)`` for each other rank; the first
+        message it returns is raised as :class:`DistributedError` on every rank."""
+
+    def barrier(self, what: str = "a barrier", seconds: float | None = None) -> None:
+        """Wait for every rank (at most ``seconds``, by default ``stall_timeout``)."""
+
+    @contextlib.contextmanager
+    def watch(self, what: str, seconds: float | None = None) -> Iterator[None]:
+        """Abort the job if the body waits on the other ranks longer than ``seconds``."""
+        yield
+
+    def abort(self, message: str) -> None:
+        """Print ``message`` to stderr and end every process of the job."""
+        print(message, file=sys.stderr, flush=True)
+        raise SystemExit(ABORT_CODE)
+
+
+class LocalCommunicator(Communicator):
+    """One process: every operation is already done."""
+
+
+class MPICommunicator(Communicator):
+    """The ranks of ``MPI.COMM_WORLD`` (a duplicate of it, so that graphc's messages never
+    meet the user's). ``timeout``: seconds the handshake waits for every rank;
+    ``stall_timeout``: seconds any other wait may take before the job is aborted."""
+
+    def __init__(self, timeout: float, stall_timeout: float) -> None:
+        from mpi4py import MPI
+
+        self._mpi = MPI
+        self.comm = MPI.COMM_WORLD.Dup()
+        self.rank = self.comm.Get_rank()
+        self.size = self.comm.Get_size()
+        self.timeout = float(timeout)
+        self.stall_timeout = float(stall_timeout)
+        self.native_allreduce = _native_allreduce(MPI, self.comm)
+        self._section: tuple[str, float, float] | None = None
+        self._watchdog: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    # -- the steady state --------------------------------------------------------------------
+
+    def allreduce(self, buffer: np.ndarray) -> None:
+        self.comm.Allreduce(self._mpi.IN_PLACE, buffer, op=self._mpi.SUM)
+
+    def barrier(self, what: str = "a barrier", seconds: float | None = None) -> None:
+        request = self.comm.Ibarrier()
+        self._wait(request, what, self.stall_timeout if seconds is None else seconds, None)
+
+    @contextlib.contextmanager
+    def watch(self, what: str, seconds: float | None = None) -> Iterator[None]:
+        limit = self.stall_timeout if seconds is None else float(seconds)
+        with self._lock:
+            self._section = (what, time.monotonic(), limit)
+            if self._watchdog is None:
+                self._watchdog = threading.Thread(
+                    target=self._watch_loop, name="graphc-stall-watchdog", daemon=True
+                )
+                self._watchdog.start()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._section = None
+
+    def _watch_loop(self) -> None:
+        while True:
+            time.sleep(0.05)
+            with self._lock:
+                section = self._section
+            if section is None:
+                continue
+            what, start, limit = section
+            waited = time.monotonic() - start
+            if waited > limit:
+                self.abort(
+                    f"graphc: rank {self.rank} of {self.size}: {what} made no progress for "
+                    f"{waited:.0f} s (stall_timeout={limit:g} s): another rank stopped before "
+                    "it (it exited, crashed or hangs); aborting the job"
+                )
+
+    def abort(self, message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+        # mpiexec forwards a rank's output through its proxies, and an abort ends them: give
+        # the message time to get through first (seen lost with MPICH's Hydra otherwise)
+        time.sleep(ABORT_GRACE_SECONDS)
+        self._mpi.COMM_WORLD.Abort(ABORT_CODE)
+        os._exit(ABORT_CODE)  # Abort does not return; should it, the process still ends
+
+    # -- the handshake -----------------------------------------------------------------------
+
+    def broadcast(self, buffer: np.ndarray, what: str) -> None:
+        request = self.comm.Ibcast(buffer, root=0)
+        self._wait(request, what, self.timeout, "rank 0")
+
+    def exchange_checked(self, description: dict, compare: Callable) -> None:
+        """Rank 0 receives every rank's description (waiting at most ``timeout`` for
+        each, and naming the ranks that did not send one), compares them and sends its
+        verdict back, which every rank then raises or not."""
+        tag = 7101
+        deadline = time.monotonic() + self.timeout
+        if self.rank != 0:
+            request = self.comm.isend(description, dest=0, tag=tag)
+            self._wait(request, "the fit handshake", self.timeout, "rank 0")
+            verdict = self._receive_before(0, tag + 1, deadline, "rank 0 (the fit handshake)")
+        else:
+            received = {0: description}
+            while len(received) < self.size:
+                for source in range(1, self.size):
+                    if source not in received and self.comm.iprobe(source=source, tag=tag):
+                        received[source] = self.comm.recv(source=source, tag=tag)
+                if len(received) < self.size and time.monotonic() > deadline:
+                    missing = sorted(set(range(self.size)) - set(received))
+                    self.abort(
+                        f"graphc: rank 0 of {self.size}: the ranks {missing} did not reach the "
+                        f"start of fit within {self.timeout:g} s (the kvstore's timeout): they "
+                        "exited, failed or run another program; aborting the job"
+                    )
+                time.sleep(POLL_SECONDS)
+            verdict = None
+            for source in range(1, self.size):
+                verdict = compare(description, source, received[source])
+                if verdict is not None:
+                    break
+            for source in range(1, self.size):
+                self.comm.send(verdict, dest=source, tag=tag + 1)
+        if verdict is not None:
+            raise DistributedError(verdict)
+
+    def _receive_before(self, source: int, tag: int, deadline: float, who: str):
+        while not self.comm.iprobe(source=source, tag=tag):
+            if time.monotonic() > deadline:
+                self.abort(
+                    f"graphc: rank {self.rank} of {self.size}: {who} did not answer within "
+                    f"{self.timeout:g} s (the kvstore's timeout); aborting the job"
+                )
+            time.sleep(POLL_SECONDS)
+        return self.comm.recv(source=source, tag=tag)
+
+    def _wait(self, request, what: str, limit: float, who: str | None) -> None:
+        start = time.monotonic()
+        deadline = start + limit
+        while not request.Test():
+            now = time.monotonic()
+            if now < start + SPIN_SECONDS:
+                continue  # the others are usually there already: no sleep's latency
+            if now > deadline:
+                waited_for = who or "another rank"
+                self.abort(
+                    f"graphc: rank {self.rank} of {self.size}: {what} waited {limit:g} s for "
+                    f"{waited_for}, which stopped (it exited, crashed or hangs); aborting the job"
+                )
+            time.sleep(POLL_SECONDS)
+
+
+def _native_allreduce(MPI, comm) -> tuple:
+    """The address of ``MPI_Allreduce`` in the MPI library mpi4py loaded, and the handles
+    compiled code passes it, each as the integer type of the library's handles (``int`` in
+    MPICH, a pointer in Open MPI)."""
+    library = ctypes.CDLL(MPI.__file__)  # dlsym searches the libraries it depends on too
+    address = ctypes.cast(library.MPI_Allreduce, ctypes.c_void_p).value
+    unsigned, signed = {4: (np.uint32, np.int32), 8: (np.uint64, np.int64)}[MPI._sizeof(MPI.Comm)]
+
+    def handle(value) -> np.integer:  # the bits of the handle, as a signed integer
+        bits = MPI._handleof(value) & np.iinfo(unsigned).max  # mpi4py may sign-extend it
+        return np.array(bits, dtype=unsigned).view(signed)[()]
+
+    return (np.int64(address), handle(MPI.FLOAT), handle(MPI.DOUBLE), handle(MPI.SUM), handle(comm))
+
+
+_HOOKED = False
+
+
+def install_abort_hook(communicator: Communicator) -> None:
+    """Make an unhandled exception on any rank end the whole job at once (as ``python -m
+    mpi4py script.py`` does), naming the rank; without it the other ranks would wait in
+    their next collective."""
+    global _HOOKED
+    if _HOOKED or communicator.size == 1:
+        return
+    _HOOKED = True
+    previous = sys.excepthook
+
+    def hook(kind, value, trace) -> None:
+        previous(kind, value, trace)
+        communicator.abort(
+            f"graphc: rank {communicator.rank} of {communicator.size} failed with "
+            f"{kind.__name__}: {value}; aborting the job"
+        )
+
+    sys.excepthook = hook
+
+
+__all__ = [
+    "ABORT_CODE",
+    "Communicator",
+    "DistributedError",
+    "LocalCommunicator",
+    "MPICommunicator",
+    "install_abort_hook",
+]
