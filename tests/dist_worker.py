@@ -88,13 +88,17 @@ def main(scenario: str, out: str) -> None:
 
     timeout = 4.0 if scenario == "exit_before_fit" else 60.0
     stall = 4.0 if scenario == "stall" else 60.0
-    kv = gc.kvstore.create("dist_sync", timeout=timeout, stall_timeout=stall)
-    if scenario in ("compiled", "steps"):
+    # "buckets": gradients summed in buckets of at least 512 B as the backward completes them
+    buckets = 0.5 / 1024 if scenario == "buckets" else None
+    kv = gc.kvstore.create("dist_sync", timeout=timeout, stall_timeout=stall, bucket_mb=buckets)
+    if scenario in ("compiled", "steps", "buckets"):
         x, y = data()  # validation: each rank its part, the sums over the ranks reported
         held_out = gc.io.NDArrayIter(x, y, 30, num_parts=kv.num_workers, part_index=kv.rank)
         # a batch_end_callback keeps Python in every step
         callbacks = [lambda param: None] if scenario == "steps" else None
-        save(out, scenario, kv, train(gc, kv, callbacks=callbacks, eval_data=held_out))
+        net = train(gc, kv, callbacks=callbacks, eval_data=held_out)
+        buckets = net._trainer.buckets if net._trainer is not None else None
+        save(out, scenario, kv, net, buckets=np.array(len(buckets or ())))
     elif scenario == "bptt":
         net = charlm(gc)
         it = gc.io.BPTTIter(

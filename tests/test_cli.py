@@ -269,3 +269,27 @@ def test_the_report_is_text_without_matplotlib(tmp_path, monkeypatch, capsys):
     assert "       2    1    0 0.700" in text  # the one mistake
     assert not (tmp_path / "report.png").exists()
     assert f"report:     {base}.txt\n" in capsys.readouterr().out
+
+
+@pytest.mark.unit
+def test_explain_tells_a_new_shape_dtype_version_or_source_from_the_cache(tmp_path, monkeypatch):
+    from graphc.cli import compile_command
+
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(compile_command, "_cached_sources", {})
+    kernels = tmp_path / "kernels"
+    kernels.mkdir()
+    old = "def kernel(x, out):\n    for i in range(128):\n        out[i] = np.float32(0.5) * x[i]\n"
+    (kernels / "k_old.py").write_text("# graphc kernel sha256=0\n" + old)
+    before = {"k_old.py"}
+    cases = {
+        "version changed": old,
+        "new shape": old.replace("128", "64"),
+        "new dtype": old.replace("float32", "float64"),
+        "new shape and dtype": old.replace("128", "64").replace("float32", "float64"),
+        "new kernel source": old.replace("*", "+"),
+    }
+    for index, (reason, source) in enumerate(cases.items()):
+        name = f"k_new{index}.py"
+        (kernels / name).write_text("# graphc kernel sha256=0\n" + source)
+        assert compile_command._why_new_source(source, before).startswith(reason + ":")

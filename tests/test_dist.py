@@ -73,7 +73,7 @@ def single():
     return single_process_params()
 
 
-@pytest.mark.parametrize("scenario", ["compiled", "steps"])
+@pytest.mark.parametrize("scenario", ["compiled", "steps", "buckets"])
 def test_two_ranks_end_with_the_parameters_of_one_process_at_the_global_batch(
     scenario, single, tmp_path
 ):
@@ -89,6 +89,8 @@ def test_two_ranks_end_with_the_parameters_of_one_process_at_the_global_batch(
         np.testing.assert_allclose(first[f"history:{key}"], single.history[key], atol=1e-10)
     # only rank 0 shows anything
     assert result.stdout.count("Epoch 2/2") == 1
+    if scenario == "buckets":  # fc2 and fc1 complete apart: at least two buckets
+        assert int(first["buckets"]) >= 2
 
 
 def test_two_ranks_carry_their_lstm_state_as_one_process_over_all_the_rows(tmp_path):
@@ -128,7 +130,12 @@ def test_the_checkpoint_is_written_once_and_resuming_on_two_ranks_equals_an_unin
         ("exit_in_fit", "rank 1 of 2 stopped in fit with SystemExit: 3"),
         ("exit_before_fit", "the ranks [1] did not reach the start of fit within 4 s"),
         ("mismatch", "rank 1 differs from rank 0 in its bound shapes"),
-        ("stall", "made no progress for 4 s"),
+        (
+            "stall",
+            "made no progress for 4 s (stall_timeout=4 s); the ranks that did not arrive: rank 1"
+            " is not waiting on the others (it last left the gradient allreduce of epoch 0,"
+            " batch 2)",
+        ),
     ],
 )
 def test_a_failing_rank_ends_the_job_with_a_message_naming_it(scenario, message, tmp_path):

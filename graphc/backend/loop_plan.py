@@ -83,7 +83,14 @@ class LoopPlan:
     gradients, the step's loss and metric sums and whether its loss was finite into one
     buffer, sums it over the ranks with one allreduce (``reduce_call``, ``packed`` and
     ``reduced`` are the loop's arguments for it), and goes on with the sums: every rank
-    then applies the same update and stops at the same step."""
+    then applies the same update and stops at the same step.
+
+    ``buckets``: with ``allreduce``, the gradients summed in buckets started as the backward
+    pass completes them (``MPI_Iallreduce``, overlapping the rest of the backward pass, as
+    DDP and Horovod do), then waited for before the update; each bucket is (the backward
+    kernel after which its gradients are final, -1 for before the first, and its
+    (parameter index, offset in the packed buffer, size) triples). None: one allreduce of
+    everything after the backward pass."""
 
     head: LoopStatistic
     metric: LoopStatistic
@@ -98,6 +105,7 @@ class LoopPlan:
     label_source: int = -1
     rescale_grad_index: int = 2
     allreduce: bool = False
+    buckets: tuple[tuple[int, tuple[tuple[int, int, int], ...]], ...] | None = None
 
     def __post_init__(self) -> None:
         if self.head.name not in HEAD_STATISTICS:

@@ -56,10 +56,10 @@ SYSTEMS = (
            " (written as NumPy loops it would take minutes, and measure Python rather than a"
            " framework)"),
     System("torch", "PyTorch eager", "torch", "torch_peer.py", "eager", import_name="torch",
-           setup="python3 -m venv /tmp/peers/torch && /tmp/peers/torch/bin/pip install torch numpy"),
+           setup="python3 -m venv /tmp/peers/torch && /tmp/peers/torch/bin/pip install torch==2.13.0 numpy"),
     System("torch-compile", "PyTorch torch.compile", "torch", "torch_peer.py", "compile",
            import_name="torch",
-           setup="python3 -m venv /tmp/peers/torch && /tmp/peers/torch/bin/pip install torch numpy"),
+           setup="python3 -m venv /tmp/peers/torch && /tmp/peers/torch/bin/pip install torch==2.13.0 numpy"),
     System("mxnet", "MXNet Gluon", "mxnet", "mxnet_peer.py", import_name="mxnet",
            setup="python3 -m venv /tmp/peers/mxnet && /tmp/peers/mxnet/bin/pip install"
            " mxnet==1.9.1 'numpy<1.24'"),

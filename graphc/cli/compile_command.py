@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import ast
 import math
+import re
 import shutil
 import subprocess
 import time
@@ -224,19 +225,60 @@ def _why(record, before: set) -> str:
     module = record.function.rsplit(".", 1)[0]
     if module.startswith(GENERATED_PACKAGE + "."):
         name = module.split(".", 1)[1] + ".py"
-        if name not in before:
+        if name in before:
             return (
-                "new kernel source: a graph, shape or dtype not compiled before (or another"
-                " graphc, Numba or kernel code version, which key other entries)"
+                "new dtype or damaged entry: its source was cached but not its machine code for"
+                " these argument types (a new dtype, or a damaged or removed Numba entry)"
             )
-        return (
-            "its source was cached but not its machine code for these argument types (a new"
-            " dtype, or a damaged or removed Numba entry)"
-        )
+        return _why_new_source(_kernel_source(name), before)
     return (
-        "graphc's own kernel had no machine code for these argument types in Numba's cache"
-        " (new argument types, a new Numba, or an empty cache)"
+        "new argument types: graphc's own kernel had no machine code for them in Numba's"
+        " cache (a new dtype or layout, a new Numba, or an empty cache)"
     )
+
+
+_NUMBERS = re.compile(r"(?<![\w.])\d+(\.\d+)?([eE][-+]?\d+)?")
+_DTYPES = re.compile(r"\b(float|int|uint|complex)(8|16|32|64|128)\b|\bbool_?\b")
+_cached_sources: dict[str, str] = {}
+
+
+def _why_new_source(source: str, before: set) -> str:
+    """A generated kernel's file is named by a hash of its source and the versions of
+    graphc, Numba and llvmlite, so a new file is a new source or a new version; the
+    sources cached before tell which: the same text (another version), the same text but
+    for its numbers (another shape) or its dtype names (another dtype), or none alike."""
+    sources = [_kernel_source(name) for name in before]
+    if source in sources:
+        return (
+            "version changed: this source was compiled before by another graphc, Numba or"
+            " llvmlite version (or other graphc kernels it calls), which key the cache"
+        )
+    shapeless = _NUMBERS.sub("N", source)
+    if any(_NUMBERS.sub("N", other) == shapeless for other in sources):
+        return "new shape: the same kernel was compiled before for other sizes"
+    typeless = _DTYPES.sub("T", source)
+    if any(_DTYPES.sub("T", other) == typeless for other in sources):
+        return "new dtype: the same kernel was compiled before for another element type"
+    if any(
+        _DTYPES.sub("T", _NUMBERS.sub("N", other)) == _DTYPES.sub("T", shapeless)
+        for other in sources
+    ):
+        return "new shape and dtype: the same kernel was compiled before for others"
+    return (
+        "new kernel source: a graph, fusion or kernel generator not compiled before (or an"
+        " empty cache)"
+    )
+
+
+def _kernel_source(name: str) -> str:
+    """The source body of the cached kernel file ``name`` (read once)."""
+    if name not in _cached_sources:
+        try:
+            text = (cache_dir() / "kernels" / name).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            text = ""
+        _cached_sources[name] = text.partition("\n")[2]
+    return _cached_sources[name]
 
 
 def _kernel_files() -> list[str]:

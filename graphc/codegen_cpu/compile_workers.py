@@ -38,6 +38,7 @@ from collections.abc import Sequence
 
 from graphc.backend.source_cache import GENERATED_PACKAGE, import_generated, kernel_function
 from graphc.codegen_cpu.compile_log import COMPILED, WORKER, note_ahead, say
+from graphc.codegen_cpu.threads import local_ranks
 
 ENVIRONMENT = "GRAPHC_COMPILE_JOBS"
 
@@ -54,12 +55,9 @@ def statistics() -> dict[str, int]:
 def compile_jobs() -> int:
     """How many processes compile at once, this one included."""
     given = os.environ.get(ENVIRONMENT, "").strip()
-    if not given:
-        return (
-            len(os.sched_getaffinity(0))
-            if hasattr(os, "sched_getaffinity")
-            else os.cpu_count() or 1
-        )
+    if not given:  # every core, shared among the ranks of an MPI job on this machine
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+        return max(1, (cores or os.cpu_count() or 1) // local_ranks())
     try:
         count = int(given)
     except ValueError:

@@ -53,6 +53,7 @@ def call_lines(
     indent: str,
     replaced: dict[int, tuple[tuple, dict[tuple, str]]] | None = None,
     entries: str = "entries",
+    after: dict[int, list[str]] | None = None,
 ) -> list[str]:
     """One call per kernel on ``arguments[i]`` through ``entries[i]`` (``native_call``),
     ``counter`` (the spelling of the Dropout counter and the training flag, such as
@@ -64,7 +65,8 @@ def call_lines(
     (``{bound}`` in an expression is the bound array's own spelling). An expression must
     have the bound array's Numba type (a C-contiguous, writable, aligned view of its
     shape), since the entry was compiled for the bound arguments; the call's type check
-    raises RuntimeError otherwise."""
+    raises RuntimeError otherwise. ``after`` maps a kernel's index to lines that follow
+    its call."""
     lines = []
     for index, kernel in enumerate(kernels):
         extra = f", {counter}" if kernel.needs_counter else ""
@@ -79,6 +81,7 @@ def call_lines(
             lines.append(f"{indent}call_native_counted({entries}[{index}], {spelled}{extra})")
         else:
             lines.append(f"{indent}call_native({entries}[{index}], {spelled})")
+        lines += (after or {}).get(index, [])
     return lines
 
 

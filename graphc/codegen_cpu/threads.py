@@ -57,12 +57,29 @@ def _checked(count, source: str) -> int:
     return value
 
 
+LOCAL_RANKS = ("MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE")
+"""Where MPI launchers say how many ranks they started on this machine (MPICH's Hydra,
+Open MPI)."""
+
+
+def local_ranks() -> int:
+    """How many processes of an MPI job share this machine's cores (1 outside one)."""
+    for name in LOCAL_RANKS:
+        given = os.environ.get(name, "").strip()
+        if given.isdigit() and int(given) >= 1:
+            return int(given)
+    return 1
+
+
 def get_num_threads() -> int:
     """The threads graphc's CPU kernels run on: ``gc.set_num_threads``'s value, else
-    ``GRAPHC_NUM_THREADS``, else every core Numba sees."""
+    ``GRAPHC_NUM_THREADS``, else every core Numba sees, shared among the ranks of an MPI job
+    on this machine (two ranks on two cores: one thread each, as ``torchrun`` sets
+    ``OMP_NUM_THREADS=1``: more would only contend)."""
     if _state["threads"] is None:
         given = os.environ.get(ENVIRONMENT, "").strip()
-        _state["threads"] = _checked(given, ENVIRONMENT) if given else _maximum()
+        shared = max(1, _maximum() // local_ranks())
+        _state["threads"] = _checked(given, ENVIRONMENT) if given else shared
     return _state["threads"]
 
 

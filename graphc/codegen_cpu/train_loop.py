@@ -111,6 +111,8 @@ def _backward_lines(plan: LoopPlan, backward, comments, replaced) -> list[str]:
                 "backward_entries",
             ),
         ]
+    if plan.buckets is not None:
+        return _bucketed_backward_lines(plan, backward, comments, replaced)
     calls = call_lines(
         backward,
         comments,
@@ -149,6 +151,73 @@ def _backward_lines(plan: LoopPlan, backward, comments, replaced) -> list[str]:
     return lines
 
 
+def _bucketed_backward_lines(plan: LoopPlan, backward, comments, replaced) -> list[str]:
+    """``plan.buckets``: each bucket's gradients packed and their sum started
+    (``MPI_Iallreduce``) right after the backward kernel that completes them; then the
+    loss, metric and flag summed, every bucket waited for, and the sums unpacked. A rank
+    whose loss is not finite skips the backward kernels but starts the same sums in the
+    same order, as MPI's collectives must be."""
+    indent = INDENT + "    "
+    starts: dict[int, list[str]] = {}
+    for number, (after, members) in enumerate(plan.buckets):
+        starts.setdefault(after, []).extend(_bucket_start_lines(number, members, indent))
+    calls = call_lines(
+        backward,
+        comments,
+        "backward",
+        "counter, True",
+        indent,
+        replaced,
+        "backward_entries",
+        after={k: starts.get(k, []) for k in range(len(backward))},
+    )
+    total = sum(size for _, members in plan.buckets for _, _, size in members)
+    lines = [
+        f"{INDENT}bad = not math.isfinite(loss) or not all_finite(head)",
+        f"{INDENT}if not bad:",
+        *starts.get(-1, []),
+        *calls,
+        f"{INDENT}else:  # no backward pass, but the same sums in the same order",
+    ]
+    for number, (_, members) in enumerate(plan.buckets):
+        lines += _bucket_start_lines(number, members, indent)
+    if not plan.buckets:
+        lines.append(f"{indent}pass")
+    lines += [
+        f"{INDENT}packed[{total}] = losses[step]",
+        f"{INDENT}packed[{total + 1}] = metrics[step]",
+        f"{INDENT}packed[{total + 2}] = 1.0 if bad else 0.0",
+        f"{INDENT}if allreduce_sum(reduce_call, packed[{total}:], reduced[{total}:], 3) != 0:",
+        f"{INDENT}    raise RuntimeError('MPI_Allreduce of the loss failed')",
+        f"{INDENT}if wait_all(reduce_call, requests, statuses, {len(plan.buckets)}) != 0:",
+        f"{INDENT}    raise RuntimeError('MPI_Waitall of the gradient sums failed')",
+        f"{INDENT}losses[step] = reduced[{total}]  # every rank's sums, from here on",
+        f"{INDENT}metrics[step] = reduced[{total + 1}]",
+        f"{INDENT}if reduced[{total + 2}] > 0.0:  # a rank's loss was not finite",
+        f"{INDENT}    return step",
+    ]
+    for _, members in plan.buckets:
+        lines += [
+            f"{INDENT}unpack_from(reduced, {offset}, updates[{index}][1])"
+            for index, offset, _ in members
+        ]
+    return lines
+
+
+def _bucket_start_lines(number: int, members, indent: str) -> list[str]:
+    low = min(offset for _, offset, _ in members)
+    high = max(offset + size for _, offset, size in members)
+    lines = [
+        f"{indent}pack_into(packed, {offset}, updates[{index}][1])" for index, offset, _ in members
+    ]
+    lines += [
+        f"{indent}if iallreduce_sum(reduce_call, packed[{low}:{high}], reduced[{low}:{high}],"
+        f" {high - low}, requests, {number}) != 0:",
+        f"{indent}    raise RuntimeError('MPI_Iallreduce of a gradient bucket failed')",
+    ]
+    return lines
+
+
 def _header_lines(plan: LoopPlan) -> list[str]:
     """The imports and the signature of ``train``, up to the first line of a step."""
     module, attribute = kernel_reference(plan.update)
@@ -159,7 +228,7 @@ def _header_lines(plan: LoopPlan) -> list[str]:
         *(f"    {name}," for name in sorted(train_support.NAMES)),
         ")",
         "from graphc.backend.source_cache import kernel_function",
-        "from graphc.codegen_cpu.collective_call import allreduce_sum",
+        "from graphc.codegen_cpu.collective_call import allreduce_sum, iallreduce_sum, wait_all",
         "from graphc.codegen_cpu.native_call import call_native, call_native_counted",
         "from graphc.codegen_cpu.optimizer_updates import global_norm_scale, sum_of_squares\n",
         f"update = kernel_function({module!r}, {attribute!r})\n\n",
@@ -168,7 +237,8 @@ def _header_lines(plan: LoopPlan) -> list[str]:
         "@numba.njit(cache=True, nogil=True)" if plan.allreduce else "@numba.njit(cache=True)",
         "def train(forward_entries, backward_entries, forward, backward, updates, scalars,"
         " sources, targets, order, batch, count, rows, counter0, head, label, grad_scale,"
-        " losses, metrics, carried, fresh, in_place, reduce_call, packed, reduced):",
+        " losses, metrics, carried, fresh, in_place, reduce_call, packed, reduced, requests,"
+        " statuses):",
         "    for step in range(count):",
         "        start = step * batch",
     ]

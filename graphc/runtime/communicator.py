@@ -13,8 +13,10 @@ What users of MPI jobs fear most is a hang, so nothing here waits forever:
   arrive;
 - ``watch(what, seconds)`` arms a watchdog thread around anything else that waits on the
   other ranks (the compiled training loop's allreduce, a barrier): when the section takes
-  longer, the job is aborted with a message that says what this rank waited for. The
-  compiled loop releases the GIL (``nogil``) so that the watchdog can run while it waits.
+  longer, the watchdog asks the other ranks where they are (their watchdogs answer: waiting
+  in which section, or not waiting and last in which; a rank that does not answer is gone)
+  and aborts the job naming the ranks that did not arrive. The compiled loop releases the
+  GIL (``nogil``) so that the watchdogs can run while it waits.
 
 The compiled training loop calls ``MPI_Allreduce`` itself, through the address and the
 handles in :attr:`MPICommunicator.native_allreduce` (``codegen_cpu.collective_call``), so
@@ -23,6 +25,7 @@ that Python stays out of the steps.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import os
@@ -37,6 +40,12 @@ from graphc.ir.errors import GraphcError
 
 ABORT_CODE = 17
 """The exit status of a job graphc aborts (a rank failed, or the others waited too long)."""
+
+ROLL_CALL, ANSWER = 7201, 7202
+"""Message tags of the stall watchdog's roll call (on graphc's own communicator)."""
+
+ROLL_CALL_SECONDS = 2.0
+"""How long a stalled rank waits for the others to say where they are."""
 
 POLL_SECONDS = 0.002
 """How long a wait with a deadline sleeps between tests of its request, once it has spun
@@ -58,9 +67,14 @@ class Communicator:
     size = 1
     timeout = stall_timeout = float("inf")
     native_allreduce: tuple | None = None
-    """For compiled code: (address of ``MPI_Allreduce``, float32 handle, float64 handle,
-    sum handle, communicator handle), the handles as NumPy integers of the MPI library's
-    handle width; None for one process."""
+    """For compiled code (``codegen_cpu.collective_call``): (address of ``MPI_Allreduce``,
+    float32 handle, float64 handle, sum handle, communicator handle, address of
+    ``MPI_Iallreduce``, address of ``MPI_Waitall``), the handles as NumPy integers of the
+    MPI library's handle width; None for one process."""
+    handle_dtype = np.dtype(np.int32)
+    """The width of the MPI library's handles (requests among them)."""
+    status_bytes = 0
+    """The size of an ``MPI_Status``."""
 
     def allreduce(self, buffer: np.ndarray) -> None:
         """Sum ``buffer`` (contiguous) over every rank, in place."""
@@ -106,9 +120,24 @@ class MPICommunicator(Communicator):
         self.timeout = float(timeout)
         self.stall_timeout = float(stall_timeout)
         self.native_allreduce = _native_allreduce(MPI, self.comm)
+        self.handle_dtype = np.dtype(self.native_allreduce[1].dtype)
+        self.status_bytes = MPI._sizeof(MPI.Status)
         self._section: tuple[str, float, float] | None = None
-        self._watchdog: threading.Thread | None = None
+        self._whereabouts = "has not waited on the others yet"
+        self._replies: list = []  # roll-call answers in flight (their buffers live here)
         self._lock = threading.Lock()
+        # The watchdog also answers other ranks' roll calls, which needs MPI from a second
+        # thread; mpi4py asks for MPI_THREAD_MULTIPLE unless told otherwise.
+        self._threaded = MPI.Query_thread() == MPI.THREAD_MULTIPLE
+        self._stop = threading.Event()
+        if self._threaded and self.size > 1:
+            watchdog = threading.Thread(
+                target=self._watch_loop, name="graphc-stall-watchdog", daemon=True
+            )
+            watchdog.start()
+            # before mpi4py finalizes MPI at exit (atexit runs the last registered first):
+            # a thread calling MPI after MPI_Finalize is an error
+            atexit.register(lambda: (self._stop.set(), watchdog.join()))
 
     # -- the steady state --------------------------------------------------------------------
 
@@ -124,20 +153,20 @@ class MPICommunicator(Communicator):
         limit = self.stall_timeout if seconds is None else float(seconds)
         with self._lock:
             self._section = (what, time.monotonic(), limit)
-            if self._watchdog is None:
-                self._watchdog = threading.Thread(
-                    target=self._watch_loop, name="graphc-stall-watchdog", daemon=True
-                )
-                self._watchdog.start()
+            self._whereabouts = f"is waiting in {what}"
         try:
             yield
         finally:
             with self._lock:
                 self._section = None
+                self._whereabouts = f"is not waiting on the others (it last left {what})"
 
     def _watch_loop(self) -> None:
-        while True:
-            time.sleep(0.05)
+        """Every 50 ms: answer the other ranks' roll calls, and abort the job when this
+        rank's section has waited longer than its limit, naming the ranks that did not
+        arrive (from their answers to a roll call; a rank that does not answer is gone)."""
+        while not self._stop.wait(0.05):
+            self._answer_roll_calls()
             with self._lock:
                 section = self._section
             if section is None:
@@ -145,11 +174,41 @@ class MPICommunicator(Communicator):
             what, start, limit = section
             waited = time.monotonic() - start
             if waited > limit:
+                absent = self._roll_call()
                 self.abort(
                     f"graphc: rank {self.rank} of {self.size}: {what} made no progress for "
-                    f"{waited:.0f} s (stall_timeout={limit:g} s): another rank stopped before "
-                    "it (it exited, crashed or hangs); aborting the job"
+                    f"{waited:.0f} s (stall_timeout={limit:g} s); the ranks that did not "
+                    f"arrive: {absent or 'none found (every rank waits: a collective was missed)'}"
+                    "; aborting the job"
                 )
+
+    def _answer_roll_calls(self) -> None:
+        self._replies = [request for request in self._replies if not request.Test()]
+        while self.comm.iprobe(source=self._mpi.ANY_SOURCE, tag=ROLL_CALL):
+            status = self._mpi.Status()
+            self.comm.recv(source=self._mpi.ANY_SOURCE, tag=ROLL_CALL, status=status)
+            with self._lock:
+                where = self._whereabouts
+            self._replies.append(self.comm.isend(where, dest=status.Get_source(), tag=ANSWER))
+
+    def _roll_call(self) -> str:
+        """Ask every other rank where it is; the ones not waiting with us, described."""
+        others = [rank for rank in range(self.size) if rank != self.rank]
+        for rank in others:
+            self._replies.append(self.comm.isend(None, dest=rank, tag=ROLL_CALL))
+        answers: dict[int, str] = {}
+        deadline = time.monotonic() + ROLL_CALL_SECONDS
+        while len(answers) < len(others) and time.monotonic() < deadline:
+            for rank in others:
+                if rank not in answers and self.comm.iprobe(source=rank, tag=ANSWER):
+                    answers[rank] = self.comm.recv(source=rank, tag=ANSWER)
+            time.sleep(0.01)
+        absent = [
+            f"rank {rank} " + answers.get(rank, "does not answer (it exited or crashed)")
+            for rank in others
+            if not answers.get(rank, "").startswith("is waiting in")
+        ]
+        return "; ".join(absent)
 
     def abort(self, message: str) -> None:
         print(message, file=sys.stderr, flush=True)
@@ -230,14 +289,25 @@ def _native_allreduce(MPI, comm) -> tuple:
     compiled code passes it, each as the integer type of the library's handles (``int`` in
     MPICH, a pointer in Open MPI)."""
     library = ctypes.CDLL(MPI.__file__)  # dlsym searches the libraries it depends on too
-    address = ctypes.cast(library.MPI_Allreduce, ctypes.c_void_p).value
+
+    def address(name: str) -> np.int64:
+        return np.int64(ctypes.cast(getattr(library, name), ctypes.c_void_p).value)
+
     unsigned, signed = {4: (np.uint32, np.int32), 8: (np.uint64, np.int64)}[MPI._sizeof(MPI.Comm)]
 
     def handle(value) -> np.integer:  # the bits of the handle, as a signed integer
         bits = MPI._handleof(value) & np.iinfo(unsigned).max  # mpi4py may sign-extend it
         return np.array(bits, dtype=unsigned).view(signed)[()]
 
-    return (np.int64(address), handle(MPI.FLOAT), handle(MPI.DOUBLE), handle(MPI.SUM), handle(comm))
+    return (
+        address("MPI_Allreduce"),
+        handle(MPI.FLOAT),
+        handle(MPI.DOUBLE),
+        handle(MPI.SUM),
+        handle(comm),
+        address("MPI_Iallreduce"),
+        address("MPI_Waitall"),
+    )
 
 
 _HOOKED = False

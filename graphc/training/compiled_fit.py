@@ -105,7 +105,7 @@ class EpochResults:
 
 
 def compiled_trainer(
-    model, executor, train_data, heads, metric, batch_end_callback, states, communicator=None
+    model, executor, train_data, heads, metric, batch_end_callback, states, kvstore=None
 ):
     """A :class:`CompiledTraining` for this fit, or None with the reason in
     ``model.fit_path`` and one :class:`StepByStepWarning` saying it."""
@@ -137,7 +137,8 @@ def compiled_trainer(
         data_names + label_names,
         batch_shapes=shapes,
         carried=carried,
-        communicator=communicator,
+        communicator=None if kvstore is None else kvstore.communicator,
+        bucket_bytes=None if kvstore is None else kvstore.bucket_bytes,
     )
 
 

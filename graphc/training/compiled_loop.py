@@ -29,7 +29,15 @@ from graphc.training.heads import LossHead
 from graphc.training.metric import CompositeEvalMetric, EvalMetric
 from graphc.training.optimizer import GRAD_SCALE_INDEX, RESCALE_GRAD_INDEX, Optimizer
 
-NO_REDUCE = (np.int64(0), np.int32(0), np.int32(0), np.int32(0), np.int32(0))
+NO_REDUCE = (
+    np.int64(0),
+    np.int32(0),
+    np.int32(0),
+    np.int32(0),
+    np.int32(0),
+    np.int64(0),
+    np.int64(0),
+)
 """The loop's allreduce arguments in a one-process fit, which never calls it."""
 
 
@@ -88,12 +96,15 @@ class CompiledTraining:
         batch_shapes: Sequence[tuple] | None = None,
         carried: Sequence[tuple[str, int]] = (),
         communicator: Communicator | None = None,
+        bucket_bytes: int | None = None,
     ) -> None:
         """``batch_shapes``: the shape each input is cut in, when the bound array has
         another of the same size (charlm's (T * N,) label filled as (T, N)); ``carried``:
         (state input, output index) pairs the loop carries from step to step;
         ``communicator``: the job's, when several ranks train together (every step's
-        gradients, loss and metric are then summed over the ranks: ``LoopPlan.allreduce``)."""
+        gradients, loss and metric are then summed over the ranks: ``LoopPlan.allreduce``);
+        ``bucket_bytes``: sum the gradients in buckets of about this size, each started as
+        the backward pass completes it (``LoopPlan.buckets``), rather than all at the end."""
         self.executor = executor
         self.optimizer = optimizer
         self.head = head
@@ -120,6 +131,7 @@ class CompiledTraining:
             self.targets, {"forward": forward.launches, "backward": backward.launches}
         )
         self.workers = 1 if communicator is None else communicator.size
+        buckets = None
         if self.workers > 1:
             gradients = [update[1] for update in self.updates]
             dtype = np.result_type(*(gradient.dtype for gradient in gradients))
@@ -127,9 +139,16 @@ class CompiledTraining:
             self.packed = np.zeros(size, dtype=dtype)
             self.reduced = np.zeros(size, dtype=dtype)
             self.reduce_call = communicator.native_allreduce
+            if bucket_bytes is not None:
+                buckets = gradient_buckets(gradients, backward.launches, bucket_bytes)
+            self.requests = np.zeros(max(1, len(buckets or ())), dtype=communicator.handle_dtype)
+            self.statuses = np.zeros(len(self.requests) * communicator.status_bytes, np.uint8)
         else:
             self.packed = self.reduced = np.zeros(0, dtype=np.float64)
             self.reduce_call = NO_REDUCE
+            self.requests = np.zeros(1, dtype=np.int32)
+            self.statuses = np.zeros(0, dtype=np.uint8)
+        self.buckets = buckets
         label = executor.arg_dict[head.label]
         label_source = next(
             (j for j, target in enumerate(self.targets) if _same_buffer(target, label)), -1
@@ -149,6 +168,7 @@ class CompiledTraining:
             views=views,
             label_source=label_source if views is not None else -1,
             allreduce=self.workers > 1,
+            buckets=buckets,
         )
         self.plan = plan
         self.fn, self.source = executor.target.compile_training_loop(
@@ -233,10 +253,44 @@ class CompiledTraining:
             self.reduce_call,
             self.packed,
             self.reduced,
+            self.requests,
+            self.statuses,
         )
         self.optimizer.num_update += completed
         self.executor.dropout_counter += completed
         return ChunkResult(int(completed), losses, metrics)
+
+
+def gradient_buckets(gradients: Sequence[np.ndarray], launches, bucket_bytes: int) -> tuple:
+    """``LoopPlan.buckets``: the gradients in the order the backward kernels complete them
+    (a gradient is final after the last kernel whose arguments reach its memory), grouped
+    into buckets of at least ``bucket_bytes`` (the last may be smaller), each started after
+    the kernel that completes its last member; offsets into the packed buffer follow."""
+    last = []
+    for gradient in gradients:
+        touching = [
+            index
+            for index, launch in enumerate(launches)
+            if any(np.may_share_memory(array, gradient) for array in _arrays_of(launch.args))
+        ]
+        last.append(max(touching, default=-1))
+    order = sorted(range(len(gradients)), key=lambda index: (last[index], index))
+    buckets, members, nbytes, offset = [], [], 0, 0
+    for position, index in enumerate(order):
+        members.append((index, offset, gradients[index].size))
+        offset += gradients[index].size
+        nbytes += gradients[index].nbytes
+        final = position == len(order) - 1
+        if nbytes >= bucket_bytes or final:
+            buckets.append((last[index], tuple(members)))
+            members, nbytes = [], 0
+    return tuple(buckets)
+
+
+def _arrays_of(argument) -> list[np.ndarray]:
+    if isinstance(argument, tuple):
+        return [array for item in argument for array in _arrays_of(item)]
+    return [argument] if isinstance(argument, np.ndarray) else []
 
 
 def head_statistic(head: LossHead) -> LoopStatistic:

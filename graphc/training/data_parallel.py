@@ -40,6 +40,7 @@ def describe_fit(model, executor, train_data, num_epoch: int, begin_epoch: int) 
         "epochs": [begin_epoch, num_epoch],
         "batches per epoch": num_batches_of(train_data),
         "training path": model.fit_path,
+        "gradient buckets (MiB)": getattr(model._kvstore, "bucket_mb", None),
     }
 
 

@@ -53,14 +53,28 @@ class KVStore:
     """A key-value store over the workers of a job, as ``mx.kv.KVStore``.
 
     Attributes: ``type``, ``rank`` (this worker, from 0), ``num_workers``, ``timeout`` and
-    ``stall_timeout`` (seconds; see the module), ``communicator`` (the transport)."""
+    ``stall_timeout`` (seconds; see the module), ``bucket_mb`` (see :func:`create`),
+    ``communicator`` (the transport)."""
 
-    def __init__(self, kind: str, communicator: Communicator, timeout: float, stall: float):
+    def __init__(
+        self,
+        kind: str,
+        communicator: Communicator,
+        timeout: float,
+        stall: float,
+        bucket_mb: float | None = None,
+    ):
         self.type = kind
         self.communicator = communicator
         self.timeout = timeout
         self.stall_timeout = stall
+        self.bucket_mb = bucket_mb
         self._store: dict = {}
+
+    @property
+    def bucket_bytes(self) -> int | None:
+        """``bucket_mb`` in bytes (None: one allreduce after the backward pass)."""
+        return None if self.bucket_mb is None else max(1, int(self.bucket_mb * 2**20))
 
     @property
     def rank(self) -> int:
@@ -123,10 +137,17 @@ def create(
     name: str = "local",
     timeout: float = DEFAULT_TIMEOUT,
     stall_timeout: float = DEFAULT_STALL_TIMEOUT,
+    bucket_mb: float | None = None,
 ) -> KVStore:
     """A store of type ``name`` (see :data:`TYPES`). ``dist_sync`` joins the MPI job this
     process belongs to (one process alone when it was not started by ``mpiexec``) and makes
-    an unhandled exception on any rank end the whole job (``install_abort_hook``)."""
+    an unhandled exception on any rank end the whole job (``install_abort_hook``).
+
+    ``bucket_mb``: sum the gradients in buckets of about this many MiB, each started
+    (non-blocking) as soon as the backward pass has completed it, so that communication
+    overlaps the rest of the backward pass (PyTorch DDP's ``bucket_cap_mb``). The default,
+    None, sums all of them at once after the backward pass: on one machine there is
+    nothing to overlap with (BENCHMARKS.md measures both)."""
     global _WORLD
     if name not in TYPES:
         extra = " (asynchronous updates are not implemented)" if name == "dist_async" else ""
@@ -134,8 +155,10 @@ def create(
     for label, value in (("timeout", timeout), ("stall_timeout", stall_timeout)):
         if not (isinstance(value, (int, float)) and value > 0):
             raise ValueError(f"kvstore.create: {label} must be a positive number of seconds")
+    if bucket_mb is not None and not (isinstance(bucket_mb, (int, float)) and bucket_mb > 0):
+        raise ValueError(f"kvstore.create: bucket_mb must be a positive number, got {bucket_mb!r}")
     if not name.startswith("dist"):
-        return KVStore(name, LocalCommunicator(), timeout, stall_timeout)
+        return KVStore(name, LocalCommunicator(), timeout, stall_timeout, bucket_mb)
     if _WORLD is None:
         try:
             _WORLD = MPICommunicator(timeout, stall_timeout)
@@ -147,7 +170,7 @@ def create(
         install_abort_hook(_WORLD)
     else:
         _WORLD.timeout, _WORLD.stall_timeout = float(timeout), float(stall_timeout)
-    return KVStore(name, _WORLD, timeout, stall_timeout)
+    return KVStore(name, _WORLD, timeout, stall_timeout, bucket_mb)
 
 
 def as_kvstore(kvstore) -> KVStore:

@@ -301,6 +301,11 @@ class Model:
         """
         _check_epochs(begin_epoch, num_epoch)
         kv = self._kvstore = as_kvstore(kvstore)
+        if kv.distributed and self.ctx.device_type != "cpu":
+            raise ValueError(
+                f"fit: kvstore {kv.type!r} sums the gradients of CPU executors; this model is "
+                f"on {self.ctx} (NCCL for GPUs is not implemented)"
+            )
         heads = self._training_heads()
         executor = self._bind_for_training(train_data, initializer, seed)
         self._start_optimizer(
@@ -334,7 +339,7 @@ class Model:
             train_metric,
             batch_end_callback,
             self._opt_states,
-            kv.communicator,
+            kv,
         )
         try:
             if kv.distributed:
@@ -550,7 +555,9 @@ class Model:
 
         ``epoch`` is the number of epochs completed: ``Model.load(prefix, epoch)`` and then
         ``fit(..., begin_epoch=epoch)`` continue exactly as training would have. The file
-        layout is in ``graphc.training.checkpoint``.
+        layout is in ``graphc.training.checkpoint``. After a data-parallel ``fit``, rank 0
+        writes and every rank waits at a barrier until it has: call it on every rank (as
+        ``checkpoint_callback`` does), not under ``if kv.rank == 0``.
 
         >>> import os, tempfile, numpy as np, graphc as gc
         >>> model = Model(gc.models.linreg())
