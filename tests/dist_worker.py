@@ -55,9 +55,17 @@ def model(gc, hidden=(16,)):
     return gc.Model(gc.models.mlp(hidden=hidden, num_classes=CLASSES, dtype="float64"))
 
 
-def train(gc, kv, epochs=2, hidden=(16,), callbacks=None, batch=BATCH, **fit):
+def train(gc, kv, epochs=2, hidden=(16,), callbacks=None, batch=BATCH, shuffle=False, **fit):
     x, y = data()
-    it = gc.io.NDArrayIter(x, y, batch_size=batch, num_parts=kv.num_workers, part_index=kv.rank)
+    it = gc.io.NDArrayIter(
+        x,
+        y,
+        batch_size=batch,
+        shuffle=shuffle,
+        seed=5,
+        num_parts=kv.num_workers,
+        part_index=kv.rank,
+    )
     net = model(gc, hidden)
     net.fit(
         it,
@@ -98,7 +106,19 @@ def main(scenario: str, out: str) -> None:
         callbacks = [lambda param: None] if scenario == "steps" else None
         net = train(gc, kv, callbacks=callbacks, eval_data=held_out)
         buckets = net._trainer.buckets if net._trainer is not None else None
-        save(out, scenario, kv, net, buckets=np.array(len(buckets or ())))
+        kv.init("w", np.zeros(3))  # MXNet's push and pull, across the ranks
+        kv.push("w", [np.full(3, kv.rank + 1.0), np.ones(3)])
+        pulled = np.zeros(3)
+        kv.pull("w", pulled)
+        save(
+            out,
+            scenario,
+            kv,
+            net,
+            buckets=np.array(len(buckets or ())),
+            path=np.array(net.fit_path),
+            pulled=pulled,
+        )
     elif scenario == "bptt":
         net = charlm(gc)
         it = gc.io.BPTTIter(
@@ -112,13 +132,15 @@ def main(scenario: str, out: str) -> None:
         writes = []
         real = model_module.save_checkpoint_files
         model_module.save_checkpoint_files = lambda *a: (writes.append(1), real(*a))
-        net = train(gc, kv, epochs=2, epoch_end_callback=None)
-        net.save_checkpoint(f"{out}/mlp", 1)  # an interrupted run's epoch 1, from a fresh one
-        first = train(gc, kv, epochs=1)
+        net = train(gc, kv, epochs=2, shuffle=True)
+        first = train(gc, kv, epochs=1, shuffle=True)  # an interrupted run's epoch 1
         first.save_checkpoint(f"{out}/mlp", 1)
         resumed = gc.Model.load(f"{out}/mlp", 1)
         x, y = data()
-        it = gc.io.NDArrayIter(x, y, batch_size=BATCH, num_parts=kv.num_workers, part_index=kv.rank)
+        it = gc.io.NDArrayIter(
+            x, y, batch_size=BATCH, shuffle=True, seed=5, num_parts=kv.num_workers,
+            part_index=kv.rank,
+        )  # fmt: skip
         resumed.fit(
             it,
             optimizer="sgd",
@@ -150,23 +172,24 @@ def main(scenario: str, out: str) -> None:
         train(gc, kv)
     elif scenario == "mismatch":
         train(gc, kv, batch=BATCH if kv.rank == 0 else BATCH // 2)
-    elif scenario == "stall":  # rank 1 hangs in Python while rank 0 waits in an allreduce
+    elif scenario == "stall":  # rank 1 hangs while rank 0 waits in the compiled loop
 
-        def hang(param):
-            if kv.rank == 1 and param.nbatch == 2:
+        def hang(epoch, *_):
+            if kv.rank == 1:
                 time.sleep(120)
 
-        train(gc, kv, callbacks=[hang])
-    elif scenario == "diverge":
+        train(gc, kv, epoch_end_callback=hang)  # the compiled loop, not step by step
+    elif scenario in ("diverge", "diverge_steps"):
         x, y = data()
         if kv.rank == 1:
             x[SAMPLES // 2 + 3 * BATCH + 1, 0] = np.nan  # rank 1's batch 3 of epoch 0
         it = gc.io.NDArrayIter(x, y, batch_size=BATCH, num_parts=kv.num_workers, part_index=kv.rank)
         net = model(gc)
+        callbacks = [lambda param: None] if scenario == "diverge_steps" else None
         try:
-            net.fit(it, num_epoch=2, kvstore=kv, quiet=True)
+            net.fit(it, num_epoch=2, kvstore=kv, quiet=True, batch_end_callback=callbacks)
         except gc.TrainingDivergedError as error:
-            np.savez(f"{out}/diverge-rank{kv.rank}.npz", at=[error.epoch, error.nbatch])
+            np.savez(f"{out}/{scenario}-rank{kv.rank}.npz", at=[error.epoch, error.nbatch])
     else:
         raise SystemExit(f"unknown scenario {scenario}")
 

@@ -528,3 +528,15 @@ def test_float64_fast_tanh_is_libm_tanh():
     result = np.empty_like(values)
     _fast_tanh_of_each(values, result)
     np.testing.assert_allclose(result, np.tanh(values), rtol=4e-16, atol=0)
+
+
+def test_ranks_draw_their_own_dropout_masks():
+    net = gc.Dropout(gc.Variable("data"), p=0.5)
+    masks = []
+    for stream in (0, 1, 0):
+        exe = net.simple_bind(gc.cpu(), grad_req="null", data=(64, 8))
+        exe.dropout_stream = stream  # what fit sets to the rank
+        exe.arg_dict["data"][:] = 1.0
+        masks.append(np.array(exe.forward(is_train=True)[0]))
+    assert not np.array_equal(masks[0], masks[1])
+    np.testing.assert_array_equal(masks[0], masks[2])

@@ -98,6 +98,9 @@ def run_system(
     except RuntimeError as error:
         row.status, row.reason = "failed", str(error)
         return row
+    except subprocess.TimeoutExpired:
+        row.status, row.reason = "failed", f"no result within {TIMEOUT_S} s"
+        return row
     row.version = result["version"]
     row.first_loss, row.final_loss = result["first_loss"], result["final_loss"]
     row.quality = result["quality"]
@@ -140,4 +143,7 @@ def _run_once(system, task, python, caches, workdir, first_step_only: bool) -> d
     if finished.returncode != 0:
         lines = finished.stderr.strip().splitlines() or [f"exit status {finished.returncode}"]
         raise RuntimeError(lines[-1])
-    return json.loads(Path(out).read_text(encoding="utf-8"))
+    try:
+        return json.loads(Path(out).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:  # a peer that exits 0 without its result
+        raise RuntimeError(f"exit status 0 but no readable result in {out}: {error}") from None

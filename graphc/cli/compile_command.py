@@ -227,8 +227,8 @@ def _why(record, before: set) -> str:
         name = module.split(".", 1)[1] + ".py"
         if name in before:
             return (
-                "new dtype or damaged entry: its source was cached but not its machine code for"
-                " these argument types (a new dtype, or a damaged or removed Numba entry)"
+                "machine code missing: its source was cached (sources name their dtypes) but"
+                " Numba's entry for it was damaged, removed or written by another Numba"
             )
         return _why_new_source(_kernel_source(name), before)
     return (
@@ -255,7 +255,7 @@ def _why_new_source(source: str, before: set) -> str:
         )
     shapeless = _NUMBERS.sub("N", source)
     if any(_NUMBERS.sub("N", other) == shapeless for other in sources):
-        return "new shape: the same kernel was compiled before for other sizes"
+        return "new shape: the same kernel was compiled before for other sizes or constants"
     typeless = _DTYPES.sub("T", source)
     if any(_DTYPES.sub("T", other) == typeless for other in sources):
         return "new dtype: the same kernel was compiled before for another element type"

@@ -175,8 +175,7 @@ def _bucketed_backward_lines(plan: LoopPlan, backward, comments, replaced) -> li
     lines = [
         f"{INDENT}bad = not math.isfinite(loss) or not all_finite(head)",
         f"{INDENT}if not bad:",
-        *starts.get(-1, []),
-        *calls,
+        *(starts.get(-1, []) + calls or [f"{indent}pass"]),
         f"{INDENT}else:  # no backward pass, but the same sums in the same order",
     ]
     for number, (_, members) in enumerate(plan.buckets):

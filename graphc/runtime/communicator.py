@@ -32,6 +32,7 @@ import os
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -41,8 +42,9 @@ from graphc.ir.errors import GraphcError
 ABORT_CODE = 17
 """The exit status of a job graphc aborts (a rank failed, or the others waited too long)."""
 
-ROLL_CALL, ANSWER = 7201, 7202
-"""Message tags of the stall watchdog's roll call (on graphc's own communicator)."""
+HANDSHAKE, ROLL_CALL, ANSWER = 7101, 7201, 7202
+"""Message tags on graphc's own communicator: the start-of-fit handshake (and its answer,
+the next tag), the stall watchdog's roll call and its answers."""
 
 ROLL_CALL_SECONDS = 2.0
 """How long a stalled rank waits for the others to say where they are."""
@@ -130,6 +132,13 @@ class MPICommunicator(Communicator):
         # thread; mpi4py asks for MPI_THREAD_MULTIPLE unless told otherwise.
         self._threaded = MPI.Query_thread() == MPI.THREAD_MULTIPLE
         self._stop = threading.Event()
+        if not self._threaded and self.size > 1:
+            warnings.warn(
+                "graphc: MPI was initialized without MPI_THREAD_MULTIPLE, so the stall "
+                "watchdog cannot run: a rank that hangs leaves the others waiting (mpi4py "
+                "asks for it unless mpi4py.rc.thread_level says otherwise)",
+                stacklevel=3,
+            )
         if self._threaded and self.size > 1:
             watchdog = threading.Thread(
                 target=self._watch_loop, name="graphc-stall-watchdog", daemon=True
@@ -175,6 +184,9 @@ class MPICommunicator(Communicator):
             waited = time.monotonic() - start
             if waited > limit:
                 absent = self._roll_call()
+                with self._lock:
+                    if self._section is not section:  # it finished during the roll call
+                        continue
                 self.abort(
                     f"graphc: rank {self.rank} of {self.size}: {what} made no progress for "
                     f"{waited:.0f} s (stall_timeout={limit:g} s); the ranks that did not "
@@ -199,6 +211,7 @@ class MPICommunicator(Communicator):
         answers: dict[int, str] = {}
         deadline = time.monotonic() + ROLL_CALL_SECONDS
         while len(answers) < len(others) and time.monotonic() < deadline:
+            self._answer_roll_calls()  # another stalled rank may be asking us meanwhile
             for rank in others:
                 if rank not in answers and self.comm.iprobe(source=rank, tag=ANSWER):
                     answers[rank] = self.comm.recv(source=rank, tag=ANSWER)
@@ -228,7 +241,7 @@ class MPICommunicator(Communicator):
         """Rank 0 receives every rank's description (waiting at most ``timeout`` for
         each, and naming the ranks that did not send one), compares them and sends its
         verdict back, which every rank then raises or not."""
-        tag = 7101
+        tag = HANDSHAKE
         deadline = time.monotonic() + self.timeout
         if self.rank != 0:
             request = self.comm.isend(description, dest=0, tag=tag)

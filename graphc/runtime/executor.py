@@ -61,6 +61,10 @@ IN_PLACE_LEVEL = 2
 """From this optimization level on, elementwise kernels run in place where they can."""
 
 
+DROPOUT_STREAM_BITS = 24
+"""Where :attr:`Executor.dropout_stream` goes in the step Dropout's masks are drawn for."""
+
+
 class Executor:
     """A bound symbol. Use ``Symbol.simple_bind`` or ``Symbol.bind`` to make one."""
 
@@ -95,6 +99,10 @@ class Executor:
         self.opt_level = resolve_opt_level(opt_level)
         self.dropout_counter = 0
         """Training forwards so far: the counter Dropout draws its masks from."""
+        self.dropout_stream = 0
+        """Which of several independent mask streams this executor draws from (a
+        data-parallel rank: ranks that train together must not drop the same units);
+        :meth:`dropout_step` adds it to the counter above its low 24 bits."""
         self._owns_grads = own_grads
         self._reserved: dict[tuple, tuple[tuple, np.dtype]] = {}
         self._persistent: dict[tuple, np.ndarray] = {}
@@ -380,13 +388,19 @@ class Executor:
 
     # -- run -----------------------------------------------------------------------------------
 
+    def dropout_step(self) -> int:
+        """The step Dropout's masks are drawn for: the counter, in the stream's block of
+        2**24 steps (the mask hashes the step's low 32 bits: 256 streams of 16.7 million
+        steps each stay apart)."""
+        return self.dropout_counter + (self.dropout_stream << DROPOUT_STREAM_BITS)
+
     def forward(self, is_train: bool = False, **inputs: np.ndarray) -> list[np.ndarray]:
         """Copy the given inputs into their arguments and compute the outputs.
 
         Inputs must have exactly the bound shape and dtype: nothing is broadcast or cast."""
         for name, value in inputs.items():
             self._assign_input(name, value)
-        counter = self.dropout_counter if is_train else -1
+        counter = self.dropout_step() if is_train else -1
         self._forward_run(counter, is_train)
         self._last_forward = (counter, is_train)
         if is_train:
@@ -567,7 +581,7 @@ class Executor:
 
         Kernels run one by one from Python here, so the figures leave out the compiled
         sequence's savings; they say where the time goes, not what a step costs."""
-        counter = self.dropout_counter if is_train else -1
+        counter = self.dropout_step() if is_train else -1
         launches = self._forward_launches + (self._backward_launches if self._grad_entries else [])
         times: dict[int, list[float]] = {index: [] for index in range(len(launches))}
         for _ in range(max(1, repeats)):

@@ -14,8 +14,9 @@ entry                             what
 ``optimizer``                     JSON: the optimizer's class and hyper-parameters
 ``train_step``                    training forwards done (Dropout's masks follow from it)
 ``data_state``                    JSON: the shuffling generator of the training NDArrayIter
-``data_order``,                   that iterator's order and indices for the next epoch
-``data_epoch_indices``
+``data_order``,                   that iterator's order and indices for the next epoch,
+``data_epoch_indices``,           and how many parts its data was cut into (``num_parts``:
+``data_num_parts``                rank 0's part of a data-parallel fit)
 ``history``                       JSON: ``Model.history``
 ================================  =============================================================
 
@@ -40,6 +41,7 @@ import json
 import numbers
 import os
 import tempfile
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from typing import Any
@@ -118,6 +120,7 @@ def _entries(state: CheckpointState) -> dict[str, np.ndarray]:
         entries["data_epoch_indices"] = np.asarray(
             state.data_state["epoch_indices"], dtype=np.int64
         )
+        entries["data_num_parts"] = np.asarray(state.data_state.get("num_parts", 1))
     return entries
 
 
@@ -201,6 +204,7 @@ def _state_from_entries(path: str, symbol: Symbol, entries: dict) -> CheckpointS
             "rng": _json(path, entries, "data_state"),
             "order": entries["data_order"],
             "epoch_indices": entries["data_epoch_indices"],
+            "num_parts": int(entries.get("data_num_parts", 1)),  # before [dist]: one part
         }
     return state
 
@@ -235,17 +239,33 @@ def iterator_state(data_iter) -> dict[str, Any] | None:
         "rng": data_iter._rng.bit_generator.state,
         "order": np.array(data_iter.order, dtype=np.int64),
         "epoch_indices": np.array(data_iter.epoch_indices, dtype=np.int64),
+        "num_parts": data_iter.num_parts,
     }
 
 
 def restore_iterator_state(data_iter, state: dict[str, Any]) -> None:
     """Put ``data_iter`` at the start of the epoch that :func:`iterator_state` recorded, so
-    that it and every later epoch see the samples in the order they had when it was saved."""
+    that it and every later epoch see the samples in the order they had when it was saved.
+
+    A data-parallel checkpoint holds rank 0's state, which every rank takes for its own part
+    (the same order the ranks had when their iterators share a ``seed``, as they should);
+    saved from another number of parts, it is not restored (a warning says so)."""
     if not isinstance(data_iter, NDArrayIter):
         raise TypeError(
             "fit: the checkpoint holds the order of an NDArrayIter, but train_data is a "
             f"{type(data_iter).__name__}"
         )
+    parts = int(state.get("num_parts", 1))
+    if parts != data_iter.num_parts:
+        # Rank 0 saved the order of its part; with another number of parts every rank's
+        # part is another set of samples, so that order does not apply.
+        warnings.warn(
+            f"fit: the checkpoint's data order is of one part in {parts}, but train_data "
+            f"reads one in {data_iter.num_parts} (another number of ranks); each rank starts "
+            "a fresh order of its part",
+            stacklevel=4,
+        )
+        return
     indices = np.asarray(state["epoch_indices"], dtype=np.int64)
     if indices.size and int(indices.max()) >= data_iter.num_data:
         raise ValueError(

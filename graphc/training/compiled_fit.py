@@ -31,6 +31,7 @@ from graphc.runtime.communicator import Communicator
 from graphc.training.binding import num_batches_of
 from graphc.training.checkpoint import iterator_state
 from graphc.training.compiled_loop import CompiledTraining, in_place_steps
+from graphc.training.data_parallel import first_wait_seconds
 from graphc.training.fit_loop import FitRun, as_callbacks, diverged
 from graphc.training.heads import check_label
 from graphc.training.metric import EvalMetric
@@ -39,9 +40,6 @@ CHUNK_SECONDS = 0.1
 """How long one compiled call should run: the progress bar's refresh interval."""
 
 MAX_CHUNK_STEPS = 1 << 16
-
-COMPILE_SECONDS = 600.0
-"""How long the ranks of a data-parallel fit wait for each other to compile the loop."""
 
 STEP_BY_STEP_COST = (
     "Python then runs every batch, about 0.1 ms of overhead per step instead of 1-2 us: "
@@ -168,7 +166,7 @@ def fit_compiled(model, trainer: CompiledTraining, run: FitRun) -> None:
         runner.prepare()
         run.communicator.barrier(
             "the start of training (each rank compiles its loop first)",
-            max(COMPILE_SECONDS, run.communicator.stall_timeout),
+            first_wait_seconds(run.communicator),
         )
     callbacks = as_callbacks(run.epoch_end_callback)
     spans = run.eval_data is None and not callbacks

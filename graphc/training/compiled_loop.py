@@ -241,7 +241,7 @@ class CompiledTraining:
             batch,
             count,
             np.ascontiguousarray(valid_rows, dtype=np.int64),
-            self.executor.dropout_counter,
+            self.executor.dropout_step(),
             self.executor.outputs[self.head.output],
             self.executor.arg_dict[self.head.label].reshape(-1),
             self.grad_scale,

@@ -28,6 +28,16 @@ from graphc.training.binding import num_batches_of
 from graphc.training.metric import CompositeEvalMetric, EvalMetric
 from graphc.training.optimizer_state import optimizer_record
 
+COMPILE_SECONDS = 600.0
+"""How long a rank waits for the others where they may still be compiling (the training
+loop before the first step, an executor's kernels before its first pass): a cold compile
+can take one rank much longer than another, which is not a stall."""
+
+
+def first_wait_seconds(communicator: Communicator) -> float:
+    """The limit of a wait that may include another rank's first compile."""
+    return max(COMPILE_SECONDS, communicator.stall_timeout)
+
 
 def describe_fit(model, executor, train_data, num_epoch: int, begin_epoch: int) -> dict:
     """What must be the same on every rank, as JSON values."""
@@ -123,6 +133,7 @@ class GradientSum:
         self.communicator = communicator
         dtype = np.result_type(*(gradient.dtype for gradient in gradients))
         self.buffer = np.zeros(sum(gradient.size for gradient in gradients) + 1, dtype=dtype)
+        self.first = True  # the first sum also waits for the others' first compile
 
     def __call__(self, gradients: Sequence[np.ndarray], bad: bool, what: str) -> bool:
         """Sum ``gradients`` over the ranks in place; whether any rank's loss was bad."""
@@ -131,7 +142,9 @@ class GradientSum:
             self.buffer[offset : offset + gradient.size] = asnumpy(gradient).reshape(-1)
             offset += gradient.size
         self.buffer[offset] = 1.0 if bad else 0.0
-        with self.communicator.watch(what):
+        limit = first_wait_seconds(self.communicator) if self.first else None
+        self.first = False
+        with self.communicator.watch(what, limit):
             self.communicator.allreduce(self.buffer)
         if self.buffer[offset] > 0:
             return True
@@ -142,16 +155,21 @@ class GradientSum:
         return False
 
 
-def sum_values(communicator: Communicator, values: Sequence[float], what: str) -> list[float]:
-    """``values`` summed over the ranks."""
+def sum_values(
+    communicator: Communicator, values: Sequence[float], what: str, seconds: float | None = None
+) -> list[float]:
+    """``values`` summed over the ranks (waiting at most ``seconds``, by default the
+    stall timeout)."""
     buffer = np.array(values, dtype=np.float64)
     if communicator.size > 1:
-        with communicator.watch(what):
+        with communicator.watch(what, seconds):
             communicator.allreduce(buffer)
     return buffer.tolist()
 
 
-def sum_metric(communicator: Communicator, metric: EvalMetric, what: str) -> None:
+def sum_metric(
+    communicator: Communicator, metric: EvalMetric, what: str, seconds: float | None = None
+) -> None:
     """Give ``metric`` (and a composite's children) its sums over every rank."""
     if communicator.size == 1:
         return
@@ -160,6 +178,7 @@ def sum_metric(communicator: Communicator, metric: EvalMetric, what: str) -> Non
         communicator,
         [value for part in parts for value in (part.sum_metric, part.num_inst)],
         what,
+        seconds,
     )
     for index, part in enumerate(parts):
         part.sum_metric = sums[2 * index]
@@ -167,9 +186,11 @@ def sum_metric(communicator: Communicator, metric: EvalMetric, what: str) -> Non
 
 
 __all__ = [
+    "COMPILE_SECONDS",
     "GradientSum",
     "compare_fits",
     "describe_fit",
+    "first_wait_seconds",
     "start_together",
     "sum_metric",
     "sum_values",

@@ -34,7 +34,12 @@ from graphc.runtime.communicator import Communicator, LocalCommunicator
 from graphc.runtime.executor import Executor
 from graphc.training import metric as metrics
 from graphc.training.binding import ModelBindings, batch_size_of
-from graphc.training.data_parallel import GradientSum, sum_metric, sum_values
+from graphc.training.data_parallel import (
+    GradientSum,
+    first_wait_seconds,
+    sum_metric,
+    sum_values,
+)
 from graphc.training.heads import LossHead, batch_loss, check_label, loss_heads, valid_rows
 from graphc.training.optimizer import Optimizer
 from graphc.training.progress import TrainingDisplay
@@ -224,9 +229,11 @@ def evaluate(
             loss_sum += loss * (batch_size - batch.pad)
             loss_samples += batch_size - batch.pad
     if communicator is not None and communicator.size > 1:
+        # the ranks evaluate apart: the first time, one may still be compiling its kernels
         what = "the sums of the validation loss and metric"
-        loss_sum, loss_samples = sum_values(communicator, [loss_sum, loss_samples], what)
-        sum_metric(communicator, metric, what)
+        limit = first_wait_seconds(communicator)
+        loss_sum, loss_samples = sum_values(communicator, [loss_sum, loss_samples], what, limit)
+        sum_metric(communicator, metric, what, limit)
     return metric.get_name_value(), (loss_sum / loss_samples if loss_samples else None)
 
 

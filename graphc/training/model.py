@@ -344,6 +344,7 @@ class Model:
         try:
             if kv.distributed:
                 warn_unsharded(train_data, kv.num_workers)
+                executor.dropout_stream = kv.rank  # each rank its own Dropout masks
                 start_together(
                     kv.communicator, self, executor, train_data, (num_epoch, begin_epoch)
                 )
