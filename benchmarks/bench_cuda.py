@@ -53,8 +53,7 @@ def full_data(name: str):
     """Knet's data: Housing standardized, Fashion-MNIST (flat rows but for LeNet), the text."""
     if name == "linreg":
         features, targets = gc.datasets.housing()
-        features = (features - features.mean(0)) / features.std(0)
-        return features.astype(np.float32), targets.astype(np.float32)
+        return gc.datasets.standardized(features), targets.astype(np.float32)
     if name == "charlm":
         return gc.datasets.text(), None
     train_x, train_y, _, _ = gc.datasets.fashion_mnist()

@@ -41,8 +41,8 @@ def allreduce_seconds(size_bytes: float, workers: int, gbit_per_s: float) -> flo
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lenet-ms-per-sample", type=float, default=0.38)
-    parser.add_argument("--charlm-ms-per-row", type=float, default=5.1)
+    parser.add_argument("--lenet-ms-per-sample", type=float, default=0.215)
+    parser.add_argument("--charlm-ms-per-row", type=float, default=3.44)
     args = parser.parse_args()
     vocab = gc.datasets.text().vocab_size
     models = [

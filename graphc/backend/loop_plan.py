@@ -13,6 +13,9 @@ each name once.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
 
 HEAD_STATISTICS = {
     "softmax": (
@@ -44,6 +47,27 @@ METRIC_STATISTICS = {
 }
 """The metric sums a loop computes, by name: each step's sum is the metric's
 ``sum_metric`` over the step's rows, and the rows are its ``num_inst``."""
+
+
+class CollectiveCall(NamedTuple):
+    """How a data-parallel loop (``LoopPlan.allreduce``) calls MPI itself: the addresses of
+    ``MPI_Allreduce``, ``MPI_Iallreduce`` and ``MPI_Waitall`` in the MPI library the process
+    loaded and the handles they take, as integers of the library's handle width (``int`` in
+    MPICH, a pointer in Open MPI). Run-time arguments, never constants in generated code, so
+    that the code stays valid in the disk cache. ``runtime.communicator`` makes it; a
+    target's loop calls through it (``codegen_cpu.collective_call``)."""
+
+    allreduce: np.int64
+    float32: np.integer
+    float64: np.integer
+    sum: np.integer
+    comm: np.integer
+    iallreduce: np.int64
+    waitall: np.int64
+
+
+NO_COLLECTIVES = CollectiveCall(np.int64(0), *(np.int32(0),) * 4, np.int64(0), np.int64(0))
+"""The loop's argument in a one-process fit, which never calls MPI."""
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from graphc.data.datasets import fashion_mnist, housing, text
+from graphc.data.datasets import fashion_mnist, housing, standardized, text
 from graphc.data.io import BPTTIter
 from graphc.models import charlm, lenet, linreg, mlp, softmax_regression
 from graphc.training.initializer import Xavier
@@ -138,7 +138,7 @@ def initial_weights(symbol, data_shape: tuple[int, ...]) -> dict[str, np.ndarray
 def _table_arrays(model: str, settings: dict, quick: bool) -> tuple[dict, str]:
     if model == "linreg":
         features, targets = housing()
-        features = (features - features.mean(axis=0)) / features.std(axis=0)
+        features = standardized(features)
         if quick:
             settings["epochs"] = QUICK["epochs"]
         arrays = {"train_x": features.astype(np.float32), "train_y": targets.astype(np.float32)}

@@ -106,8 +106,8 @@ def load_data(
     shard = {"num_parts": parts[0], "part_index": parts[1]}
     if name == "housing":
         features, targets = gc.datasets.housing()
-        features = (features - features.mean(axis=0)) / features.std(axis=0)
-        train = gc.io.NDArrayIter(features.astype(np.float32), targets, batch_size=batch, **shard)
+        features = gc.datasets.standardized(features)
+        train = gc.io.NDArrayIter(features, targets, batch_size=batch, **shard)
         return DataSplit(train, None, f"Boston Housing, {len(targets)} districts")
     if name == "hiawatha":
         corpus = gc.datasets.text()
@@ -158,10 +158,10 @@ def run_train(args: argparse.Namespace) -> int:
     model_file = load_model_file(args.model, dict(args.option))
     flat = reads_flat_images(model_file.symbol, model_file.input_shapes)
     data = load_data(args.data, args.batch_size, args.bptt, flat, (kv.num_workers, kv.rank))
-    show = print if kv.rank == 0 else (lambda *_: None)
-    show(f"data:       {data.what}")
-    if kv.num_workers > 1:
-        show(
+    if kv.rank == 0:  # the other ranks of a data-parallel run print nothing
+        print(f"data:       {data.what}")
+    if kv.num_workers > 1 and kv.rank == 0:
+        print(
             f"workers:    {kv.num_workers} (kvstore dist_sync), batch {args.batch_size} each,"
             f" {args.batch_size * kv.num_workers} in all"
         )

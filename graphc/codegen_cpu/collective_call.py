@@ -7,8 +7,8 @@ the generated code, so that code stays valid in Numba's disk cache across proces
 ctypes function called from ``njit`` code would bake its address in and make the function
 uncacheable).
 
-``call = (MPI_Allreduce's address, float32 handle, float64 handle, sum handle,
-communicator handle, MPI_Iallreduce's address, MPI_Waitall's address)``:
+``call`` is a ``backend.loop_plan.CollectiveCall`` (the functions' addresses and the
+handles):
 
 - ``allreduce_sum(call, send, receive, count)`` sums the first ``count`` elements of ``send``
   over the ranks into ``receive``;
@@ -28,8 +28,13 @@ from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
-CALL_SLOTS = 7
-ALLREDUCE, FLOAT32, FLOAT64, SUM, COMM, IALLREDUCE, WAITALL = range(CALL_SLOTS)
+from graphc.backend.loop_plan import CollectiveCall
+
+CALL_SLOTS = len(CollectiveCall._fields)
+ALLREDUCE, FLOAT32, FLOAT64, SUM, COMM, IALLREDUCE, WAITALL = (
+    CollectiveCall._fields.index(name)
+    for name in ("allreduce", "float32", "float64", "sum", "comm", "iallreduce", "waitall")
+)
 
 _BYTES = ir.IntType(8).as_pointer()
 _INT32 = ir.IntType(32)

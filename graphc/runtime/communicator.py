@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
+from graphc.backend.loop_plan import CollectiveCall
 from graphc.ir.errors import GraphcError
 
 ABORT_CODE = 17
@@ -68,11 +69,8 @@ class Communicator:
     rank = 0
     size = 1
     timeout = stall_timeout = float("inf")
-    native_allreduce: tuple | None = None
-    """For compiled code (``codegen_cpu.collective_call``): (address of ``MPI_Allreduce``,
-    float32 handle, float64 handle, sum handle, communicator handle, address of
-    ``MPI_Iallreduce``, address of ``MPI_Waitall``), the handles as NumPy integers of the
-    MPI library's handle width; None for one process."""
+    native_allreduce: CollectiveCall | None = None
+    """For compiled code: ``backend.loop_plan.CollectiveCall``; None for one process."""
     handle_dtype = np.dtype(np.int32)
     """The width of the MPI library's handles (requests among them)."""
     status_bytes = 0
@@ -122,7 +120,7 @@ class MPICommunicator(Communicator):
         self.timeout = float(timeout)
         self.stall_timeout = float(stall_timeout)
         self.native_allreduce = _native_allreduce(MPI, self.comm)
-        self.handle_dtype = np.dtype(self.native_allreduce[1].dtype)
+        self.handle_dtype = np.dtype(self.native_allreduce.comm.dtype)
         self.status_bytes = MPI._sizeof(MPI.Status)
         self._section: tuple[str, float, float] | None = None
         self._whereabouts = "has not waited on the others yet"
@@ -146,7 +144,7 @@ class MPICommunicator(Communicator):
             watchdog.start()
             # before mpi4py finalizes MPI at exit (atexit runs the last registered first):
             # a thread calling MPI after MPI_Finalize is an error
-            atexit.register(lambda: (self._stop.set(), watchdog.join()))
+            atexit.register(self._stop_watchdog, watchdog)
 
     # -- the steady state --------------------------------------------------------------------
 
@@ -169,6 +167,10 @@ class MPICommunicator(Communicator):
             with self._lock:
                 self._section = None
                 self._whereabouts = f"is not waiting on the others (it last left {what})"
+
+    def _stop_watchdog(self, watchdog: threading.Thread) -> None:
+        self._stop.set()
+        watchdog.join()
 
     def _watch_loop(self) -> None:
         """Every 50 ms: answer the other ranks' roll calls, and abort the job when this
@@ -297,7 +299,7 @@ class MPICommunicator(Communicator):
             time.sleep(POLL_SECONDS)
 
 
-def _native_allreduce(MPI, comm) -> tuple:
+def _native_allreduce(MPI, comm) -> CollectiveCall:
     """The address of ``MPI_Allreduce`` in the MPI library mpi4py loaded, and the handles
     compiled code passes it, each as the integer type of the library's handles (``int`` in
     MPICH, a pointer in Open MPI)."""
@@ -312,14 +314,14 @@ def _native_allreduce(MPI, comm) -> tuple:
         bits = MPI._handleof(value) & np.iinfo(unsigned).max  # mpi4py may sign-extend it
         return np.array(bits, dtype=unsigned).view(signed)[()]
 
-    return (
-        address("MPI_Allreduce"),
-        handle(MPI.FLOAT),
-        handle(MPI.DOUBLE),
-        handle(MPI.SUM),
-        handle(comm),
-        address("MPI_Iallreduce"),
-        address("MPI_Waitall"),
+    return CollectiveCall(
+        allreduce=address("MPI_Allreduce"),
+        float32=handle(MPI.FLOAT),
+        float64=handle(MPI.DOUBLE),
+        sum=handle(MPI.SUM),
+        comm=handle(comm),
+        iallreduce=address("MPI_Iallreduce"),
+        waitall=address("MPI_Waitall"),
     )
 
 

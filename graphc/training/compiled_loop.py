@@ -21,24 +21,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from graphc.backend.loop_plan import LoopPlan, LoopStatistic
+from graphc.backend.loop_plan import NO_COLLECTIVES, LoopPlan, LoopStatistic
 from graphc.runtime.communicator import Communicator
 from graphc.runtime.executor import Executor
 from graphc.runtime.launch import provenance
 from graphc.training.heads import LossHead
 from graphc.training.metric import CompositeEvalMetric, EvalMetric
 from graphc.training.optimizer import GRAD_SCALE_INDEX, RESCALE_GRAD_INDEX, Optimizer
-
-NO_REDUCE = (
-    np.int64(0),
-    np.int32(0),
-    np.int32(0),
-    np.int32(0),
-    np.int32(0),
-    np.int64(0),
-    np.int64(0),
-)
-"""The loop's allreduce arguments in a one-process fit, which never calls it."""
 
 
 @dataclass
@@ -145,7 +134,7 @@ class CompiledTraining:
             self.statuses = np.zeros(len(self.requests) * communicator.status_bytes, np.uint8)
         else:
             self.packed = self.reduced = np.zeros(0, dtype=np.float64)
-            self.reduce_call = NO_REDUCE
+            self.reduce_call = NO_COLLECTIVES
             self.requests = np.zeros(1, dtype=np.int32)
             self.statuses = np.zeros(0, dtype=np.uint8)
         self.buckets = buckets

@@ -39,7 +39,7 @@ def first_wait_seconds(communicator: Communicator) -> float:
     return max(COMPILE_SECONDS, communicator.stall_timeout)
 
 
-def describe_fit(model, executor, train_data, num_epoch: int, begin_epoch: int) -> dict:
+def describe_fit(model, executor, train_data, epochs: tuple[int, int], bucket_mb) -> dict:
     """What must be the same on every rank, as JSON values."""
     graph = hashlib.sha256(to_json(model.symbol).encode()).hexdigest()[:16]
     return {  # compared in this order: the first difference is named
@@ -47,10 +47,10 @@ def describe_fit(model, executor, train_data, num_epoch: int, begin_epoch: int) 
         "graph (a hash of its JSON)": graph,
         "dtypes": {name: str(array.dtype) for name, array in executor.arg_dict.items()},
         "optimizer": json.loads(json.dumps(optimizer_record(model.optimizer), default=repr)),
-        "epochs": [begin_epoch, num_epoch],
+        "epochs": list(epochs),
         "batches per epoch": num_batches_of(train_data),
         "training path": model.fit_path,
-        "gradient buckets (MiB)": getattr(model._kvstore, "bucket_mb", None),
+        "gradient buckets (MiB)": bucket_mb,
     }
 
 
@@ -78,21 +78,22 @@ def compare_fits(first: dict, rank: int, other: dict) -> str | None:
     return None
 
 
-def start_together(communicator: Communicator, model, executor, train_data, epochs) -> None:
-    """The start-of-fit handshake (see the module), within the kvstore's ``timeout``."""
-    description = describe_fit(model, executor, train_data, *epochs)
+def start_together(kvstore, model, executor, train_data, epochs, opt_states: dict) -> None:
+    """The start-of-fit handshake (see the module), within the kvstore's ``timeout``:
+    ``epochs`` is (begin_epoch, num_epoch), ``opt_states`` the optimizer's state arrays."""
+    communicator = kvstore.communicator
+    description = describe_fit(model, executor, train_data, epochs, kvstore.bucket_mb)
     communicator.exchange_checked(description, compare_fits)
     arg_values, aux_values = model.bindings.host_params()
-    values = {
-        ("param", name): asnumpy(value) for name, value in {**arg_values, **aux_values}.items()
-    }
-    for name, states in model._opt_states.items():
+    params = {**arg_values, **aux_values}
+    values = {("param", name): asnumpy(value) for name, value in params.items()}
+    for name, states in opt_states.items():
         values.update({("state", name, k): asnumpy(state) for k, state in enumerate(states)})
     received = _broadcast_packed(communicator, values)
     model.bindings.write_params(
         {key[1]: value for key, value in received.items() if key[0] == "param"}
     )
-    for name, states in model._opt_states.items():
+    for name, states in opt_states.items():
         for k, state in enumerate(states):
             executor.target.arrays.copy(state, received[("state", name, k)])
 

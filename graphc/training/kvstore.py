@@ -61,13 +61,13 @@ class KVStore:
         kind: str,
         communicator: Communicator,
         timeout: float,
-        stall: float,
+        stall_timeout: float,
         bucket_mb: float | None = None,
     ):
         self.type = kind
         self.communicator = communicator
         self.timeout = timeout
-        self.stall_timeout = stall
+        self.stall_timeout = stall_timeout
         self.bucket_mb = bucket_mb
         self._store: dict = {}
 

@@ -346,7 +346,7 @@ class Model:
                 warn_unsharded(train_data, kv.num_workers)
                 executor.dropout_stream = kv.rank  # each rank its own Dropout masks
                 start_together(
-                    kv.communicator, self, executor, train_data, (num_epoch, begin_epoch)
+                    kv, self, executor, train_data, (begin_epoch, num_epoch), self._opt_states
                 )
             if self._trainer is not None:
                 fit_compiled(self, self._trainer, run)

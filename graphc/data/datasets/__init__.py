@@ -11,7 +11,7 @@ Sources and licences are in ``graphc/data/datasets/bundled/PROVENANCE.md``.
 """
 
 from graphc.data.datasets.errors import DataFormatError
-from graphc.data.datasets.housing import HOUSING_COLUMNS, housing
+from graphc.data.datasets.housing import HOUSING_COLUMNS, housing, standardized
 from graphc.data.datasets.idx import read_idx, write_idx
 from graphc.data.datasets.images import IDX_FILE_NAMES, fashion_mnist, mnist
 from graphc.data.datasets.text import TextData, text
@@ -23,6 +23,7 @@ __all__ = [
     "TextData",
     "fashion_mnist",
     "housing",
+    "standardized",
     "mnist",
     "read_idx",
     "text",
