@@ -116,6 +116,9 @@ def main(scenario: str, out: str) -> None:
             kv,
             net,
             buckets=np.array(len(buckets or ())),
+            # the backward kernel after which each bucket's sum starts, and how many there are
+            starts=np.array([after for after, _ in buckets or ()], dtype=np.int64),
+            kernels=np.array(len(net.bindings.train_executor._backward_run.launches)),
             path=np.array(net.fit_path),
             pulled=pulled,
         )

@@ -91,6 +91,8 @@ def test_two_ranks_end_with_the_parameters_of_one_process_at_the_global_batch(
     assert result.stdout.count("Epoch 2/2") == 1
     if scenario == "buckets":  # fc2 and fc1 complete apart: at least two buckets
         assert int(first["buckets"]) >= 2
+        # and the first starts while backward kernels are still to run: an overlap
+        assert int(first["starts"].min()) < int(first["kernels"]) - 1
     path = str(first["path"])
     assert path.startswith("step by step") if scenario == "steps" else path == "compiled"
     # kvstore push sums the lists of both ranks: (1 + 1) + (2 + 1)
