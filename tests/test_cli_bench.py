@@ -77,6 +77,74 @@ def test_numpy_baseline_starts_from_the_task_files_weights(tmp_path):
     assert json.loads(out.read_text())["first_loss"] == pytest.approx(expected, rel=1e-5)
 
 
+class _SmallTask:
+    """What the NumPy baseline's trainers read of a task, for a model small enough to
+    check by finite differences."""
+
+    def __init__(self, model: str, params: dict, **settings) -> None:
+        self.model, self.params = model, params
+        self.settings = dict(settings, optimizer="sgd", learning_rate=0.1)
+        self.batch = settings.get("batch", 0)
+
+    def initial(self) -> dict[str, np.ndarray]:
+        return {name: value.copy() for name, value in self.params.items()}
+
+
+def _lenet_case(rng):
+    shapes = {"conv1_weight": (20, 1, 5, 5), "conv1_bias": (20,), "conv2_weight": (50, 20, 5, 5),
+              "conv2_bias": (50,), "fc1_weight": (500, 800), "fc1_bias": (500,),
+              "fc2_weight": (10, 500), "fc2_bias": (10,)}  # fmt: skip
+    params = {name: rng.normal(0, 0.1, shape) for name, shape in shapes.items()}
+    x, y = rng.normal(size=(3, 28, 28, 1)), rng.integers(0, 10, 3)
+    return _SmallTask("lenet", params), x, y
+
+
+def _charlm_case(rng):
+    vocab, embed, hidden = 7, 5, 6
+    shapes = {"embed_weight": (vocab, embed), "lstm_i2h_weight": (4 * hidden, embed),
+              "lstm_h2h_weight": (4 * hidden, hidden), "lstm_i2h_bias": (4 * hidden,),
+              "lstm_h2h_bias": (4 * hidden,), "decoder_weight": (vocab, hidden),
+              "decoder_bias": (vocab,)}  # fmt: skip
+    params = {name: rng.normal(0, 0.5, shape) for name, shape in shapes.items()}
+    x, y = rng.integers(0, vocab, (4, 3)), rng.integers(0, vocab, (4, 3))
+    return _SmallTask("charlm", params, batch=3, hidden=hidden), x, y
+
+
+@pytest.mark.parametrize("case", [_lenet_case, _charlm_case], ids=["lenet", "charlm"])
+def test_numpy_baselines_hand_written_gradients_match_finite_differences(case, monkeypatch):
+    """In float64, each parameter's gradient (at a few random entries) from the baseline's
+    backward equals the central difference of its loss, the carried state held fixed."""
+    monkeypatch.syspath_prepend(str(PEERS_DIR))
+    import numpy_peer
+
+    rng = np.random.default_rng(0)
+    task, x, y = case(rng)
+    trainer = numpy_peer.TRAINERS[task.model](task)
+    trainer.start_epoch()
+    trainer.params = {name: value.astype(np.float64) for name, value in trainer.params.items()}
+    start_state = getattr(trainer, "state", None)
+    grads = {}
+    trainer.update = grads.update  # keep the weights where they are
+
+    def loss() -> float:
+        trainer.state = start_state
+        return trainer.step(x, y)
+
+    loss()
+    computed = dict(grads)
+    step = 1e-6
+    for name, param in trainer.params.items():
+        for _ in range(3):
+            index = tuple(rng.integers(0, size) for size in param.shape)
+            param[index] += step
+            above = loss()
+            param[index] -= 2 * step
+            below = loss()
+            param[index] += step
+            numeric = (above - below) / (2 * step)
+            assert computed[name][index] == pytest.approx(numeric, rel=1e-4, abs=1e-8), name
+
+
 def test_a_bad_peer_path_exits_1_naming_it(tmp_path):
     missing = tmp_path / "no-python"
     done = bench("--quick", "--models", "linreg", "--peer", f"torch={missing}")

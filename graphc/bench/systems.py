@@ -38,10 +38,6 @@ class System:
         return self.interpreter != "graphc"
 
 
-_PYTENSOR_MISSING = (
-    "PyTensor 3 has no 2-D convolution or pooling op (LeNet), and CharLM's LSTM"
-    " as a scan is not written yet"
-)
 _ONE_THREAD = {"GRAPHC_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 
 SYSTEMS = (
@@ -50,11 +46,7 @@ SYSTEMS = (
            env=_ONE_THREAD),
     System("graphc-cuda", "graphc CUDA", "graphc", "graphc.bench.graphc_system", "cuda",
            env={"NUMBA_ENABLE_CUDASIM": "0"}),
-    System("numpy", "NumPy by hand", "graphc", "numpy_peer.py",
-           models=("linreg", "softmax", "mlp"),
-           not_written="the hand-written NumPy baseline has no convolution or LSTM backward"
-           " (written as NumPy loops it would take minutes, and measure Python rather than a"
-           " framework)"),
+    System("numpy", "NumPy by hand", "graphc", "numpy_peer.py"),
     System("torch", "PyTorch eager", "torch", "torch_peer.py", "eager", import_name="torch",
            setup="python3 -m venv /tmp/peers/torch && /tmp/peers/torch/bin/pip install torch==2.13.0 numpy"),
     System("torch-compile", "PyTorch torch.compile", "torch", "torch_peer.py", "compile",
@@ -67,12 +59,10 @@ SYSTEMS = (
            setup="python3 -m venv /tmp/peers/jax && /tmp/peers/jax/bin/pip install jax jaxlib"),
     System("pytensor-c", "PyTensor C", "pytensor", "pytensor_peer.py", "C",
            env={"PYTENSOR_FLAGS": "blas__ldflags=-lopenblas"}, import_name="pytensor",
-           models=("linreg", "softmax", "mlp"), not_written=_PYTENSOR_MISSING,
            setup="apt-get install -y libopenblas-dev && python3 -m venv /tmp/peers/pytensor &&"
            " /tmp/peers/pytensor/bin/pip install pytensor numba"),
     System("pytensor-numba", "PyTensor Numba", "pytensor", "pytensor_peer.py", "NUMBA",
-           import_name="pytensor", models=("linreg", "softmax", "mlp"),
-           not_written=_PYTENSOR_MISSING,
+           import_name="pytensor",
            setup="python3 -m venv /tmp/peers/pytensor && /tmp/peers/pytensor/bin/pip install"
            " pytensor numba"),
 )  # fmt: skip
