@@ -120,6 +120,7 @@ def main(scenario: str, out: str) -> None:
             starts=np.array([after for after, _ in buckets or ()], dtype=np.int64),
             kernels=np.array(len(net.bindings.train_executor._backward_run.launches)),
             path=np.array(net.fit_path),
+            in_place=np.array(net._trainer is not None and net._trainer.plan.in_place),
             pulled=pulled,
         )
     elif scenario == "bptt":

@@ -95,6 +95,8 @@ def test_two_ranks_end_with_the_parameters_of_one_process_at_the_global_batch(
         assert int(first["starts"].min()) < int(first["kernels"]) - 1
     path = str(first["path"])
     assert path.startswith("step by step") if scenario == "steps" else path == "compiled"
+    # the compiled loop sums the gradient block where it lies, unless it sums buckets
+    assert bool(first["in_place"]) == (scenario == "compiled")
     # kvstore push sums the lists of both ranks: (1 + 1) + (2 + 1)
     assert first["pulled"].tolist() == second["pulled"].tolist() == [5.0, 5.0, 5.0]
 

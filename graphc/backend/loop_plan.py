@@ -64,9 +64,10 @@ class CollectiveCall(NamedTuple):
     comm: np.integer
     iallreduce: np.int64
     waitall: np.int64
+    in_place: np.int64  # the value of MPI_IN_PLACE, a pointer constant
 
 
-NO_COLLECTIVES = CollectiveCall(np.int64(0), *(np.int32(0),) * 4, np.int64(0), np.int64(0))
+NO_COLLECTIVES = CollectiveCall(np.int64(0), *(np.int32(0),) * 4, *(np.int64(0),) * 3)
 """The loop's argument in a one-process fit, which never calls MPI."""
 
 
@@ -114,7 +115,10 @@ class LoopPlan:
     DDP and Horovod do), then waited for before the update; each bucket is (the backward
     kernel after which its gradients are final, -1 for before the first, and its
     (parameter index, offset in the packed buffer, size) triples). None: one allreduce of
-    everything after the backward pass."""
+    everything after the backward pass. ``in_place``: with ``allreduce`` and no buckets, the
+    gradients lie in one block of the arena (``Executor.gradient_block``, the loop's
+    ``block`` argument), summed there in place, no copy; the loss, metric and flag first,
+    in a call of their own."""
 
     head: LoopStatistic
     metric: LoopStatistic
@@ -129,6 +133,7 @@ class LoopPlan:
     label_source: int = -1
     rescale_grad_index: int = 2
     allreduce: bool = False
+    in_place: bool = False
     buckets: tuple[tuple[int, tuple[tuple[int, int, int], ...]], ...] | None = None
 
     def __post_init__(self) -> None:

@@ -11,7 +11,8 @@ uncacheable).
 handles):
 
 - ``allreduce_sum(call, send, receive, count)`` sums the first ``count`` elements of ``send``
-  over the ranks into ``receive``;
+  over the ranks into ``receive``; ``allreduce_sum_in_place(call, buffer, count)`` sums them
+  where they are;
 - ``iallreduce_sum(call, send, receive, count, requests, index)`` starts the same sum and
   leaves its request in ``requests[index]``;
 - ``wait_all(call, requests, statuses, count)`` waits for the first ``count`` requests
@@ -31,9 +32,18 @@ from numba.extending import intrinsic
 from graphc.backend.loop_plan import CollectiveCall
 
 CALL_SLOTS = len(CollectiveCall._fields)
-ALLREDUCE, FLOAT32, FLOAT64, SUM, COMM, IALLREDUCE, WAITALL = (
+ALLREDUCE, FLOAT32, FLOAT64, SUM, COMM, IALLREDUCE, WAITALL, IN_PLACE = (
     CollectiveCall._fields.index(name)
-    for name in ("allreduce", "float32", "float64", "sum", "comm", "iallreduce", "waitall")
+    for name in (
+        "allreduce",
+        "float32",
+        "float64",
+        "sum",
+        "comm",
+        "iallreduce",
+        "waitall",
+        "in_place",
+    )
 )
 
 _BYTES = ir.IntType(8).as_pointer()
@@ -95,6 +105,25 @@ def allreduce_sum(typingctx, call, send, receive, count):
 
 
 @intrinsic
+def allreduce_sum_in_place(typingctx, call, buffer, count):
+    """``MPI_Allreduce(MPI_IN_PLACE, buffer, count, dtype, MPI_SUM, comm)``."""
+    if not _calls(call) or not _summable(buffer, buffer):
+        return None
+
+    def codegen(context, builder, signature, values):
+        call_value, buffer_value, count_value = values
+        kinds, arguments = _sum_arguments(
+            context, builder, call, call_value, buffer, (buffer_value, buffer_value, count_value)
+        )
+        in_place = builder.extract_value(call_value, IN_PLACE)
+        arguments[0] = builder.inttoptr(in_place, _BYTES)
+        function = _function(builder, call_value, ALLREDUCE, _INT32, kinds)
+        return builder.call(function, arguments)
+
+    return types.int32(call, buffer, types.int64), codegen
+
+
+@intrinsic
 def iallreduce_sum(typingctx, call, send, receive, count, requests, index):
     """``MPI_Iallreduce(send, receive, count, dtype, MPI_SUM, comm, &requests[index])``."""
     if not _calls(call) or not _summable(send, receive) or not isinstance(requests, types.Array):
@@ -135,4 +164,4 @@ def wait_all(typingctx, call, requests, statuses, count):
     return types.int32(call, requests, statuses, types.int64), codegen
 
 
-__all__ = ["allreduce_sum", "iallreduce_sum", "wait_all"]
+__all__ = ["allreduce_sum", "allreduce_sum_in_place", "iallreduce_sum", "wait_all"]

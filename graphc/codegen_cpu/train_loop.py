@@ -113,6 +113,8 @@ def _backward_lines(plan: LoopPlan, backward, comments, replaced) -> list[str]:
         ]
     if plan.buckets is not None:
         return _bucketed_backward_lines(plan, backward, comments, replaced)
+    if plan.in_place:
+        return _in_place_backward_lines(plan, backward, comments, replaced)
     calls = call_lines(
         backward,
         comments,
@@ -149,6 +151,36 @@ def _backward_lines(plan: LoopPlan, backward, comments, replaced) -> list[str]:
         for index in range(plan.parameters)
     ]
     return lines
+
+
+def _in_place_backward_lines(plan: LoopPlan, backward, comments, replaced) -> list[str]:
+    """``plan.in_place``: the loss, metric and flag summed first (every rank stops together
+    before summing gradients a rank did not compute), then the gradient block in place."""
+    calls = call_lines(
+        backward,
+        comments,
+        "backward",
+        "counter, True",
+        INDENT + "    ",
+        replaced,
+        "backward_entries",
+    )
+    return [
+        f"{INDENT}bad = not math.isfinite(loss) or not all_finite(head)",
+        f"{INDENT}if not bad:",
+        *(calls or [f"{INDENT}    pass"]),
+        f"{INDENT}packed[0] = losses[step]",
+        f"{INDENT}packed[1] = metrics[step]",
+        f"{INDENT}packed[2] = 1.0 if bad else 0.0",
+        f"{INDENT}if allreduce_sum(reduce_call, packed, reduced, 3) != 0:",
+        f"{INDENT}    raise RuntimeError('MPI_Allreduce of the loss failed')",
+        f"{INDENT}losses[step] = reduced[0]  # every rank's sums, from here on",
+        f"{INDENT}metrics[step] = reduced[1]",
+        f"{INDENT}if reduced[2] > 0.0:  # a rank's loss was not finite",
+        f"{INDENT}    return step",
+        f"{INDENT}if allreduce_sum_in_place(reduce_call, block, block.size) != 0:",
+        f"{INDENT}    raise RuntimeError('MPI_Allreduce of the gradients failed')",
+    ]
 
 
 def _bucketed_backward_lines(plan: LoopPlan, backward, comments, replaced) -> list[str]:
@@ -227,7 +259,12 @@ def _header_lines(plan: LoopPlan) -> list[str]:
         *(f"    {name}," for name in sorted(train_support.NAMES)),
         ")",
         "from graphc.backend.source_cache import kernel_function",
-        "from graphc.codegen_cpu.collective_call import allreduce_sum, iallreduce_sum, wait_all",
+        "from graphc.codegen_cpu.collective_call import (",
+        "    allreduce_sum,",
+        "    allreduce_sum_in_place,",
+        "    iallreduce_sum,",
+        "    wait_all,",
+        ")",
         "from graphc.codegen_cpu.native_call import call_native, call_native_counted",
         "from graphc.codegen_cpu.optimizer_updates import global_norm_scale, sum_of_squares\n",
         f"update = kernel_function({module!r}, {attribute!r})\n\n",
@@ -237,7 +274,7 @@ def _header_lines(plan: LoopPlan) -> list[str]:
         "def train(forward_entries, backward_entries, forward, backward, updates, scalars,"
         " sources, targets, order, batch, count, rows, counter0, head, label, grad_scale,"
         " losses, metrics, carried, fresh, in_place, reduce_call, packed, reduced, requests,"
-        " statuses):",
+        " statuses, block):",
         "    for step in range(count):",
         "        start = step * batch",
     ]

@@ -322,6 +322,7 @@ def _native_allreduce(MPI, comm) -> CollectiveCall:
         comm=handle(comm),
         iallreduce=address("MPI_Iallreduce"),
         waitall=address("MPI_Waitall"),
+        in_place=np.int64(int(MPI.IN_PLACE)),
     )
 
 

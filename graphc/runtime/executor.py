@@ -61,6 +61,9 @@ IN_PLACE_LEVEL = 2
 """From this optimization level on, elementwise kernels run in place where they can."""
 
 
+GRADIENT_ALIGN = 64
+"""The alignment of each gradient in the executor's gradient block (a cache line)."""
+
 DROPOUT_STREAM_BITS = 24
 """Where :attr:`Executor.dropout_stream` goes in the step Dropout's masks are drawn for."""
 
@@ -302,14 +305,37 @@ class Executor:
         )
 
     def _persistent_requests(self) -> list[BufferRequest]:
-        """Buffers alive for the executor's whole life: the gradients it owns and what
-        ``reserve`` asked for (optimizer state)."""
-        buffers = {("grad", name): (a.shape, a.dtype) for name, a in self._owned_grads().items()}
-        buffers.update({("reserved", *key): spec for key, spec in self._reserved.items()})
-        return [
-            BufferRequest(key, _nbytes(shape, dtype), 0, FOREVER)
-            for key, (shape, dtype) in buffers.items()
+        """Buffers alive for the executor's whole life: the gradients it owns, one block
+        (each gradient at an aligned offset in it, in argument order: a data-parallel fit
+        sums them all in place with one call, :meth:`gradient_block`), and what ``reserve``
+        asked for (optimizer state)."""
+        offset, self._grad_offsets = 0, {}
+        for name, array in self._owned_grads().items():
+            self._grad_offsets[name] = offset
+            offset += -(-_nbytes(array.shape, array.dtype) // GRADIENT_ALIGN) * GRADIENT_ALIGN
+        requests = [BufferRequest(("grads",), offset, 0, FOREVER)] if offset else []
+        return requests + [
+            BufferRequest(("reserved", *key), _nbytes(shape, dtype), 0, FOREVER)
+            for key, (shape, dtype) in self._reserved.items()
         ]
+
+    def _gradient_bytes(self):
+        """The arena's bytes of the gradient block, or None without owned gradients."""
+        if ("grads",) not in self.memory_plan.offsets:
+            return None
+        start = self.memory_plan.offsets[("grads",)]
+        return self._arena[start : start + self.memory_plan.sizes[("grads",)]]
+
+    def gradient_block(self) -> np.ndarray | None:
+        """Every gradient this executor owns, as one flat array of their dtype (with zeros
+        in the alignment gaps between them, which stay zero), or None when it owns none or
+        they have several dtypes."""
+        block = self._gradient_bytes()
+        dtypes = {array.dtype for array in self._owned_grads().values()}
+        if block is None or len(dtypes) != 1:
+            return None
+        dtype = dtypes.pop()
+        return block[: len(block) // dtype.itemsize * dtype.itemsize].view(dtype)
 
     def _owned_grads(self) -> dict[str, np.ndarray]:
         return {
@@ -321,8 +347,13 @@ class Executor:
     def _place_persistent(self) -> None:
         """Point ``grad_dict`` and the reserved buffers at their blocks of the new arena,
         keeping their values."""
+        block = self._gradient_bytes()
+        if block is not None:
+            self._arrays.fill(block, 0)  # the gaps between gradients too: a block sums whole
         for name, array in self._owned_grads().items():
-            view = self._block_view(("grad", name), array.shape, array.dtype)
+            start = self._grad_offsets[name]
+            size = _nbytes(array.shape, array.dtype)
+            view = block[start : start + size].view(array.dtype).reshape(array.shape)
             self._arrays.copy(view, array)
             self.grad_dict[name] = view
         for key, (shape, dtype) in self._reserved.items():
@@ -609,7 +640,7 @@ class Executor:
             "persistent_bytes": sum(
                 size
                 for key, size in self.memory_plan.sizes.items()
-                if isinstance(key, tuple) and key[0] in ("grad", "reserved")
+                if isinstance(key, tuple) and key[0] in ("grads", "reserved")
             ),
         }
 
@@ -661,8 +692,8 @@ def _buffer_label(key, schedule: list[Node]) -> str:
     """A memory-plan key as a user reads it: the node's output, a gradient, a workspace."""
     if isinstance(key, NodeOutput):
         return f"{key.node.name} ({key.node.op}) output {key.index}"
-    if isinstance(key, tuple) and key and key[0] == "grad":
-        return f"gradient of {key[1]}"
+    if isinstance(key, tuple) and key and key[0] == "grads":
+        return "the gradients"
     if isinstance(key, tuple) and key and key[0] == "ws":
         node = schedule[key[1]]
         return f"workspace of {node.name} ({node.op})"

@@ -121,10 +121,14 @@ class CompiledTraining:
         )
         self.workers = 1 if communicator is None else communicator.size
         buckets = None
+        self.block = np.zeros(0, dtype=np.float64)  # the gradient block, summed in place
         if self.workers > 1:
             gradients = [update[1] for update in self.updates]
             dtype = np.result_type(*(gradient.dtype for gradient in gradients))
             size = sum(gradient.size for gradient in gradients) + 3  # + loss, metric, bad
+            block = executor.gradient_block()
+            if bucket_bytes is None and block is not None and _within(gradients, block):
+                self.block, size = block, 3  # in place: only the loss, metric, flag apart
             self.packed = np.zeros(size, dtype=dtype)
             self.reduced = np.zeros(size, dtype=dtype)
             self.reduce_call = communicator.native_allreduce
@@ -157,6 +161,7 @@ class CompiledTraining:
             views=views,
             label_source=label_source if views is not None else -1,
             allreduce=self.workers > 1,
+            in_place=self.block.size > 0,
             buckets=buckets,
         )
         self.plan = plan
@@ -244,6 +249,7 @@ class CompiledTraining:
             self.reduced,
             self.requests,
             self.statuses,
+            self.block,
         )
         self.optimizer.num_update += completed
         self.executor.dropout_counter += completed
@@ -274,6 +280,17 @@ def gradient_buckets(gradients: Sequence[np.ndarray], launches, bucket_bytes: in
             buckets.append((last[index], tuple(members)))
             members, nbytes = [], 0
     return tuple(buckets)
+
+
+def _within(arrays: Sequence[np.ndarray], block: np.ndarray) -> bool:
+    """Whether every array lies inside ``block``'s memory (and has its dtype)."""
+    low = block.__array_interface__["data"][0]
+    high = low + block.nbytes
+    for array in arrays:
+        start = array.__array_interface__["data"][0]
+        if array.dtype != block.dtype or not (low <= start and start + array.nbytes <= high):
+            return False
+    return True
 
 
 def _arrays_of(argument) -> list[np.ndarray]:
