@@ -101,33 +101,14 @@ def _backward_lines(plan: LoopPlan, backward, comments, replaced) -> list[str]:
         return [
             f"{INDENT}if not math.isfinite(loss) or not all_finite(head):",
             f"{INDENT}    return step",
-            *call_lines(
-                backward,
-                comments,
-                "backward",
-                "counter, True",
-                INDENT,
-                replaced,
-                "backward_entries",
-            ),
+            *_backward_calls(backward, comments, replaced, INDENT),
         ]
     if plan.buckets is not None:
         return _bucketed_backward_lines(plan, backward, comments, replaced)
     if plan.in_place:
         return _in_place_backward_lines(plan, backward, comments, replaced)
-    calls = call_lines(
-        backward,
-        comments,
-        "backward",
-        "counter, True",
-        INDENT + "    ",
-        replaced,
-        "backward_entries",
-    )
     lines = [
-        f"{INDENT}bad = not math.isfinite(loss) or not all_finite(head)",
-        f"{INDENT}if not bad:",
-        *(calls or [f"{INDENT}    pass"]),
+        *_unless_bad(_backward_calls(backward, comments, replaced, INDENT + "    ")),
         f"{INDENT}offset = 0",
     ]
     lines += [
@@ -153,22 +134,35 @@ def _backward_lines(plan: LoopPlan, backward, comments, replaced) -> list[str]:
     return lines
 
 
-def _in_place_backward_lines(plan: LoopPlan, backward, comments, replaced) -> list[str]:
-    """``plan.in_place``: the loss, metric and flag summed first (every rank stops together
-    before summing gradients a rank did not compute), then the gradient block in place."""
-    calls = call_lines(
+def _backward_calls(backward, comments, replaced, indent: str, after=None) -> list[str]:
+    """The backward kernels' calls at ``indent``; ``after``: lines following a kernel's."""
+    return call_lines(
         backward,
         comments,
         "backward",
         "counter, True",
-        INDENT + "    ",
+        indent,
         replaced,
         "backward_entries",
+        after=after,
     )
+
+
+def _unless_bad(body: list[str]) -> list[str]:
+    """``body`` run only when the step's loss and outputs are finite (a data-parallel loop
+    goes on to the sums either way, so that every rank calls them)."""
     return [
         f"{INDENT}bad = not math.isfinite(loss) or not all_finite(head)",
         f"{INDENT}if not bad:",
-        *(calls or [f"{INDENT}    pass"]),
+        *(body or [f"{INDENT}    pass"]),
+    ]
+
+
+def _in_place_backward_lines(plan: LoopPlan, backward, comments, replaced) -> list[str]:
+    """``plan.in_place``: the loss, metric and flag summed first (every rank stops together
+    before summing gradients a rank did not compute), then the gradient block in place."""
+    return [
+        *_unless_bad(_backward_calls(backward, comments, replaced, INDENT + "    ")),
         f"{INDENT}packed[0] = losses[step]",
         f"{INDENT}packed[1] = metrics[step]",
         f"{INDENT}packed[2] = 1.0 if bad else 0.0",
@@ -193,21 +187,10 @@ def _bucketed_backward_lines(plan: LoopPlan, backward, comments, replaced) -> li
     starts: dict[int, list[str]] = {}
     for number, (after, members) in enumerate(plan.buckets):
         starts.setdefault(after, []).extend(_bucket_start_lines(number, members, indent))
-    calls = call_lines(
-        backward,
-        comments,
-        "backward",
-        "counter, True",
-        indent,
-        replaced,
-        "backward_entries",
-        after={k: starts.get(k, []) for k in range(len(backward))},
-    )
+    calls = _backward_calls(backward, comments, replaced, indent, starts)
     total = sum(size for _, members in plan.buckets for _, _, size in members)
     lines = [
-        f"{INDENT}bad = not math.isfinite(loss) or not all_finite(head)",
-        f"{INDENT}if not bad:",
-        *(starts.get(-1, []) + calls or [f"{indent}pass"]),
+        *_unless_bad(starts.get(-1, []) + calls),
         f"{INDENT}else:  # no backward pass, but the same sums in the same order",
     ]
     for number, (_, members) in enumerate(plan.buckets):
