@@ -73,6 +73,20 @@ CHILD = textwrap.dedent(
     model.fit(data, eval_metric=metric, num_epoch=1, verbose=False)
     assert model.fit_path == "compiled", model.fit_path
     print("COMPILED " + json.dumps(compiled))
+
+    # Functions this process compiled twice for one signature but for literal types (a
+    # literal 0 passed on: Numba types it Literal[int](0) and compiles the callee again).
+    import sys
+    from numba.core import types
+    doubled = []
+    for name, module in list(sys.modules.items()):
+        if name.startswith("graphc.codegen_cpu"):
+            for attribute, value in vars(module).items():
+                signatures = getattr(value, "signatures", None) if hasattr(value, "py_func") else None
+                plain = [tuple(map(types.unliteral, signature)) for signature in signatures or ()]
+                if len(set(plain)) < len(plain):
+                    doubled.append(name + "." + attribute)
+    print("DOUBLED " + json.dumps(sorted(set(doubled))))
     """
 )
 
@@ -91,6 +105,8 @@ def numba_cache(tmp_path) -> str:
 
 
 def compiled_by_a_child(model: str, shape: tuple, numba_cache: str) -> list[list[str]]:
+    """What the child compiled, after checking that it compiled no function twice for one
+    signature (meaningful where it compiles: the first child of a fresh session)."""
     result = subprocess.run(
         [sys.executable, "-c", CHILD.format(model=model, shape=shape)],
         env=dict(os.environ, GRAPHC_COMPILE_JOBS="1", NUMBA_CACHE_DIR=numba_cache),
@@ -99,7 +115,10 @@ def compiled_by_a_child(model: str, shape: tuple, numba_cache: str) -> list[list
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    line = next(line for line in result.stdout.splitlines() if line.startswith("COMPILED "))
+    lines = result.stdout.splitlines()
+    doubled = next(line for line in lines if line.startswith("DOUBLED "))
+    assert json.loads(doubled[len("DOUBLED ") :]) == [], doubled
+    line = next(line for line in lines if line.startswith("COMPILED "))
     return json.loads(line[len("COMPILED ") :])
 
 

@@ -118,7 +118,9 @@ class LoopPlan:
     everything after the backward pass. ``in_place``: with ``allreduce`` and no buckets, the
     gradients lie in one block of the arena (``Executor.gradient_block``, the loop's
     ``block`` argument), summed there in place, no copy; the loss, metric and flag first,
-    in a call of their own."""
+    in a call of their own. ``finite_block``: ``block`` holds exactly the gradients the loop
+    updates (and zeros between them), so the loop checks their finiteness with one pass
+    over it."""
 
     head: LoopStatistic
     metric: LoopStatistic
@@ -134,6 +136,7 @@ class LoopPlan:
     rescale_grad_index: int = 2
     allreduce: bool = False
     in_place: bool = False
+    finite_block: bool = False
     buckets: tuple[tuple[int, tuple[tuple[int, int, int], ...]], ...] | None = None
 
     def __post_init__(self) -> None:

@@ -47,7 +47,7 @@ import numba
 import numpy as np
 
 from graphc.backend.lowering import Kernel, NodeSpec, lowering, uniform_float_dtype
-from graphc.codegen_cpu.blas import row_range
+from graphc.codegen_cpu.blas import all_rows, row_range
 from graphc.codegen_cpu.target import TARGET
 from graphc.codegen_cpu.threads import parallel_parts
 from graphc.ir.errors import BackendError
@@ -236,7 +236,7 @@ def _forward(data, weight, bias, out, cols_buffer, product_buffer, weight_buffer
     if parts == 1:  # no parallel region: it costs microseconds
         _forward_rows(
             data, weight_matrix, bias, out, cols_buffer, product_buffer,
-            geometry, chunk_rows, 0, batch * out_h,
+            geometry, chunk_rows, *all_rows(batch * out_h),
         )  # fmt: skip
         return
     cols_size = cols_buffer.size // parts
@@ -305,7 +305,7 @@ def convolution_backward_weight(
         scratch = partial_buffer.reshape(filters, scratch_size // filters)
         _weight_rows(
             dy, data, grad_matrix, cols_buffer, dy_buffer, scratch,
-            geometry, chunk_rows, 0, batch * out_h,
+            geometry, chunk_rows, *all_rows(batch * out_h),
         )  # fmt: skip
         return
     sums = partial_buffer[parts * scratch_size :]
@@ -357,7 +357,14 @@ def convolution_backward_data(
     _copy_weight(weight, weight_matrix)
     if parts == 1:  # no parallel region: it costs microseconds
         _data_rows(
-            dy, weight_matrix, data_grad, cols_buffer, dy_buffer, geometry, chunk_rows, 0, batch
+            dy,
+            weight_matrix,
+            data_grad,
+            cols_buffer,
+            dy_buffer,
+            geometry,
+            chunk_rows,
+            *all_rows(batch),
         )
         return
     cols_size = cols_buffer.size // parts

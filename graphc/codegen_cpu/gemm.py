@@ -18,7 +18,7 @@ import math
 import numba
 
 from graphc.backend.lowering import Kernel, NodeSpec, lowering
-from graphc.codegen_cpu.blas import gemm, row_range
+from graphc.codegen_cpu.blas import all_rows, gemm, row_range
 from graphc.codegen_cpu.target import TARGET
 from graphc.codegen_cpu.threads import parallel_parts
 
@@ -51,7 +51,7 @@ def _fully_connected(data, weight, bias, out, parts):
     if parts == 1:  # no parallel region: it costs microseconds
         gemm(one, flat, weight.T, zero, out2)
         if bias is not None:
-            _add_bias_rows(out2, bias, 0, rows)
+            _add_bias_rows(out2, bias, *all_rows(rows))
     else:
         for part in numba.prange(parts):
             first, last = row_range(part, parts, rows)

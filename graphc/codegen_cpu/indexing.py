@@ -37,12 +37,10 @@ def embedding_kernel(data, weight, out):
     """out[..., :] = weight[data[...], :]: one row of weight per index."""
     input_dim, output_dim = weight.shape
     rows = out.reshape((data.size, output_dim))
-    position = 0
-    for value in data.flat:
+    for position, value in enumerate(data.flat):
         row = checked_index(value, input_dim, position, "Embedding")
         for j in range(output_dim):
             rows[position, j] = weight[row, j]
-        position += 1
 
 
 @numba.njit(cache=True)
@@ -54,12 +52,10 @@ def embedding_backward_kernel(dy, indices, out):
     input_dim, output_dim = out.shape
     out[:] = 0
     gradients = iter(dy.flat)
-    position = 0
-    for value in indices.flat:
+    for position, value in enumerate(indices.flat):
         row = checked_index(value, input_dim, position, "Embedding")
         for j in range(output_dim):
             out[row, j] += next(gradients)
-        position += 1
 
 
 @lowering(TARGET, "Embedding")
@@ -81,10 +77,8 @@ def one_hot_kernel(indices, out, on_value, off_value):
     depth = out.shape[-1]
     rows = out.reshape((indices.size, depth))
     rows[:] = off_value
-    position = 0
-    for value in indices.flat:
+    for position, value in enumerate(indices.flat):
         rows[position, checked_index(value, depth, position, "one_hot")] = on_value
-        position += 1
 
 
 @numba.njit(cache=True)
@@ -93,13 +87,11 @@ def pick_kernel(data, index, out, outer, axis_length, inner):
     out[o, i] = data[o, index[o, i], i]."""
     source = data.flat
     flat_out = out.reshape(out.size)
-    position = 0
-    for value in index.flat:
+    for position, value in enumerate(index.flat):
         o = position // inner
         i = position - o * inner
         j = checked_index(value, axis_length, position, "pick")
         flat_out[position] = source[(o * axis_length + j) * inner + i]
-        position += 1
 
 
 @numba.njit(cache=True)
@@ -108,13 +100,11 @@ def pick_backward_kernel(dy, index, out, outer, axis_length, inner):
     flat_out = out.reshape(out.size)
     flat_out[:] = 0
     gradients = iter(dy.flat)
-    position = 0
-    for value in index.flat:
+    for position, value in enumerate(index.flat):
         o = position // inner
         i = position - o * inner
         j = checked_index(value, axis_length, position, "pick")
         flat_out[(o * axis_length + j) * inner + i] = next(gradients)
-        position += 1
 
 
 def _bound(function, name: str, *constants) -> Kernel:

@@ -33,7 +33,7 @@ import inspect
 import numba
 
 from graphc.backend.lowering import Kernel, NodeSpec, lowering, uniform_float_dtype
-from graphc.codegen_cpu.blas import gemm, row_range
+from graphc.codegen_cpu.blas import all_rows, gemm, row_range
 from graphc.codegen_cpu.scalar_functions import fast_tanh
 from graphc.codegen_cpu.target import TARGET
 from graphc.codegen_cpu.threads import parallel_parts
@@ -175,7 +175,7 @@ def _forward_steps(
     # activations: one (T*N, 4H) buffer serves both, instead of a workspace as big.
     projections = gates.reshape((rows, 4 * hidden))
     if parts == 1:  # no parallel region: it costs microseconds
-        _copy_rows(data, data_rows, 0, rows)
+        _copy_rows(data, data_rows, *all_rows(rows))
         gemm(one, data_rows, i2h_weight_t, zero, projections)
     else:
         for part in numba.prange(parts):
@@ -185,7 +185,7 @@ def _forward_steps(
     if parts == 1:  # no parallel region: it costs microseconds
         _forward_part(
             gates, output, cells, recurrent, h2h_weight_t, i2h_bias, h2h_bias,
-            h_initial, c_initial, 0, batch,
+            h_initial, c_initial, *all_rows(batch),
         )  # fmt: skip
     else:
         for part in numba.prange(parts):
@@ -369,7 +369,7 @@ def _backward_steps(
     dh_next[:] = d_state
     dc_next[:] = d_state_cell
     if parts == 1:  # no parallel region: it costs microseconds
-        _step_rows(data, output, h_initial, data_rows, h_prev_rows, 0, rows)
+        _step_rows(data, output, h_initial, data_rows, h_prev_rows, *all_rows(rows))
     else:
         for part in numba.prange(parts):
             first, last = row_range(part, parts, rows)
@@ -377,7 +377,7 @@ def _backward_steps(
     if parts == 1:  # no parallel region: it costs microseconds
         _backward_part(
             d_output, gates, cells, c_initial, d_gates, dh_next, dc_next, h2h_weight_c,
-            0, batch,
+            *all_rows(batch),
         )  # fmt: skip
     else:
         for part in numba.prange(parts):
@@ -392,8 +392,8 @@ def _backward_steps(
     if parts == 1:  # no parallel region: it costs microseconds
         gemm(one, dz_rows, i2h_weight_c, zero, data_grad_rows)
         gemm(one, dz_rows.T, step_rows, zero, weight_partials[0])
-        _weight_rows(weight_partials, i2h_weight_grad, h2h_weight_grad, 0, gate_width)
-        _column_sums(dz_rows, i2h_bias_grad, 0, gate_width)
+        _weight_rows(weight_partials, i2h_weight_grad, h2h_weight_grad, *all_rows(gate_width))
+        _column_sums(dz_rows, i2h_bias_grad, *all_rows(gate_width))
     else:
         # Both weight gradients are one GEMM, dz.T @ [x | h_prev], split over the rows it
         # sums (contiguous blocks of dz and of the step rows, read once): each part's partial

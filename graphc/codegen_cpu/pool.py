@@ -26,7 +26,7 @@ import math
 import numba
 
 from graphc.backend.lowering import Kernel, NodeSpec, float_dtype, lowering
-from graphc.codegen_cpu.blas import row_range
+from graphc.codegen_cpu.blas import all_rows, row_range
 from graphc.codegen_cpu.target import TARGET
 from graphc.codegen_cpu.threads import parallel_parts
 from graphc.ir.ops.pool import _geometry as pool_geometry
@@ -147,17 +147,26 @@ def _max_planes_sized(data, out, argmax, descriptor, first, last, kernel_h, kern
                 argmax[n, c, _u(oh), _u(ow)] = best_index
 
 
+# The common window sizes get kernels of their own, with constant loop bounds, which
+# unroll: LeNet's 2x2 pool1 on one core, 1.8 ms window by window, 0.8 ms so. They are
+# separate kernels, chosen at bind, rather than branches of one: a kernel holding all three
+# copies cost every model the compile of all three (2 s of a cold LeNet start).
+
+
 @numba.njit(cache=True)
 def _max_planes(data, out, argmax, descriptor, first, last):
-    # The common window sizes get their own copy with constant loop bounds, which unroll:
-    # LeNet's 2x2 pool1 on one core, 1.8 ms window by window, 0.8 ms so.
     kernel_h, kernel_w = descriptor[0], descriptor[1]
-    if kernel_h == 2 and kernel_w == 2:
-        _max_planes_sized(data, out, argmax, descriptor, first, last, 2, 2)
-    elif kernel_h == 3 and kernel_w == 3:
-        _max_planes_sized(data, out, argmax, descriptor, first, last, 3, 3)
-    else:
-        _max_planes_sized(data, out, argmax, descriptor, first, last, kernel_h, kernel_w)
+    _max_planes_sized(data, out, argmax, descriptor, first, last, kernel_h, kernel_w)
+
+
+@numba.njit(cache=True)
+def _max_planes_2x2(data, out, argmax, descriptor, first, last):
+    _max_planes_sized(data, out, argmax, descriptor, first, last, 2, 2)
+
+
+@numba.njit(cache=True)
+def _max_planes_3x3(data, out, argmax, descriptor, first, last):
+    _max_planes_sized(data, out, argmax, descriptor, first, last, 3, 3)
 
 
 @numba.njit(cache=True, parallel=True)
@@ -166,11 +175,37 @@ def max_pooling(data, out, argmax, descriptor):
     parts = descriptor[-1]
     planes = data.shape[0] * data.shape[1]
     if parts == 1:  # no parallel region: it costs microseconds
-        _max_planes(data, out, argmax, descriptor, 0, planes)
+        _max_planes(data, out, argmax, descriptor, *all_rows(planes))
     else:
         for part in numba.prange(parts):
             first, last = row_range(part, parts, planes)
             _max_planes(data, out, argmax, descriptor, first, last)
+
+
+@numba.njit(cache=True, parallel=True)
+def max_pooling_2x2(data, out, argmax, descriptor):
+    """:func:`max_pooling` of 2x2 windows."""
+    parts = descriptor[-1]
+    planes = data.shape[0] * data.shape[1]
+    if parts == 1:  # no parallel region: it costs microseconds
+        _max_planes_2x2(data, out, argmax, descriptor, *all_rows(planes))
+    else:
+        for part in numba.prange(parts):
+            first, last = row_range(part, parts, planes)
+            _max_planes_2x2(data, out, argmax, descriptor, first, last)
+
+
+@numba.njit(cache=True, parallel=True)
+def max_pooling_3x3(data, out, argmax, descriptor):
+    """:func:`max_pooling` of 3x3 windows."""
+    parts = descriptor[-1]
+    planes = data.shape[0] * data.shape[1]
+    if parts == 1:  # no parallel region: it costs microseconds
+        _max_planes_3x3(data, out, argmax, descriptor, *all_rows(planes))
+    else:
+        for part in numba.prange(parts):
+            first, last = row_range(part, parts, planes)
+            _max_planes_3x3(data, out, argmax, descriptor, first, last)
 
 
 @numba.njit(cache=True)
@@ -202,7 +237,7 @@ def avg_pooling(data, out, descriptor):
     parts = descriptor[-1]
     planes = data.shape[0] * data.shape[1]
     if parts == 1:  # no parallel region: it costs microseconds
-        _avg_planes(data, out, descriptor, 0, planes)
+        _avg_planes(data, out, descriptor, *all_rows(planes))
     else:
         for part in numba.prange(parts):
             first, last = row_range(part, parts, planes)
@@ -229,7 +264,7 @@ def max_pooling_backward(dy, argmax, like, data_grad, descriptor):
     parts = descriptor[-1]
     planes = data_grad.shape[0] * data_grad.shape[1]
     if parts == 1:  # no parallel region: it costs microseconds
-        _max_backward_planes(dy, argmax, data_grad, 0, planes)
+        _max_backward_planes(dy, argmax, data_grad, *all_rows(planes))
     else:
         for part in numba.prange(parts):
             first, last = row_range(part, parts, planes)
@@ -265,7 +300,7 @@ def avg_pooling_backward(dy, like, data_grad, descriptor):
     parts = descriptor[-1]
     planes = data_grad.shape[0] * data_grad.shape[1]
     if parts == 1:  # no parallel region: it costs microseconds
-        _avg_backward_planes(dy, data_grad, descriptor, 0, planes)
+        _avg_backward_planes(dy, data_grad, descriptor, *all_rows(planes))
     else:
         for part in numba.prange(parts):
             first, last = row_range(part, parts, planes)
@@ -324,8 +359,13 @@ def lower_pooling(spec: NodeSpec) -> Kernel:
     [2.5, 4.5, 10.5, 12.5]
     """
     float_dtype(spec)
-    fn = max_pooling if spec.attrs["pool_type"] == "max" else avg_pooling
-    return _kernel(fn, _descriptor(spec, spec.in_shapes[0]))
+    descriptor = _descriptor(spec, spec.in_shapes[0])
+    if spec.attrs["pool_type"] != "max":
+        return _kernel(avg_pooling, descriptor)
+    window = tuple(descriptor[:2])
+    return _kernel(
+        {(2, 2): max_pooling_2x2, (3, 3): max_pooling_3x3}.get(window, max_pooling), descriptor
+    )
 
 
 @lowering(TARGET, "_max_pool_backward")

@@ -34,7 +34,7 @@ import numba
 import numpy as np
 
 from graphc.backend.lowering import Kernel, NodeSpec, float_dtype, lowering
-from graphc.codegen_cpu.blas import row_range
+from graphc.codegen_cpu.blas import all_rows, row_range
 from graphc.codegen_cpu.reduce import sum_workspace, tree_sum, tree_sum_rows
 from graphc.codegen_cpu.target import TARGET
 from graphc.codegen_cpu.threads import parallel_parts
@@ -76,6 +76,26 @@ def check_class_labels(label, classes, use_ignore, ignore_label):
 
 
 @numba.njit(cache=True)
+def softmax_rows_kernel(
+    data, label, out, outer, classes, partials, use_ignore, ignore_label, parts, counter, training
+):  # fmt: skip
+    """Data and out as (outer, classes) rows, one per sample: out = softmax of data over
+    classes, after checking ``label`` (:func:`check_class_labels`) when ``training``;
+    ``counter`` is the Dropout counter, unused. The rows split into ``parts`` (each row's
+    values are its own, so no result depends on the count). Half the time of the general
+    walk, and a kernel of its own (not a branch of :func:`softmax_kernel`) so that a model
+    with rows compiles only this (1.5-2 s of a cold start)."""
+    if training:
+        check_class_labels(label, classes, use_ignore, ignore_label)
+    copy_kernel(data, out)
+    flat = out.reshape(outer * classes)
+    if parts == 1:  # no parallel region: it costs microseconds
+        softmax_rows(flat, *all_rows(outer), classes, partials)
+    else:
+        softmax_row_parts(flat, outer, classes, partials, parts)
+
+
+@numba.njit(cache=True)
 def softmax_kernel(
     data,
     label,
@@ -89,14 +109,12 @@ def softmax_kernel(
     column_sum,
     use_ignore,
     ignore_label,
-    parts,
     counter,
     training,
 ):
     """With data and out as (outer, classes, inner): out = softmax of data over classes,
     after checking ``label`` (:func:`check_class_labels`) when ``training``; ``counter`` is
-    the Dropout counter, unused. With one row per sample, the rows split into ``parts``
-    (each row's values are its own, so no result depends on the count).
+    the Dropout counter, unused.
 
     The maximum over classes is subtracted before exp (it cancels in the ratio, and no exp
     overflows); the sum of the exps is a tree sum (``reduce.py``). ``column_max`` has
@@ -105,13 +123,6 @@ def softmax_kernel(
     if training:
         check_class_labels(label, classes, use_ignore, ignore_label)
     copy_kernel(data, out)
-    if inner == 1:  # one row per sample: flat rows, half the time of the general walk
-        flat = out.reshape(outer * classes)
-        if parts == 1:  # no parallel region: it costs microseconds
-            softmax_rows(flat, 0, outer, classes, partials)
-        else:
-            softmax_row_parts(flat, outer, classes, partials, parts)
-        return
     probabilities = out.reshape((outer, classes, inner))
     for o in range(outer):
         block = probabilities[o]
@@ -162,32 +173,37 @@ def softmax_rows(flat, first, last, classes, partials):
 
 @lowering(TARGET, "SoftmaxOutput")
 def lower_softmax_output(spec: NodeSpec) -> Kernel:
-    """Softmax probabilities, the label checked in training; workspace: the tree sum's lanes and
-    partials, the maximum and the sum of each column (inner values each)."""
+    """Softmax probabilities, the label checked in training; workspace: the tree sum's
+    partials of each part (rows), or its lanes and partials and the maximum and the sum of
+    each column, inner values each (the general layout)."""
     dtype = float_dtype(spec)
     attrs = spec.attrs
     outer, classes, inner = softmax_geometry(attrs, spec.in_shapes[0])
-    parts = 1
-    if inner == 1:
-        parts = parallel_parts(spec.options, outer, outer * classes, PARALLEL_ELEMENTS)
-    lanes, (partial_shape, partial_dtype) = sum_workspace(classes, inner)
-    partials = ((partial_shape[0] * parts, partial_shape[1]), partial_dtype)
-    workspace = (lanes, partials, ((inner,), dtype), ((inner,), np.float64))
     label_rule = (bool(attrs["use_ignore"]), float(attrs["ignore_label"]))
+    lanes, (partial_shape, partial_dtype) = sum_workspace(classes, inner)
+    if inner == 1:  # one row per sample
+        parts = parallel_parts(spec.options, outer, outer * classes, PARALLEL_ELEMENTS)
+        workspace = (((partial_shape[0] * parts, 1), partial_dtype),)
 
-    def prepare(inputs, outputs, workspace):
-        # The geometry is bound here, at bind, so one compiled kernel serves every shape.
-        return (
-            inputs[0], inputs[1], outputs[0], outer, classes, inner, *workspace, *label_rule,
-            parts,
-        )  # fmt: skip
+        def prepare(inputs, outputs, workspace):
+            # The geometry is bound here, at bind, so one compiled kernel serves every shape.
+            return (*inputs[:2], outputs[0], outer, classes, *workspace, *label_rule, parts)
 
+        fn = softmax_rows_kernel
+    else:
+        workspace = (
+            lanes,
+            (partial_shape, partial_dtype),
+            ((inner,), dtype),
+            ((inner,), np.float64),
+        )
+
+        def prepare(inputs, outputs, workspace):
+            return (*inputs[:2], outputs[0], outer, classes, inner, *workspace, *label_rule)
+
+        fn = softmax_kernel
     return Kernel(
-        fn=softmax_kernel,
-        workspace=workspace,
-        needs_counter=True,
-        name="softmax_output",
-        prepare=prepare,
+        fn=fn, workspace=workspace, needs_counter=True, name="softmax_output", prepare=prepare
     )
 
 

@@ -335,12 +335,12 @@ def _spelled(statistic: LoopStatistic) -> str:
 def _update_lines(plan: LoopPlan) -> list[str]:
     """The finiteness check of every gradient, global-norm clipping, the updates and the
     carried states' copy."""
+    checked = [f"updates[{index}][1]" for index in range(plan.parameters)]
+    if plan.finite_block:
+        checked = ["block"]
     lines = []
-    for index in range(plan.parameters):
-        lines += [
-            f"{INDENT}if not all_finite(updates[{index}][1]):",
-            f"{INDENT}    return step",
-        ]
+    for gradient in checked:
+        lines += [f"{INDENT}if not all_finite({gradient}):", f"{INDENT}    return step"]
     scalars = [f"scalars[step, {k}]" for k in range(plan.scalars)]
     if plan.clip_global_norm:
         lines.append(f"{INDENT}total = 0.0")

@@ -337,6 +337,10 @@ class Executor:
         dtype = dtypes.pop()
         return block[: len(block) // dtype.itemsize * dtype.itemsize].view(dtype)
 
+    def gradient_block_names(self) -> tuple[str, ...]:
+        """The arguments whose gradients :meth:`gradient_block` holds, in its order."""
+        return tuple(self._owned_grads())
+
     def _owned_grads(self) -> dict[str, np.ndarray]:
         return {
             name: array
