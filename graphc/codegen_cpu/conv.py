@@ -227,7 +227,14 @@ def _forward_rows(
 
 
 @numba.njit(cache=True, parallel=True)
-def _forward(data, weight, bias, out, cols_buffer, product_buffer, weight_buffer, descriptor):
+def convolution_forward(
+    data, weight, bias, out, cols_buffer, product_buffer, weight_buffer, descriptor
+):
+    """out = Convolution(data, weight) + bias, one GEMM per chunk of output rows.
+
+    The kernel itself, not a wrapper around one: Numba optimizes everything a function calls
+    again in it, so a pass-through layer cost its whole call tree's optimization again
+    (0.4 s of a cold start here)."""
     geometry, chunk_rows, parts = _unpack(descriptor)
     batch, filters, out_h, out_w = out.shape
     taps = weight.shape[1] * weight.shape[2] * weight.shape[3]
@@ -252,15 +259,9 @@ def _forward(data, weight, bias, out, cols_buffer, product_buffer, weight_buffer
 
 
 @numba.njit(cache=True)
-def convolution_forward(data, weight, bias, out, cols, product, weight_matrix, descriptor):
-    """out = Convolution(data, weight) + bias, one GEMM per chunk of output rows."""
-    _forward(data, weight, bias, out, cols, product, weight_matrix, descriptor)
-
-
-@numba.njit(cache=True)
 def convolution_forward_no_bias(data, weight, out, cols, product, weight_matrix, descriptor):
     """out = Convolution(data, weight), one GEMM per chunk of output rows."""
-    _forward(data, weight, None, out, cols, product, weight_matrix, descriptor)
+    convolution_forward(data, weight, None, out, cols, product, weight_matrix, descriptor)
 
 
 @numba.njit(cache=True)

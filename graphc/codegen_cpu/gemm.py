@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 
 import numba
+from numba.extending import overload
 
 from graphc.backend.lowering import Kernel, NodeSpec, lowering
 from graphc.codegen_cpu.blas import all_rows, gemm, row_range
@@ -42,7 +43,9 @@ def _add_bias_rows(out, bias, first, last):
 
 
 @numba.njit(cache=True, parallel=True)
-def _fully_connected(data, weight, bias, out, parts):
+def fully_connected(data, weight, bias, out, parts):
+    """out = data (N, K) @ weight.T + bias, with data flattened to (N, K). The kernel
+    itself rather than a wrapper, as ``conv.convolution_forward``."""
     rows = out.shape[0] if out.ndim == 2 else out.size // out.shape[-1]
     flat = data.reshape(rows, weight.shape[1])
     out2 = out.reshape(rows, weight.shape[0])
@@ -61,14 +64,8 @@ def _fully_connected(data, weight, bias, out, parts):
 
 
 @numba.njit(**_JIT)
-def fully_connected(data, weight, bias, out, parts):
-    """out = data (N, K) @ weight.T + bias, with data flattened to (N, K)."""
-    _fully_connected(data, weight, bias, out, parts)
-
-
-@numba.njit(**_JIT)
 def fully_connected_no_bias(data, weight, out, parts):
-    _fully_connected(data, weight, None, out, parts)
+    fully_connected(data, weight, None, out, parts)
 
 
 def _parts(spec: NodeSpec, rows: int, inner: int, cols: int) -> int:
@@ -92,77 +89,54 @@ def lower_fully_connected(spec: NodeSpec) -> Kernel:
     return _with_parts(fully_connected, "fully_connected", parts)
 
 
+def _matrix(a):
+    """``a`` as a matrix of rows: itself when 2-D (any strides), else its leading axes
+    flattened into rows (a view: the arrays graphc binds are C-contiguous)."""
+
+
+@overload(_matrix)
+def _matrix_overload(a):
+    if a.ndim == 2:
+        return lambda a: a
+    return lambda a: a.reshape(a.size // a.shape[-1], a.shape[-1])
+
+
 @numba.njit(cache=True, parallel=True)
-def _split_rows(a, b, out, parts):
-    """out = a @ b, 2-D views, out's rows split into parts."""
+def dot_kernel(a, b, out, partials, parts, transpose_a, transpose_b):
+    """out = op(a) @ op(b), op a transposition where asked (a is then 2-D; otherwise its
+    leading axes are the rows; b is 2-D). With ``partials`` (parts - 1 products; only for
+    ``a.T @ b`` and ``a.T @ b.T``) the sum over a's rows is split into parts: part 0 writes
+    out, part p > 0 partials[p - 1], added into out in part order (the same bits on every
+    run); without (an empty workspace), out's rows are.
+
+    One kernel for the four transpositions, chosen by run-time flags: the operands' views
+    unify to one array type, so Numba compiles it once per dtype (it compiled four wrappers
+    and two split functions, each optimizing its callees again: about 2.8 s of a cold LeNet
+    start), and a new batch size that changes the split compiles nothing."""
     one = out.dtype.type(1.0)
     zero = out.dtype.type(0.0)
-    if parts == 1:  # no parallel region: it costs microseconds
-        gemm(one, a[0 : out.shape[0]], b, zero, out[0 : out.shape[0]])
+    left = _matrix(a).T if transpose_a else _matrix(a)
+    right = b.T if transpose_b else b
+    rows, inner, cols = left.shape[0], left.shape[1], right.shape[1]
+    product = out.reshape(rows, cols)
+    if partials.shape[0] > 0:
+        for part in numba.prange(parts):
+            first, last = row_range(part, parts, inner)
+            target = product if part == 0 else partials[part - 1]
+            gemm(one, left[:, first:last], right[first:last], zero, target)
+        for part in range(1, parts):  # in part order: the same bits on every run
+            partial = partials[part - 1]
+            for i in range(rows):
+                row = product[i]
+                add = partial[i]
+                for j in range(cols):
+                    row[j] += add[j]
+    elif parts == 1:  # no parallel region: it costs microseconds
+        gemm(one, left, right, zero, product)
     else:
         for part in numba.prange(parts):
-            first, last = row_range(part, parts, out.shape[0])
-            gemm(one, a[first:last], b, zero, out[first:last])
-
-
-@numba.njit(cache=True, parallel=True)
-def _split_inner(a, b, out, partials, parts):
-    """out = a @ b, 2-D views, the sum over a's columns (b's rows) split into parts: part 0
-    writes out, part p > 0 partials[p - 1], added into out in part order."""
-    one = out.dtype.type(1.0)
-    zero = out.dtype.type(0.0)
-    inner = a.shape[1]
-    for part in numba.prange(parts):
-        first, last = row_range(part, parts, inner)
-        target = out if part == 0 else partials[part - 1]
-        gemm(one, a[:, first:last], b[first:last], zero, target)
-    for part in range(1, parts):  # in part order: the same bits on every run
-        partial = partials[part - 1]
-        for i in range(out.shape[0]):
-            row = out[i]
-            add = partial[i]
-            for j in range(out.shape[1]):
-                row[j] += add[j]
-
-
-@numba.njit(**_JIT)
-def _dot_tn(a, b, out, partials, parts):
-    """a.T @ b; with ``partials`` (parts - 1 products) split over the rows it sums, else
-    (no partials) over its output rows. One signature whichever way a batch size chooses,
-    so a new batch size compiles nothing."""
-    if partials.shape[0] > 0:
-        _split_inner(a.T, b, out, partials, parts)
-    else:
-        _split_rows(a.T, b, out, parts)
-
-
-@numba.njit(**_JIT)
-def _dot_tt(a, b, out, partials, parts):
-    """a.T @ b.T, split as :func:`_dot_tn`."""
-    if partials.shape[0] > 0:
-        _split_inner(a.T, b.T, out, partials, parts)
-    else:
-        _split_rows(a.T, b.T, out, parts)
-
-
-@numba.njit(**_JIT)
-def _dot_nn(a, b, out, parts):
-    rows = a.size // a.shape[-1]
-    _split_rows(a.reshape(rows, a.shape[-1]), b, out.reshape(rows, b.shape[1]), parts)
-
-
-@numba.njit(**_JIT)
-def _dot_nt(a, b, out, parts):
-    rows = a.size // a.shape[-1]
-    _split_rows(a.reshape(rows, a.shape[-1]), b.T, out.reshape(rows, b.shape[0]), parts)
-
-
-_DOT = {
-    (False, False): _dot_nn,
-    (False, True): _dot_nt,
-    (True, False): _dot_tn,
-    (True, True): _dot_tt,
-}
+            first, last = row_range(part, parts, rows)
+            gemm(one, left[first:last], right, zero, product[first:last])
 
 
 @lowering(TARGET, "dot")
@@ -186,22 +160,23 @@ def lower_dot(spec: NodeSpec) -> Kernel:
     cols = out_shape[-1] if out_shape else 1
     rows = math.prod(out_shape) // max(cols, 1)
     name = f"dot_{'t' if key[0] else 'n'}{'t' if key[1] else 'n'}"
-    if not key[0]:
-        return _with_parts(_DOT[key], name, _parts(spec, rows, inner, cols))
     # a.T @ b: split over a's rows (both operands' blocks of the sum are contiguous rows)
     # when it sums over many more rows than it outputs, with a workspace of partials; an
     # empty one says to split the output rows.
-    parts = parallel_parts(spec.options, inner, 2 * rows * inner * cols, PARALLEL_FLOPS)
-    if not (len(a_shape) == 2 and inner >= INNER_SPLIT * rows and parts > 1):
+    split_inner = False
+    if key[0]:
+        parts = parallel_parts(spec.options, inner, 2 * rows * inner * cols, PARALLEL_FLOPS)
+        split_inner = len(a_shape) == 2 and inner >= INNER_SPLIT * rows and parts > 1
+    if split_inner:
+        workspace = (((parts - 1, rows, cols), spec.out_dtypes[0]),)
+    else:
         parts = _parts(spec, rows, inner, cols)
         workspace = (((0, rows, cols), spec.out_dtypes[0]),)
-    else:
-        workspace = (((parts - 1, rows, cols), spec.out_dtypes[0]),)
 
     def prepare(inputs, outputs, buffers):
-        return (*inputs, *outputs, *buffers, parts)
+        return (*inputs, *outputs, *buffers, parts, bool(key[0]), bool(key[1]))
 
-    return Kernel(_DOT[key], workspace=workspace, name=name, prepare=prepare)
+    return Kernel(dot_kernel, workspace=workspace, name=name, prepare=prepare)
 
 
 @numba.njit(cache=True, parallel=True)
