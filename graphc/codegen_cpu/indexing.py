@@ -20,12 +20,29 @@ from graphc.codegen_cpu.target import TARGET
 from graphc.ir.registry import normalize_axis
 
 
+class IndexElementError(ValueError):
+    """An index that is not an integer in [0, limit): the kernels raise it with the numbers
+    and Python writes the message (strings built in compiled code cost Numba's unicode
+    routines in every cold start that compiles an Embedding, about 0.5 s).
+
+    >>> str(IndexElementError("Embedding", 1, 4))
+    'Embedding: index element 1 is not an integer in [0, 4)'
+    """
+
+    def __init__(self, what, position, limit) -> None:
+        super().__init__(str(what), int(position), int(limit))
+
+    def __str__(self) -> str:
+        what, position, limit = self.args
+        return f"{what}: index element {position} is not an integer in [0, {limit})"
+
+
 @numba.njit(cache=True)
 def checked_index(value, limit, position, what):
-    """``value`` as an int, or ValueError unless it is an integer in [0, limit)."""
+    """``value`` as an int, or IndexElementError (a ValueError) unless it is an integer in
+    [0, limit)."""
     if not (value >= 0 and value < limit) or value != math.floor(value):
-        element = what + ": index element " + str(position)
-        raise ValueError(element + " is not an integer in [0, " + str(limit) + ")")
+        raise IndexElementError(what, position, limit)
     return int(value)
 
 

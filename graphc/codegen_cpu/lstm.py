@@ -143,27 +143,29 @@ def _forward_part(
             )  # fmt: skip
 
 
+@numba.njit(cache=True)
+def _initial_state(target, source, given):
+    """target = source where the state was given, else zeros."""
+    if given:
+        target[:] = source
+    else:
+        target[:] = 0
+
+
+# The six parameters before ``parts`` are the workspace that lower_lstm declares, in order.
+
+
 @numba.njit(cache=True, parallel=True)
-def _forward_steps(
-    data,
-    i2h_weight,
-    h2h_weight,
-    i2h_bias,
-    h2h_bias,
-    output,
-    final_state,
-    final_cell,
-    gates,
-    cells,
-    data_rows,
-    i2h_weight_t,
-    h2h_weight_t,
-    recurrent,
-    h_initial,
-    c_initial,
-    parts,
-):
-    """The forward over all steps from h_initial, c_initial (already filled)."""
+def lstm_forward(
+    data, i2h_weight, h2h_weight, i2h_bias, h2h_bias, state, state_cell, has_state, has_state_cell,
+    output, final_state, final_cell, gates, cells,
+    data_rows, i2h_weight_t, h2h_weight_t, recurrent, h_initial, c_initial, parts,
+):  # fmt: skip
+    """The forward over all steps from the given states, or zeros. The kernel itself, not a
+    wrapper around one: a pass-through layer optimized the whole call tree again (about 1 s
+    of a cold CharLM start for each direction)."""
+    _initial_state(h_initial, state, has_state)
+    _initial_state(c_initial, state_cell, has_state_cell)
     steps, batch, _ = data.shape
     hidden = h2h_weight.shape[1]
     one = gates.dtype.type(1.0)
@@ -200,33 +202,6 @@ def _forward_steps(
     else:
         final_state[:] = h_initial
         final_cell[:] = c_initial
-
-
-@numba.njit(cache=True)
-def _initial_state(target, source, given):
-    """target = source where the state was given, else zeros."""
-    if given:
-        target[:] = source
-    else:
-        target[:] = 0
-
-
-# The six parameters before ``parts`` are the workspace that lower_lstm declares, in order.
-
-
-@numba.njit(cache=True)
-def lstm_forward(
-    data, i2h_weight, h2h_weight, i2h_bias, h2h_bias, state, state_cell, has_state, has_state_cell,
-    output, final_state, final_cell, gates, cells,
-    data_rows, i2h_weight_t, h2h_weight_t, recurrent, h_initial, c_initial, parts,
-):  # fmt: skip
-    _initial_state(h_initial, state, has_state)
-    _initial_state(c_initial, state_cell, has_state_cell)
-    _forward_steps(
-        data, i2h_weight, h2h_weight, i2h_bias, h2h_bias,
-        output, final_state, final_cell, gates, cells,
-        data_rows, i2h_weight_t, h2h_weight_t, recurrent, h_initial, c_initial, parts,
-    )  # fmt: skip
 
 
 # -- _lstm_backward ----------------------------------------------------------------------------
@@ -326,35 +301,22 @@ def _weight_rows(partials, i2h_weight_grad, h2h_weight_grad, first, last):
                 h_row[_u(k)] += row[_u(features + k)]
 
 
+# The nine parameters before ``parts`` are the workspace that lower_lstm_backward declares.
+
+
 @numba.njit(cache=True, parallel=True)
-def _backward_steps(
-    d_output,
-    d_state,
-    d_state_cell,
-    data,
-    i2h_weight,
-    h2h_weight,
-    output,
-    gates,
-    cells,
-    data_grad,
-    i2h_weight_grad,
-    h2h_weight_grad,
-    i2h_bias_grad,
-    h2h_bias_grad,
-    d_gates,
-    step_rows,
-    weight_partials,
-    i2h_weight_c,
-    h2h_weight_c,
-    h_initial,
-    c_initial,
-    dh_next,
-    dc_next,
-    parts,
-):
-    """Backpropagation through time from h_initial, c_initial (already filled). Leaves the
-    gradients at the initial states in dh_next and dc_next."""
+def lstm_backward(
+    d_output, d_state, d_state_cell, data, i2h_weight, h2h_weight,
+    state, state_cell, has_state, has_state_cell, output, gates, cells,
+    data_grad, i2h_weight_grad, h2h_weight_grad, i2h_bias_grad, h2h_bias_grad,
+    state_grad, state_cell_grad,
+    d_gates, step_rows, weight_partials, i2h_weight_c, h2h_weight_c,
+    h_initial, c_initial, dh_next, dc_next, parts,
+):  # fmt: skip
+    """Backpropagation through time from the given states, or zeros; the gradients at the
+    given states last. The kernel itself, as :func:`lstm_forward`."""
+    _initial_state(h_initial, state, has_state)
+    _initial_state(c_initial, state_cell, has_state_cell)
     steps, batch, features = data.shape
     hidden = h2h_weight.shape[1]
     one = d_gates.dtype.type(1.0)
@@ -408,28 +370,6 @@ def _backward_steps(
             _weight_rows(weight_partials, i2h_weight_grad, h2h_weight_grad, first, last)
             _column_sums(dz_rows, i2h_bias_grad, first, last)
     h2h_bias_grad[:] = i2h_bias_grad
-
-
-# The nine parameters before ``parts`` are the workspace that lower_lstm_backward declares.
-
-
-@numba.njit(cache=True)
-def lstm_backward(
-    d_output, d_state, d_state_cell, data, i2h_weight, h2h_weight,
-    state, state_cell, has_state, has_state_cell, output, gates, cells,
-    data_grad, i2h_weight_grad, h2h_weight_grad, i2h_bias_grad, h2h_bias_grad,
-    state_grad, state_cell_grad,
-    d_gates, step_rows, weight_partials, i2h_weight_c, h2h_weight_c,
-    h_initial, c_initial, dh_next, dc_next, parts,
-):  # fmt: skip
-    _initial_state(h_initial, state, has_state)
-    _initial_state(c_initial, state_cell, has_state_cell)
-    _backward_steps(
-        d_output, d_state, d_state_cell, data, i2h_weight, h2h_weight, output, gates, cells,
-        data_grad, i2h_weight_grad, h2h_weight_grad, i2h_bias_grad, h2h_bias_grad,
-        d_gates, step_rows, weight_partials, i2h_weight_c, h2h_weight_c,
-        h_initial, c_initial, dh_next, dc_next, parts,
-    )  # fmt: skip
     if has_state:
         state_grad[:] = dh_next
     if has_state_cell:
@@ -515,7 +455,7 @@ def lower_lstm(spec: NodeSpec) -> Kernel:
     )
     return Kernel(
         fn=lstm_forward, workspace=workspace, name="lstm_forward",
-        source=_source(lstm_forward, _forward_steps, _forward_part, _gate_rows),
+        source=_source(lstm_forward, _forward_part, _gate_rows),
         prepare=_forward_prepare(*_flags(spec), _parts(spec, steps, batch, features, hidden)),
     )  # fmt: skip
 
@@ -553,6 +493,6 @@ def lower_lstm_backward(spec: NodeSpec) -> Kernel:
     )
     return Kernel(
         fn=lstm_backward, workspace=workspace, name="lstm_backward",
-        source=_source(lstm_backward, _backward_steps, _backward_part, _gate_gradient_rows),
+        source=_source(lstm_backward, _backward_part, _gate_gradient_rows),
         prepare=_backward_prepare(*_flags(spec), parts),
     )  # fmt: skip

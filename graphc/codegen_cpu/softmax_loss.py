@@ -75,7 +75,7 @@ def check_class_labels(label, classes, use_ignore, ignore_label):
         position += 1
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, parallel=True)
 def softmax_rows_kernel(
     data, label, out, outer, classes, partials, use_ignore, ignore_label, parts, counter, training
 ):  # fmt: skip
@@ -91,8 +91,11 @@ def softmax_rows_kernel(
     flat = out.reshape(outer * classes)
     if parts == 1:  # no parallel region: it costs microseconds
         softmax_rows(flat, *all_rows(outer), classes, partials)
-    else:
-        softmax_row_parts(flat, outer, classes, partials, parts)
+    else:  # each part with its own slice of the tree sum's partials
+        blocks = partials.shape[0] // parts
+        for part in numba.prange(parts):
+            first, last = row_range(part, parts, outer)
+            softmax_rows(flat, first, last, classes, partials[part * blocks : (part + 1) * blocks])
 
 
 @numba.njit(cache=True)
@@ -140,16 +143,6 @@ def softmax_kernel(
         for c in range(classes):
             for i in range(inner):
                 block[c, i] = block[c, i] / column_sum[i]
-
-
-@numba.njit(cache=True, parallel=True)
-def softmax_row_parts(flat, outer, classes, partials, parts):
-    """:func:`softmax_rows` over ``outer`` rows split into ``parts``, each part with its
-    own slice of the tree sum's ``partials``."""
-    blocks = partials.shape[0] // parts
-    for part in numba.prange(parts):
-        first, last = row_range(part, parts, outer)
-        softmax_rows(flat, first, last, classes, partials[part * blocks : (part + 1) * blocks])
 
 
 @numba.njit(cache=True)
