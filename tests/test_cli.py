@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -69,6 +70,11 @@ MODEL_FILE = textwrap.dedent(
 )
 
 
+def _kernel_name(line: str) -> str:
+    """The kernel a line of the compile report names: "  seconds s  how  name (nodes)"."""
+    return re.split(r"\s{2,}", line.strip())[2]
+
+
 @pytest.mark.slow
 def test_compile_train_reports_every_kernel_and_a_second_run_loads_them_all(tmp_path):
     model = tmp_path / "small.py"
@@ -97,7 +103,9 @@ def test_compile_train_reports_every_kernel_and_a_second_run_loads_them_all(tmp_
     assert all("loaded from the disk cache" not in line for line in kernels), first
     second = run()
     again = [line for line in second.splitlines() if line.startswith("  ")]
-    assert len(again) == len(kernels), second
+    # Every kernel the first run compiled is loaded now; so is one the first run found in
+    # memory, compiled there as another kernel's callee (the dot kernel under a fused dot).
+    assert {_kernel_name(line) for line in kernels} <= {_kernel_name(line) for line in again}
     assert all("loaded from the disk cache" in line for line in again), second
     assert "found: 0 compiled, 0 compiled by a worker" in second
 
