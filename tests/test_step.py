@@ -98,6 +98,20 @@ def test_forward_and_backward_are_one_compiled_call_each(monkeypatch, capfd):
     assert calls == [], "no kernel is called from Python one by one"
 
 
+def test_the_loop_checks_the_gradient_block_once(fashion):
+    """The gradients the loop updates are one block of the arena (zeros between them), so
+    the loop checks their finiteness with one pass over it, not one inlined check each."""
+    model = _fit(gc.models.mlp(), *fashion, compiled=True, epochs=1)
+    trainer = model._trainer  # the CompiledTraining of the last fit
+    assert trainer.plan.finite_block
+    assert trainer.source.count("all_finite(") == 2, trainer.source  # the head, the block
+    assert "if not all_finite(block):" in trainer.source
+    gradients = [update[1] for update in trainer.updates]
+    assert trainer.block.size >= sum(gradient.size for gradient in gradients)
+    for gradient in gradients:
+        assert np.shares_memory(gradient, trainer.block)
+
+
 def test_gradients_are_written_straight_into_grad_dict():
     exe = gc.models.mlp().simple_bind(gc.cpu(), data=(4, 784))
     for name in ("fc1_weight", "fc2_weight"):
