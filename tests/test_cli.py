@@ -105,7 +105,11 @@ def test_compile_train_reports_every_kernel_and_a_second_run_loads_them_all(tmp_
     again = [line for line in second.splitlines() if line.startswith("  ")]
     # Every kernel the first run compiled is loaded now; so is one the first run found in
     # memory, compiled there as another kernel's callee (the dot kernel under a fused dot).
-    assert {_kernel_name(line) for line in kernels} <= {_kernel_name(line) for line in again}
+    first_names = {_kernel_name(line) for line in kernels}
+    again_names = {_kernel_name(line) for line in again}
+    assert first_names <= again_names, second
+    extra = again_names - first_names
+    assert len(extra) <= 1 and all("gemm.dot_kernel" in name for name in extra), second
     assert all("loaded from the disk cache" in line for line in again), second
     assert "found: 0 compiled, 0 compiled by a worker" in second
 

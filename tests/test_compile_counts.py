@@ -82,7 +82,9 @@ CHILD = textwrap.dedent(
     for name, module in list(sys.modules.items()):
         if name.startswith("graphc.codegen_cpu"):
             for attribute, value in vars(module).items():
-                signatures = getattr(value, "signatures", None) if hasattr(value, "py_func") else None
+                if not hasattr(value, "py_func"):  # not a Numba dispatcher
+                    continue
+                signatures = getattr(value, "signatures", None)
                 plain = [tuple(map(types.unliteral, signature)) for signature in signatures or ()]
                 if len(set(plain)) < len(plain):
                     doubled.append(name + "." + attribute)

@@ -73,7 +73,9 @@ def test_dtype_conflict_names_node():
 def test_embedding_index_out_of_range_is_an_error_not_a_clip():
     idx = gc.Variable("idx")
     emb = gc.Embedding(idx, input_dim=3, output_dim=2, name="emb")
-    with pytest.raises(ValueError, match=r"index 3.0 is not an integer in \[0, 3\)"):
+    with pytest.raises(
+        ValueError, match=r"Embedding: index element 1 is not an integer in \[0, 3\)"
+    ):
         gc.evaluate(emb, {"idx": np.array([0.0, 3.0]), "emb_weight": np.ones((3, 2))})
 
 

@@ -134,4 +134,4 @@ def all_rows(rows):
     passed on types that argument ``Literal[int](0)``, so Numba compiled the callee a
     second time beside the ``int64`` signature the parallel path uses: a cold LeNet start
     compiled eleven functions twice that way, max pooling's three unrolled windows included."""
-    return rows - rows, rows
+    return rows - rows, rows  # not 0: a literal would be typed Literal[int](0)

@@ -234,7 +234,8 @@ def convolution_forward(
 
     The kernel itself, not a wrapper around one: Numba optimizes everything a function calls
     again in it, so a pass-through layer cost its whole call tree's optimization again
-    (0.4 s of a cold start here)."""
+    (0.4 s of a cold start here). A convolution without bias still goes through
+    :func:`convolution_forward_no_bias`, which passes None."""
     geometry, chunk_rows, parts = _unpack(descriptor)
     batch, filters, out_h, out_w = out.shape
     taps = weight.shape[1] * weight.shape[2] * weight.shape[3]
@@ -358,15 +359,9 @@ def convolution_backward_data(
     _copy_weight(weight, weight_matrix)
     if parts == 1:  # no parallel region: it costs microseconds
         _data_rows(
-            dy,
-            weight_matrix,
-            data_grad,
-            cols_buffer,
-            dy_buffer,
-            geometry,
-            chunk_rows,
+            dy, weight_matrix, data_grad, cols_buffer, dy_buffer, geometry, chunk_rows,
             *all_rows(batch),
-        )
+        )  # fmt: skip
         return
     cols_size = cols_buffer.size // parts
     dy_size = dy_buffer.size // parts

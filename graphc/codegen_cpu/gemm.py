@@ -45,7 +45,8 @@ def _add_bias_rows(out, bias, first, last):
 @numba.njit(cache=True, parallel=True)
 def fully_connected(data, weight, bias, out, parts):
     """out = data (N, K) @ weight.T + bias, with data flattened to (N, K). The kernel
-    itself rather than a wrapper, as ``conv.convolution_forward``."""
+    itself rather than a wrapper, as ``conv.convolution_forward`` (a layer without bias
+    still goes through :func:`fully_connected_no_bias`, which passes None)."""
     rows = out.shape[0] if out.ndim == 2 else out.size // out.shape[-1]
     flat = data.reshape(rows, weight.shape[1])
     out2 = out.reshape(rows, weight.shape[0])
@@ -110,7 +111,7 @@ def dot_kernel(a, b, out, partials, parts, transpose_a, transpose_b):
     run); without (an empty workspace), out's rows are.
 
     One kernel for the four transpositions, chosen by run-time flags: the operands' views
-    unify to one array type, so Numba compiles it once per dtype (it compiled four wrappers
+    unify to one array type, so Numba compiles it once per dtype and operand rank (it compiled four wrappers
     and two split functions, each optimizing its callees again: about 2.8 s of a cold LeNet
     start), and a new batch size that changes the split compiles nothing."""
     one = out.dtype.type(1.0)
@@ -180,7 +181,11 @@ def lower_dot(spec: NodeSpec) -> Kernel:
 
 
 @numba.njit(cache=True, parallel=True)
-def _batch_dot(a, b, out, parts, transpose_a, transpose_b):
+def batch_dot_kernel(a, b, out, parts, transpose_a, transpose_b):
+    """out[i] = op(a[i]) @ op(b[i]), op a transposition where asked, the batch split into
+    ``parts``. The flags are run-time values (from ``prepare``), as :func:`dot_kernel`'s: a
+    literal flag per variant compiled this kernel once for each (three for a trained
+    ``batch_dot``, its forward and two gradients)."""
     one = out.dtype.type(1.0)
     zero = out.dtype.type(0.0)
     if parts == 1:  # no parallel region: it costs microseconds
@@ -197,34 +202,6 @@ def _batch_dot(a, b, out, parts, transpose_a, transpose_b):
                 gemm(one, left, right, zero, out[index])
 
 
-@numba.njit(**_JIT)
-def _batch_dot_nn(a, b, out, parts):
-    _batch_dot(a, b, out, parts, False, False)
-
-
-@numba.njit(**_JIT)
-def _batch_dot_nt(a, b, out, parts):
-    _batch_dot(a, b, out, parts, False, True)
-
-
-@numba.njit(**_JIT)
-def _batch_dot_tn(a, b, out, parts):
-    _batch_dot(a, b, out, parts, True, False)
-
-
-@numba.njit(**_JIT)
-def _batch_dot_tt(a, b, out, parts):
-    _batch_dot(a, b, out, parts, True, True)
-
-
-_BATCH_DOT = {
-    (False, False): _batch_dot_nn,
-    (False, True): _batch_dot_nt,
-    (True, False): _batch_dot_tn,
-    (True, True): _batch_dot_tt,
-}
-
-
 @lowering(TARGET, "batch_dot")
 def lower_batch_dot(spec: NodeSpec) -> Kernel:
     key = (spec.attrs["transpose_a"], spec.attrs["transpose_b"])
@@ -233,4 +210,9 @@ def lower_batch_dot(spec: NodeSpec) -> Kernel:
     inner = a_shape[1] if key[0] else a_shape[2]
     flops = 2 * batch * rows * inner * cols
     parts = parallel_parts(spec.options, batch, flops, PARALLEL_FLOPS)
-    return _with_parts(_BATCH_DOT[key], "batch_dot", parts)
+    flags = (bool(key[0]), bool(key[1]))
+
+    def prepare(inputs, outputs, workspace):
+        return (*inputs, *outputs, *workspace, parts, *flags)
+
+    return Kernel(batch_dot_kernel, name="batch_dot", prepare=prepare)

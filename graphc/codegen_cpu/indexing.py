@@ -17,32 +17,17 @@ import numba
 
 from graphc.backend.lowering import Kernel, NodeSpec, lowering
 from graphc.codegen_cpu.target import TARGET
+from graphc.ir.ops.indexing import IndexElementError
 from graphc.ir.registry import normalize_axis
 
 
-class IndexElementError(ValueError):
-    """An index that is not an integer in [0, limit): the kernels raise it with the numbers
-    and Python writes the message (strings built in compiled code cost Numba's unicode
-    routines in every cold start that compiles an Embedding, about 0.5 s).
-
-    >>> str(IndexElementError("Embedding", 1, 4))
-    'Embedding: index element 1 is not an integer in [0, 4)'
-    """
-
-    def __init__(self, what, position, limit) -> None:
-        super().__init__(str(what), int(position), int(limit))
-
-    def __str__(self) -> str:
-        what, position, limit = self.args
-        return f"{what}: index element {position} is not an integer in [0, {limit})"
-
-
 @numba.njit(cache=True)
-def checked_index(value, limit, position, what):
-    """``value`` as an int, or IndexElementError (a ValueError) unless it is an integer in
-    [0, limit)."""
+def checked_index(value, limit):
+    """``value`` as an int, or -1 unless it is an integer in [0, limit): each kernel raises
+    IndexElementError with its own op's name (a name passed in here would be a string
+    literal, and each name another compile of this function)."""
     if not (value >= 0 and value < limit) or value != math.floor(value):
-        raise IndexElementError(what, position, limit)
+        return -1
     return int(value)
 
 
@@ -55,7 +40,9 @@ def embedding_kernel(data, weight, out):
     input_dim, output_dim = weight.shape
     rows = out.reshape((data.size, output_dim))
     for position, value in enumerate(data.flat):
-        row = checked_index(value, input_dim, position, "Embedding")
+        row = checked_index(value, input_dim)
+        if row < 0:
+            raise IndexElementError("Embedding", position, input_dim)
         for j in range(output_dim):
             rows[position, j] = weight[row, j]
 
@@ -70,7 +57,9 @@ def embedding_backward_kernel(dy, indices, out):
     out[:] = 0
     gradients = iter(dy.flat)
     for position, value in enumerate(indices.flat):
-        row = checked_index(value, input_dim, position, "Embedding")
+        row = checked_index(value, input_dim)
+        if row < 0:
+            raise IndexElementError("Embedding", position, input_dim)
         for j in range(output_dim):
             out[row, j] += next(gradients)
 
@@ -95,7 +84,10 @@ def one_hot_kernel(indices, out, on_value, off_value):
     rows = out.reshape((indices.size, depth))
     rows[:] = off_value
     for position, value in enumerate(indices.flat):
-        rows[position, checked_index(value, depth, position, "one_hot")] = on_value
+        column = checked_index(value, depth)
+        if column < 0:
+            raise IndexElementError("one_hot", position, depth)
+        rows[position, column] = on_value
 
 
 @numba.njit(cache=True)
@@ -107,7 +99,9 @@ def pick_kernel(data, index, out, outer, axis_length, inner):
     for position, value in enumerate(index.flat):
         o = position // inner
         i = position - o * inner
-        j = checked_index(value, axis_length, position, "pick")
+        j = checked_index(value, axis_length)
+        if j < 0:
+            raise IndexElementError("pick", position, axis_length)
         flat_out[position] = source[(o * axis_length + j) * inner + i]
 
 
@@ -120,7 +114,9 @@ def pick_backward_kernel(dy, index, out, outer, axis_length, inner):
     for position, value in enumerate(index.flat):
         o = position // inner
         i = position - o * inner
-        j = checked_index(value, axis_length, position, "pick")
+        j = checked_index(value, axis_length)
+        if j < 0:
+            raise IndexElementError("pick", position, axis_length)
         flat_out[(o * axis_length + j) * inner + i] = next(gradients)
 
 

@@ -21,9 +21,9 @@ Inputs may have any strides; outputs must be C-contiguous, as the calling conven
 
 The optional initial states change the node's argument list; each kernel's ``prepare``
 turns it into one fixed signature at bind: the states (or, where absent, a workspace
-buffer standing in that is never read) and two flags, so one entry point per op fills the
-``h_initial`` and ``c_initial`` workspace buffers (from the input or with zeros) and calls
-the shared body.
+buffer standing in that is never read) and two flags, so one kernel per op fills the
+``h_initial`` and ``c_initial`` workspace buffers (from the input or with zeros) and runs
+the steps itself (a wrapper calling a separate body optimized that body again).
 """
 
 from __future__ import annotations

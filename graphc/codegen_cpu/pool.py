@@ -15,7 +15,8 @@ writes its flat index ``h*W + w`` to the int32 ``argmax`` output, so its gradien
 scatter of ``dy`` by ``argmax``. The average gradient spreads each ``dy / count`` over its
 window. All are ``numba.njit(cache=True)`` at module level, compiled once per dtype and
 layout; as in ``conv.py``, the geometry reaches them as a tuple of ints bound at bind,
-``(kh, kw, sh, sw, ph, pw, count_include_pad)``.
+``(kh, kw, sh, sw, ph, pw, count_include_pad)``. Max pooling has a kernel for 2x2 windows,
+one for 3x3 and one for any other size (``MAX_POOLING``), chosen at bind.
 """
 
 from __future__ import annotations
@@ -208,6 +209,10 @@ def max_pooling_3x3(data, out, argmax, descriptor):
             _max_planes_3x3(data, out, argmax, descriptor, first, last)
 
 
+MAX_POOLING = {(2, 2): max_pooling_2x2, (3, 3): max_pooling_3x3}
+"""Max pooling's kernels by window size; any other size: :func:`max_pooling`."""
+
+
 @numba.njit(cache=True)
 def _avg_planes(data, out, descriptor, first, last):
     kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, count_include_pad = descriptor[:7]
@@ -362,10 +367,7 @@ def lower_pooling(spec: NodeSpec) -> Kernel:
     descriptor = _descriptor(spec, spec.in_shapes[0])
     if spec.attrs["pool_type"] != "max":
         return _kernel(avg_pooling, descriptor)
-    window = tuple(descriptor[:2])
-    return _kernel(
-        {(2, 2): max_pooling_2x2, (3, 3): max_pooling_3x3}.get(window, max_pooling), descriptor
-    )
+    return _kernel(MAX_POOLING.get(tuple(descriptor[:2]), max_pooling), descriptor)
 
 
 @lowering(TARGET, "_max_pool_backward")

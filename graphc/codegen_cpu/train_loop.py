@@ -333,11 +333,10 @@ def _spelled(statistic: LoopStatistic) -> str:
 
 
 def _update_lines(plan: LoopPlan) -> list[str]:
-    """The finiteness check of every gradient, global-norm clipping, the updates and the
-    carried states' copy."""
-    checked = [f"updates[{index}][1]" for index in range(plan.parameters)]
-    if plan.finite_block:
-        checked = ["block"]
+    """The finiteness check of every gradient (of their block, with ``plan.finite_block``),
+    global-norm clipping, the updates and the carried states' copy."""
+    each = [f"updates[{index}][1]" for index in range(plan.parameters)]
+    checked = ["block"] if plan.finite_block else each
     lines = []
     for gradient in checked:
         lines += [f"{INDENT}if not all_finite({gradient}):", f"{INDENT}    return step"]

@@ -12,13 +12,33 @@ from graphc.ir.registry import Attr, OpDef, fill, get_op, known, normalize_axis,
 from graphc.ir.symbol import apply_op, make_constructor
 
 
+class IndexElementError(ValueError):
+    """An index that is not an integer in [0, limit), named by its position in C order. The
+    reference raises it and so do the CPU kernels, from the numbers alone (a compiled kernel
+    that built the message would compile Numba's string routines, about 0.5 s of a cold
+    start).
+
+    >>> str(IndexElementError("Embedding", 1, 4))
+    'Embedding: index element 1 is not an integer in [0, 4)'
+    """
+
+    def __init__(self, what, position, limit) -> None:
+        # The numbers are the arguments, so the error pickles and copies like any other.
+        super().__init__(str(what), int(position), int(limit))
+
+    def __str__(self) -> str:
+        what, position, limit = self.args
+        return f"{what}: index element {position} is not an integer in [0, {limit})"
+
+
 def as_indices(values: np.ndarray, limit: int, what: str) -> np.ndarray:
-    """Integer indices in [0, limit), or ValueError naming the first bad value."""
-    indices = np.asarray(values).astype(np.int64)
+    """Integer indices in [0, limit), or IndexElementError naming the first bad one."""
+    values = np.asarray(values)
+    with np.errstate(invalid="ignore"):  # NaN has no integer: it is reported, not cast
+        indices = values.astype(np.int64)
     bad = (indices != values) | (indices < 0) | (indices >= limit)
     if np.any(bad):
-        first = np.asarray(values)[bad].flat[0].item()
-        raise ValueError(f"{what}: index {first!r} is not an integer in [0, {limit})")
+        raise IndexElementError(what, int(np.flatnonzero(bad)[0]), limit)
     return indices
 
 
