@@ -69,7 +69,14 @@ class Kernel:
     compiled function serves every shape instead of one compile per shape.
 
     ``elementwise``: output ``i`` may take the buffer of an input of its shape and dtype
-    (each element is read before it is written), which the in-place pass uses."""
+    (each element is read before it is written), which the in-place pass uses.
+
+    ``address_calls(arguments)``: the kernels this one calls through an address held in its
+    own arguments (a fused kernel's anchor), each with ``function``, ``arguments`` and
+    ``fill()``, which compiles or loads ``function`` and writes its address where the
+    kernel reads it. ``arguments(...)`` fills them at once; the executor binds with
+    ``resolve=False``, and what runs the launches fills them first (a compiled sequence
+    after compiling every cold function on every core, ``runtime.launch`` before a call)."""
 
     fn: Callable | None
     workspace: tuple[tuple[Shape, np.dtype], ...] = ()
@@ -79,12 +86,26 @@ class Kernel:
     view_of: int | None = None
     prepare: Callable | None = None
     elementwise: bool = False
+    address_calls: Callable | None = None
 
-    def arguments(self, inputs: tuple, outputs: tuple, workspace: tuple = ()) -> tuple:
-        """The arguments ``fn`` is called with (without the counter and training flag)."""
+    def arguments(
+        self, inputs: tuple, outputs: tuple, workspace: tuple = (), resolve: bool = True
+    ) -> tuple:
+        """The arguments ``fn`` is called with (without the counter and training flag);
+        with ``resolve``, the addresses of its ``address_calls`` filled in."""
         if self.prepare is not None:
-            return tuple(self.prepare(tuple(inputs), tuple(outputs), tuple(workspace)))
-        return (*inputs, *outputs, *workspace)
+            arguments = tuple(self.prepare(tuple(inputs), tuple(outputs), tuple(workspace)))
+        else:
+            arguments = (*inputs, *outputs, *workspace)
+        if resolve:
+            self.fill_addresses(arguments)
+        return arguments
+
+    def fill_addresses(self, arguments: tuple) -> None:
+        """Compile or load what this kernel calls through addresses in ``arguments``, and
+        write those addresses (nothing when it calls none, or they are written already)."""
+        for call in self.address_calls(arguments) if self.address_calls is not None else ():
+            call.fill()
 
 
 LOWERINGS: dict[tuple[str, str], Callable[[NodeSpec], Kernel]] = {}

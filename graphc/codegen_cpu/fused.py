@@ -37,6 +37,7 @@ from graphc.codegen_cpu.elementwise import (
     flat_loop_lines,
     flat_parts,
 )
+from graphc.codegen_cpu.native_call import AddressCall, entry_cell
 from graphc.codegen_cpu.scalar_functions import CPU_SPELLINGS
 from graphc.codegen_cpu.sequence import kernel_reference
 from graphc.codegen_cpu.target import TARGET
@@ -160,8 +161,8 @@ def render_fused(
 ) -> str:
     """The kernel source. ``anchor`` is (module, name) of the anchor's compiled kernel, or
     None when the group has no anchor; ``parts`` comes from ``loop_parts``. Parameters:
-    ``anchor_args`` and ``anchor_out`` (the anchor's argument tuple and the array its output
-    0 is in) when anchored, then the inputs, the outputs and one float64 accumulator per
+    ``anchor_entry``, ``anchor_args`` and ``anchor_out`` (where the anchor's address is, its
+    argument tuple and the array its output 0 is in) when anchored, then the inputs, the outputs and one float64 accumulator per
     reduction (``parts`` times its output's size)."""
     shape = _iteration_shape(spec, members, shapes)
     stores, reductions = _output_targets(spec, members, shapes, anchor is not None)
@@ -171,8 +172,9 @@ def render_fused(
         slot = anchor_output_slot(spec, members, shapes, dtypes)
         anchor_array = "anchor_out" if slot is None else f"out{slot}"
     lines = [_kernel_header(spec, anchor, anchor_array, reductions, parts)]
-    if anchor is not None:
-        lines.append("    anchor(*anchor_args)")
+    if anchor is not None:  # through its address: this compile does not include the anchor's
+        lines.append(f"    # the anchor: {anchor[0]}.{anchor[1]}")
+        lines.append("    call_native((anchor_entry[0], anchor_entry[1]), anchor_args)")
     lines += [f"    {accumulator}[:] = 0.0" for _, accumulator, _ in reductions.values()]
     body = _member_lines(spec, members, shape, dtypes, flat, anchor_array)
     for member, names in stores.items():
@@ -236,18 +238,15 @@ def _output_targets(spec: NodeSpec, members, shapes, anchored: bool) -> tuple[di
 def _kernel_header(
     spec: NodeSpec, anchor: tuple | None, anchor_array, reductions, parts: int
 ) -> str:
-    """The module header, the anchor's import and the ``def kernel(...):`` line."""
-    params = ["anchor_args"] if anchor is not None else []
+    """The module header and the ``def kernel(...):`` line."""
+    params = ["anchor_entry", "anchor_args"] if anchor is not None else []
     params += ["anchor_out"] if anchor_array == "anchor_out" else []
     params += [f"in{k}" for k in range(len(spec.in_shapes))]
     params += [f"out{k}" for k in range(len(spec.attrs["outputs"]))]
     params += [accumulator for _, accumulator, _ in reductions.values()]
     header = HEADER
     if anchor is not None:
-        header += (
-            "from graphc.backend.source_cache import kernel_function\n\n"
-            f"anchor = kernel_function({anchor[0]!r}, {anchor[1]!r})\n\n\n"
-        )
+        header += "from graphc.codegen_cpu.native_call import call_native\n\n\n"
     fastmath = bool(spec.options.get("fastmath", False))
     return header + decorator(fastmath, parts) + f"def kernel({', '.join(params)}):"
 
@@ -395,6 +394,7 @@ def lower_fused(spec: NodeSpec) -> Kernel:
         source=source,
         prepare=plan.prepare,
         elementwise=anchor is None,  # an anchor writes its output before the loop reads
+        address_calls=plan.address_calls if anchor is not None else None,
     )
 
 
@@ -440,7 +440,13 @@ class _ArgumentPlan:
                     tuple(arrays),
                     tuple(workspace[slot] for slot in anchor_workspace),
                 )
-                head = (arguments,) if target is not None else (arguments, arrays[0])
+                cell = entry_cell()
+                head = (cell, arguments) if target is not None else (cell, arguments, arrays[0])
             return (*head, *inputs, *outs, *(workspace[slot] for slot in reduction_slots))
 
+        def address_calls(arguments: tuple) -> list[AddressCall]:
+            """The anchor, called through the entry in the first argument."""
+            return [AddressCall(arguments[0], anchor_kernel.fn, arguments[1])]
+
         self.prepare = prepare
+        self.address_calls = address_calls

@@ -106,6 +106,9 @@ def find_entries(function, leading: tuple, groups, rest: tuple, label: str) -> t
     jobs = compile_jobs(function, leading, [group[:2] for group in groups], rest)
     compile_ahead(jobs)
     compile_logged(*jobs[0], label)
+    for kernels, arguments, *_ in groups:
+        for kernel, args in zip(kernels, arguments, strict=True):
+            kernel.fill_addresses(args)
     return tuple(native_entries(*group) for group in groups)
 
 
@@ -113,13 +116,14 @@ def compile_jobs(function, leading: tuple, groups, rest: tuple) -> list[tuple]:
     """What the first call of ``function(*entries, *groups' arguments, *rest)`` compiles,
     as ``compile_workers.compile_ahead`` takes it: ``function`` itself (``leading`` are
     the values before ``rest``, the entries stood for by placeholders), then each kernel of
-    each ``(kernels, arguments)`` of ``groups`` for its argument tuple."""
+    each ``(kernels, arguments)`` of ``groups`` for its argument tuple, and what a kernel
+    calls through an address in its arguments (``Kernel.address_calls``)."""
     jobs = [(function, argument_types((*leading, *rest)))]
     for kernels, arguments in groups:
-        jobs += [
-            (kernel.fn, argument_types(args, kernel.needs_counter))
-            for kernel, args in zip(kernels, arguments, strict=True)
-        ]
+        for kernel, args in zip(kernels, arguments, strict=True):
+            jobs.append((kernel.fn, argument_types(args, kernel.needs_counter)))
+            calls = kernel.address_calls(args) if kernel.address_calls is not None else ()
+            jobs += [(call.function, argument_types(call.arguments)) for call in calls]
     return jobs
 
 

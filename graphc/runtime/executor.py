@@ -284,7 +284,10 @@ class Executor:
                 self._block_view(("ws", position, slot), shape, dtype)
                 for slot, (shape, dtype) in enumerate(kernel.workspace)
             )
-            launch = Launch(node, kernel, kernel.arguments(inputs, outputs, workspace))
+            # the addresses of kernels called through them are filled where the launches
+            # run: a compiled sequence compiles them with everything else, on every core
+            arguments = kernel.arguments(inputs, outputs, workspace, resolve=False)
+            launch = Launch(node, kernel, arguments)
             launches.append((position, launch))
         self._in_place = assignment.in_place
         self._forward_launches = [

@@ -55,6 +55,7 @@ class CompiledSequence:
 def call_launch(target: Target, launch: Launch, counter: int, training: bool) -> None:
     """Call one kernel from Python; an error gets a note naming its user's nodes."""
     try:
+        launch.kernel.fill_addresses(launch.args)
         if launch.kernel.needs_counter:
             target.call(launch.kernel.fn, *launch.args, counter, training)
         else:
