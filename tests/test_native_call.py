@@ -73,3 +73,33 @@ def test_dropout_forward_with_an_integer_training_flag():
     exe.arg_dict["x"][:] = 1.0
     out = exe.forward(is_train=1)[0]
     assert set(np.unique(out)) <= {0.0, 2.0}
+
+
+def _conv_tanh():
+    data = gc.Variable("data")
+    conv = gc.Convolution(data, kernel=(3, 3), num_filter=4, name="conv")
+    return gc.Activation(conv, act_type="tanh", name="act")
+
+
+def test_a_fused_kernel_calls_its_anchor_through_an_address_filled_before_it_runs():
+    """conv + tanh fuse with the convolution as anchor: the generated kernel calls it
+    through the entry in its first argument, which the compiled sequence fills."""
+    exe = _conv_tanh().simple_bind(gc.cpu(), data=(2, 3, 6, 6))
+    launch = next(launch for launch in exe._forward_launches if launch.node.op == "_fused")
+    kernel = launch.kernel
+    assert "call_native((anchor_entry[0], anchor_entry[1]), anchor_args)" in kernel.source
+    assert "kernel_function" not in kernel.source  # the anchor is not linked in
+    (call,) = kernel.address_calls(launch.args)
+    assert call.cell is launch.args[0]
+    # The executor binds without filling; a call then refuses rather than jump to 0.
+    fresh = (np.zeros(2, dtype=np.int64), *launch.args[1:])
+    with pytest.raises(RuntimeError, match="a kernel was bound for other argument types"):
+        kernel.fn(*fresh)
+    rng = np.random.default_rng(0)
+    exe.arg_dict["data"][:] = rng.standard_normal(exe.arg_dict["data"].shape)
+    exe.arg_dict["conv_weight"][:] = rng.standard_normal(exe.arg_dict["conv_weight"].shape)
+    exe.arg_dict["conv_bias"][:] = 0.5
+    (out,) = exe.forward()
+    assert call.cell[0] != 0  # filled by the compiled sequence's first call
+    reference = gc.evaluate(_conv_tanh(), dict(exe.arg_dict))
+    np.testing.assert_allclose(out, reference[0], rtol=1e-5, atol=1e-6)

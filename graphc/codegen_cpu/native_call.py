@@ -158,5 +158,8 @@ class AddressCall:
     arguments: tuple
 
     def fill(self) -> None:
-        if self.cell[1] == 0:
+        """Write the entry, unless the cell holds one for the arguments' present types (a
+        bound array whose flags changed since is another type: refilled, as
+        ``call_rebinding`` finds the other entries again)."""
+        if self.cell[1] != type_check(argument_types(self.arguments)):
             self.cell[:] = entry(self.function, self.arguments)
