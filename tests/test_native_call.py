@@ -103,3 +103,11 @@ def test_a_fused_kernel_calls_its_anchor_through_an_address_filled_before_it_run
     assert call.cell[0] != 0  # filled by the compiled sequence's first call
     reference = gc.evaluate(_conv_tanh(), dict(exe.arg_dict))
     np.testing.assert_allclose(out, reference[0], rtol=1e-5, atol=1e-6)
+    # The anchor's input made read-only is another Numba type: the sequence is compiled
+    # again for it and the cell refilled, rather than the anchor called for the old types.
+    before = call.cell.copy()
+    launch.args[1][0].flags.writeable = False
+    (again,) = exe.forward()
+    assert call.cell[1] != before[1]
+    np.testing.assert_allclose(again, reference[0], rtol=1e-5, atol=1e-6)
+    assert [name for name, _ in exe.profile(repeats=1)]  # one by one from Python too

@@ -11,7 +11,9 @@ forward's label check). Inputs are C-contiguous arrays of the node's input
 shapes (the runtime only ever hands out whole buffers or reshaped views of them); outputs
 and workspace buffers are C-contiguous arrays from the runtime's memory plan, which the
 kernel overwrites completely. Kernels allocate nothing in the steady state, so that a
-generated sequence can call them over buffers planned at bind.
+generated sequence can call them over buffers planned at bind. A kernel that calls another
+through an address in its arguments (``Kernel.address_calls``) needs that address filled
+first: ``Kernel.arguments`` does it unless told not to.
 """
 
 from __future__ import annotations

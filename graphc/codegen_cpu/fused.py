@@ -3,8 +3,10 @@
 The source is built from the members' scalar expressions (the same ones single-op kernels
 use), so a fused group computes what its nodes computed one by one:
 
-1. the anchor, if any, runs first by calling its own compiled kernel (a matrix product, a
-   convolution, pooling) into its output buffer;
+1. the anchor, if any, runs first: its own compiled kernel (a matrix product, a
+   convolution, pooling) called through its address, from the cell ``anchor_entry`` among
+   the fused kernel's arguments (``Kernel.address_calls``; filled once the anchor is
+   compiled or loaded, ``native_call.AddressCall``), into its output buffer;
 2. one loop over the iteration shape computes every elementwise member at each position
    into locals, each rounded to its dtype exactly as a separate kernel would store it,
    then stores the members that leave the group;
@@ -162,8 +164,8 @@ def render_fused(
     """The kernel source. ``anchor`` is (module, name) of the anchor's compiled kernel, or
     None when the group has no anchor; ``parts`` comes from ``loop_parts``. Parameters:
     ``anchor_entry``, ``anchor_args`` and ``anchor_out`` (where the anchor's address is, its
-    argument tuple and the array its output 0 is in) when anchored, then the inputs, the outputs and one float64 accumulator per
-    reduction (``parts`` times its output's size)."""
+    argument tuple and the array its output 0 is in) when anchored, then the inputs, the
+    outputs and one float64 accumulator per reduction (``parts`` times its output's size)."""
     shape = _iteration_shape(spec, members, shapes)
     stores, reductions = _output_targets(spec, members, shapes, anchor is not None)
     flat = _is_flat(spec, members, shape, reductions)

@@ -146,7 +146,7 @@ def entry_cell() -> np.ndarray:
     return np.zeros(2, dtype=np.int64)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # an array field: identity, not elementwise equality
 class AddressCall:
     """A kernel's call of ``function`` on ``arguments`` through the entry in ``cell``, a
     run-time argument of the calling kernel (``Kernel.address_calls``): the caller then
@@ -161,5 +161,5 @@ class AddressCall:
         """Write the entry, unless the cell holds one for the arguments' present types (a
         bound array whose flags changed since is another type: refilled, as
         ``call_rebinding`` finds the other entries again)."""
-        if self.cell[1] != type_check(argument_types(self.arguments)):
+        if self.cell[0] == 0 or self.cell[1] != type_check(argument_types(self.arguments)):
             self.cell[:] = entry(self.function, self.arguments)
