@@ -93,3 +93,23 @@ def test_the_job_count_defaults_to_the_cores_this_process_may_use(monkeypatch):
     assert compile_workers.compile_jobs() == len(os.sched_getaffinity(0))
     monkeypatch.setenv("GRAPHC_COMPILE_JOBS", " 3 ")
     assert compile_workers.compile_jobs() == 3
+
+
+def test_a_round_hands_out_the_parallel_kernels_before_the_rest():
+    """The generated function stays first; the ``parallel`` kernels (the long compiles)
+    come next and the rest last, each group in the caller's order."""
+
+    class Job:
+        def __init__(self, name, parallel):
+            self.name, self.targetoptions = name, {"parallel": True} if parallel else {}
+
+    jobs = [
+        (Job("loop", False), ()),
+        (Job("epilogue", False), ()),
+        (Job("conv", True), ()),
+        (Job("softmax", True), ()),
+        (Job("gather", False), ()),
+    ]
+    ordered = [job.name for job, _ in compile_workers._longest_first(jobs)]
+    assert ordered == ["loop", "conv", "softmax", "epilogue", "gather"]
+    assert compile_workers._longest_first(jobs[:2]) == jobs[:2]
