@@ -90,9 +90,9 @@ def load_kernel(source: str, function_name: str = "kernel", target: str = "cpu")
 
 def kernel_function(module: str, name: str) -> Callable:
     """A compiled kernel by module and name, for generated code that calls other kernels
-    (a training loop its optimizer update). A generated kernel module is found among the loaded ones (a caller is always lowered after what it
-    calls), else in its file (a compile worker, ``codegen_cpu.compile_workers``, loads
-    only what it compiles)."""
+    (a training loop its optimizer update). A generated kernel module is found among the
+    loaded ones (a caller is always lowered after what it calls), else in its file (a
+    compile worker, ``codegen_cpu.compile_workers``, loads only what it compiles)."""
     loaded = sys.modules.get(module)
     if loaded is None and module.startswith(GENERATED_PACKAGE + "."):
         path = cache_dir() / "kernels" / (module[len(GENERATED_PACKAGE) + 1 :] + ".py")
