@@ -111,9 +111,10 @@ def dot_kernel(a, b, out, partials, parts, transpose_a, transpose_b):
     run); without (an empty workspace), out's rows are.
 
     One kernel for the four transpositions, chosen by run-time flags: the operands' views
-    unify to one array type, so Numba compiles it once per dtype and operand rank (it compiled four wrappers
-    and two split functions, each optimizing its callees again: about 2.8 s of a cold LeNet
-    start), and a new batch size that changes the split compiles nothing."""
+    unify to one array type, so Numba compiles it once per dtype and operand rank (it
+    compiled four wrappers and two split functions, each optimizing its callees again:
+    about 2.8 s of a cold LeNet start), and a new batch size that changes the split
+    compiles nothing."""
     one = out.dtype.type(1.0)
     zero = out.dtype.type(0.0)
     left = _matrix(a).T if transpose_a else _matrix(a)
