@@ -170,43 +170,38 @@ def _max_planes_3x3(data, out, argmax, descriptor, first, last):
     _max_planes_sized(data, out, argmax, descriptor, first, last, 3, 3)
 
 
-@numba.njit(cache=True, parallel=True)
-def max_pooling(data, out, argmax, descriptor):
-    """out = the max of each window's input cells, argmax = the flat index of the winner."""
+@numba.njit(inline="always")
+def _max_planes_split(rows, data, out, argmax, descriptor):
+    """``rows`` (one of the ``_max_planes`` functions) over every (n, c) plane, split into
+    the descriptor's parts. Inlined into each kernel below (Numba's IR inlining, before the
+    ``prange`` becomes a parallel loop), so the three kernels share this body and each
+    still compiles only its own window's copy."""
     parts = descriptor[-1]
     planes = data.shape[0] * data.shape[1]
     if parts == 1:  # no parallel region: it costs microseconds
-        _max_planes(data, out, argmax, descriptor, *all_rows(planes))
+        rows(data, out, argmax, descriptor, *all_rows(planes))
     else:
         for part in numba.prange(parts):
             first, last = row_range(part, parts, planes)
-            _max_planes(data, out, argmax, descriptor, first, last)
+            rows(data, out, argmax, descriptor, first, last)
+
+
+@numba.njit(cache=True, parallel=True)
+def max_pooling(data, out, argmax, descriptor):
+    """out = the max of each window's input cells, argmax = the flat index of the winner."""
+    _max_planes_split(_max_planes, data, out, argmax, descriptor)
 
 
 @numba.njit(cache=True, parallel=True)
 def max_pooling_2x2(data, out, argmax, descriptor):
     """:func:`max_pooling` of 2x2 windows."""
-    parts = descriptor[-1]
-    planes = data.shape[0] * data.shape[1]
-    if parts == 1:  # no parallel region: it costs microseconds
-        _max_planes_2x2(data, out, argmax, descriptor, *all_rows(planes))
-    else:
-        for part in numba.prange(parts):
-            first, last = row_range(part, parts, planes)
-            _max_planes_2x2(data, out, argmax, descriptor, first, last)
+    _max_planes_split(_max_planes_2x2, data, out, argmax, descriptor)
 
 
 @numba.njit(cache=True, parallel=True)
 def max_pooling_3x3(data, out, argmax, descriptor):
     """:func:`max_pooling` of 3x3 windows."""
-    parts = descriptor[-1]
-    planes = data.shape[0] * data.shape[1]
-    if parts == 1:  # no parallel region: it costs microseconds
-        _max_planes_3x3(data, out, argmax, descriptor, *all_rows(planes))
-    else:
-        for part in numba.prange(parts):
-            first, last = row_range(part, parts, planes)
-            _max_planes_3x3(data, out, argmax, descriptor, first, last)
+    _max_planes_split(_max_planes_3x3, data, out, argmax, descriptor)
 
 
 MAX_POOLING = {(2, 2): max_pooling_2x2, (3, 3): max_pooling_3x3}
