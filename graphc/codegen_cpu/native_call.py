@@ -92,36 +92,46 @@ def entry(function, arguments: tuple, counted: bool = False, label: str = "") ->
     return int(address), type_check(kinds)
 
 
+def emit_entry_call(context, builder, entry_value, kinds, call_values, extras, extra_values):
+    """Emit the call of the kernel at ``entry_value = (address, check)`` on ``call_values``
+    (of the Numba types ``kinds``) and ``extra_values`` (of ``extras``, unliteraled), with
+    Numba's calling convention: RuntimeError ``MISMATCH`` where the check is not the hash of
+    those types, and the kernel's exception, if it raises one, propagated."""
+    every = (*kinds, *(types.unliteral(kind) for kind in extras))
+    check = type_check(every)
+    address = builder.extract_value(entry_value, 0)
+    given = builder.extract_value(entry_value, 1)
+    wrong = builder.icmp_signed("!=", given, ir.Constant(given.type, check))
+    with builder.if_then(wrong, likely=False):
+        context.call_conv.return_user_exc(builder, RuntimeError, (MISMATCH,))
+    call_values = list(call_values) + [
+        context.cast(builder, value, kind, types.unliteral(kind))
+        for value, kind in zip(extra_values, extras)
+    ]
+    convention = context.call_conv
+    return_type = convention.get_return_type(types.none).pointee
+    return_slot = cgutils.alloca_once(builder, return_type)
+    builder.store(cgutils.get_null_value(return_type), return_slot)
+    exception_slot = cgutils.alloca_once(builder, ir.PointerType(excinfo_t))
+    packed = list(convention._get_arg_packer(every).as_arguments(builder, call_values))
+    function_type = convention.get_function_type(types.none, every)
+    pointer = builder.inttoptr(address, function_type.as_pointer())
+    code = builder.call(pointer, [return_slot, exception_slot, *packed])
+    status = convention._get_return_status(builder, code, builder.load(exception_slot))
+    with cgutils.if_unlikely(builder, status.is_error):
+        convention.return_status_propagate(builder, status)
+
+
 def _typed(entry_type, arguments, extras):
     if not isinstance(arguments, types.BaseTuple):
         return None
-    kinds = (*arguments.types, *(types.unliteral(kind) for kind in extras))
-    check = type_check(kinds)
 
     def codegen(context, builder, signature, values):
         entry_value, tuple_value, *extra_values = values
-        address = builder.extract_value(entry_value, 0)
-        given = builder.extract_value(entry_value, 1)
-        wrong = builder.icmp_signed("!=", given, ir.Constant(given.type, check))
-        with builder.if_then(wrong, likely=False):
-            context.call_conv.return_user_exc(builder, RuntimeError, (MISMATCH,))
         call_values = [builder.extract_value(tuple_value, i) for i in range(len(arguments))]
-        call_values += [
-            context.cast(builder, value, kind, types.unliteral(kind))
-            for value, kind in zip(extra_values, extras)
-        ]
-        convention = context.call_conv
-        return_type = convention.get_return_type(types.none).pointee
-        return_slot = cgutils.alloca_once(builder, return_type)
-        builder.store(cgutils.get_null_value(return_type), return_slot)
-        exception_slot = cgutils.alloca_once(builder, ir.PointerType(excinfo_t))
-        packed = list(convention._get_arg_packer(kinds).as_arguments(builder, call_values))
-        function_type = convention.get_function_type(types.none, kinds)
-        pointer = builder.inttoptr(address, function_type.as_pointer())
-        code = builder.call(pointer, [return_slot, exception_slot, *packed])
-        status = convention._get_return_status(builder, code, builder.load(exception_slot))
-        with cgutils.if_unlikely(builder, status.is_error):
-            convention.return_status_propagate(builder, status)
+        emit_entry_call(
+            context, builder, entry_value, arguments.types, call_values, extras, extra_values
+        )
         return context.get_dummy_value()
 
     return types.none(entry_type, arguments, *extras), codegen

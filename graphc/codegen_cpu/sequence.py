@@ -54,6 +54,7 @@ def call_lines(
     replaced: dict[int, tuple[tuple, dict[tuple, str]]] | None = None,
     entries: str = "entries",
     after: dict[int, list[str]] | None = None,
+    frames: tuple[str, dict[int, tuple[int, str]]] | None = None,
 ) -> list[str]:
     """One call per kernel on ``arguments[i]`` through ``entries[i]`` (``native_call``),
     ``counter`` (the spelling of the Dropout counter and the training flag, such as
@@ -66,13 +67,23 @@ def call_lines(
     have the bound array's Numba type (a C-contiguous, writable, aligned view of its
     shape), since the entry was compiled for the bound arguments; the call's type check
     raises RuntimeError otherwise. ``after`` maps a kernel's index to lines that follow
-    its call."""
+    its call. ``frames``: (the spelling of a frame set's address, its slots), as
+    ``frames.FrameSet`` has them: a kernel with a slot is called on its frame instead."""
     lines = []
     for index, kernel in enumerate(kernels):
         extra = f", {counter}" if kernel.needs_counter else ""
         if comments is not None:
             module, attribute = kernel_reference(kernel.fn)
             lines.append(f"{indent}# {comments[index]}: {module}.{attribute}")
+        if frames is not None and index in frames[1]:
+            offset, text = frames[1][index]
+            where = f"{entries}[{index}], {frames[0]} + {offset}, {text!r}"
+            if kernel.needs_counter:
+                lines.append(f"{indent}call_frame_counted({where}{extra})")
+            else:
+                lines.append(f"{indent}call_frame({where})")
+            lines += (after or {}).get(index, [])
+            continue
         spelled = f"{arguments}[{index}]"
         if replaced and index in replaced:
             structure, expressions = replaced[index]

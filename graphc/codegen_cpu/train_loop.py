@@ -27,6 +27,7 @@ from graphc.backend.loop_plan import LoopPlan, LoopStatistic
 from graphc.backend.lowering import Kernel
 from graphc.backend.source_cache import load_kernel
 from graphc.codegen_cpu import train_support
+from graphc.codegen_cpu.frames import frame_set
 from graphc.codegen_cpu.native_call import call_rebinding
 from graphc.codegen_cpu.sequence import (
     call_lines,
@@ -66,9 +67,11 @@ def render_training_loop(
     backward: Sequence[Kernel],
     backward_comments: Sequence[str] | None,
     plan: LoopPlan,
+    slots: tuple[dict, dict] = ({}, {}),
 ) -> str:
     """The source of ``train``: per step, the batch, the forward kernels, the loss and
-    metric, the finiteness checks, the backward kernels and the updates."""
+    metric, the finiteness checks, the backward kernels and the updates. ``slots``: the
+    forward and backward kernels called on frames (``FrameSet.slots``)."""
     replaced: dict[str, dict] = {"forward": {}, "backward": {}}
     batch, label = _batch_lines(plan, replaced)
     lines = [
@@ -84,16 +87,17 @@ def render_training_loop(
             INDENT,
             replaced["forward"],
             "forward_entries",
+            frames=("forward_frame", slots[0]),
         ),
         *_statistics_lines(plan, label),
-        *_backward_lines(plan, backward, backward_comments, replaced["backward"]),
+        *_backward_lines(plan, backward, backward_comments, replaced["backward"], slots[1]),
         *_update_lines(plan),
         "    return count",
     ]
     return "\n".join(lines) + "\n"
 
 
-def _backward_lines(plan: LoopPlan, backward, comments, replaced) -> list[str]:
+def _backward_lines(plan: LoopPlan, backward, comments, replaced, slots) -> list[str]:
     """Stop on a non-finite loss or output, else the backward kernels; a data-parallel loop
     (``plan.allreduce``) then sums the gradients over the ranks, and every rank stops when
     any rank's loss was not finite."""
@@ -101,14 +105,14 @@ def _backward_lines(plan: LoopPlan, backward, comments, replaced) -> list[str]:
         return [
             f"{INDENT}if not math.isfinite(loss) or not all_finite(head):",
             f"{INDENT}    return step",
-            *_backward_calls(backward, comments, replaced, INDENT),
+            *_backward_calls(backward, comments, replaced, slots, INDENT),
         ]
     if plan.buckets is not None:
-        return _bucketed_backward_lines(plan, backward, comments, replaced)
+        return _bucketed_backward_lines(plan, backward, comments, replaced, slots)
     if plan.in_place:
-        return _in_place_backward_lines(plan, backward, comments, replaced)
+        return _in_place_backward_lines(plan, backward, comments, replaced, slots)
     lines = [
-        *_unless_bad(_backward_calls(backward, comments, replaced, INDENT + "    ")),
+        *_unless_bad(_backward_calls(backward, comments, replaced, slots, INDENT + "    ")),
         f"{INDENT}offset = 0",
     ]
     lines += [
@@ -134,8 +138,9 @@ def _backward_lines(plan: LoopPlan, backward, comments, replaced) -> list[str]:
     return lines
 
 
-def _backward_calls(backward, comments, replaced, indent: str, after=None) -> list[str]:
-    """The backward kernels' calls at ``indent``; ``after``: lines following a kernel's."""
+def _backward_calls(backward, comments, replaced, slots, indent: str, after=None) -> list[str]:
+    """The backward kernels' calls at ``indent``, those with ``slots`` on their frames;
+    ``after``: lines following a kernel's."""
     return call_lines(
         backward,
         comments,
@@ -145,6 +150,7 @@ def _backward_calls(backward, comments, replaced, indent: str, after=None) -> li
         replaced,
         "backward_entries",
         after=after,
+        frames=("backward_frame", slots),
     )
 
 
@@ -158,11 +164,11 @@ def _unless_bad(body: list[str]) -> list[str]:
     ]
 
 
-def _in_place_backward_lines(plan: LoopPlan, backward, comments, replaced) -> list[str]:
+def _in_place_backward_lines(plan: LoopPlan, backward, comments, replaced, slots) -> list[str]:
     """``plan.in_place``: the loss, metric and flag summed first (every rank stops together
     before summing gradients a rank did not compute), then the gradient block in place."""
     return [
-        *_unless_bad(_backward_calls(backward, comments, replaced, INDENT + "    ")),
+        *_unless_bad(_backward_calls(backward, comments, replaced, slots, INDENT + "    ")),
         f"{INDENT}packed[0] = losses[step]",
         f"{INDENT}packed[1] = metrics[step]",
         f"{INDENT}packed[2] = 1.0 if bad else 0.0",
@@ -177,7 +183,7 @@ def _in_place_backward_lines(plan: LoopPlan, backward, comments, replaced) -> li
     ]
 
 
-def _bucketed_backward_lines(plan: LoopPlan, backward, comments, replaced) -> list[str]:
+def _bucketed_backward_lines(plan: LoopPlan, backward, comments, replaced, slots) -> list[str]:
     """``plan.buckets``: each bucket's gradients packed and their sum started
     (``MPI_Iallreduce``) right after the backward kernel that completes them; then the
     loss, metric and flag summed, every bucket waited for, and the sums unpacked. A rank
@@ -187,7 +193,7 @@ def _bucketed_backward_lines(plan: LoopPlan, backward, comments, replaced) -> li
     starts: dict[int, list[str]] = {}
     for number, (after, members) in enumerate(plan.buckets):
         starts.setdefault(after, []).extend(_bucket_start_lines(number, members, indent))
-    calls = _backward_calls(backward, comments, replaced, indent, starts)
+    calls = _backward_calls(backward, comments, replaced, slots, indent, starts)
     total = sum(size for _, members in plan.buckets for _, _, size in members)
     lines = [
         *_unless_bad(starts.get(-1, []) + calls),
@@ -248,13 +254,15 @@ def _header_lines(plan: LoopPlan) -> list[str]:
         "    iallreduce_sum,",
         "    wait_all,",
         ")",
+        "from graphc.codegen_cpu.frames import call_frame, call_frame_counted",
         "from graphc.codegen_cpu.native_call import call_native, call_native_counted",
         "from graphc.codegen_cpu.optimizer_updates import global_norm_scale, sum_of_squares\n",
         f"update = kernel_function({module!r}, {attribute!r})\n\n",
         # nogil: a data-parallel loop may wait in MPI_Allreduce, and the stall watchdog
         # (runtime.communicator) must be able to run meanwhile
         "@numba.njit(cache=True, nogil=True)" if plan.allreduce else "@numba.njit(cache=True)",
-        "def train(forward_entries, backward_entries, forward, backward, updates, scalars,"
+        "def train(forward_entries, backward_entries, forward_frame, backward_frame, forward,"
+        " backward, updates, scalars,"
         " sources, targets, order, batch, count, rows, counter0, head, label, grad_scale,"
         " losses, metrics, carried, fresh, in_place, reduce_call, packed, reduced, requests,"
         " statuses, block):",
@@ -359,42 +367,103 @@ def _update_lines(plan: LoopPlan) -> list[str]:
 
 class NativeLoop:
     """``train(forward, backward, ...)``: the compiled ``train`` with the entries of its
-    kernels (``sequence.native_entries``), found at the first call and again should other
-    argument tuples come; what is not compiled yet is compiled on every core first."""
+    kernels (``sequence.native_entries``) and their frames (``frames``), found at the first
+    call and again should other argument tuples come or a bound array change type; what is
+    not compiled yet is compiled on every core first.
 
-    def __init__(self, function, forward, backward, labels) -> None:
-        self.function = function
-        self.kernels = (tuple(forward), tuple(backward))
+    A kernel whose arguments the loop spells out itself (a batch read in place) or whose
+    types have no frame spec is passed its tuple; the others get ``()`` in its place, so
+    the loop's CPython wrapper unboxes only what it reads."""
+
+    def __init__(self, render, kernels, labels, framed) -> None:
+        self.render = render
+        self.kernels = tuple(tuple(group) for group in kernels)
         self.labels = tuple(tuple(group) for group in labels)
+        self.framed = framed
+        self.function = None
+        self._slots = None
         self._bound = None
-        self._entries = ((), ())
+        self._frames = ()
+        self._passed = ()
+        self._entries = None
+
+    def bind(self, forward, backward) -> None:
+        """Pack the frames of ``forward`` and ``backward`` (argument tuples, one per kernel)
+        and load the ``train`` compiled for their slots (rendered again only when they
+        differ from the last ones)."""
+        phases = (forward, backward)
+        frames = tuple(
+            frame_set(arguments, framed)
+            for arguments, framed in zip(phases, self.framed, strict=True)
+        )
+        slots = tuple(frame.slots for frame in frames)
+        if slots != self._slots:
+            self.function = self.render(slots)
+            self._slots = slots
+        lean = tuple(
+            tuple(() if index in frame.slots else args for index, args in enumerate(arguments))
+            for frame, arguments in zip(frames, phases, strict=True)
+        )
+        self._frames = frames
+        self._passed = (*(frame.address for frame in frames), *lean)
+        self._bound = phases
+        self._entries = None
 
     def __call__(self, forward, backward, *rest):
+        bound = self._bound
+        if (
+            bound is None
+            or bound[0] is not forward
+            or bound[1] is not backward
+            or not all(frame.still_valid() for frame in self._frames)
+        ):
+            self.bind(forward, backward)
+
         def entries(again: bool) -> tuple:
-            bound = self._bound
-            stale = bound is None or bound[0] is not forward or bound[1] is not backward
-            if again or stale:
+            if again or self._entries is None:
                 groups = [
                     (self.kernels[0], forward, self.labels[0]),
                     (self.kernels[1], backward, self.labels[1]),
                 ]
-                leading = (*(placeholders(kernels) for kernels in self.kernels), forward, backward)
+                leading = (*(placeholders(kernels) for kernels in self.kernels), *self._passed)
                 self._entries = find_entries(
                     self.function, leading, groups, rest, "the training loop"
                 )
-                self._bound = (forward, backward)
             return self._entries
 
-        return call_rebinding(self.function, entries, forward, backward, *rest)
+        return call_rebinding(self.function, entries, *self._passed, *rest)
 
 
-def compile_training_loop(forward, forward_comments, backward, backward_comments, plan):
+def _framed(plan: LoopPlan, kernels: Sequence[Kernel], phase: str) -> list[bool]:
+    """Which kernels of ``phase`` may be called on frames: all but those reading a batch in
+    place, whose arguments the loop spells out."""
+    spelled = {kernel for view_phase, kernel, *_ in plan.views or () if view_phase == phase}
+    return [index not in spelled for index in range(len(kernels))]
+
+
+def compile_training_loop(
+    forward, forward_comments, backward, backward_comments, plan, arguments=None
+):
     """The compiled ``train`` function (a :class:`NativeLoop`) and its source with comments
     (the source without them is what is compiled and cached, as in
-    ``codegen_cpu.sequence``)."""
-    source = render_training_loop(forward, forward_comments, backward, backward_comments, plan)
+    ``codegen_cpu.sequence``). ``arguments``: the forward and backward argument tuples the
+    loop will be called with, packed into frames now (else at its first call)."""
+    framed = (_framed(plan, forward, "forward"), _framed(plan, backward, "backward"))
+
+    def render(slots):
+        return load_kernel(
+            render_training_loop(forward, None, backward, None, plan, slots), "train"
+        )
+
+    labels = (forward_comments, backward_comments)
+    loop = NativeLoop(render, (forward, backward), labels, framed)
+    slots = ({}, {})
+    if arguments is not None:
+        loop.bind(*arguments)
+        slots = loop._slots
+    source = render_training_loop(
+        forward, forward_comments, backward, backward_comments, plan, slots
+    )
     if "sequence" in os.environ.get("GRAPHC_DUMP", "").split(","):
         print(source, file=sys.stderr)
-    bare = render_training_loop(forward, None, backward, None, plan)
-    labels = (forward_comments, backward_comments)
-    return NativeLoop(load_kernel(bare, "train"), forward, backward, labels), source
+    return loop, source

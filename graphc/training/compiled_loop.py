@@ -179,6 +179,7 @@ class CompiledTraining:
             [launch.kernel for launch in backward.launches],
             [provenance(launch.node) for launch in backward.launches],
             plan,
+            arguments=(forward.arguments, backward.arguments),
         )
         self.forward_arguments = forward.arguments
         self.backward_arguments = backward.arguments
