@@ -89,8 +89,9 @@ def test_a_fused_kernel_calls_its_anchor_through_an_address_filled_before_it_run
     kernel = launch.kernel
     assert "call_native((anchor_entry[0], anchor_entry[1]), anchor_args)" in kernel.source
     assert "kernel_function" not in kernel.source  # the anchor is not linked in
-    (call,) = kernel.address_calls(launch.args)
+    call, parts = kernel.address_calls(launch.args)
     assert call.cell is launch.args[0]
+    assert parts.cell is launch.args[1][-1]  # the convolution's own, for its part function
     # The executor binds without filling; a call then refuses rather than jump to 0.
     fresh = (np.zeros(2, dtype=np.int64), *launch.args[1:])
     with pytest.raises(RuntimeError, match="a kernel was bound for other argument types"):

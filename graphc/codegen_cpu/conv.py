@@ -47,7 +47,9 @@ import numba
 import numpy as np
 
 from graphc.backend.lowering import Kernel, NodeSpec, lowering, uniform_float_dtype
-from graphc.codegen_cpu.blas import all_rows, row_range
+from graphc.codegen_cpu.blas import row_range
+from graphc.codegen_cpu.native_call import entry_cell
+from graphc.codegen_cpu.parts import frame_arguments, part_frame, parts_call, run_parts
 from graphc.codegen_cpu.target import TARGET
 from graphc.codegen_cpu.threads import parallel_parts
 from graphc.ir.errors import BackendError
@@ -226,43 +228,40 @@ def _forward_rows(
         _scatter_rows(product, bias, out, first_row)
 
 
-@numba.njit(cache=True, parallel=True)
-def convolution_forward(
-    data, weight, bias, out, cols_buffer, product_buffer, weight_buffer, descriptor
-):
-    """out = Convolution(data, weight) + bias, one GEMM per chunk of output rows.
-
-    The kernel itself, not a wrapper around one: Numba optimizes everything a function calls
-    again in it, so a pass-through layer cost its whole call tree's optimization again
-    (0.4 s of a cold start here). A convolution without bias still goes through
-    :func:`convolution_forward_no_bias`, which passes None."""
+@numba.njit(cache=True)
+def _forward_part(frame, part):
+    """Part ``part`` of :func:`convolution_forward`: its output rows, on its own slice of
+    the workspace."""
+    data, _, bias, out, cols_buffer, product_buffer, weight_buffer, descriptor, _ = frame_arguments(
+        frame
+    )
     geometry, chunk_rows, parts = _unpack(descriptor)
-    batch, filters, out_h, out_w = out.shape
-    taps = weight.shape[1] * weight.shape[2] * weight.shape[3]
-    weight_matrix = weight_buffer.reshape(filters, taps)
-    _copy_weight(weight, weight_matrix)
-    if parts == 1:  # no parallel region: it costs microseconds
-        _forward_rows(
-            data, weight_matrix, bias, out, cols_buffer, product_buffer,
-            geometry, chunk_rows, *all_rows(batch * out_h),
-        )  # fmt: skip
-        return
+    batch, filters, out_h, _ = out.shape
+    weight_matrix = weight_buffer.reshape(filters, weight_buffer.size // filters)
+    first, last = row_range(part, parts, batch * out_h)
     cols_size = cols_buffer.size // parts
     product_size = product_buffer.size // parts
-    for part in numba.prange(parts):
-        first, last = row_range(part, parts, batch * out_h)
-        _forward_rows(
-            data, weight_matrix, bias, out,
-            cols_buffer[part * cols_size : (part + 1) * cols_size],
-            product_buffer[part * product_size : (part + 1) * product_size],
-            geometry, chunk_rows, first, last,
-        )  # fmt: skip
+    _forward_rows(
+        data, weight_matrix, bias, out,
+        cols_buffer[part * cols_size : (part + 1) * cols_size],
+        product_buffer[part * product_size : (part + 1) * product_size],
+        geometry, chunk_rows, first, last,
+    )  # fmt: skip
 
 
 @numba.njit(cache=True)
-def convolution_forward_no_bias(data, weight, out, cols, product, weight_matrix, descriptor):
-    """out = Convolution(data, weight), one GEMM per chunk of output rows."""
-    convolution_forward(data, weight, None, out, cols, product, weight_matrix, descriptor)
+def convolution_forward(
+    data, weight, bias, out, cols_buffer, product_buffer, weight_buffer, descriptor, parts_entry
+):
+    """out = Convolution(data, weight) + bias (None: no bias), one GEMM per chunk of output
+    rows, the rows split into parts (:func:`_forward_part`, through ``parts_entry``)."""
+    filters = out.shape[1]
+    _copy_weight(weight, weight_buffer.reshape(filters, weight_buffer.size // filters))
+    arguments = (
+        data, weight, bias, out, cols_buffer, product_buffer, weight_buffer, descriptor,
+        parts_entry,
+    )  # fmt: skip
+    run_parts(parts_entry[0], part_frame(parts_entry, arguments), descriptor[7])
 
 
 @numba.njit(cache=True)
@@ -287,44 +286,52 @@ def _weight_rows(dy, data, grad_matrix, cols_buffer, dy_buffer, scratch, geometr
                     grad_matrix[f, tap] += scratch[f, tap]
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True)
+def _weight_part(frame, part):
+    """Part ``part`` of :func:`convolution_backward_weight`: the sum over its output rows,
+    into ``weight_grad`` for part 0 and into its own partial for the others."""
+    dy, data, weight_grad, cols_buffer, dy_buffer, partial_buffer, descriptor, _ = frame_arguments(
+        frame
+    )
+    geometry, chunk_rows, parts = _unpack(descriptor)
+    batch, filters, out_h, _ = dy.shape
+    taps = weight_grad.size // filters
+    matrix = filters * taps
+    cols_size = cols_buffer.size // parts
+    dy_size = dy_buffer.size // parts
+    scratch_size = (partial_buffer.size - (parts - 1) * matrix) // parts
+    first, last = row_range(part, parts, batch * out_h)
+    scratch = partial_buffer[part * scratch_size : (part + 1) * scratch_size].reshape(
+        filters, scratch_size // filters
+    )
+    if part == 0:
+        own = weight_grad.reshape(filters, taps)
+    else:
+        sums = partial_buffer[parts * scratch_size :]
+        own = sums[(part - 1) * matrix : part * matrix].reshape(filters, taps)
+    _weight_rows(
+        dy, data, own,
+        cols_buffer[part * cols_size : (part + 1) * cols_size],
+        dy_buffer[part * dy_size : (part + 1) * dy_size],
+        scratch, geometry, chunk_rows, first, last,
+    )  # fmt: skip
+
+
+@numba.njit(cache=True)
 def convolution_backward_weight(
-    dy, data, weight_grad, cols_buffer, dy_buffer, partial_buffer, descriptor
+    dy, data, weight_grad, cols_buffer, dy_buffer, partial_buffer, descriptor, parts_entry
 ):
     """weight_grad = _conv_backward_weight(dy, data): the sum over chunks of dy_rows @ cols.T.
 
     ``partial_buffer`` holds one chunk's product per part (empty when every part is one
     chunk), then the partial sums of parts 1, 2, ... (part 0 sums into weight_grad)."""
-    geometry, chunk_rows, parts = _unpack(descriptor)
-    batch, filters, out_h, out_w = dy.shape
-    taps = weight_grad.size // filters
-    matrix = filters * taps
-    grad_matrix = weight_grad.reshape(filters, taps)
-    cols_size = cols_buffer.size // parts
-    dy_size = dy_buffer.size // parts
-    scratch_size = (partial_buffer.size - (parts - 1) * matrix) // parts
-    if parts == 1:  # no parallel region: it costs microseconds
-        scratch = partial_buffer.reshape(filters, scratch_size // filters)
-        _weight_rows(
-            dy, data, grad_matrix, cols_buffer, dy_buffer, scratch,
-            geometry, chunk_rows, *all_rows(batch * out_h),
-        )  # fmt: skip
-        return
-    sums = partial_buffer[parts * scratch_size :]
-    for part in numba.prange(parts):
-        first, last = row_range(part, parts, batch * out_h)
-        cols = cols_buffer[part * cols_size : (part + 1) * cols_size]
-        dy_rows = dy_buffer[part * dy_size : (part + 1) * dy_size]
-        scratch = partial_buffer[part * scratch_size : (part + 1) * scratch_size].reshape(
-            filters, scratch_size // filters
-        )
-        if part == 0:
-            _weight_rows(
-                dy, data, grad_matrix, cols, dy_rows, scratch, geometry, chunk_rows, first, last
-            )
-        else:
-            own = sums[(part - 1) * matrix : part * matrix].reshape(filters, taps)
-            _weight_rows(dy, data, own, cols, dy_rows, scratch, geometry, chunk_rows, first, last)
+    parts = descriptor[7]
+    arguments = (
+        dy, data, weight_grad, cols_buffer, dy_buffer, partial_buffer, descriptor, parts_entry
+    )  # fmt: skip
+    run_parts(parts_entry[0], part_frame(parts_entry, arguments), parts)
+    matrix = weight_grad.size
+    sums = partial_buffer[partial_buffer.size - (parts - 1) * matrix :]
     flat = weight_grad.reshape(matrix)
     for part in range(1, parts):  # in part order: the same bits on every run
         for k in range(matrix):
@@ -346,33 +353,39 @@ def _data_rows(dy, weight_matrix, data_grad, cols_buffer, dy_buffer, geometry, c
         _col2im(cols, data_grad, first_row, geometry, out_h, out_w)
 
 
-@numba.njit(cache=True, parallel=True)
-def convolution_backward_data(
-    dy, weight, like, data_grad, cols_buffer, dy_buffer, weight_buffer, descriptor
-):
-    """data_grad = _conv_backward_data(dy, weight): col2im of weight.T @ dy_rows per chunk,
-    each part on whole images."""
+@numba.njit(cache=True)
+def _data_part(frame, part):
+    """Part ``part`` of :func:`convolution_backward_data`: its whole images."""
+    dy, _, _, data_grad, cols_buffer, dy_buffer, weight_buffer, descriptor, _ = frame_arguments(
+        frame
+    )
     geometry, chunk_rows, parts = _unpack(descriptor)
     batch, filters = dy.shape[0], dy.shape[1]
-    taps = weight.shape[1] * weight.shape[2] * weight.shape[3]
-    weight_matrix = weight_buffer.reshape(filters, taps)
-    _copy_weight(weight, weight_matrix)
-    if parts == 1:  # no parallel region: it costs microseconds
-        _data_rows(
-            dy, weight_matrix, data_grad, cols_buffer, dy_buffer, geometry, chunk_rows,
-            *all_rows(batch),
-        )  # fmt: skip
-        return
+    weight_matrix = weight_buffer.reshape(filters, weight_buffer.size // filters)
+    first, last = row_range(part, parts, batch)
     cols_size = cols_buffer.size // parts
     dy_size = dy_buffer.size // parts
-    for part in numba.prange(parts):
-        first, last = row_range(part, parts, batch)
-        _data_rows(
-            dy, weight_matrix, data_grad,
-            cols_buffer[part * cols_size : (part + 1) * cols_size],
-            dy_buffer[part * dy_size : (part + 1) * dy_size],
-            geometry, chunk_rows, first, last,
-        )  # fmt: skip
+    _data_rows(
+        dy, weight_matrix, data_grad,
+        cols_buffer[part * cols_size : (part + 1) * cols_size],
+        dy_buffer[part * dy_size : (part + 1) * dy_size],
+        geometry, chunk_rows, first, last,
+    )  # fmt: skip
+
+
+@numba.njit(cache=True)
+def convolution_backward_data(
+    dy, weight, like, data_grad, cols_buffer, dy_buffer, weight_buffer, descriptor, parts_entry
+):
+    """data_grad = _conv_backward_data(dy, weight): col2im of weight.T @ dy_rows per chunk,
+    each part on whole images (:func:`_data_part`)."""
+    filters = dy.shape[1]
+    _copy_weight(weight, weight_buffer.reshape(filters, weight_buffer.size // filters))
+    arguments = (
+        dy, weight, like, data_grad, cols_buffer, dy_buffer, weight_buffer, descriptor,
+        parts_entry,
+    )  # fmt: skip
+    run_parts(parts_entry[0], part_frame(parts_entry, arguments), descriptor[7])
 
 
 # -- lowerings ----------------------------------------------------------------------------------
@@ -447,14 +460,27 @@ def _flat(elements: int, dtype: np.dtype) -> tuple:
     return ((elements,), dtype)
 
 
-def _kernel(fn, workspace: tuple, descriptor: tuple[int, ...]) -> Kernel:
-    """The kernel with its geometry bound at bind, after the arrays."""
-    source = "\n\n".join(inspect.getsource(f.py_func) for f in (fn, _im2col))
+def _kernel(fn, part, workspace: tuple, descriptor: tuple[int, ...], no_bias=False) -> Kernel:
+    """The kernel with its geometry bound at bind after the arrays, then the cell of its
+    part function's entry (``parts``); ``no_bias``: None stands for the bias."""
+    source = "\n\n".join(inspect.getsource(f.py_func) for f in (fn, part, _im2col))
 
     def prepare(inputs, outputs, buffers):
-        return (*inputs, *outputs, *buffers, descriptor)
+        if no_bias:
+            inputs = (*inputs, None)
+        return (*inputs, *outputs, *buffers, descriptor, entry_cell())
 
-    return Kernel(fn=fn, workspace=workspace, name=fn.__name__, source=source, prepare=prepare)
+    def address_calls(arguments):
+        return [parts_call(arguments[-1], part, arguments)]
+
+    return Kernel(
+        fn=fn,
+        workspace=workspace,
+        name=fn.__name__,
+        source=source,
+        prepare=prepare,
+        address_calls=address_calls,
+    )
 
 
 @lowering(TARGET, "Convolution")
@@ -484,8 +510,8 @@ def lower_convolution(spec: NodeSpec) -> Kernel:
         _flat(parts * filters * rows * out_w, dtype),
         _flat(filters * taps, dtype),
     )
-    fn = convolution_forward_no_bias if spec.attrs["no_bias"] else convolution_forward
-    return _kernel(fn, workspace, geometry_descriptor(spec, rows, parts))
+    descriptor = geometry_descriptor(spec, rows, parts)
+    return _kernel(convolution_forward, _forward_part, workspace, descriptor, spec.attrs["no_bias"])
 
 
 @lowering(TARGET, "_conv_backward_weight")
@@ -509,7 +535,7 @@ def lower_conv_backward_weight(spec: NodeSpec) -> Kernel:
         _flat((0 if one_chunk else parts * matrix) + (parts - 1) * matrix, dtype),
     )
     descriptor = geometry_descriptor(spec, rows, parts)
-    return _kernel(convolution_backward_weight, workspace, descriptor)
+    return _kernel(convolution_backward_weight, _weight_part, workspace, descriptor)
 
 
 @lowering(TARGET, "_conv_backward_data")
@@ -530,4 +556,4 @@ def lower_conv_backward_data(spec: NodeSpec) -> Kernel:
         _flat(filters * taps, dtype),
     )
     descriptor = geometry_descriptor(spec, rows, parts)
-    return _kernel(convolution_backward_data, workspace, descriptor)
+    return _kernel(convolution_backward_data, _data_part, workspace, descriptor)

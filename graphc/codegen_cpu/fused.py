@@ -447,8 +447,11 @@ class _ArgumentPlan:
             return (*head, *inputs, *outs, *(workspace[slot] for slot in reduction_slots))
 
         def address_calls(arguments: tuple) -> list[AddressCall]:
-            """The anchor, called through the entry in the first argument."""
-            return [AddressCall(arguments[0], anchor_kernel.fn, arguments[1])]
+            """The anchor, called through the entry in the first argument, and what the
+            anchor calls through addresses in its own arguments."""
+            own = anchor_kernel.address_calls
+            nested = own(arguments[1]) if own is not None else []
+            return [AddressCall(arguments[0], anchor_kernel.fn, arguments[1]), *nested]
 
         self.prepare = prepare
         self.address_calls = address_calls

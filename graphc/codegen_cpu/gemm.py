@@ -19,7 +19,9 @@ import numba
 from numba.extending import overload
 
 from graphc.backend.lowering import Kernel, NodeSpec, lowering
-from graphc.codegen_cpu.blas import all_rows, gemm, row_range
+from graphc.codegen_cpu.blas import gemm, row_range
+from graphc.codegen_cpu.native_call import entry_cell
+from graphc.codegen_cpu.parts import frame_arguments, part_frame, parts_call, run_parts
 from graphc.codegen_cpu.target import TARGET
 from graphc.codegen_cpu.threads import parallel_parts
 
@@ -35,6 +37,10 @@ INNER_SPLIT = 8
 
 @numba.njit(**_JIT)
 def _add_bias_rows(out, bias, first, last):
+    """out[first:last] += bias, row by row; nothing for a None bias (a parameter, so that
+    Numba prunes the branch: a value unpacked from a frame it cannot prune)."""
+    if bias is None:
+        return
     cols = out.shape[1]
     for i in range(first, last):
         row = out[i]
@@ -42,42 +48,37 @@ def _add_bias_rows(out, bias, first, last):
             row[j] += bias[j]
 
 
-@numba.njit(cache=True, parallel=True)
-def fully_connected(data, weight, bias, out, parts):
-    """out = data (N, K) @ weight.T + bias, with data flattened to (N, K). The kernel
-    itself rather than a wrapper, as ``conv.convolution_forward`` (a layer without bias
-    still goes through :func:`fully_connected_no_bias`, which passes None)."""
+@numba.njit(**_JIT)
+def _fully_connected_part(frame, part):
+    """Part ``part`` of :func:`fully_connected`: its output rows."""
+    data, weight, bias, out, parts, _ = frame_arguments(frame)
     rows = out.shape[0] if out.ndim == 2 else out.size // out.shape[-1]
     flat = data.reshape(rows, weight.shape[1])
     out2 = out.reshape(rows, weight.shape[0])
-    one = out.dtype.type(1.0)
-    zero = out.dtype.type(0.0)
-    if parts == 1:  # no parallel region: it costs microseconds
-        gemm(one, flat, weight.T, zero, out2)
-        if bias is not None:
-            _add_bias_rows(out2, bias, *all_rows(rows))
-    else:
-        for part in numba.prange(parts):
-            first, last = row_range(part, parts, rows)
-            gemm(one, flat[first:last], weight.T, zero, out2[first:last])
-            if bias is not None:
-                _add_bias_rows(out2, bias, first, last)
+    first, last = row_range(part, parts, rows)
+    gemm(out.dtype.type(1.0), flat[first:last], weight.T, out.dtype.type(0.0), out2[first:last])
+    _add_bias_rows(out2, bias, first, last)
 
 
 @numba.njit(**_JIT)
-def fully_connected_no_bias(data, weight, out, parts):
-    fully_connected(data, weight, None, out, parts)
+def fully_connected(data, weight, bias, out, parts, parts_entry):
+    """out = data (N, K) @ weight.T + bias (None: no bias), with data flattened to (N, K),
+    its rows split into ``parts`` (:func:`_fully_connected_part`, through ``parts_entry``)."""
+    frame = part_frame(parts_entry, (data, weight, bias, out, parts, parts_entry))
+    run_parts(parts_entry[0], frame, parts)
 
 
 def _parts(spec: NodeSpec, rows: int, inner: int, cols: int) -> int:
     return parallel_parts(spec.options, rows, 2 * rows * inner * cols, PARALLEL_FLOPS)
 
 
-def _with_parts(fn, name: str, parts: int) -> Kernel:
-    def prepare(inputs, outputs, workspace):
-        return (*inputs, *outputs, *workspace, parts)
+def _split(part_function):
+    """``Kernel.address_calls`` of a kernel whose last argument is its part function's cell."""
 
-    return Kernel(fn, name=name, prepare=prepare)
+    def address_calls(arguments: tuple) -> list:
+        return [parts_call(arguments[-1], part_function, arguments)]
+
+    return address_calls
 
 
 @lowering(TARGET, "FullyConnected")
@@ -85,9 +86,16 @@ def lower_fully_connected(spec: NodeSpec) -> Kernel:
     hidden, inner = spec.in_shapes[1]
     rows = math.prod(spec.out_shapes[0]) // hidden
     parts = _parts(spec, rows, inner, hidden)
-    if spec.attrs["no_bias"]:
-        return _with_parts(fully_connected_no_bias, "fully_connected_no_bias", parts)
-    return _with_parts(fully_connected, "fully_connected", parts)
+    no_bias = spec.attrs["no_bias"]
+
+    def prepare(inputs, outputs, workspace):
+        if no_bias:
+            inputs = (*inputs, None)
+        return (*inputs, *outputs, *workspace, parts, entry_cell())
+
+    name = "fully_connected_no_bias" if no_bias else "fully_connected"
+    address_calls = _split(_fully_connected_part)
+    return Kernel(fully_connected, name=name, prepare=prepare, address_calls=address_calls)
 
 
 def _matrix(a):
@@ -102,30 +110,48 @@ def _matrix_overload(a):
     return lambda a: a.reshape(a.size // a.shape[-1], a.shape[-1])
 
 
-@numba.njit(cache=True, parallel=True)
-def dot_kernel(a, b, out, partials, parts, transpose_a, transpose_b):
+@numba.njit(**_JIT)
+def _dot_operands(a, b, out, transpose_a, transpose_b):
+    left = _matrix(a).T if transpose_a else _matrix(a)
+    right = b.T if transpose_b else b
+    return left, right, out.reshape(left.shape[0], right.shape[1])
+
+
+@numba.njit(**_JIT)
+def _dot_part(frame, part):
+    """Part ``part`` of :func:`dot_kernel`: its output rows, or with partials its block of
+    the rows summed, into the output (part 0) or its partial."""
+    a, b, out, partials, parts, transpose_a, transpose_b, _ = frame_arguments(frame)
+    one = out.dtype.type(1.0)
+    zero = out.dtype.type(0.0)
+    left, right, product = _dot_operands(a, b, out, transpose_a, transpose_b)
+    if partials.shape[0] > 0:
+        first, last = row_range(part, parts, left.shape[1])
+        target = product if part == 0 else partials[part - 1]
+        gemm(one, left[:, first:last], right[first:last], zero, target)
+    else:
+        first, last = row_range(part, parts, left.shape[0])
+        gemm(one, left[first:last], right, zero, product[first:last])
+
+
+@numba.njit(**_JIT)
+def dot_kernel(a, b, out, partials, parts, transpose_a, transpose_b, parts_entry):
     """out = op(a) @ op(b), op a transposition where asked (a is then 2-D; otherwise its
     leading axes are the rows; b is 2-D). With ``partials`` (parts - 1 products; only for
     ``a.T @ b`` and ``a.T @ b.T``) the sum over a's rows is split into parts: part 0 writes
     out, part p > 0 partials[p - 1], added into out in part order (the same bits on every
-    run); without (an empty workspace), out's rows are.
+    run); without (an empty workspace), out's rows are (:func:`_dot_part`).
 
     One kernel for the four transpositions, chosen by run-time flags: the operands' views
     unify to one array type, so Numba compiles it once per dtype and operand rank (it
     compiled four wrappers and two split functions, each optimizing its callees again:
     about 2.8 s of a cold LeNet start), and a new batch size that changes the split
     compiles nothing."""
-    one = out.dtype.type(1.0)
-    zero = out.dtype.type(0.0)
-    left = _matrix(a).T if transpose_a else _matrix(a)
-    right = b.T if transpose_b else b
-    rows, inner, cols = left.shape[0], left.shape[1], right.shape[1]
-    product = out.reshape(rows, cols)
+    arguments = (a, b, out, partials, parts, transpose_a, transpose_b, parts_entry)
+    run_parts(parts_entry[0], part_frame(parts_entry, arguments), parts)
     if partials.shape[0] > 0:
-        for part in numba.prange(parts):
-            first, last = row_range(part, parts, inner)
-            target = product if part == 0 else partials[part - 1]
-            gemm(one, left[:, first:last], right[first:last], zero, target)
+        _, _, product = _dot_operands(a, b, out, transpose_a, transpose_b)
+        rows, cols = product.shape
         for part in range(1, parts):  # in part order: the same bits on every run
             partial = partials[part - 1]
             for i in range(rows):
@@ -133,12 +159,6 @@ def dot_kernel(a, b, out, partials, parts, transpose_a, transpose_b):
                 add = partial[i]
                 for j in range(cols):
                     row[j] += add[j]
-    elif parts == 1:  # no parallel region: it costs microseconds
-        gemm(one, left, right, zero, product)
-    else:
-        for part in numba.prange(parts):
-            first, last = row_range(part, parts, rows)
-            gemm(one, left[first:last], right, zero, product[first:last])
 
 
 @lowering(TARGET, "dot")
@@ -176,9 +196,15 @@ def lower_dot(spec: NodeSpec) -> Kernel:
         workspace = (((0, rows, cols), spec.out_dtypes[0]),)
 
     def prepare(inputs, outputs, buffers):
-        return (*inputs, *outputs, *buffers, parts, bool(key[0]), bool(key[1]))
+        return (*inputs, *outputs, *buffers, parts, bool(key[0]), bool(key[1]), entry_cell())
 
-    return Kernel(dot_kernel, workspace=workspace, name=name, prepare=prepare)
+    return Kernel(
+        dot_kernel,
+        workspace=workspace,
+        name=name,
+        prepare=prepare,
+        address_calls=_split(_dot_part),
+    )
 
 
 @numba.njit(cache=True, parallel=True)
