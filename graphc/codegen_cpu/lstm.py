@@ -33,7 +33,9 @@ import inspect
 import numba
 
 from graphc.backend.lowering import Kernel, NodeSpec, lowering, uniform_float_dtype
-from graphc.codegen_cpu.blas import all_rows, gemm, row_range
+from graphc.codegen_cpu.blas import gemm, row_range
+from graphc.codegen_cpu.native_call import entry_cell
+from graphc.codegen_cpu.parts import frame_arguments, part_frame, parts_call, run_parts
 from graphc.codegen_cpu.scalar_functions import fast_tanh
 from graphc.codegen_cpu.target import TARGET
 from graphc.codegen_cpu.threads import parallel_parts
@@ -155,47 +157,57 @@ def _initial_state(target, source, given):
 # The six parameters before ``parts`` are the workspace that lower_lstm declares, in order.
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True)
+def _forward_phase(frame, part):
+    """Part ``part`` of a phase of :func:`lstm_forward`: 0, the input projection of its
+    block of the T*N rows; 1, every step for its block of batch rows."""
+    (
+        data, _, h2h_weight, i2h_bias, h2h_bias, _, _, _, _,
+        output, _, _, gates, cells,
+        data_rows, i2h_weight_t, h2h_weight_t, recurrent, h_initial, c_initial, parts, _,
+        phase,
+    ) = frame_arguments(frame)  # fmt: skip
+    steps, batch, _ = data.shape
+    rows = steps * batch
+    if phase == 0:
+        # The projections land in the gates output, which each step then overwrites with
+        # its activations: one (T*N, 4H) buffer serves both, instead of a workspace as big.
+        projections = gates.reshape((rows, 4 * h2h_weight.shape[1]))
+        first, last = row_range(part, parts, rows)
+        _copy_rows(data, data_rows, first, last)
+        one = gates.dtype.type(1.0)
+        zero = gates.dtype.type(0.0)
+        gemm(one, data_rows[first:last], i2h_weight_t, zero, projections[first:last])
+    else:
+        first, last = row_range(part, parts, batch)
+        _forward_part(
+            gates, output, cells, recurrent, h2h_weight_t, i2h_bias, h2h_bias,
+            h_initial, c_initial, first, last,
+        )  # fmt: skip
+
+
+@numba.njit(cache=True)
 def lstm_forward(
     data, i2h_weight, h2h_weight, i2h_bias, h2h_bias, state, state_cell, has_state, has_state_cell,
     output, final_state, final_cell, gates, cells,
-    data_rows, i2h_weight_t, h2h_weight_t, recurrent, h_initial, c_initial, parts,
+    data_rows, i2h_weight_t, h2h_weight_t, recurrent, h_initial, c_initial, parts, parts_entry,
 ):  # fmt: skip
-    """The forward over all steps from the given states, or zeros. The kernel itself, not a
-    wrapper around one: a pass-through layer optimized the whole call tree again (about 1 s
-    of a cold CharLM start for each direction)."""
+    """The forward over all steps from the given states, or zeros: the input projection of
+    every step, then the time loop, each split into ``parts`` (:func:`_forward_phase`,
+    through ``parts_entry``)."""
     _initial_state(h_initial, state, has_state)
     _initial_state(c_initial, state_cell, has_state_cell)
-    steps, batch, _ = data.shape
-    hidden = h2h_weight.shape[1]
-    one = gates.dtype.type(1.0)
-    zero = gates.dtype.type(0.0)
-    rows = steps * batch
+    steps = data.shape[0]
     _copy_transposed(i2h_weight, i2h_weight_t)
     _copy_transposed(h2h_weight, h2h_weight_t)
-    # The projections land in the gates output, which each step then overwrites with its
-    # activations: one (T*N, 4H) buffer serves both, instead of a workspace as big.
-    projections = gates.reshape((rows, 4 * hidden))
-    if parts == 1:  # no parallel region: it costs microseconds
-        _copy_rows(data, data_rows, *all_rows(rows))
-        gemm(one, data_rows, i2h_weight_t, zero, projections)
-    else:
-        for part in numba.prange(parts):
-            first, last = row_range(part, parts, rows)
-            _copy_rows(data, data_rows, first, last)
-            gemm(one, data_rows[first:last], i2h_weight_t, zero, projections[first:last])
-    if parts == 1:  # no parallel region: it costs microseconds
-        _forward_part(
-            gates, output, cells, recurrent, h2h_weight_t, i2h_bias, h2h_bias,
-            h_initial, c_initial, *all_rows(batch),
+    for phase in range(2):
+        arguments = (
+            data, i2h_weight, h2h_weight, i2h_bias, h2h_bias, state, state_cell, has_state,
+            has_state_cell, output, final_state, final_cell, gates, cells,
+            data_rows, i2h_weight_t, h2h_weight_t, recurrent, h_initial, c_initial, parts,
+            parts_entry, phase,
         )  # fmt: skip
-    else:
-        for part in numba.prange(parts):
-            first, last = row_range(part, parts, batch)
-            _forward_part(
-                gates, output, cells, recurrent, h2h_weight_t, i2h_bias, h2h_bias,
-                h_initial, c_initial, first, last,
-            )  # fmt: skip
+        run_parts(parts_entry[0], part_frame(parts_entry, arguments), parts)
     if steps > 0:
         final_state[:] = output[steps - 1]
         final_cell[:] = cells[steps - 1]
@@ -304,71 +316,75 @@ def _weight_rows(partials, i2h_weight_grad, h2h_weight_grad, first, last):
 # The nine parameters before ``parts`` are the workspace that lower_lstm_backward declares.
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True)
+def _backward_phase(frame, part):
+    """Part ``part`` of a phase of :func:`lstm_backward`: 0, its share of the step rows
+    (read by the weight GEMM after the loop), then its batch rows back through time; 1, the
+    data gradient and its partial of both weight gradients, ``dz.T @ [x | h_prev]``, over
+    its block of the T*N rows; 2, its block of the weight gradients' rows, the partials
+    added in part order (the same bits on every run), and of the bias gradient."""
+    (
+        d_output, _, _, data, _, h2h_weight, _, _, _, _, output, gates, cells,
+        data_grad, i2h_weight_grad, h2h_weight_grad, i2h_bias_grad, _, _, _,
+        d_gates, step_rows, weight_partials, i2h_weight_c, h2h_weight_c,
+        h_initial, c_initial, dh_next, dc_next, parts, _, phase,
+    ) = frame_arguments(frame)  # fmt: skip
+    steps, batch, features = data.shape
+    rows = steps * batch
+    gate_width = 4 * h2h_weight.shape[1]
+    one = d_gates.dtype.type(1.0)
+    zero = d_gates.dtype.type(0.0)
+    if phase == 0:
+        # Step r's input and the hidden state it started from, side by side: (T*N, I + H).
+        row_first, row_last = row_range(part, parts, rows)
+        _step_rows(
+            data, output, h_initial, step_rows[:, :features], step_rows[:, features:],
+            row_first, row_last,
+        )  # fmt: skip
+        first, last = row_range(part, parts, batch)
+        _backward_part(
+            d_output, gates, cells, c_initial, d_gates, dh_next, dc_next, h2h_weight_c,
+            first, last,
+        )  # fmt: skip
+    elif phase == 1:
+        dz_rows = d_gates.reshape((rows, gate_width))
+        first, last = row_range(part, parts, rows)
+        data_grad_rows = data_grad.reshape((rows, features))
+        gemm(one, dz_rows[first:last], i2h_weight_c, zero, data_grad_rows[first:last])
+        gemm(one, dz_rows[first:last].T, step_rows[first:last], zero, weight_partials[part])
+    else:
+        first, last = row_range(part, parts, gate_width)
+        _weight_rows(weight_partials, i2h_weight_grad, h2h_weight_grad, first, last)
+        _column_sums(d_gates.reshape((rows, gate_width)), i2h_bias_grad, first, last)
+
+
+@numba.njit(cache=True)
 def lstm_backward(
     d_output, d_state, d_state_cell, data, i2h_weight, h2h_weight,
     state, state_cell, has_state, has_state_cell, output, gates, cells,
     data_grad, i2h_weight_grad, h2h_weight_grad, i2h_bias_grad, h2h_bias_grad,
     state_grad, state_cell_grad,
     d_gates, step_rows, weight_partials, i2h_weight_c, h2h_weight_c,
-    h_initial, c_initial, dh_next, dc_next, parts,
+    h_initial, c_initial, dh_next, dc_next, parts, parts_entry,
 ):  # fmt: skip
     """Backpropagation through time from the given states, or zeros; the gradients at the
-    given states last. The kernel itself, as :func:`lstm_forward`."""
+    given states last. Three phases split into ``parts`` (:func:`_backward_phase`)."""
     _initial_state(h_initial, state, has_state)
     _initial_state(c_initial, state_cell, has_state_cell)
-    steps, batch, features = data.shape
-    hidden = h2h_weight.shape[1]
-    one = d_gates.dtype.type(1.0)
-    zero = d_gates.dtype.type(0.0)
-    rows = steps * batch
-    gate_width = 4 * hidden
-    # Step r's input and the hidden state it started from, side by side: (T*N, I + H).
-    data_rows = step_rows[:, :features]
-    h_prev_rows = step_rows[:, features:]
     i2h_weight_c[:] = i2h_weight
     h2h_weight_c[:] = h2h_weight
     dh_next[:] = d_state
     dc_next[:] = d_state_cell
-    if parts == 1:  # no parallel region: it costs microseconds
-        _step_rows(data, output, h_initial, data_rows, h_prev_rows, *all_rows(rows))
-        _backward_part(
-            d_output, gates, cells, c_initial, d_gates, dh_next, dc_next, h2h_weight_c,
-            *all_rows(batch),
+    for phase in range(3):
+        arguments = (
+            d_output, d_state, d_state_cell, data, i2h_weight, h2h_weight,
+            state, state_cell, has_state, has_state_cell, output, gates, cells,
+            data_grad, i2h_weight_grad, h2h_weight_grad, i2h_bias_grad, h2h_bias_grad,
+            state_grad, state_cell_grad,
+            d_gates, step_rows, weight_partials, i2h_weight_c, h2h_weight_c,
+            h_initial, c_initial, dh_next, dc_next, parts, parts_entry, phase,
         )  # fmt: skip
-    else:
-        # Two independent jobs in one parallel region: each part copies its share of the
-        # step rows (read by the weight GEMM after the loop), then takes its batch rows back
-        # through time. Each prange is a function Numba compiles with everything it calls
-        # (about 0.9 s of a cold start here), and a region a synchronization per call.
-        for part in numba.prange(parts):
-            row_first, row_last = row_range(part, parts, rows)
-            _step_rows(data, output, h_initial, data_rows, h_prev_rows, row_first, row_last)
-            first, last = row_range(part, parts, batch)
-            _backward_part(
-                d_output, gates, cells, c_initial, d_gates, dh_next, dc_next, h2h_weight_c,
-                first, last,
-            )  # fmt: skip
-
-    dz_rows = d_gates.reshape((rows, gate_width))
-    data_grad_rows = data_grad.reshape((rows, features))
-    if parts == 1:  # no parallel region: it costs microseconds
-        gemm(one, dz_rows, i2h_weight_c, zero, data_grad_rows)
-        gemm(one, dz_rows.T, step_rows, zero, weight_partials[0])
-        _weight_rows(weight_partials, i2h_weight_grad, h2h_weight_grad, *all_rows(gate_width))
-        _column_sums(dz_rows, i2h_bias_grad, *all_rows(gate_width))
-    else:
-        # Both weight gradients are one GEMM, dz.T @ [x | h_prev], split over the rows it
-        # sums (contiguous blocks of dz and of the step rows, read once): each part's partial
-        # sum goes to its own slice, and the partials are added in part order.
-        for part in numba.prange(parts):
-            first, last = row_range(part, parts, rows)
-            gemm(one, dz_rows[first:last], i2h_weight_c, zero, data_grad_rows[first:last])
-            gemm(one, dz_rows[first:last].T, step_rows[first:last], zero, weight_partials[part])
-        for part in numba.prange(parts):
-            first, last = row_range(part, parts, gate_width)
-            _weight_rows(weight_partials, i2h_weight_grad, h2h_weight_grad, first, last)
-            _column_sums(dz_rows, i2h_bias_grad, first, last)
+        run_parts(parts_entry[0], part_frame(parts_entry, arguments), parts)
     h2h_bias_grad[:] = i2h_bias_grad
     if has_state:
         state_grad[:] = dh_next
@@ -402,7 +418,7 @@ def _forward_prepare(has_state: bool, has_state_cell: bool, parts: int):
         state = _optional(states, has_state, h_initial)
         state_cell = _optional(states, has_state_cell, c_initial)
         flags = (has_state, has_state_cell)
-        return (*inputs[:5], state, state_cell, *flags, *outputs, *workspace, parts)
+        return (*inputs[:5], state, state_cell, *flags, *outputs, *workspace, parts, entry_cell())
 
     return prepare
 
@@ -419,10 +435,20 @@ def _backward_prepare(has_state: bool, has_state_cell: bool, parts: int):
         flags = (has_state, has_state_cell)
         return (
             *inputs[:6], state, state_cell, *flags, *inputs[-3:],
-            *outputs[:5], state_grad, state_cell_grad, *workspace, parts,
+            *outputs[:5], state_grad, state_cell_grad, *workspace, parts, entry_cell(),
         )  # fmt: skip
 
     return prepare
+
+
+def _phases(part_function):
+    """``Kernel.address_calls``: the part function of every phase, whose frame holds the
+    kernel's arguments (its cell last) and the phase."""
+
+    def address_calls(arguments: tuple) -> list:
+        return [parts_call(arguments[-1], part_function, (*arguments, 0))]
+
+    return address_calls
 
 
 def _source(*functions) -> str:
@@ -455,8 +481,9 @@ def lower_lstm(spec: NodeSpec) -> Kernel:
     )
     return Kernel(
         fn=lstm_forward, workspace=workspace, name="lstm_forward",
-        source=_source(lstm_forward, _forward_part, _gate_rows),
+        source=_source(lstm_forward, _forward_phase, _forward_part, _gate_rows),
         prepare=_forward_prepare(*_flags(spec), _parts(spec, steps, batch, features, hidden)),
+        address_calls=_phases(_forward_phase),
     )  # fmt: skip
 
 
@@ -493,6 +520,7 @@ def lower_lstm_backward(spec: NodeSpec) -> Kernel:
     )
     return Kernel(
         fn=lstm_backward, workspace=workspace, name="lstm_backward",
-        source=_source(lstm_backward, _backward_part, _gate_gradient_rows),
+        source=_source(lstm_backward, _backward_phase, _backward_part, _gate_gradient_rows),
         prepare=_backward_prepare(*_flags(spec), parts),
+        address_calls=_phases(_backward_phase),
     )  # fmt: skip

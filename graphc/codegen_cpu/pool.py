@@ -27,7 +27,9 @@ import math
 import numba
 
 from graphc.backend.lowering import Kernel, NodeSpec, float_dtype, lowering
-from graphc.codegen_cpu.blas import all_rows, row_range
+from graphc.codegen_cpu.blas import row_range
+from graphc.codegen_cpu.native_call import entry_cell
+from graphc.codegen_cpu.parts import frame_arguments, part_frame, parts_call, run_parts
 from graphc.codegen_cpu.target import TARGET
 from graphc.codegen_cpu.threads import parallel_parts
 from graphc.ir.ops.pool import _geometry as pool_geometry
@@ -170,42 +172,41 @@ def _max_planes_3x3(data, out, argmax, descriptor, first, last):
     _max_planes_sized(data, out, argmax, descriptor, first, last, 3, 3)
 
 
-@numba.njit(inline="always")
-def _max_planes_split(rows, data, out, argmax, descriptor):
-    """``rows`` (one of the ``_max_planes`` functions) over every (n, c) plane, split into
-    the descriptor's parts. Inlined into each kernel below (Numba's IR inlining, before the
-    ``prange`` becomes a parallel loop), so the three kernels share this body and each
-    still compiles only its own window's copy."""
-    parts = descriptor[-1]
-    planes = data.shape[0] * data.shape[1]
-    if parts == 1:  # no parallel region: it costs microseconds
-        rows(data, out, argmax, descriptor, *all_rows(planes))
-    else:
-        for part in numba.prange(parts):
-            first, last = row_range(part, parts, planes)
-            rows(data, out, argmax, descriptor, first, last)
+@numba.njit(cache=True)
+def _planes(data, descriptor, part):
+    """The (n, c) planes [first, last) of part ``part`` of the descriptor's parts."""
+    return row_range(part, descriptor[-1], data.shape[0] * data.shape[1])
 
 
-@numba.njit(cache=True, parallel=True)
-def max_pooling(data, out, argmax, descriptor):
-    """out = the max of each window's input cells, argmax = the flat index of the winner."""
-    _max_planes_split(_max_planes, data, out, argmax, descriptor)
+@numba.njit(cache=True)
+def _max_part(frame, part):
+    data, out, argmax, descriptor, _ = frame_arguments(frame)
+    _max_planes(data, out, argmax, descriptor, *_planes(data, descriptor, part))
 
 
-@numba.njit(cache=True, parallel=True)
-def max_pooling_2x2(data, out, argmax, descriptor):
-    """:func:`max_pooling` of 2x2 windows."""
-    _max_planes_split(_max_planes_2x2, data, out, argmax, descriptor)
+@numba.njit(cache=True)
+def _max_part_2x2(frame, part):
+    data, out, argmax, descriptor, _ = frame_arguments(frame)
+    _max_planes_2x2(data, out, argmax, descriptor, *_planes(data, descriptor, part))
 
 
-@numba.njit(cache=True, parallel=True)
-def max_pooling_3x3(data, out, argmax, descriptor):
-    """:func:`max_pooling` of 3x3 windows."""
-    _max_planes_split(_max_planes_3x3, data, out, argmax, descriptor)
+@numba.njit(cache=True)
+def _max_part_3x3(frame, part):
+    data, out, argmax, descriptor, _ = frame_arguments(frame)
+    _max_planes_3x3(data, out, argmax, descriptor, *_planes(data, descriptor, part))
 
 
-MAX_POOLING = {(2, 2): max_pooling_2x2, (3, 3): max_pooling_3x3}
-"""Max pooling's kernels by window size; any other size: :func:`max_pooling`."""
+@numba.njit(cache=True)
+def max_pooling(data, out, argmax, descriptor, parts_entry):
+    """out = the max of each window's input cells, argmax = the flat index of the winner;
+    the planes split into the descriptor's parts, by the part function of the window size
+    (``MAX_POOLING``) in ``parts_entry``."""
+    frame = part_frame(parts_entry, (data, out, argmax, descriptor, parts_entry))
+    run_parts(parts_entry[0], frame, descriptor[-1])
+
+
+MAX_POOLING = {(2, 2): _max_part_2x2, (3, 3): _max_part_3x3}
+"""Max pooling's part functions by window size; any other size: :func:`_max_part`."""
 
 
 @numba.njit(cache=True)
@@ -231,17 +232,17 @@ def _avg_planes(data, out, descriptor, first, last):
                 out[n, c, _u(oh), _u(ow)] = total / count
 
 
-@numba.njit(cache=True, parallel=True)
-def avg_pooling(data, out, descriptor):
+@numba.njit(cache=True)
+def _avg_part(frame, part):
+    data, out, descriptor, _ = frame_arguments(frame)
+    _avg_planes(data, out, descriptor, *_planes(data, descriptor, part))
+
+
+@numba.njit(cache=True)
+def avg_pooling(data, out, descriptor, parts_entry):
     """out = the sum of each window's input cells over the window's count."""
-    parts = descriptor[-1]
-    planes = data.shape[0] * data.shape[1]
-    if parts == 1:  # no parallel region: it costs microseconds
-        _avg_planes(data, out, descriptor, *all_rows(planes))
-    else:
-        for part in numba.prange(parts):
-            first, last = row_range(part, parts, planes)
-            _avg_planes(data, out, descriptor, first, last)
+    frame = part_frame(parts_entry, (data, out, descriptor, parts_entry))
+    run_parts(parts_entry[0], frame, descriptor[-1])
 
 
 @numba.njit(cache=True)
@@ -258,17 +259,17 @@ def _max_backward_planes(dy, argmax, data_grad, first, last):
                 plane[_u(cell // width), _u(cell % width)] += dy[n, c, _u(oh), _u(ow)]
 
 
-@numba.njit(cache=True, parallel=True)
-def max_pooling_backward(dy, argmax, like, data_grad, descriptor):
+@numba.njit(cache=True)
+def _max_backward_part(frame, part):
+    dy, argmax, _, data_grad, descriptor, _ = frame_arguments(frame)
+    _max_backward_planes(dy, argmax, data_grad, *_planes(data_grad, descriptor, part))
+
+
+@numba.njit(cache=True)
+def max_pooling_backward(dy, argmax, like, data_grad, descriptor, parts_entry):
     """data_grad = zeros with each dy added at the cell its argmax names."""
-    parts = descriptor[-1]
-    planes = data_grad.shape[0] * data_grad.shape[1]
-    if parts == 1:  # no parallel region: it costs microseconds
-        _max_backward_planes(dy, argmax, data_grad, *all_rows(planes))
-    else:
-        for part in numba.prange(parts):
-            first, last = row_range(part, parts, planes)
-            _max_backward_planes(dy, argmax, data_grad, first, last)
+    frame = part_frame(parts_entry, (dy, argmax, like, data_grad, descriptor, parts_entry))
+    run_parts(parts_entry[0], frame, descriptor[-1])
 
 
 @numba.njit(cache=True)
@@ -294,17 +295,17 @@ def _avg_backward_planes(dy, data_grad, descriptor, first, last):
                         plane[_u(h), _u(w)] += share
 
 
-@numba.njit(cache=True, parallel=True)
-def avg_pooling_backward(dy, like, data_grad, descriptor):
+@numba.njit(cache=True)
+def _avg_backward_part(frame, part):
+    dy, _, data_grad, descriptor, _ = frame_arguments(frame)
+    _avg_backward_planes(dy, data_grad, descriptor, *_planes(data_grad, descriptor, part))
+
+
+@numba.njit(cache=True)
+def avg_pooling_backward(dy, like, data_grad, descriptor, parts_entry):
     """data_grad = each dy over its window's count, added over the window's input cells."""
-    parts = descriptor[-1]
-    planes = data_grad.shape[0] * data_grad.shape[1]
-    if parts == 1:  # no parallel region: it costs microseconds
-        _avg_backward_planes(dy, data_grad, descriptor, *all_rows(planes))
-    else:
-        for part in numba.prange(parts):
-            first, last = row_range(part, parts, planes)
-            _avg_backward_planes(dy, data_grad, descriptor, first, last)
+    frame = part_frame(parts_entry, (dy, like, data_grad, descriptor, parts_entry))
+    run_parts(parts_entry[0], frame, descriptor[-1])
 
 
 # -- lowerings ----------------------------------------------------------------------------------
@@ -333,14 +334,24 @@ def _descriptor(spec: NodeSpec, data_shape: tuple) -> tuple[int, ...]:
     )
 
 
-def _kernel(fn, descriptor: tuple[int, ...]) -> Kernel:
-    """The kernel, with its descriptor bound at bind after the arrays."""
-    source = inspect.getsource(fn.py_func)
+def _kernel(fn, part, descriptor: tuple[int, ...], name: str = "") -> Kernel:
+    """The kernel, with its descriptor bound at bind after the arrays, then the cell of its
+    part function's entry (``parts``)."""
+    source = "\n\n".join(inspect.getsource(f.py_func) for f in (fn, part))
 
     def prepare(inputs, outputs, workspace):
-        return (*inputs, *outputs, descriptor)
+        return (*inputs, *outputs, descriptor, entry_cell())
 
-    return Kernel(fn=fn, name=fn.__name__, source=source, prepare=prepare)
+    def address_calls(arguments):
+        return [parts_call(arguments[-1], part, arguments)]
+
+    return Kernel(
+        fn=fn,
+        name=name or fn.__name__,
+        source=source,
+        prepare=prepare,
+        address_calls=address_calls,
+    )
 
 
 @lowering(TARGET, "Pooling")
@@ -361,19 +372,20 @@ def lower_pooling(spec: NodeSpec) -> Kernel:
     float_dtype(spec)
     descriptor = _descriptor(spec, spec.in_shapes[0])
     if spec.attrs["pool_type"] != "max":
-        return _kernel(avg_pooling, descriptor)
-    return _kernel(MAX_POOLING.get(tuple(descriptor[:2]), max_pooling), descriptor)
+        return _kernel(avg_pooling, _avg_part, descriptor)
+    part = MAX_POOLING.get(tuple(descriptor[:2]), _max_part)
+    return _kernel(max_pooling, part, descriptor, f"max_pooling ({part.__name__})")
 
 
 @lowering(TARGET, "_max_pool_backward")
 def lower_max_pool_backward(spec: NodeSpec) -> Kernel:
     """dy scattered by argmax into zeros shaped like the pooled input; no workspace."""
     float_dtype(spec)
-    return _kernel(max_pooling_backward, (_parts(spec, spec.out_shapes[0]),))
+    return _kernel(max_pooling_backward, _max_backward_part, (_parts(spec, spec.out_shapes[0]),))
 
 
 @lowering(TARGET, "_avg_pool_backward")
 def lower_avg_pool_backward(spec: NodeSpec) -> Kernel:
     """Each dy over its window's count, spread over the window."""
     float_dtype(spec)
-    return _kernel(avg_pooling_backward, _descriptor(spec, spec.in_shapes[1]))
+    return _kernel(avg_pooling_backward, _avg_backward_part, _descriptor(spec, spec.in_shapes[1]))

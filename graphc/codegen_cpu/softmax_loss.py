@@ -34,7 +34,9 @@ import numba
 import numpy as np
 
 from graphc.backend.lowering import Kernel, NodeSpec, float_dtype, lowering
-from graphc.codegen_cpu.blas import all_rows, row_range
+from graphc.codegen_cpu.blas import row_range
+from graphc.codegen_cpu.native_call import entry_cell
+from graphc.codegen_cpu.parts import frame_arguments, part_frame, parts_call, run_parts
 from graphc.codegen_cpu.reduce import sum_workspace, tree_sum, tree_sum_rows
 from graphc.codegen_cpu.target import TARGET
 from graphc.codegen_cpu.threads import parallel_parts
@@ -75,27 +77,35 @@ def check_class_labels(label, classes, use_ignore, ignore_label):
         position += 1
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True)
+def _softmax_rows_part(frame, part):
+    """Part ``part`` of :func:`softmax_rows_kernel`: its rows, with its own slice of the
+    tree sum's partials."""
+    _, _, out, outer, classes, partials, _, _, parts, _ = frame_arguments(frame)
+    blocks = partials.shape[0] // parts
+    first, last = row_range(part, parts, outer)
+    flat = out.reshape(outer * classes)
+    softmax_rows(flat, first, last, classes, partials[part * blocks : (part + 1) * blocks])
+
+
+@numba.njit(cache=True)
 def softmax_rows_kernel(
-    data, label, out, outer, classes, partials, use_ignore, ignore_label, parts, counter, training
+    data, label, out, outer, classes, partials, use_ignore, ignore_label, parts, parts_entry,
+    counter, training,
 ):  # fmt: skip
     """Data and out as (outer, classes) rows, one per sample: out = softmax of data over
     classes, after checking ``label`` (:func:`check_class_labels`) when ``training``;
-    ``counter`` is the Dropout counter, unused. The rows split into ``parts`` (each row's
-    values are its own, so no result depends on the count). Half the time of the general
-    walk, and a kernel of its own (not a branch of :func:`softmax_kernel`) so that a model
-    with rows compiles only this (1.5-2 s of a cold start)."""
+    ``counter`` is the Dropout counter, unused. The rows split into ``parts``
+    (:func:`_softmax_rows_part`; each row's values are its own, so no result depends on the
+    count). Half the time of the general walk, and a kernel of its own (not a branch of
+    :func:`softmax_kernel`) so that a model with rows compiles only this."""
     if training:
         check_class_labels(label, classes, use_ignore, ignore_label)
     copy_kernel(data, out)
-    flat = out.reshape(outer * classes)
-    if parts == 1:  # no parallel region: it costs microseconds
-        softmax_rows(flat, *all_rows(outer), classes, partials)
-    else:  # each part with its own slice of the tree sum's partials
-        blocks = partials.shape[0] // parts
-        for part in numba.prange(parts):
-            first, last = row_range(part, parts, outer)
-            softmax_rows(flat, first, last, classes, partials[part * blocks : (part + 1) * blocks])
+    arguments = (
+        data, label, out, outer, classes, partials, use_ignore, ignore_label, parts, parts_entry
+    )  # fmt: skip
+    run_parts(parts_entry[0], part_frame(parts_entry, arguments), parts)
 
 
 @numba.njit(cache=True)
@@ -180,7 +190,13 @@ def lower_softmax_output(spec: NodeSpec) -> Kernel:
 
         def prepare(inputs, outputs, workspace):
             # The geometry is bound here, at bind, so one compiled kernel serves every shape.
-            return (*inputs[:2], outputs[0], outer, classes, *workspace, *label_rule, parts)
+            return (
+                *inputs[:2], outputs[0], outer, classes, *workspace, *label_rule, parts,
+                entry_cell(),
+            )  # fmt: skip
+
+        def address_calls(arguments):
+            return [parts_call(arguments[-1], _softmax_rows_part, arguments)]
 
         fn = softmax_rows_kernel
     else:
@@ -195,8 +211,14 @@ def lower_softmax_output(spec: NodeSpec) -> Kernel:
             return (*inputs[:2], outputs[0], outer, classes, inner, *workspace, *label_rule)
 
         fn = softmax_kernel
+        address_calls = None
     return Kernel(
-        fn=fn, workspace=workspace, needs_counter=True, name="softmax_output", prepare=prepare
+        fn=fn,
+        workspace=workspace,
+        needs_counter=True,
+        name="softmax_output",
+        prepare=prepare,
+        address_calls=address_calls,
     )
 
 
