@@ -441,6 +441,7 @@ class _ArgumentPlan:
                     tuple(inputs[k] for k in anchor_inputs),
                     tuple(arrays),
                     tuple(workspace[slot] for slot in anchor_workspace),
+                    resolve=False,  # filled with this kernel's own (``address_calls``)
                 )
                 cell = entry_cell()
                 head = (cell, arguments) if target is not None else (cell, arguments, arrays[0])

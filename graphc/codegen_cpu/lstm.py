@@ -146,10 +146,20 @@ def _forward_part(
 
 
 @numba.njit(cache=True)
+def _copy(source, target):
+    """target[...] = source for 2-D arrays of one shape, any strides. A loop rather than
+    ``target[:] = source``, whose broadcasting check Numba compiles with its error
+    formatting: 0.6-2.2 s of a cold CharLM start for the LSTM's few copies."""
+    for i in range(target.shape[0]):
+        for j in range(target.shape[1]):
+            target[i, j] = source[i, j]
+
+
+@numba.njit(cache=True)
 def _initial_state(target, source, given):
     """target = source where the state was given, else zeros."""
     if given:
-        target[:] = source
+        _copy(source, target)
     else:
         target[:] = 0
 
@@ -209,11 +219,11 @@ def lstm_forward(
         )  # fmt: skip
         run_parts(parts_entry[0], part_frame(parts_entry, arguments), parts)
     if steps > 0:
-        final_state[:] = output[steps - 1]
-        final_cell[:] = cells[steps - 1]
+        _copy(output[steps - 1], final_state)
+        _copy(cells[steps - 1], final_cell)
     else:
-        final_state[:] = h_initial
-        final_cell[:] = c_initial
+        _copy(h_initial, final_state)
+        _copy(c_initial, final_cell)
 
 
 # -- _lstm_backward ----------------------------------------------------------------------------
@@ -278,8 +288,10 @@ def _step_rows(data, output, h_initial, data_rows, h_prev_rows, first, last):
     is the hidden state step r // N started from."""
     batch = data.shape[1]
     _copy_rows(data, data_rows, first, last)
+    hidden = h_initial.shape[1]
     for r in range(first, min(last, batch)):
-        h_prev_rows[r] = h_initial[r]
+        for k in range(hidden):
+            h_prev_rows[r, _u(k)] = h_initial[r, _u(k)]
     if last > batch:
         _copy_rows(output, h_prev_rows[batch:], max(first, batch) - batch, last - batch)
 
@@ -303,8 +315,11 @@ def _weight_rows(partials, i2h_weight_grad, h2h_weight_grad, first, last):
     for r in range(first, last):
         x_row = i2h_weight_grad[r]
         h_row = h2h_weight_grad[r]
-        x_row[:] = partials[0, r, :features]
-        h_row[:] = partials[0, r, features:]
+        first_partial = partials[0, r]
+        for k in range(features):
+            x_row[_u(k)] = first_partial[_u(k)]
+        for k in range(hidden):
+            h_row[_u(k)] = first_partial[_u(features + k)]
         for part in range(1, partials.shape[0]):
             row = partials[part, r]
             for k in range(features):
@@ -371,10 +386,10 @@ def lstm_backward(
     given states last. Three phases split into ``parts`` (:func:`_backward_phase`)."""
     _initial_state(h_initial, state, has_state)
     _initial_state(c_initial, state_cell, has_state_cell)
-    i2h_weight_c[:] = i2h_weight
-    h2h_weight_c[:] = h2h_weight
-    dh_next[:] = d_state
-    dc_next[:] = d_state_cell
+    _copy(i2h_weight, i2h_weight_c)
+    _copy(h2h_weight, h2h_weight_c)
+    _copy(d_state, dh_next)
+    _copy(d_state_cell, dc_next)
     for phase in range(3):
         arguments = (
             d_output, d_state, d_state_cell, data, i2h_weight, h2h_weight,
@@ -385,11 +400,12 @@ def lstm_backward(
             h_initial, c_initial, dh_next, dc_next, parts, parts_entry, phase,
         )  # fmt: skip
         run_parts(parts_entry[0], part_frame(parts_entry, arguments), parts)
-    h2h_bias_grad[:] = i2h_bias_grad
+    for k in range(h2h_bias_grad.shape[0]):
+        h2h_bias_grad[k] = i2h_bias_grad[k]
     if has_state:
-        state_grad[:] = dh_next
+        _copy(dh_next, state_grad)
     if has_state_cell:
-        state_cell_grad[:] = dc_next
+        _copy(dc_next, state_cell_grad)
 
 
 # -- lowerings ---------------------------------------------------------------------------------
