@@ -126,12 +126,3 @@ def gemm(alpha, a, b, beta, c):
 def row_range(part, parts, rows):
     """Rows [first, last) of part ``part`` when ``rows`` rows are split into ``parts``."""
     return part * rows // parts, (part + 1) * rows // parts
-
-
-@numba.njit(cache=True)
-def all_rows(rows):
-    """Rows [0, rows) as run-time integers, for a kernel's one-part path. A literal ``0``
-    passed on types that argument ``Literal[int](0)``, so Numba compiled the callee a
-    second time beside the ``int64`` signature the parallel path uses: a cold LeNet start
-    compiled eleven functions twice that way, max pooling's three unrolled windows included."""
-    return rows - rows, rows  # not 0: a literal would be typed Literal[int](0)

@@ -32,7 +32,9 @@ each here, which made a cold run of this file's tests 97 s.
 Inputs may have any strides; outputs are C-contiguous, as ``lowering.py`` promises.
 
 Threads (``threads.py``): each pass splits its output rows into ``parts`` fixed at bind,
-one per thread of a ``prange``, and each part runs im2col, a single-threaded GEMM
+one per thread of the shared parallel loop (``parts.run_parts``, which calls the pass's
+part function: ``_forward_part``, ``_weight_part``, ``_data_part``), and each part runs
+im2col, a single-threaded GEMM
 (``blas.gemm``) and its copies on its own slice of the workspace. Letting OpenBLAS thread
 each GEMM instead left im2col, col2im and the copies on one core (0.41-0.73 of NumPy's
 matmul at 2 threads), and a ``prange`` over channels inside im2col cost more than it gave.
@@ -198,7 +200,7 @@ def _copy_weight(weight, matrix):
 # -- the three passes ---------------------------------------------------------------------------
 #
 # Each pass splits its output rows (counted over (n, h') together) into ``parts`` ranges,
-# one per thread of a ``prange`` (``threads.py``): each part runs im2col, a single-threaded
+# one per thread (``parts.run_parts``, ``threads.py``): each part runs im2col, a single-threaded
 # GEMM and the copies of its own rows on its own slice of the workspace, chunk after chunk.
 # The data gradient splits whole images instead, because col2im of two output rows of one
 # image adds into the same input cells. The weight gradient sums over every row: each part

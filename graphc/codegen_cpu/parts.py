@@ -122,37 +122,63 @@ def frame_arguments(typingctx, frame):
     return frame.arguments(frame), codegen
 
 
+def _emit_part_call(context, builder, address, frame, part):
+    """The call of the part function at ``address`` on (frame, part) with Numba's calling
+    convention; its return status."""
+    convention = context.call_conv
+    kinds = (PartFrame(types.Tuple(())), types.int64)  # any frame: one pointer
+    return_type = convention.get_return_type(types.none).pointee
+    return_slot = cgutils.alloca_once(builder, return_type)
+    builder.store(cgutils.get_null_value(return_type), return_slot)
+    exception_slot = cgutils.alloca_once(builder, ir.PointerType(excinfo_t))
+    function_type = convention.get_function_type(types.none, kinds)
+    pointer = builder.inttoptr(address, function_type.as_pointer())
+    frame_pointer = builder.inttoptr(frame, ir.IntType(8).as_pointer())
+    code = builder.call(pointer, [return_slot, exception_slot, frame_pointer, part])
+    return convention._get_return_status(builder, code, builder.load(exception_slot))
+
+
 @intrinsic
 def _call_part(typingctx, address, frame, part):
-    """Call the part function at ``address`` on (frame, part) with Numba's calling
-    convention, passing an exception it raises on."""
+    """Call the part function at ``address`` on (frame, part), passing an exception it
+    raises on."""
 
     def codegen(context, builder, signature, values):
-        address, frame, part = values
-        convention = context.call_conv
-        kinds = (PartFrame(types.Tuple(())), types.int64)  # any frame: one pointer
-        return_type = convention.get_return_type(types.none).pointee
-        return_slot = cgutils.alloca_once(builder, return_type)
-        builder.store(cgutils.get_null_value(return_type), return_slot)
-        exception_slot = cgutils.alloca_once(builder, ir.PointerType(excinfo_t))
-        function_type = convention.get_function_type(types.none, kinds)
-        pointer = builder.inttoptr(address, function_type.as_pointer())
-        frame_pointer = builder.inttoptr(frame, ir.IntType(8).as_pointer())
-        code = builder.call(pointer, [return_slot, exception_slot, frame_pointer, part])
-        status = convention._get_return_status(builder, code, builder.load(exception_slot))
+        status = _emit_part_call(context, builder, *values)
         with cgutils.if_unlikely(builder, status.is_error):
-            convention.return_status_propagate(builder, status)
+            context.call_conv.return_status_propagate(builder, status)
         return context.get_dummy_value()
 
     return types.none(address, frame, part), codegen
 
 
+@intrinsic
+def _part_failed(typingctx, address, frame, part):
+    """Call the part function at ``address`` on (frame, part); 1 if it raised, else 0.
+    Inside the parallel region an exception is not passed on: Numba's parallel loop does
+    not carry it out (the caller got a SystemError, "returned a result with an exception
+    set")."""
+
+    def codegen(context, builder, signature, values):
+        status = _emit_part_call(context, builder, *values)
+        return builder.zext(status.is_error, ir.IntType(64))
+
+    return types.int64(address, frame, part), codegen
+
+
 @numba.njit(cache=True, parallel=True)
 def run_parts(address, frame, parts):
     """Parts 0, 1, ..., parts - 1 of the part function at ``address`` on ``frame``, one per
-    thread of Numba's pool (one part: called here, without a parallel region)."""
+    thread of Numba's pool (one part: called here, without a parallel region). Where a part
+    raised, the parts run again here, in order, and the first that raises passes its
+    exception on as any call does (the parts are deterministic; their outputs are not
+    used after an exception)."""
     if parts == 1:
         _call_part(address, frame, 0)
         return
+    failed = 0
     for part in numba.prange(parts):
-        _call_part(address, frame, part)
+        failed += _part_failed(address, frame, part)
+    if failed:
+        for part in range(parts):
+            _call_part(address, frame, part)

@@ -59,9 +59,10 @@ def _first_nan(plane, h_low, h_high, w_low, w_high):
     return -1
 
 
-# Each kernel splits the (n, c) planes into ``parts`` ranges, one per thread of a
-# ``prange`` (``threads.py``); the parts write disjoint planes, so the split changes no
-# bits. ``parts`` is the descriptor's last entry.
+# Each kernel splits the (n, c) planes into ``parts`` ranges, one per thread of the shared
+# parallel loop (``parts.run_parts``, calling the kernel's part function; ``threads.py``);
+# the parts write disjoint planes, so the split changes no bits. ``parts`` is the
+# descriptor's last entry.
 
 
 @numba.njit(cache=True)

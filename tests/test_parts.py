@@ -1,0 +1,72 @@
+"""The shared parallel loop (``codegen_cpu.parts``): every part of a kernel runs once, on the
+kernel's own arguments, an exception a part raises reaches the caller, and a part function
+compiled for other arguments is refused."""
+
+import numba
+import numpy as np
+import pytest
+from numba import typeof
+
+from graphc.codegen_cpu.native_call import entry_cell
+from graphc.codegen_cpu.parts import (
+    FrameOf,
+    PartFrame,
+    frame_arguments,
+    part_frame,
+    part_types,
+    parts_call,
+    run_parts,
+)
+
+
+@numba.njit
+def _mark_part(frame, part):
+    """out[part] = part * scale + offset[0]; a negative scale raises in part 1."""
+    out, scale, offset, parts, _ = frame_arguments(frame)
+    if scale < 0 and part == 1:
+        raise ValueError("part 1 refused a negative scale")
+    out[part] = part * scale + offset[0]
+
+
+@numba.njit
+def _kernel(out, scale, offset, parts, cell):
+    run_parts(cell[0], part_frame(cell, (out, scale, offset, parts, cell)), parts)
+
+
+def _bound(parts: int, scale: float = 2.0):
+    out = np.full(parts, -1.0)
+    cell = entry_cell()
+    arguments = (out, scale, (7,), parts, cell)
+    parts_call(cell, _mark_part, arguments).fill()
+    return arguments
+
+
+@pytest.mark.parametrize("parts", [1, 2, 5])
+def test_every_part_runs_once_on_the_kernels_arguments(parts):
+    arguments = _bound(parts)
+    _kernel(*arguments)
+    np.testing.assert_array_equal(arguments[0], np.arange(parts) * 2.0 + 7)
+
+
+def test_an_exception_in_a_part_reaches_the_caller():
+    arguments = _bound(3, scale=-1.0)
+    with pytest.raises(ValueError, match="part 1 refused a negative scale"):
+        _kernel(*arguments)
+
+
+def test_a_part_function_compiled_for_other_arguments_is_refused():
+    out, scale, offset, parts, cell = _bound(2)
+    other = entry_cell()
+    parts_call(other, _mark_part, (out.astype(np.float32), scale, offset, parts, other)).fill()
+    with pytest.raises(RuntimeError, match="bound for other argument types"):
+        _kernel(out, scale, offset, parts, other)
+    empty = entry_cell()  # never filled: refused, never a jump to address 0
+    with pytest.raises(RuntimeError, match="bound for other argument types"):
+        _kernel(out, scale, offset, parts, empty)
+    assert (out == -1.0).all()
+
+
+def test_a_frames_type_names_the_tuple_it_holds():
+    arguments = (np.zeros(3), 1.5, None)
+    assert typeof(FrameOf(arguments)) == PartFrame(typeof(arguments))
+    assert part_types(arguments) == (PartFrame(typeof(arguments)), numba.types.int64)
