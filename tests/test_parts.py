@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 from numba import typeof
 
-from graphc.codegen_cpu.native_call import entry_cell
 from graphc.codegen_cpu.parts import (
     FrameOf,
     PartFrame,
@@ -15,6 +14,7 @@ from graphc.codegen_cpu.parts import (
     part_frame,
     part_types,
     parts_call,
+    parts_cell,
     run_parts,
 )
 
@@ -30,12 +30,12 @@ def _mark_part(frame, part):
 
 @numba.njit
 def _kernel(out, scale, offset, parts, cell):
-    run_parts(cell[0], part_frame(cell, (out, scale, offset, parts, cell)), parts)
+    run_parts(cell, part_frame(cell, (out, scale, offset, parts, cell)), parts)
 
 
 def _bound(parts: int, scale: float = 2.0):
     out = np.full(parts, -1.0)
-    cell = entry_cell()
+    cell = parts_cell()
     arguments = (out, scale, (7,), parts, cell)
     parts_call(cell, _mark_part, arguments).fill()
     return arguments
@@ -49,18 +49,20 @@ def test_every_part_runs_once_on_the_kernels_arguments(parts):
 
 
 def test_an_exception_in_a_part_reaches_the_caller():
-    arguments = _bound(3, scale=-1.0)
+    out, _, offset, parts, cell = _bound(3, scale=-1.0)
     with pytest.raises(ValueError, match="part 1 refused a negative scale"):
-        _kernel(*arguments)
+        _kernel(out, -1.0, offset, parts, cell)
+    _kernel(out, 0.5, offset, parts, cell)  # the next call starts with no part failed
+    np.testing.assert_array_equal(out, [7.0, 7.5, 8.0])
 
 
 def test_a_part_function_compiled_for_other_arguments_is_refused():
     out, scale, offset, parts, cell = _bound(2)
-    other = entry_cell()
+    other = parts_cell()
     parts_call(other, _mark_part, (out.astype(np.float32), scale, offset, parts, other)).fill()
     with pytest.raises(RuntimeError, match="bound for other argument types"):
         _kernel(out, scale, offset, parts, other)
-    empty = entry_cell()  # never filled: refused, never a jump to address 0
+    empty = parts_cell()  # never filled: refused, never a jump to address 0
     with pytest.raises(RuntimeError, match="bound for other argument types"):
         _kernel(out, scale, offset, parts, empty)
     assert (out == -1.0).all()

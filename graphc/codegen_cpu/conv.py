@@ -50,8 +50,13 @@ import numpy as np
 
 from graphc.backend.lowering import Kernel, NodeSpec, lowering, uniform_float_dtype
 from graphc.codegen_cpu.blas import row_range
-from graphc.codegen_cpu.native_call import entry_cell
-from graphc.codegen_cpu.parts import frame_arguments, part_frame, parts_call, run_parts
+from graphc.codegen_cpu.parts import (
+    frame_arguments,
+    part_frame,
+    parts_call,
+    parts_cell,
+    run_parts,
+)
 from graphc.codegen_cpu.target import TARGET
 from graphc.codegen_cpu.threads import parallel_parts
 from graphc.ir.errors import BackendError
@@ -263,7 +268,7 @@ def convolution_forward(
         data, weight, bias, out, cols_buffer, product_buffer, weight_buffer, descriptor,
         parts_entry,
     )  # fmt: skip
-    run_parts(parts_entry[0], part_frame(parts_entry, arguments), descriptor[7])
+    run_parts(parts_entry, part_frame(parts_entry, arguments), descriptor[7])
 
 
 @numba.njit(cache=True)
@@ -331,7 +336,7 @@ def convolution_backward_weight(
     arguments = (
         dy, data, weight_grad, cols_buffer, dy_buffer, partial_buffer, descriptor, parts_entry
     )  # fmt: skip
-    run_parts(parts_entry[0], part_frame(parts_entry, arguments), parts)
+    run_parts(parts_entry, part_frame(parts_entry, arguments), parts)
     matrix = weight_grad.size
     sums = partial_buffer[partial_buffer.size - (parts - 1) * matrix :]
     flat = weight_grad.reshape(matrix)
@@ -387,7 +392,7 @@ def convolution_backward_data(
         dy, weight, like, data_grad, cols_buffer, dy_buffer, weight_buffer, descriptor,
         parts_entry,
     )  # fmt: skip
-    run_parts(parts_entry[0], part_frame(parts_entry, arguments), descriptor[7])
+    run_parts(parts_entry, part_frame(parts_entry, arguments), descriptor[7])
 
 
 # -- lowerings ----------------------------------------------------------------------------------
@@ -470,7 +475,7 @@ def _kernel(fn, part, workspace: tuple, descriptor: tuple[int, ...], no_bias=Fal
     def prepare(inputs, outputs, buffers):
         if no_bias:
             inputs = (*inputs, None)
-        return (*inputs, *outputs, *buffers, descriptor, entry_cell())
+        return (*inputs, *outputs, *buffers, descriptor, parts_cell())
 
     def address_calls(arguments):
         return [parts_call(arguments[-1], part, arguments)]

@@ -20,8 +20,13 @@ from numba.extending import overload
 
 from graphc.backend.lowering import Kernel, NodeSpec, lowering
 from graphc.codegen_cpu.blas import gemm, row_range
-from graphc.codegen_cpu.native_call import entry_cell
-from graphc.codegen_cpu.parts import frame_arguments, part_frame, parts_call, run_parts
+from graphc.codegen_cpu.parts import (
+    frame_arguments,
+    part_frame,
+    parts_call,
+    parts_cell,
+    run_parts,
+)
 from graphc.codegen_cpu.target import TARGET
 from graphc.codegen_cpu.threads import parallel_parts
 
@@ -65,7 +70,7 @@ def fully_connected(data, weight, bias, out, parts, parts_entry):
     """out = data (N, K) @ weight.T + bias (None: no bias), with data flattened to (N, K),
     its rows split into ``parts`` (:func:`_fully_connected_part`, through ``parts_entry``)."""
     frame = part_frame(parts_entry, (data, weight, bias, out, parts, parts_entry))
-    run_parts(parts_entry[0], frame, parts)
+    run_parts(parts_entry, frame, parts)
 
 
 def _parts(spec: NodeSpec, rows: int, inner: int, cols: int) -> int:
@@ -91,7 +96,7 @@ def lower_fully_connected(spec: NodeSpec) -> Kernel:
     def prepare(inputs, outputs, workspace):
         if no_bias:
             inputs = (*inputs, None)
-        return (*inputs, *outputs, *workspace, parts, entry_cell())
+        return (*inputs, *outputs, *workspace, parts, parts_cell())
 
     name = "fully_connected_no_bias" if no_bias else "fully_connected"
     address_calls = _split(_fully_connected_part)
@@ -148,7 +153,7 @@ def dot_kernel(a, b, out, partials, parts, transpose_a, transpose_b, parts_entry
     about 2.8 s of a cold LeNet start), and a new batch size that changes the split
     compiles nothing."""
     arguments = (a, b, out, partials, parts, transpose_a, transpose_b, parts_entry)
-    run_parts(parts_entry[0], part_frame(parts_entry, arguments), parts)
+    run_parts(parts_entry, part_frame(parts_entry, arguments), parts)
     if partials.shape[0] > 0:
         _, _, product = _dot_operands(a, b, out, transpose_a, transpose_b)
         rows, cols = product.shape
@@ -196,7 +201,7 @@ def lower_dot(spec: NodeSpec) -> Kernel:
         workspace = (((0, rows, cols), spec.out_dtypes[0]),)
 
     def prepare(inputs, outputs, buffers):
-        return (*inputs, *outputs, *buffers, parts, bool(key[0]), bool(key[1]), entry_cell())
+        return (*inputs, *outputs, *buffers, parts, bool(key[0]), bool(key[1]), parts_cell())
 
     return Kernel(
         dot_kernel,

@@ -34,8 +34,13 @@ import numba
 
 from graphc.backend.lowering import Kernel, NodeSpec, lowering, uniform_float_dtype
 from graphc.codegen_cpu.blas import gemm, row_range
-from graphc.codegen_cpu.native_call import entry_cell
-from graphc.codegen_cpu.parts import frame_arguments, part_frame, parts_call, run_parts
+from graphc.codegen_cpu.parts import (
+    frame_arguments,
+    part_frame,
+    parts_call,
+    parts_cell,
+    run_parts,
+)
 from graphc.codegen_cpu.scalar_functions import fast_tanh
 from graphc.codegen_cpu.target import TARGET
 from graphc.codegen_cpu.threads import parallel_parts
@@ -217,7 +222,7 @@ def lstm_forward(
             data_rows, i2h_weight_t, h2h_weight_t, recurrent, h_initial, c_initial, parts,
             parts_entry, phase,
         )  # fmt: skip
-        run_parts(parts_entry[0], part_frame(parts_entry, arguments), parts)
+        run_parts(parts_entry, part_frame(parts_entry, arguments), parts)
     if steps > 0:
         _copy(output[steps - 1], final_state)
         _copy(cells[steps - 1], final_cell)
@@ -399,7 +404,7 @@ def lstm_backward(
             d_gates, step_rows, weight_partials, i2h_weight_c, h2h_weight_c,
             h_initial, c_initial, dh_next, dc_next, parts, parts_entry, phase,
         )  # fmt: skip
-        run_parts(parts_entry[0], part_frame(parts_entry, arguments), parts)
+        run_parts(parts_entry, part_frame(parts_entry, arguments), parts)
     for k in range(h2h_bias_grad.shape[0]):
         h2h_bias_grad[k] = i2h_bias_grad[k]
     if has_state:
@@ -434,7 +439,7 @@ def _forward_prepare(has_state: bool, has_state_cell: bool, parts: int):
         state = _optional(states, has_state, h_initial)
         state_cell = _optional(states, has_state_cell, c_initial)
         flags = (has_state, has_state_cell)
-        return (*inputs[:5], state, state_cell, *flags, *outputs, *workspace, parts, entry_cell())
+        return (*inputs[:5], state, state_cell, *flags, *outputs, *workspace, parts, parts_cell())
 
     return prepare
 
@@ -451,7 +456,7 @@ def _backward_prepare(has_state: bool, has_state_cell: bool, parts: int):
         flags = (has_state, has_state_cell)
         return (
             *inputs[:6], state, state_cell, *flags, *inputs[-3:],
-            *outputs[:5], state_grad, state_cell_grad, *workspace, parts, entry_cell(),
+            *outputs[:5], state_grad, state_cell_grad, *workspace, parts, parts_cell(),
         )  # fmt: skip
 
     return prepare

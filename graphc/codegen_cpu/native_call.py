@@ -172,4 +172,4 @@ class AddressCall:
         bound array whose flags changed since is another type: refilled, as
         ``call_rebinding`` finds the other entries again)."""
         if self.cell[0] == 0 or self.cell[1] != type_check(argument_types(self.arguments)):
-            self.cell[:] = entry(self.function, self.arguments)
+            self.cell[:2] = entry(self.function, self.arguments)

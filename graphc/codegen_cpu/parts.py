@@ -10,10 +10,11 @@ Here the only prange is :func:`run_parts`, compiled once per machine (Numba's di
 and shared by every kernel: it calls, for each part, the kernel's *part function* through
 its address, the way generated code calls kernels (``native_call``). A kernel
 
-- takes a cell for the part function's entry among its arguments (``entry_cell()``, filled
-  at bind by ``parts_call``, as ``Kernel.address_calls`` fills a fused kernel's anchor);
+- takes a cell for the part function's entry among its arguments (:func:`parts_cell`,
+  filled at bind by ``parts_call``, as ``Kernel.address_calls`` fills a fused kernel's
+  anchor);
 - writes its arguments to a frame on its own stack with :func:`part_frame`, which checks
-  the cell's entry was compiled for them, and calls ``run_parts(cell[0], frame, parts)``;
+  the cell's entry was compiled for them, and calls ``run_parts(cell, frame, parts)``;
 - and its part function ``f(frame, part)``, a plain ``njit`` function, reads the arguments
   back with :func:`frame_arguments` and does part ``part`` of ``parts``.
 
@@ -24,6 +25,7 @@ compile job of its own. One part calls the function directly, without a parallel
 from __future__ import annotations
 
 import numba
+import numpy as np
 from llvmlite import ir
 from numba import typeof
 from numba.core import cgutils, types
@@ -166,19 +168,28 @@ def _part_failed(typingctx, address, frame, part):
     return types.int64(address, frame, part), codegen
 
 
+def parts_cell() -> np.ndarray:
+    """A kernel's cell for its part function: (address, check), as ``native_call.entry_cell``,
+    then a flag the parts set where one raised (the parallel loop's own reductions would
+    allocate)."""
+    return np.zeros(3, dtype=np.int64)
+
+
 @numba.njit(cache=True, parallel=True)
-def run_parts(address, frame, parts):
-    """Parts 0, 1, ..., parts - 1 of the part function at ``address`` on ``frame``, one per
-    thread of Numba's pool (one part: called here, without a parallel region). Where a part
-    raised, the parts run again here, in order, and the first that raises passes its
-    exception on as any call does (the parts are deterministic; their outputs are not
-    used after an exception)."""
+def run_parts(cell, frame, parts):
+    """Parts 0, 1, ..., parts - 1 of the part function whose entry ``cell`` holds on
+    ``frame``, one per thread of Numba's pool (one part: called here, without a parallel
+    region). Where a part raised, the parts run again here, in order, and the first that
+    raises passes its exception on as any call does (the parts are deterministic; their
+    outputs are not used after an exception)."""
+    address = cell[0]
     if parts == 1:
         _call_part(address, frame, 0)
         return
-    failed = 0
+    cell[2] = 0
     for part in numba.prange(parts):
-        failed += _part_failed(address, frame, part)
-    if failed:
+        if _part_failed(address, frame, part):
+            cell[2] = 1  # every writer writes the same value
+    if cell[2]:
         for part in range(parts):
             _call_part(address, frame, part)

@@ -28,8 +28,13 @@ import numba
 
 from graphc.backend.lowering import Kernel, NodeSpec, float_dtype, lowering
 from graphc.codegen_cpu.blas import row_range
-from graphc.codegen_cpu.native_call import entry_cell
-from graphc.codegen_cpu.parts import frame_arguments, part_frame, parts_call, run_parts
+from graphc.codegen_cpu.parts import (
+    frame_arguments,
+    part_frame,
+    parts_call,
+    parts_cell,
+    run_parts,
+)
 from graphc.codegen_cpu.target import TARGET
 from graphc.codegen_cpu.threads import parallel_parts
 from graphc.ir.ops.pool import _geometry as pool_geometry
@@ -203,7 +208,7 @@ def max_pooling(data, out, argmax, descriptor, parts_entry):
     the planes split into the descriptor's parts, by the part function of the window size
     (``MAX_POOLING``) in ``parts_entry``."""
     frame = part_frame(parts_entry, (data, out, argmax, descriptor, parts_entry))
-    run_parts(parts_entry[0], frame, descriptor[-1])
+    run_parts(parts_entry, frame, descriptor[-1])
 
 
 MAX_POOLING = {(2, 2): _max_part_2x2, (3, 3): _max_part_3x3}
@@ -243,7 +248,7 @@ def _avg_part(frame, part):
 def avg_pooling(data, out, descriptor, parts_entry):
     """out = the sum of each window's input cells over the window's count."""
     frame = part_frame(parts_entry, (data, out, descriptor, parts_entry))
-    run_parts(parts_entry[0], frame, descriptor[-1])
+    run_parts(parts_entry, frame, descriptor[-1])
 
 
 @numba.njit(cache=True)
@@ -270,7 +275,7 @@ def _max_backward_part(frame, part):
 def max_pooling_backward(dy, argmax, like, data_grad, descriptor, parts_entry):
     """data_grad = zeros with each dy added at the cell its argmax names."""
     frame = part_frame(parts_entry, (dy, argmax, like, data_grad, descriptor, parts_entry))
-    run_parts(parts_entry[0], frame, descriptor[-1])
+    run_parts(parts_entry, frame, descriptor[-1])
 
 
 @numba.njit(cache=True)
@@ -306,7 +311,7 @@ def _avg_backward_part(frame, part):
 def avg_pooling_backward(dy, like, data_grad, descriptor, parts_entry):
     """data_grad = each dy over its window's count, added over the window's input cells."""
     frame = part_frame(parts_entry, (dy, like, data_grad, descriptor, parts_entry))
-    run_parts(parts_entry[0], frame, descriptor[-1])
+    run_parts(parts_entry, frame, descriptor[-1])
 
 
 # -- lowerings ----------------------------------------------------------------------------------
@@ -341,7 +346,7 @@ def _kernel(fn, part, descriptor: tuple[int, ...], name: str = "") -> Kernel:
     source = "\n\n".join(inspect.getsource(f.py_func) for f in (fn, part))
 
     def prepare(inputs, outputs, workspace):
-        return (*inputs, *outputs, descriptor, entry_cell())
+        return (*inputs, *outputs, descriptor, parts_cell())
 
     def address_calls(arguments):
         return [parts_call(arguments[-1], part, arguments)]

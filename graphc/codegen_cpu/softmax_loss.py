@@ -35,8 +35,13 @@ import numpy as np
 
 from graphc.backend.lowering import Kernel, NodeSpec, float_dtype, lowering
 from graphc.codegen_cpu.blas import row_range
-from graphc.codegen_cpu.native_call import entry_cell
-from graphc.codegen_cpu.parts import frame_arguments, part_frame, parts_call, run_parts
+from graphc.codegen_cpu.parts import (
+    frame_arguments,
+    part_frame,
+    parts_call,
+    parts_cell,
+    run_parts,
+)
 from graphc.codegen_cpu.reduce import sum_workspace, tree_sum, tree_sum_rows
 from graphc.codegen_cpu.target import TARGET
 from graphc.codegen_cpu.threads import parallel_parts
@@ -105,7 +110,7 @@ def softmax_rows_kernel(
     arguments = (
         data, label, out, outer, classes, partials, use_ignore, ignore_label, parts, parts_entry
     )  # fmt: skip
-    run_parts(parts_entry[0], part_frame(parts_entry, arguments), parts)
+    run_parts(parts_entry, part_frame(parts_entry, arguments), parts)
 
 
 @numba.njit(cache=True)
@@ -192,7 +197,7 @@ def lower_softmax_output(spec: NodeSpec) -> Kernel:
             # The geometry is bound here, at bind, so one compiled kernel serves every shape.
             return (
                 *inputs[:2], outputs[0], outer, classes, *workspace, *label_rule, parts,
-                entry_cell(),
+                parts_cell(),
             )  # fmt: skip
 
         def address_calls(arguments):
