@@ -96,10 +96,33 @@ def _blas_operand(matrix):
     raise ValueError("gemm: an operand has no unit stride along either axis")
 
 
+@intrinsic
+def _any_layout(typingctx, matrix):
+    """``matrix`` typed as a writable 2-D array of any layout: the same value (every layout
+    has one data model), so that the BLAS call below compiles once per dtype rather than
+    once per combination of C, F and strided views its callers pass (``_blas_operand``
+    compiled three times, ``gemm`` twice, in a cold MLP start). Only ``gemm`` uses it, and
+    it writes nothing but ``c``, which its callers pass writable."""
+    if not isinstance(matrix, types.Array) or matrix.ndim != 2:
+        return None
+    general = types.Array(matrix.dtype, 2, "A")
+
+    def codegen(context, builder, signature, values):
+        context.nrt.incref(builder, matrix, values[0])  # a new reference, as returned
+        return values[0]
+
+    return general(matrix), codegen
+
+
 @numba.njit(cache=True)
 def gemm(alpha, a, b, beta, c):
     """c = alpha * a @ b + beta * c for 2-D views a (m, k), b (k, n), c (m, n); c must have
     unit stride along its rows. beta = 0 ignores what c held (NaN included)."""
+    _gemm(alpha, _any_layout(a), _any_layout(b), beta, _any_layout(c))
+
+
+@numba.njit(cache=True)
+def _gemm(alpha, a, b, beta, c):
     m, k = a.shape
     n = b.shape[1]
     if b.shape[0] != k or c.shape[0] != m or c.shape[1] != n:

@@ -103,7 +103,7 @@ def _backward_lines(plan: LoopPlan, backward, comments, replaced, slots) -> list
     any rank's loss was not finite."""
     if not plan.allreduce:
         return [
-            f"{INDENT}if not math.isfinite(loss) or not all_finite(head):",
+            f"{INDENT}if not math.isfinite(loss) or not all_finite(head.ravel()):",
             f"{INDENT}    return step",
             *_backward_calls(backward, comments, replaced, slots, INDENT),
         ]
@@ -158,7 +158,7 @@ def _unless_bad(body: list[str]) -> list[str]:
     """``body`` run only when the step's loss and outputs are finite (a data-parallel loop
     goes on to the sums either way, so that every rank calls them)."""
     return [
-        f"{INDENT}bad = not math.isfinite(loss) or not all_finite(head)",
+        f"{INDENT}bad = not math.isfinite(loss) or not all_finite(head.ravel())",
         f"{INDENT}if not bad:",
         *(body or [f"{INDENT}    pass"]),
     ]
