@@ -13,7 +13,7 @@ These kernels compute the same sums as three matrix products over a column matri
 - data gradient: ``cols = weight.T @ dy_rows``, then col2im adds every column entry back
   into the input cell it was read from.
 
-One big ``np.dot`` per chunk keeps BLAS efficient whatever the image size (LeNet's second
+One big GEMM (``blas.gemm``) per chunk keeps BLAS efficient whatever the image size (LeNet's second
 layer has only 8x8 outputs per image). Chunks are sized for the cache: about
 ``CHUNK_COLUMNS`` GEMM columns (whole output rows, across image boundaries), so BLAS reads
 the column matrix im2col has just written from cache. The workspace is also bounded:
@@ -49,7 +49,7 @@ import numba
 import numpy as np
 
 from graphc.backend.lowering import Kernel, NodeSpec, lowering, uniform_float_dtype
-from graphc.codegen_cpu.blas import row_range
+from graphc.codegen_cpu.blas import gemm, row_range
 from graphc.codegen_cpu.parts import (
     frame_arguments,
     part_frame,
@@ -226,12 +226,14 @@ def _forward_rows(
 ):
     filters, out_h, out_w = out.shape[1], out.shape[2], out.shape[3]
     taps = weight_matrix.shape[1]
+    one = out.dtype.type(1.0)
+    zero = out.dtype.type(0.0)
     for first_row in range(first, last, chunk_rows):
         columns = min(chunk_rows, last - first_row) * out_w
         cols = cols_buffer[: taps * columns].reshape(taps, columns)
         product = product_buffer[: filters * columns].reshape(filters, columns)
         _im2col(data, cols, first_row, geometry, out_h, out_w)
-        np.dot(weight_matrix, cols, product)
+        gemm(one, weight_matrix, cols, zero, product)
         _scatter_rows(product, bias, out, first_row)
 
 
@@ -276,6 +278,8 @@ def _weight_rows(dy, data, grad_matrix, cols_buffer, dy_buffer, scratch, geometr
     """grad_matrix = the sum over output rows [first, last) of dy_rows @ cols.T."""
     filters, out_h, out_w = dy.shape[1], dy.shape[2], dy.shape[3]
     taps = grad_matrix.shape[1]
+    one = grad_matrix.dtype.type(1.0)
+    zero = grad_matrix.dtype.type(0.0)
     if first == last:
         grad_matrix[...] = 0
     for first_row in range(first, last, chunk_rows):
@@ -285,9 +289,9 @@ def _weight_rows(dy, data, grad_matrix, cols_buffer, dy_buffer, scratch, geometr
         _im2col(data, cols, first_row, geometry, out_h, out_w)
         _gather_rows(dy, dy_rows, first_row)
         if first_row == first:
-            np.dot(dy_rows, cols.T, grad_matrix)
+            gemm(one, dy_rows, cols.T, zero, grad_matrix)
         else:
-            np.dot(dy_rows, cols.T, scratch)
+            gemm(one, dy_rows, cols.T, zero, scratch)
             for f in range(filters):
                 for tap in range(taps):
                     grad_matrix[f, tap] += scratch[f, tap]
@@ -349,6 +353,8 @@ def convolution_backward_weight(
 def _data_rows(dy, weight_matrix, data_grad, cols_buffer, dy_buffer, geometry, chunk_rows, first_image, last_image):  # fmt: skip
     filters, out_h, out_w = dy.shape[1], dy.shape[2], dy.shape[3]
     taps = weight_matrix.shape[1]
+    one = data_grad.dtype.type(1.0)
+    zero = data_grad.dtype.type(0.0)
     data_grad[first_image:last_image] = 0
     last = last_image * out_h
     for first_row in range(first_image * out_h, last, chunk_rows):
@@ -356,7 +362,7 @@ def _data_rows(dy, weight_matrix, data_grad, cols_buffer, dy_buffer, geometry, c
         cols = cols_buffer[: taps * columns].reshape(taps, columns)
         dy_rows = dy_buffer[: filters * columns].reshape(filters, columns)
         _gather_rows(dy, dy_rows, first_row)
-        np.dot(weight_matrix.T, dy_rows, cols)
+        gemm(one, weight_matrix.T, dy_rows, zero, cols)
         _col2im(cols, data_grad, first_row, geometry, out_h, out_w)
 
 
