@@ -238,6 +238,13 @@ def _forward_rows(
 
 
 @numba.njit(cache=True)
+def _share(buffer, part, parts):
+    """Part ``part``'s slice of a flat workspace buffer split evenly into ``parts``."""
+    size = buffer.size // parts
+    return buffer[part * size : (part + 1) * size]
+
+
+@numba.njit(cache=True)
 def _forward_part(frame, part):
     """Part ``part`` of :func:`convolution_forward`: its output rows, on its own slice of
     the workspace."""
@@ -248,13 +255,9 @@ def _forward_part(frame, part):
     batch, filters, out_h, _ = out.shape
     weight_matrix = weight_buffer.reshape(filters, weight_buffer.size // filters)
     first, last = row_range(part, parts, batch * out_h)
-    cols_size = cols_buffer.size // parts
-    product_size = product_buffer.size // parts
     _forward_rows(
-        data, weight_matrix, bias, out,
-        cols_buffer[part * cols_size : (part + 1) * cols_size],
-        product_buffer[part * product_size : (part + 1) * product_size],
-        geometry, chunk_rows, first, last,
+        data, weight_matrix, bias, out, _share(cols_buffer, part, parts),
+        _share(product_buffer, part, parts), geometry, chunk_rows, first, last,
     )  # fmt: skip
 
 
@@ -308,8 +311,6 @@ def _weight_part(frame, part):
     batch, filters, out_h, _ = dy.shape
     taps = weight_grad.size // filters
     matrix = filters * taps
-    cols_size = cols_buffer.size // parts
-    dy_size = dy_buffer.size // parts
     scratch_size = (partial_buffer.size - (parts - 1) * matrix) // parts
     first, last = row_range(part, parts, batch * out_h)
     scratch = partial_buffer[part * scratch_size : (part + 1) * scratch_size].reshape(
@@ -321,9 +322,7 @@ def _weight_part(frame, part):
         sums = partial_buffer[parts * scratch_size :]
         own = sums[(part - 1) * matrix : part * matrix].reshape(filters, taps)
     _weight_rows(
-        dy, data, own,
-        cols_buffer[part * cols_size : (part + 1) * cols_size],
-        dy_buffer[part * dy_size : (part + 1) * dy_size],
+        dy, data, own, _share(cols_buffer, part, parts), _share(dy_buffer, part, parts),
         scratch, geometry, chunk_rows, first, last,
     )  # fmt: skip
 
@@ -376,13 +375,9 @@ def _data_part(frame, part):
     batch, filters = dy.shape[0], dy.shape[1]
     weight_matrix = weight_buffer.reshape(filters, weight_buffer.size // filters)
     first, last = row_range(part, parts, batch)
-    cols_size = cols_buffer.size // parts
-    dy_size = dy_buffer.size // parts
     _data_rows(
-        dy, weight_matrix, data_grad,
-        cols_buffer[part * cols_size : (part + 1) * cols_size],
-        dy_buffer[part * dy_size : (part + 1) * dy_size],
-        geometry, chunk_rows, first, last,
+        dy, weight_matrix, data_grad, _share(cols_buffer, part, parts),
+        _share(dy_buffer, part, parts), geometry, chunk_rows, first, last,
     )  # fmt: skip
 
 

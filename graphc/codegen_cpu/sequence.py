@@ -77,21 +77,14 @@ def call_lines(
             lines.append(f"{indent}# {comments[index]}: {module}.{attribute}")
         if frames is not None and index in frames[1]:
             offset, text = frames[1][index]
-            where = f"{entries}[{index}], {frames[0]} + {offset}, {text!r}"
-            if kernel.needs_counter:
-                lines.append(f"{indent}call_frame_counted({where}{extra})")
-            else:
-                lines.append(f"{indent}call_frame({where})")
-            lines += (after or {}).get(index, [])
-            continue
-        spelled = f"{arguments}[{index}]"
-        if replaced and index in replaced:
-            structure, expressions = replaced[index]
-            spelled = f"({_spell(structure, spelled, expressions, ())},)"
-        if kernel.needs_counter:
-            lines.append(f"{indent}call_native_counted({entries}[{index}], {spelled}{extra})")
+            call, spelled = "call_frame", f"{frames[0]} + {offset}, {text!r}"
         else:
-            lines.append(f"{indent}call_native({entries}[{index}], {spelled})")
+            call, spelled = "call_native", f"{arguments}[{index}]"
+            if replaced and index in replaced:
+                structure, expressions = replaced[index]
+                spelled = f"({_spell(structure, spelled, expressions, ())},)"
+        call += "_counted" if kernel.needs_counter else ""
+        lines.append(f"{indent}{call}({entries}[{index}], {spelled}{extra})")
         lines += (after or {}).get(index, [])
     return lines
 
