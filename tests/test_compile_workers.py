@@ -13,8 +13,10 @@ import sys
 import textwrap
 
 import pytest
+from numba.core import types
 
 from graphc.codegen_cpu import compile_workers
+from graphc.codegen_cpu.parts import PartFrame
 
 CHILD = textwrap.dedent(
     """
@@ -96,8 +98,8 @@ def test_the_job_count_defaults_to_the_cores_this_process_may_use(monkeypatch):
 
 
 def test_a_round_hands_out_the_parallel_kernels_before_the_rest():
-    """The generated function stays first; the ``parallel`` kernels (the long compiles)
-    come next and the rest last, each group in the caller's order."""
+    """The generated function stays first; the ``parallel`` kernels and the part functions
+    (the long compiles) come next and the rest last, each group in the caller's order."""
 
     class Job:
         def __init__(self, name, parallel):
@@ -109,7 +111,8 @@ def test_a_round_hands_out_the_parallel_kernels_before_the_rest():
         (Job("conv", True), ()),
         (Job("softmax", True), ()),
         (Job("gather", False), ()),
+        (Job("conv part", False), (PartFrame(types.Tuple(())), types.int64)),
     ]
     ordered = [job.name for job, _ in compile_workers._longest_first(jobs)]
-    assert ordered == ["loop", "conv", "softmax", "epilogue", "gather"]
+    assert ordered == ["loop", "conv", "softmax", "conv part", "epilogue", "gather"]
     assert compile_workers._longest_first(jobs[:2]) == jobs[:2]

@@ -12,7 +12,6 @@ from graphc.codegen_cpu.parts import (
     PartFrame,
     frame_arguments,
     part_frame,
-    part_types,
     parts_call,
     parts_cell,
     run_parts,
@@ -52,8 +51,51 @@ def test_an_exception_in_a_part_reaches_the_caller():
     out, _, offset, parts, cell = _bound(3, scale=-1.0)
     with pytest.raises(ValueError, match="part 1 refused a negative scale"):
         _kernel(out, -1.0, offset, parts, cell)
+    assert cell[2] == 1
     _kernel(out, 0.5, offset, parts, cell)  # the next call starts with no part failed
     np.testing.assert_array_equal(out, [7.0, 7.5, 8.0])
+    assert cell[2] == 0
+
+
+def test_an_exception_of_the_only_part_reaches_the_caller():
+    out, single = np.zeros(1), parts_cell()
+    parts_call(single, _raise_alone, (out, single)).fill()
+    with pytest.raises(ValueError, match="the only part"):
+        _alone(out, single)
+
+
+@numba.njit
+def _raise_alone(frame, part):
+    frame_arguments(frame)
+    raise ValueError("the only part raised")
+
+
+@numba.njit
+def _alone(out, cell):
+    run_parts(cell, part_frame(cell, (out, cell)), 1)
+
+
+@numba.njit
+def _once_then_fine(frame, part):
+    """Raises the first time part 1 runs (flag[0] counts), never after."""
+    flag, _ = frame_arguments(frame)
+    if part == 1:
+        flag[0] += 1
+        if flag[0] == 1:
+            raise ValueError("only once")
+
+
+@numba.njit
+def _flaky_kernel(flag, cell):
+    run_parts(cell, part_frame(cell, (flag, cell)), 2)
+
+
+def test_a_part_that_fails_only_in_the_region_is_an_error_not_a_success():
+    flag, cell = np.zeros(1, dtype=np.int64), parts_cell()
+    parts_call(cell, _once_then_fine, (flag, cell)).fill()
+    with pytest.raises(RuntimeError, match="failed in the parallel region"):
+        _flaky_kernel(flag, cell)
+    assert flag[0] == 2  # once in the region, once alone
 
 
 def test_a_part_function_compiled_for_other_arguments_is_refused():
@@ -71,4 +113,3 @@ def test_a_part_function_compiled_for_other_arguments_is_refused():
 def test_a_frames_type_names_the_tuple_it_holds():
     arguments = (np.zeros(3), 1.5, None)
     assert typeof(FrameOf(arguments)) == PartFrame(typeof(arguments))
-    assert part_types(arguments) == (PartFrame(typeof(arguments)), numba.types.int64)

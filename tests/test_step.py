@@ -274,3 +274,23 @@ def test_bind_writes_the_callers_gradient_arrays_unless_told_to_own_them():
     owned = symbol.bind(gc.cpu(), args, args_grad=grads, own_grads=True)
     assert owned.grad_dict["fc_weight"] is not grads["fc_weight"]
     assert _in_arena(owned, owned.grad_dict["fc_weight"])
+
+
+def test_the_loop_calls_its_kernels_on_frames(fashion):
+    """Every kernel but those reading a batch in place gets its arguments as a frame
+    (``codegen_cpu.frames``), not as a tuple the loop's wrapper unboxes: a kind of argument
+    frames could not carry would fall back to tuples silently, and this says so."""
+    model = _fit(gc.models.mlp(), *fashion, compiled=True, epochs=1)
+    trainer = model._trainer
+    spelled = {(phase, kernel) for phase, kernel, *_ in trainer.plan.views or ()}
+    loop = trainer.fn
+    for phase, slots, arguments in zip(
+        ("forward", "backward"),
+        loop._slots,
+        (trainer.forward_arguments, trainer.backward_arguments),
+        strict=True,
+    ):
+        expected = {index for index in range(len(arguments)) if (phase, index) not in spelled}
+        assert set(slots) == expected, (phase, slots, spelled)
+    calls = trainer.source.count("call_frame(") + trainer.source.count("call_frame_counted(")
+    assert calls == sum(len(slots) for slots in loop._slots) > 0

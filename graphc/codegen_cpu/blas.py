@@ -98,14 +98,13 @@ def _blas_operand(matrix):
 
 @intrinsic
 def _any_layout(typingctx, matrix):
-    """``matrix`` typed as a writable 2-D array of any layout: the same value (every layout
-    has one data model), so that the BLAS call below compiles once per dtype rather than
-    once per combination of C, F and strided views its callers pass (``_blas_operand``
-    compiled three times, ``gemm`` twice, in a cold MLP start). Only ``gemm`` uses it, and
-    it writes nothing but ``c``, which its callers pass writable."""
+    """``matrix`` typed as a 2-D array of any layout: the same value (every layout has one
+    data model), so that the BLAS call below compiles once per dtype rather than once per
+    combination of C, F and strided views its callers pass (``_blas_operand`` compiled
+    three times, ``gemm`` twice, in a cold MLP start). Read-only stays read-only."""
     if not isinstance(matrix, types.Array) or matrix.ndim != 2:
         return None
-    general = types.Array(matrix.dtype, 2, "A")
+    general = types.Array(matrix.dtype, 2, "A", readonly=not matrix.mutable)
 
     def codegen(context, builder, signature, values):
         context.nrt.incref(builder, matrix, values[0])  # a new reference, as returned

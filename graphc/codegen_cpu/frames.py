@@ -82,6 +82,10 @@ def spec(kinds: Sequence) -> str | None:
     codes = [_encode(kind) for kind in kinds]
     if None in codes or sys.byteorder != "little":
         return None
+    try:
+        _size_align(_arguments_type(kinds))
+    except TypeError:  # a scalar without a layout here (float16): the tuple path
+        return None
     if tuple(_decode(code) for code in codes) != tuple(kinds):
         return None  # a kind the codes do not round-trip: never guess
     return json.dumps(codes, separators=(",", ":"))
@@ -202,7 +206,9 @@ class FrameSet:
 
     def still_valid(self) -> bool:
         """Whether every array is still the Numba type it was packed as: an ndarray's type
-        can change after it is made only through its ``writeable`` flag."""
+        can change after it is made only through its ``writeable`` flag. (An array whose
+        ``shape`` or ``strides`` attribute is assigned in place keeps its old ones in the
+        frame; graphc's bound arrays are never reshaped so.)"""
         return all(
             array.flags.writeable == flag
             for array, flag in zip(self.arrays, self.writeable, strict=True)

@@ -212,26 +212,27 @@ def lower_dot(spec: NodeSpec) -> Kernel:
     )
 
 
-@numba.njit(cache=True, parallel=True)
-def batch_dot_kernel(a, b, out, parts, transpose_a, transpose_b):
-    """out[i] = op(a[i]) @ op(b[i]), op a transposition where asked, the batch split into
-    ``parts``. The flags are run-time values (from ``prepare``), as :func:`dot_kernel`'s: a
-    literal flag per variant compiled this kernel once for each (three for a trained
-    ``batch_dot``, its forward and two gradients)."""
+@numba.njit(**_JIT)
+def _batch_dot_part(frame, part):
+    """Part ``part`` of :func:`batch_dot_kernel`: its block of the batch."""
+    a, b, out, parts, transpose_a, transpose_b, _ = frame_arguments(frame)
     one = out.dtype.type(1.0)
     zero = out.dtype.type(0.0)
-    if parts == 1:  # no parallel region: it costs microseconds
-        for index in range(0, out.shape[0]):
-            left = a[index].T if transpose_a else a[index]
-            right = b[index].T if transpose_b else b[index]
-            gemm(one, left, right, zero, out[index])
-    else:
-        for part in numba.prange(parts):
-            first, last = row_range(part, parts, out.shape[0])
-            for index in range(first, last):
-                left = a[index].T if transpose_a else a[index]
-                right = b[index].T if transpose_b else b[index]
-                gemm(one, left, right, zero, out[index])
+    first, last = row_range(part, parts, out.shape[0])
+    for index in range(first, last):
+        left = a[index].T if transpose_a else a[index]
+        right = b[index].T if transpose_b else b[index]
+        gemm(one, left, right, zero, out[index])
+
+
+@numba.njit(**_JIT)
+def batch_dot_kernel(a, b, out, parts, transpose_a, transpose_b, parts_entry):
+    """out[i] = op(a[i]) @ op(b[i]), op a transposition where asked, the batch split into
+    ``parts`` (:func:`_batch_dot_part`). The flags are run-time values (from ``prepare``),
+    as :func:`dot_kernel`'s: a literal flag per variant compiled this kernel once for each
+    (three for a trained ``batch_dot``, its forward and two gradients)."""
+    arguments = (a, b, out, parts, transpose_a, transpose_b, parts_entry)
+    run_parts(parts_entry, part_frame(parts_entry, arguments), parts)
 
 
 @lowering(TARGET, "batch_dot")
@@ -245,6 +246,11 @@ def lower_batch_dot(spec: NodeSpec) -> Kernel:
     flags = (bool(key[0]), bool(key[1]))
 
     def prepare(inputs, outputs, workspace):
-        return (*inputs, *outputs, *workspace, parts, *flags)
+        return (*inputs, *outputs, *workspace, parts, *flags, parts_cell())
 
-    return Kernel(batch_dot_kernel, name="batch_dot", prepare=prepare)
+    return Kernel(
+        batch_dot_kernel,
+        name="batch_dot",
+        prepare=prepare,
+        address_calls=_split(_batch_dot_part),
+    )

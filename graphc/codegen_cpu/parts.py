@@ -6,13 +6,14 @@ everything its body calls optimized once more: a convolution pass's kernel compi
 1.2 s with its prange and 0.4 s with the same loop serial (``benchmarks/profile_compile.py``,
 one core), and a cold LeNet start compiled eight of them.
 
-Here the only prange is :func:`run_parts`, compiled once per machine (Numba's disk cache)
-and shared by every kernel: it calls, for each part, the kernel's *part function* through
-its address, the way generated code calls kernels (``native_call``). A kernel
+Here the written kernels' one prange is :func:`run_parts`, compiled once per machine
+(Numba's disk cache) and shared by all of them (the generated elementwise and fused loops
+keep their own): it calls, for each part, the kernel's *part function* through its
+address, the way generated code calls kernels (``native_call``). A kernel
 
 - takes a cell for the part function's entry among its arguments (:func:`parts_cell`,
-  filled at bind by ``parts_call``, as ``Kernel.address_calls`` fills a fused kernel's
-  anchor);
+  filled by ``parts_call`` before the kernel first runs, as ``Kernel.address_calls`` fills
+  a fused kernel's anchor);
 - writes its arguments to a frame on its own stack with :func:`part_frame`, which checks
   the cell's entry was compiled for them, and calls ``run_parts(cell, frame, parts)``;
 - and its part function ``f(frame, part)``, a plain ``njit`` function, reads the arguments
@@ -74,11 +75,6 @@ def _typeof_frame(value, context):
     return PartFrame(typeof(value.arguments))
 
 
-def part_types(arguments: tuple) -> tuple:
-    """The types a part function is compiled for, given its kernel's arguments."""
-    return (PartFrame(typeof(arguments)), types.int64)
-
-
 def parts_call(cell, function, arguments: tuple) -> AddressCall:
     """The kernel's call of its part ``function`` through ``cell``, for ``Kernel.address_calls``
     (``arguments``: the kernel's own, which its frame holds)."""
@@ -89,7 +85,11 @@ def parts_call(cell, function, arguments: tuple) -> AddressCall:
 def part_frame(typingctx, cell, arguments):
     """The address of a copy of the tuple ``arguments`` on this function's stack, for
     :func:`run_parts`; RuntimeError ``MISMATCH`` unless ``cell`` holds the entry of a part
-    function compiled for such a frame."""
+    function compiled for such a frame.
+
+    The copy holds no references: it is valid while the kernel's own arguments are, so a
+    kernel puts only those in it (an array the kernel made itself could be freed before
+    the parts read it)."""
     if not isinstance(arguments, types.BaseTuple):
         return None
     check = type_check((PartFrame(arguments), types.int64))
@@ -181,7 +181,7 @@ def run_parts(cell, frame, parts):
     ``frame``, one per thread of Numba's pool (one part: called here, without a parallel
     region). Where a part raised, the parts run again here, in order, and the first that
     raises passes its exception on as any call does (the parts are deterministic; their
-    outputs are not used after an exception)."""
+    outputs are not used after an exception); should none raise again, RuntimeError."""
     address = cell[0]
     if parts == 1:
         _call_part(address, frame, 0)
@@ -193,3 +193,6 @@ def run_parts(cell, frame, parts):
     if cell[2]:
         for part in range(parts):
             _call_part(address, frame, part)
+        # No part raised again: a part is not always idempotent (the LSTM's backward
+        # carries its gradients through time in place), so its outputs cannot be trusted.
+        raise RuntimeError("a part of a kernel failed in the parallel region, not again alone")

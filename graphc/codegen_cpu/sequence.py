@@ -76,6 +76,8 @@ def call_lines(
             module, attribute = kernel_reference(kernel.fn)
             lines.append(f"{indent}# {comments[index]}: {module}.{attribute}")
         if frames is not None and index in frames[1]:
+            # a frame holds the bound arguments: never a kernel whose arguments are spelled
+            assert not (replaced and index in replaced), f"kernel {index} framed and spelled"
             offset, text = frames[1][index]
             call, spelled = "call_frame", f"{frames[0]} + {offset}, {text!r}"
         else:
