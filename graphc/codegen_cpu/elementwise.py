@@ -49,14 +49,23 @@ def flat_parts(options, elements: int) -> int:
     return parallel_parts(options, elements, elements, PARALLEL_ELEMENTS)
 
 
-def flat_loop_lines(elements, parts: int, indent: str = "    ") -> tuple[list[str], str]:
+def flat_loop_lines(
+    elements, parts: int, indent: str = "    ", by_part: bool = False
+) -> tuple[list[str], str]:
     """The loop header over flat index ``i`` in [0, elements) (a count, or the source of
     an expression that gives it at run time), split into ``parts`` ranges
-    of a ``prange`` when there is more than one, and the indent of its body. The index is
-    unsigned: with a signed one Numba adds a wraparound select to every access of a loop
+    of a ``prange`` when there is more than one, and the indent of its body; ``by_part``:
+    only the range of part ``part`` (a part function's, ``codegen_cpu.parts``). The index
+    is unsigned: with a signed one Numba adds a wraparound select to every access of a loop
     that does not start at 0, and LLVM does not vectorize it (as in ``conv.py``)."""
     if parts <= 1:
         return [f"{indent}for i in range({elements}):"], indent + "    "
+    if by_part:
+        return [
+            f"{indent}first = numba.uint64(part * {elements} // {parts})",
+            f"{indent}last = numba.uint64((part + 1) * {elements} // {parts})",
+            f"{indent}for i in range(first, last):",
+        ], indent + "    "
     return [
         f"{indent}for part in numba.prange({parts}):",
         f"{indent}    first = numba.uint64(part * {elements} // {parts})",

@@ -40,6 +40,7 @@ from graphc.codegen_cpu.elementwise import (
     flat_parts,
 )
 from graphc.codegen_cpu.native_call import AddressCall, entry_cell
+from graphc.codegen_cpu.parts import parts_call, parts_cell
 from graphc.codegen_cpu.scalar_functions import CPU_SPELLINGS
 from graphc.codegen_cpu.sequence import kernel_reference
 from graphc.codegen_cpu.target import TARGET
@@ -173,7 +174,8 @@ def render_fused(
     if anchor is not None:
         slot = anchor_output_slot(spec, members, shapes, dtypes)
         anchor_array = "anchor_out" if slot is None else f"out{slot}"
-    lines = [_kernel_header(spec, anchor, anchor_array, reductions, parts)]
+    header, params = _kernel_header(spec, anchor, anchor_array, reductions, parts)
+    lines = [header]
     if anchor is not None:  # through its address: this compile does not include the anchor's
         lines.append(f"    # the anchor: {anchor[0]}.{anchor[1]}")
         lines.append("    call_native((anchor_entry[0], anchor_entry[1]), anchor_args)")
@@ -184,12 +186,29 @@ def render_fused(
     sums, opening, closing = _reduction_lines(spec, members, shapes, shape, reductions, parts)
     body += sums
     if flat:
-        lines += _flat_loop(spec, shape, stores, anchor_array, body, parts)
+        loop = _flat_loop(spec, shape, stores, anchor_array, body, parts)
     else:
         batch = _batch_array(spec, members, shapes, shape, stores, reductions, anchor_array)
-        if batch is not None:
-            lines.append(f"    n0 = {batch}.shape[0]")
-        lines += _nested_loops(shape, body, opening, closing, parts, batch is not None)
+        loop = [f"    n0 = {batch}.shape[0]"] if batch is not None else []
+        loop += _nested_loops(shape, body, opening, closing, parts, batch is not None)
+    part_function = []
+    if parts > 1:
+        # The loop is the part function's, run over the parts by the shared parallel loop
+        # (``codegen_cpu.parts``): a prange here made Numba compile a parallel function of
+        # its own for every fused kernel (0.5-0.7 s of a cold LeNet start each).
+        fastmath = bool(spec.options.get("fastmath", False))
+        part_function = [
+            "",
+            "",
+            decorator(fastmath) + "def kernel_part(frame, part):",
+            f"    {', '.join(params)} = frame_arguments(frame)",
+            *loop,
+        ]
+        loop = [
+            f"    frame = part_frame(parts_entry, ({', '.join(params)},))",
+            f"    run_parts(parts_entry, frame, np.int64({parts}))",
+        ]
+    lines += loop
     for output, accumulator, size in reductions.values():
         lines.append(f"    flat_{output} = {output}.reshape({size})")
         lines.append(f"    for k in range({size}):")
@@ -200,7 +219,7 @@ def render_fused(
         lines.append(f"        for p in range(1, {parts}):")
         lines.append(f"            total += {accumulator}[p * {size} + k]")
         lines.append(f"        flat_{output}[k] = total")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + part_function) + "\n"
 
 
 def _batch_array(spec: NodeSpec, members, shapes, shape, stores, reductions, anchor_array):
@@ -239,8 +258,9 @@ def _output_targets(spec: NodeSpec, members, shapes, anchored: bool) -> tuple[di
 
 def _kernel_header(
     spec: NodeSpec, anchor: tuple | None, anchor_array, reductions, parts: int
-) -> str:
-    """The module header and the ``def kernel(...):`` line."""
+) -> tuple[str, list[str]]:
+    """The module header with the ``def kernel(...):`` line, and the kernel's parameters
+    (with several parts, the last is the cell of its part function, ``parts_entry``)."""
     params = ["anchor_entry", "anchor_args"] if anchor is not None else []
     params += ["anchor_out"] if anchor_array == "anchor_out" else []
     params += [f"in{k}" for k in range(len(spec.in_shapes))]
@@ -248,9 +268,13 @@ def _kernel_header(
     params += [accumulator for _, accumulator, _ in reductions.values()]
     header = HEADER
     if anchor is not None:
-        header += "from graphc.codegen_cpu.native_call import call_native\n\n\n"
+        header += "from graphc.codegen_cpu.native_call import call_native\n"
+    if parts > 1:
+        params.append("parts_entry")
+        header += "from graphc.codegen_cpu.parts import frame_arguments, part_frame, run_parts\n"
+    header += "\n\n" if anchor is not None or parts > 1 else ""
     fastmath = bool(spec.options.get("fastmath", False))
-    return header + decorator(fastmath, parts) + f"def kernel({', '.join(params)}):"
+    return header + decorator(fastmath) + f"def kernel({', '.join(params)}):", params
 
 
 def _element(array: str, shape: tuple, flat: bool) -> str:
@@ -324,7 +348,7 @@ def _flat_loop(
     sized = [anchor_array] if anchor_array is not None else []
     sized += [name for names in stores.values() for name in names]
     elements = f"flat_{sized[0]}.size" if sized else str(int(np.prod(shape)))
-    loop, indent = flat_loop_lines(elements, parts)
+    loop, indent = flat_loop_lines(elements, parts, by_part=True)
     return lines + loop + [indent + line for line in body]
 
 
@@ -345,13 +369,11 @@ def _nested_loops(
     extents = [str(dim) for dim in shape]
     if batch_at_run_time:
         extents[0] = "n0"
-    if parts > 1:
+    if parts > 1:  # this part's share of the outermost axis (the part function's ``part``)
         lines += [
-            f"    for part in numba.prange({parts}):",
-            f"        first = part * {extents[0]} // {parts}",
-            f"        last = (part + 1) * {extents[0]} // {parts}",
+            f"    first = part * {extents[0]} // {parts}",
+            f"    last = (part + 1) * {extents[0]} // {parts}",
         ]
-        outer = "        "
     for depth in range(len(shape)):
         indent = outer + "    " * depth
         lines += [indent + line for line in opening.get(depth, [])]
@@ -389,14 +411,26 @@ def lower_fused(spec: NodeSpec) -> Kernel:
     parts = loop_parts(spec, members, shapes, anchor is not None)
     source = render_fused(spec, members, shapes, dtypes, reference, parts)
     plan = _ArgumentPlan(spec, outputs, members, shapes, dtypes, anchor_kernel, parts)
+    function = load_kernel(source)
+    prepare, address_calls = plan.prepare, plan.address_calls if anchor is not None else None
+    if parts > 1:
+        part_function = function.py_func.__globals__["kernel_part"]
+
+        def prepare(inputs, outs, workspace):
+            return (*plan.prepare(inputs, outs, workspace), parts_cell())
+
+        def address_calls(arguments):
+            calls = plan.address_calls(arguments) if anchor is not None else []
+            return [*calls, parts_call(arguments[-1], part_function, arguments)]
+
     return Kernel(
-        fn=load_kernel(source),
+        fn=function,
         workspace=plan.workspace,
         name=spec.name,
         source=source,
-        prepare=plan.prepare,
+        prepare=prepare,
         elementwise=anchor is None,  # an anchor writes its output before the loop reads
-        address_calls=plan.address_calls if anchor is not None else None,
+        address_calls=address_calls,
     )
 
 
