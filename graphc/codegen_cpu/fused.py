@@ -336,8 +336,8 @@ def _flat_loop(
     spec: NodeSpec, shape: tuple, stores, anchor_array, body: list, parts: int
 ) -> list[str]:
     """One loop over the flat views of the inputs, the stored outputs and the anchor's
-    output array, around ``body``, split into ``parts`` ranges of a prange when it has
-    more than one (positions are independent: no reductions in a flat loop)."""
+    output array, around ``body``; with more than one of ``parts``, over the range of the
+    part function's ``part`` (positions are independent: no reductions in a flat loop)."""
     inputs = [f"in{k}" for k in range(len(spec.in_shapes))]
     arrays = inputs + [name for names in stores.values() for name in names]
     if anchor_array is not None and anchor_array not in arrays:
@@ -362,8 +362,8 @@ def _nested_loops(
 ) -> list[str]:
     """Loops over ``shape`` around ``body``; ``opening[d]`` and ``closing[d]`` lines go just
     before and just after the loop over axis ``d`` (at its indentation). With several
-    parts, a ``prange`` over the parts splits the outermost axis into ranges. With
-    ``batch_at_run_time`` the outermost extent is the variable ``n0``."""
+    parts, the outermost axis runs over the range of the part function's ``part`` only.
+    With ``batch_at_run_time`` the outermost extent is the variable ``n0``."""
     lines: list[str] = []
     outer = "    "
     extents = [str(dim) for dim in shape]

@@ -6,9 +6,9 @@ everything its body calls optimized once more: a convolution pass's kernel compi
 1.2 s with its prange and 0.4 s with the same loop serial (``benchmarks/profile_compile.py``,
 one core), and a cold LeNet start compiled eight of them.
 
-Here the written kernels' one prange is :func:`run_parts`, compiled once per machine
-(Numba's disk cache) and shared by all of them (the generated elementwise and fused loops
-keep their own): it calls, for each part, the kernel's *part function* through its
+Here the kernels' one prange is :func:`run_parts`, compiled once per machine (Numba's disk
+cache) and shared by all of them, fused kernels' generated loops included (only the
+standalone elementwise kernels keep their own): it calls, for each part, the kernel's *part function* through its
 address, the way generated code calls kernels (``native_call``). A kernel
 
 - takes a cell for the part function's entry among its arguments (:func:`parts_cell`,
