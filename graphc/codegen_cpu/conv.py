@@ -192,9 +192,17 @@ def _scatter_rows(matrix, bias, out, first_row):
 
 
 @numba.njit(cache=True)
-def _copy_weight(weight, matrix):
-    """``weight`` (F, C, kh, kw), any strides, into the C-contiguous (F, C*kh*kw) ``matrix``."""
+def _weight_matrix(weight_buffer, filters):
+    """The flat weight workspace as the C-contiguous (F, C*kh*kw) matrix the GEMMs read."""
+    return weight_buffer.reshape(filters, weight_buffer.size // filters)
+
+
+@numba.njit(cache=True)
+def _copy_weight(weight, weight_buffer):
+    """``weight`` (F, C, kh, kw), any strides, into the flat weight workspace, laid out as
+    :func:`_weight_matrix` reads it."""
     filters, channels, kernel_h, kernel_w = weight.shape
+    matrix = _weight_matrix(weight_buffer, filters)
     for f in range(filters):
         for c in range(channels):
             for i in range(kernel_h):
@@ -253,7 +261,7 @@ def _forward_part(frame, part):
     )
     geometry, chunk_rows, parts = _unpack(descriptor)
     batch, filters, out_h, _ = out.shape
-    weight_matrix = weight_buffer.reshape(filters, weight_buffer.size // filters)
+    weight_matrix = _weight_matrix(weight_buffer, filters)
     first, last = row_range(part, parts, batch * out_h)
     _forward_rows(
         data, weight_matrix, bias, out, _share(cols_buffer, part, parts),
@@ -267,8 +275,7 @@ def convolution_forward(
 ):
     """out = Convolution(data, weight) + bias (None: no bias), one GEMM per chunk of output
     rows, the rows split into parts (:func:`_forward_part`, through ``parts_entry``)."""
-    filters = out.shape[1]
-    _copy_weight(weight, weight_buffer.reshape(filters, weight_buffer.size // filters))
+    _copy_weight(weight, weight_buffer)
     arguments = (
         data, weight, bias, out, cols_buffer, product_buffer, weight_buffer, descriptor,
         parts_entry,
@@ -373,7 +380,7 @@ def _data_part(frame, part):
     )
     geometry, chunk_rows, parts = _unpack(descriptor)
     batch, filters = dy.shape[0], dy.shape[1]
-    weight_matrix = weight_buffer.reshape(filters, weight_buffer.size // filters)
+    weight_matrix = _weight_matrix(weight_buffer, filters)
     first, last = row_range(part, parts, batch)
     _data_rows(
         dy, weight_matrix, data_grad, _share(cols_buffer, part, parts),
@@ -387,8 +394,7 @@ def convolution_backward_data(
 ):
     """data_grad = _conv_backward_data(dy, weight): col2im of weight.T @ dy_rows per chunk,
     each part on whole images (:func:`_data_part`)."""
-    filters = dy.shape[1]
-    _copy_weight(weight, weight_buffer.reshape(filters, weight_buffer.size // filters))
+    _copy_weight(weight, weight_buffer)
     arguments = (
         dy, weight, like, data_grad, cols_buffer, dy_buffer, weight_buffer, descriptor,
         parts_entry,
