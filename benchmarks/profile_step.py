@@ -115,6 +115,14 @@ def numpy_peak(m: int, k: int, n: int) -> float:
     return 2.0 * m * k * n / seconds / 1e9
 
 
+def training_bind(symbol, **shapes):
+    """The executor ``Model.fit`` trains: gradients of the parameters only (the data and
+    the labels have none, so the first layer computes no gradient of its input)."""
+    inputs = {*shapes, *(name for name in symbol.list_arguments() if name.endswith("label"))}
+    requests = {name: "write" for name in symbol.list_arguments() if name not in inputs}
+    return symbol.simple_bind(gc.cpu(), grad_req=requests, **shapes)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=0, help="gc.set_num_threads; 0: default")
@@ -131,15 +139,13 @@ def main() -> None:
     print(f"graphc threads: {gc.get_num_threads()}")
     print()
     rng = np.random.default_rng(0)
-    lenet = gc.models.lenet().simple_bind(gc.cpu(), grad_req="write", data=(100, 1, 28, 28))
+    lenet = training_bind(gc.models.lenet(), data=(100, 1, 28, 28))
     lenet.arg_dict["data"][:] = rng.standard_normal((100, 1, 28, 28), dtype=np.float32)
     profile("LeNet, batch 100", lenet, args.repeats)
     print(f"NumPy matmul (100*8*8, 500) @ (500, 50): {numpy_peak(6400, 500, 50):.0f} GFLOP/s")
     print()
     text = gc.datasets.text()
-    charlm = gc.models.charlm(text.vocab_size).simple_bind(
-        gc.cpu(), grad_req="write", data=(100, 128)
-    )
+    charlm = training_bind(gc.models.charlm(text.vocab_size), data=(100, 128))
     charlm.arg_dict["data"][:] = rng.integers(0, text.vocab_size, (100, 128))
     charlm.arg_dict["softmax_label"][:] = rng.integers(0, text.vocab_size, 12800)
     profile("CharLM, 100 steps x batch 128, LSTM 256", charlm, args.repeats)

@@ -113,3 +113,22 @@ def test_a_part_function_compiled_for_other_arguments_is_refused():
 def test_a_frames_type_names_the_tuple_it_holds():
     arguments = (np.zeros(3), 1.5, None)
     assert typeof(FrameOf(arguments)) == PartFrame(typeof(arguments))
+
+
+def test_a_parts_cell_starts_numbas_thread_pool():
+    """A kernel's machine code loaded from the disk cache may call the pool without
+    starting it; the cell, made at bind before any kernel runs, starts it (``parts_cell``)."""
+    import subprocess
+    import sys
+
+    program = (
+        "from numba.np.ufunc import parallel\n"
+        "from graphc.codegen_cpu.parts import parts_cell\n"
+        "assert not parallel._is_initialized, 'started by the import alone'\n"
+        "parts_cell()\n"
+        "assert parallel._is_initialized\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr

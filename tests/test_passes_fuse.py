@@ -307,6 +307,32 @@ def test_property_level0_equals_level2_on_the_cpu_backend(dtype, tolerance, exam
 
 
 @pytest.mark.cpu
+@pytest.mark.parametrize("width", [3, 4, 33])
+@pytest.mark.parametrize("num_threads", [1, 2])
+def test_fused_reductions_in_lanes_match_the_reference(width, num_threads):
+    """A convolution's bias gradient (N, C, H, W -> C) and a sum of everything: summed in a
+    row of lanes along W from 4 on (``fused.LANE_EXTENTS``), as one chain below, and split
+    over the batch in 2 parts; the same result to float64 reassociation, the same bits on a
+    second run."""
+    from graphc.codegen_cpu.fused import LANE_EXTENTS
+
+    assert LANE_EXTENTS[0] == 4, "the widths straddle the lanes' lower bound"
+    data = gc.Variable("data")
+    product = gc.tanh(data) * 3.0
+    out = gc.Group([gc.sum(product, axis=(0, 2, 3)), gc.sum(product), gc.exp(product)])
+    shape = (5, 3, 7, width)
+    options = {"num_threads": num_threads, "split_small": True}
+    exe = out.simple_bind(gc.cpu(), type_dict={"data": np.float64}, options=options, data=shape)
+    assert any(line.startswith("  | ") for line in exe.debug_str().splitlines()), "fused"
+    values = {"data": _random(shape, dtype=np.float64)[0]}
+    first = [array.copy() for array in exe.forward(**values)]
+    second = [array.copy() for array in exe.forward(**values)]
+    for got, again, want in zip(first, second, gc.evaluate(out, values), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-12)
+        assert np.array_equal(got, again)
+
+
+@pytest.mark.cpu
 @pytest.mark.parametrize("axis, keepdims", [((0, 2, 3), False), ((1, 3), True), (None, False)])
 def test_fused_reductions_on_the_cpu_match_the_reference(axis, keepdims):
     """A bias gradient's reduction over several axes, as in a convolution's backward, and a

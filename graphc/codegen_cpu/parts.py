@@ -171,7 +171,15 @@ def _part_failed(typingctx, address, frame, part):
 def parts_cell() -> np.ndarray:
     """A kernel's cell for its part function: (address, check), as ``native_call.entry_cell``,
     then a flag the parts set where one raised (the parallel loop's own reductions would
-    allocate)."""
+    allocate).
+
+    Numba's thread pool is started here, at bind, before any kernel can reach
+    :func:`run_parts`: a kernel loaded from the disk cache with a copy of ``run_parts``
+    linked in need not start the pool itself, and then calls the pool's entry point
+    at address 0 (a segfault, seen on a cache whose ``run_parts`` had been compiled as
+    the callee of a generated kernel, with its error model). ``get_num_threads`` starts
+    the pool once and is free afterwards."""
+    numba.get_num_threads()
     return np.zeros(3, dtype=np.int64)
 
 

