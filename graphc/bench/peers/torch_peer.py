@@ -133,11 +133,18 @@ class Trainer:
             return self.model(torch.from_numpy(x)).numpy()
 
 
+def _threads(count: int) -> str:
+    return f"{count} thread" + ("" if count == 1 else "s")
+
+
 def main() -> None:
     args = peer_protocol.arguments(modes=("eager", "compile"))
     task = peer_protocol.Task(args.task)
     peer_protocol.run(
-        task, args, lambda task: Trainer(task, args.mode), f"PyTorch {torch.__version__}"
+        task,
+        args,
+        lambda task: Trainer(task, args.mode),
+        f"PyTorch {torch.__version__}, {_threads(torch.get_num_threads())}",
     )
 
 
