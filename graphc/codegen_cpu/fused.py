@@ -117,6 +117,13 @@ def _reduction_index(member: Member, source_shape: tuple, out_shape: tuple) -> t
 LANE_EXTENTS = (4, 4096)
 
 
+def lane_stride(lanes: int) -> int:
+    """Float64s from one part's row of lanes to the next: the row rounded up to a 64-byte
+    line, and one line more, so that two threads never write one line (LeNet's pool2
+    gradient, rows of 8 lanes packed side by side: 1.63 ms against 0.62 without lanes)."""
+    return -(-lanes // 8) * 8 + 8 if lanes else 0
+
+
 def _reduction_layout(member: Member, shape: tuple, member_shape: tuple) -> tuple[str, int, int]:
     """(accumulator index, depth, lanes) of a reduction in the loop over ``shape``: the
     flat index and depth of ``_reduction_index`` (a single sum has index 0 at depth 0), and
@@ -331,7 +338,7 @@ def _reduction_lines(spec: NodeSpec, members, shapes, shape, reductions, parts: 
     members, by loop depth the lines that start and finish each partial sum around that
     loop, and the lines that find each reduction's row of lanes before the loops. With
     several parts, each part adds into its own ``size`` accumulators (``loop_parts``), and
-    its lanes follow all of those, one row per part.
+    its lanes follow all of those, one row per part, ``lane_stride`` apart.
 
     A reduction whose innermost axes are all reduced sums them in a local (a register), or
     in its row of lanes (``LANE_EXTENTS``), and adds that to its accumulator once per outer
@@ -360,9 +367,9 @@ def _reduction_lines(spec: NodeSpec, members, shapes, shape, reductions, parts: 
             body.append(f"{partial} += v{source}")
             closing.setdefault(depth, []).append(f"{accumulator}[{index}] += {partial}")
             continue
-        start = f"{parts * size} + part * {lanes}" if parts > 1 else f"{size}"
+        start = f"{parts * size} + part * {lane_stride(lanes)}" if parts > 1 else f"{size}"
         rows.append(f"{lane} = {accumulator}[{start}:{start} + {lanes}]")
-        opening.setdefault(depth, []).append(f"{lane}[:] = 0.0")
+        opening.setdefault(depth, []).extend([f"for j in range({lanes}):", f"    {lane}[j] = 0.0"])
         body.append(f"{lane}[i{len(shape) - 1}] += v{source}")
         closing.setdefault(depth, []).extend(
             [
@@ -506,7 +513,7 @@ class _ArgumentPlan:
                 size = int(np.prod(spec.out_shapes[k], dtype=np.int64))
                 _, _, lanes = _reduction_layout(members[member], shape, tuple(shapes[member][0]))
                 reduction_slots.append(len(slots))
-                slots.append(((parts * (size + lanes),), np.dtype(np.float64)))
+                slots.append(((parts * (size + lane_stride(lanes)),), np.dtype(np.float64)))
         self.workspace = tuple(slots)
 
         def prepare(inputs: tuple, outs: tuple, workspace: tuple) -> tuple:
