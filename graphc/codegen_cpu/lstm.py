@@ -5,8 +5,9 @@ kernels follow them operation for operation (same sigmoid, same order of additio
 tanh is ``fast_tanh``, a rational approximation) and differ only in where the work happens:
 
 - the input projection of every step is one GEMM, (T*N, I) x (I, 4H);
-- each step is one recurrent GEMM, (N, H) x (H, 4H), into a preallocated buffer, then one
-  fused loop over (N, H) for the gate nonlinearities and the cell update;
+- each step is one recurrent GEMM, (N, H) x (H, 4H), into a preallocated buffer, then
+  loops over (N, H) for the gate nonlinearities and the cell update; with several threads
+  each takes a block of hidden units, all four gates of them (below, "LSTM");
 - backward through time is one loop of the same shape, and the weight and data gradients
   are one GEMM each over all steps once the loop has produced every step's dz.
 
@@ -45,7 +46,7 @@ from graphc.codegen_cpu.scalar_functions import fast_tanh
 from graphc.codegen_cpu.target import TARGET
 from graphc.codegen_cpu.threads import parallel_parts
 
-# Forward GEMM flops of one LSTM node from which it splits its batch over threads.
+# Forward GEMM flops of one LSTM node from which it splits its work over threads.
 PARALLEL_FLOPS = 2_000_000
 
 # -- shared helpers ----------------------------------------------------------------------------
@@ -86,68 +87,117 @@ def _sigmoid(x, half, one):
 
 # -- LSTM --------------------------------------------------------------------------------------
 #
-# Rows of the batch are independent through time, so the time loop splits the batch into
-# ``parts`` ranges, one per thread, each running every step on its own rows: its share of
-# the recurrent GEMM (single-threaded BLAS on its rows of h) and of the gate loop, with no
-# synchronisation between steps. The GEMMs over all steps split their output rows.
-
-
-@numba.njit(**_GATES)
-def _gate_rows(z, recurrent, i2h_bias, h2h_bias, c_prev, cells, output, first, last):
-    """Step activations for batch rows [first, last): z (N, 4H) holds the input projection
-    and receives i, f, g, o; the reference's order of additions."""
-    hidden = cells.shape[1]
-    half = z.dtype.type(0.5)
-    one = z.dtype.type(1.0)
-    for n in range(first, last):
-        gate = z[n]
-        product = recurrent[n]
-        previous = c_prev[n]
-        cell = cells[n]
-        out = output[n]
-        for j in range(hidden):
-            i_ = _u(j)
-            f_ = _u(hidden + j)
-            g_ = _u(2 * hidden + j)
-            o_ = _u(3 * hidden + j)
-            zi = gate[i_] + i2h_bias[i_] + h2h_bias[i_] + product[i_]
-            zf = gate[f_] + i2h_bias[f_] + h2h_bias[f_] + product[f_]
-            zg = gate[g_] + i2h_bias[g_] + h2h_bias[g_] + product[g_]
-            zo = gate[o_] + i2h_bias[o_] + h2h_bias[o_] + product[o_]
-            i = _sigmoid(zi, half, one)
-            f = _sigmoid(zf, half, one)
-            g = fast_tanh(zg)
-            o = _sigmoid(zo, half, one)
-            c = f * previous[_u(j)] + i * g
-            gate[i_] = i
-            gate[f_] = f
-            gate[g_] = g
-            gate[o_] = o
-            cell[_u(j)] = c
-            out[_u(j)] = o * fast_tanh(c)
+# The time loop splits the hidden units into ``parts`` ranges, one per thread: at each step
+# a part computes the recurrent product of all four gates of its units, (N, H) x (H, 4 u),
+# from a contiguous block of the weight laid out for it (``_copy_unit_blocks``), and runs
+# the gate loop over its units for every row. The next step reads every unit of h, so each
+# step is one parallel region. Splitting the batch instead needed no step-by-step
+# synchronisation, but gave each thread the less efficient GEMM: CharLM's
+# (64, 256) x (256, 1024) ran at 103 GFLOP/s on one core against 141 for
+# (128, 256) x (256, 512), and 100 steps of a two-thread loop took 36 ms split by rows
+# against 29 ms split by units, region per step included. The GEMMs over all steps split
+# their output rows.
 
 
 @numba.njit(cache=True)
-def _forward_part(
-    gates, output, cells, recurrent, h2h_weight_t, i2h_bias, h2h_bias, h_initial, c_initial,
-    first, last,
+def _units(part, parts, hidden):
+    """Hidden units [first, last) of part ``part``."""
+    return row_range(part, parts, hidden)
+
+
+@numba.njit(cache=True)
+def _unit_block(buffer, rows, width, part, parts):
+    """Part ``part``'s block of ``buffer``, which holds for every part in order a
+    contiguous (rows, width * its units) matrix (``_units``)."""
+    flat = buffer.reshape(buffer.size)
+    first, last = _units(part, parts, buffer.size // (rows * width))
+    return flat[rows * width * first : rows * width * last].reshape(rows, width * (last - first))
+
+
+@numba.njit(cache=True)
+def _copy_unit_blocks(h2h_weight, blocks, parts):
+    """Part p's block of ``blocks`` (H, 4 u): column g*u + k is h2h_weight's row for gate g
+    of unit first + k, so that the part's recurrent GEMM yields its units' four gates."""
+    hidden = h2h_weight.shape[1]
+    for part in range(parts):
+        first, last = _units(part, parts, hidden)
+        units = last - first
+        block = _unit_block(blocks, hidden, 4, part, parts)
+        for k in range(hidden):
+            for gate in range(4):
+                for j in range(units):
+                    block[k, gate * units + j] = h2h_weight[gate * hidden + first + j, k]
+
+
+@numba.njit(**_GATES)
+def _gate_units(z, recurrent, i2h_bias, h2h_bias, c_prev, cells, output, first, last):
+    """Step activations of units [first, last) for every row: z (N, 4H) holds the input
+    projection and receives i, f, g, o; ``recurrent`` (N, 4 u) is the part's recurrent
+    product, gate by gate, and is overwritten with the activations; the reference's order
+    of additions.
+
+    One loop per gate and row, each writing one run of memory: written as one loop over the
+    units writing four gates of z, LLVM could not tell the writes from the reads apart and
+    left it scalar (352 us a step for CharLM's 128 rows x 128 units on one core, 63 us
+    so). Rows are indexed in place, never taken as views: a view counts a reference on its
+    array, and two threads counting on one array row after row contend for it (pool.py)."""
+    hidden = cells.shape[1]
+    units = last - first
+    half = z.dtype.type(0.5)
+    one = z.dtype.type(1.0)
+    own = _u(first)
+    for n in range(z.shape[0]):
+        row = _u(n)
+        for gate in range(4):
+            column = _u(gate * hidden + first)
+            line = _u(gate * units)
+            if gate == 2:
+                for k in range(units):
+                    u = _u(k)
+                    total = z[row, column + u] + i2h_bias[column + u] + h2h_bias[column + u]
+                    recurrent[row, line + u] = fast_tanh(total + recurrent[row, line + u])
+            else:
+                for k in range(units):
+                    u = _u(k)
+                    total = z[row, column + u] + i2h_bias[column + u] + h2h_bias[column + u]
+                    recurrent[row, line + u] = _sigmoid(total + recurrent[row, line + u], half, one)
+            for k in range(units):
+                z[row, column + _u(k)] = recurrent[row, line + _u(k)]
+        forget, cell_gate, out_gate = _u(units), _u(2 * units), _u(3 * units)
+        for k in range(units):
+            u = _u(k)
+            i = recurrent[row, u]
+            c = (
+                recurrent[row, forget + u] * c_prev[row, own + u]
+                + i * recurrent[row, cell_gate + u]
+            )
+            cells[row, own + u] = c
+            output[row, own + u] = recurrent[row, out_gate + u] * fast_tanh(c)
+
+
+@numba.njit(cache=True)
+def _forward_step(
+    gates, output, cells, recurrent, h2h_blocks, i2h_bias, h2h_bias, h_initial, c_initial,
+    step, part, parts,
 ):  # fmt: skip
-    """Every step for batch rows [first, last)."""
+    """Step ``step`` for part ``part``'s hidden units."""
     one = gates.dtype.type(1.0)
     zero = gates.dtype.type(0.0)
-    for t in range(gates.shape[0]):
-        if t == 0:
-            gemm(one, h_initial[first:last], h2h_weight_t, zero, recurrent[first:last])
-            _gate_rows(
-                gates[0], recurrent, i2h_bias, h2h_bias, c_initial, cells[0], output[0],
-                first, last,
-            )  # fmt: skip
-        else:
-            gemm(one, output[t - 1, first:last], h2h_weight_t, zero, recurrent[first:last])
-            _gate_rows(
-                gates[t], recurrent, i2h_bias, h2h_bias, cells[t - 1], cells[t], output[t],
-                first, last,
-            )  # fmt: skip
+    batch, hidden = h_initial.shape
+    first, last = _units(part, parts, hidden)
+    product = _unit_block(recurrent, batch, 4, part, parts)
+    weight = _unit_block(h2h_blocks, hidden, 4, part, parts)
+    if step == 0:
+        gemm(one, h_initial, weight, zero, product)
+        _gate_units(
+            gates[0], product, i2h_bias, h2h_bias, c_initial, cells[0], output[0], first, last
+        )
+    else:
+        gemm(one, output[step - 1], weight, zero, product)
+        _gate_units(
+            gates[step], product, i2h_bias, h2h_bias, cells[step - 1], cells[step],
+            output[step], first, last,
+        )  # fmt: skip
 
 
 @numba.njit(cache=True)
@@ -175,12 +225,12 @@ def _initial_state(target, source, given):
 @numba.njit(cache=True)
 def _forward_phase(frame, part):
     """Part ``part`` of a phase of :func:`lstm_forward`: 0, the input projection of its
-    block of the T*N rows; 1, every step for its block of batch rows."""
+    block of the T*N rows; 1, step ``step`` for its block of hidden units."""
     (
         data, _, h2h_weight, i2h_bias, h2h_bias, _, _, _, _,
         output, _, _, gates, cells,
-        data_rows, i2h_weight_t, h2h_weight_t, recurrent, h_initial, c_initial, parts, _,
-        phase,
+        data_rows, i2h_weight_t, h2h_blocks, recurrent, h_initial, c_initial, parts, _,
+        phase, step,
     ) = frame_arguments(frame)  # fmt: skip
     steps, batch, _ = data.shape
     rows = steps * batch
@@ -194,10 +244,9 @@ def _forward_phase(frame, part):
         zero = gates.dtype.type(0.0)
         gemm(one, data_rows[first:last], i2h_weight_t, zero, projections[first:last])
     else:
-        first, last = row_range(part, parts, batch)
-        _forward_part(
-            gates, output, cells, recurrent, h2h_weight_t, i2h_bias, h2h_bias,
-            h_initial, c_initial, first, last,
+        _forward_step(
+            gates, output, cells, recurrent, h2h_blocks, i2h_bias, h2h_bias,
+            h_initial, c_initial, step, part, parts,
         )  # fmt: skip
 
 
@@ -205,22 +254,23 @@ def _forward_phase(frame, part):
 def lstm_forward(
     data, i2h_weight, h2h_weight, i2h_bias, h2h_bias, state, state_cell, has_state, has_state_cell,
     output, final_state, final_cell, gates, cells,
-    data_rows, i2h_weight_t, h2h_weight_t, recurrent, h_initial, c_initial, parts, parts_entry,
+    data_rows, i2h_weight_t, h2h_blocks, recurrent, h_initial, c_initial, parts, parts_entry,
 ):  # fmt: skip
     """The forward over all steps from the given states, or zeros: the input projection of
-    every step, then the time loop, each split into ``parts`` (:func:`_forward_phase`,
-    through ``parts_entry``)."""
+    every step split into ``parts`` by rows, then each step split into ``parts`` by hidden
+    units (:func:`_forward_phase`, through ``parts_entry``)."""
     _initial_state(h_initial, state, has_state)
     _initial_state(c_initial, state_cell, has_state_cell)
     steps = data.shape[0]
     _copy_transposed(i2h_weight, i2h_weight_t)
-    _copy_transposed(h2h_weight, h2h_weight_t)
-    for phase in range(2):
+    _copy_unit_blocks(h2h_weight, h2h_blocks, parts)
+    for index in range(1 + steps):
+        phase = min(index, 1)
         arguments = (
             data, i2h_weight, h2h_weight, i2h_bias, h2h_bias, state, state_cell, has_state,
             has_state_cell, output, final_state, final_cell, gates, cells,
-            data_rows, i2h_weight_t, h2h_weight_t, recurrent, h_initial, c_initial, parts,
-            parts_entry, phase,
+            data_rows, i2h_weight_t, h2h_blocks, recurrent, h_initial, c_initial, parts,
+            parts_entry, phase, index - 1,
         )  # fmt: skip
         run_parts(parts_entry, part_frame(parts_entry, arguments), parts)
     if steps > 0:
@@ -235,56 +285,92 @@ def lstm_forward(
 
 
 @numba.njit(**_GATES)
-def _gate_gradient_rows(d_output, gates, cells, c_prev, d_gates, dh_next, dc_next, first, last):
-    """dz for batch rows [first, last) of one step, from the step's saved activations and
-    the gradients arriving from the next step (dc_next is updated for the previous one)."""
+def _gate_gradient_units(d_output, gates, cells, c_prev, d_gates, dh, dc, first, last):
+    """dz of units [first, last) for every row of one step, from the step's saved
+    activations and the part's blocks ``dh`` and ``dc`` (N, u) of the gradients arriving
+    from the next step (``dc`` is updated for the previous one). One loop per gate, each
+    writing one run of memory, as in :func:`_gate_units` (118 us a step as one loop, 27 us
+    so)."""
     hidden = cells.shape[1]
+    units = last - first
     one = d_gates.dtype.type(1.0)
-    for n in range(first, last):
-        gate = gates[n]
-        cell = cells[n]
-        previous = c_prev[n]
-        d_out = d_output[n]
-        dh_row = dh_next[n]
-        dc_row = dc_next[n]
-        dz = d_gates[n]
-        for j in range(hidden):
-            i_ = _u(j)
-            f_ = _u(hidden + j)
-            g_ = _u(2 * hidden + j)
-            o_ = _u(3 * hidden + j)
-            i = gate[i_]
-            f = gate[f_]
-            g = gate[g_]
-            o = gate[o_]
-            tanh_c = fast_tanh(cell[i_])
-            dh = d_out[i_] + dh_row[i_]
-            dc = dc_row[i_] + dh * o * (one - tanh_c * tanh_c)
+    i_, f_ = _u(first), _u(hidden + first)
+    g_, o_ = _u(2 * hidden + first), _u(3 * hidden + first)
+    for n in range(gates.shape[0]):
+        row = _u(n)
+        for k in range(units):  # dz of o, and dc through the output gate
+            u = _u(k)
+            o = gates[row, o_ + u]
+            tanh_c = fast_tanh(cells[row, i_ + u])
+            dh_value = d_output[row, i_ + u] + dh[row, u]
             # Gradients at the pre-activations: sigmoid' = s (1 - s), tanh' = 1 - t^2.
-            dz[i_] = dc * g * i * (one - i)
-            dz[f_] = dc * previous[i_] * f * (one - f)
-            dz[g_] = dc * i * (one - g * g)
-            dz[o_] = dh * tanh_c * o * (one - o)
-            dc_row[i_] = dc * f
+            d_gates[row, o_ + u] = dh_value * tanh_c * o * (one - o)
+            dc[row, u] = dc[row, u] + dh_value * o * (one - tanh_c * tanh_c)
+        for k in range(units):
+            u = _u(k)
+            i = gates[row, i_ + u]
+            d_gates[row, i_ + u] = dc[row, u] * gates[row, g_ + u] * i * (one - i)
+        for k in range(units):
+            u = _u(k)
+            f = gates[row, f_ + u]
+            d_gates[row, f_ + u] = dc[row, u] * c_prev[row, i_ + u] * f * (one - f)
+        for k in range(units):
+            u = _u(k)
+            g = gates[row, g_ + u]
+            d_gates[row, g_ + u] = dc[row, u] * gates[row, i_ + u] * (one - g * g)
+        for k in range(units):
+            u = _u(k)
+            dc[row, u] = dc[row, u] * gates[row, f_ + u]
 
 
 @numba.njit(cache=True)
-def _backward_part(d_output, gates, cells, c_initial, d_gates, dh_next, dc_next, h2h_weight_c, first, last):  # fmt: skip
-    """Backpropagation through every step, last to first, for batch rows [first, last)."""
+def _backward_step(d_output, gates, cells, c_initial, d_gates, dh_blocks, dc_blocks, h2h_blocks, step, part, parts):  # fmt: skip
+    """Step ``step`` back through time for part ``part``'s hidden units: its block of the
+    gradient at h from step + 1's dz of every unit (the next step's region wrote it), then
+    its units' dz. ``step`` = -1: only the gradient at the initial h, from step 0's dz."""
     one = d_gates.dtype.type(1.0)
     zero = d_gates.dtype.type(0.0)
-    for t in range(gates.shape[0] - 1, -1, -1):
-        if t == 0:
-            _gate_gradient_rows(
-                d_output[0], gates[0], cells[0], c_initial, d_gates[0], dh_next, dc_next,
-                first, last,
-            )  # fmt: skip
-        else:
-            _gate_gradient_rows(
-                d_output[t], gates[t], cells[t], cells[t - 1], d_gates[t], dh_next, dc_next,
-                first, last,
-            )  # fmt: skip
-        gemm(one, d_gates[t, first:last], h2h_weight_c, zero, dh_next[first:last])
+    steps, batch, hidden = cells.shape
+    first, last = _units(part, parts, hidden)
+    dh = _unit_block(dh_blocks, batch, 1, part, parts)
+    dc = _unit_block(dc_blocks, batch, 1, part, parts)
+    if step < steps - 1:  # the last step starts from the gradient at the final state
+        weight = _unit_block(h2h_blocks, 4 * hidden, 1, part, parts)
+        gemm(one, d_gates[step + 1], weight, zero, dh)
+    if step == 0:
+        _gate_gradient_units(
+            d_output[0], gates[0], cells[0], c_initial, d_gates[0], dh, dc, first, last
+        )
+    elif step > 0:
+        _gate_gradient_units(
+            d_output[step], gates[step], cells[step], cells[step - 1], d_gates[step], dh, dc,
+            first, last,
+        )  # fmt: skip
+
+
+@numba.njit(cache=True)
+def _copy_columns_to_blocks(matrix, blocks, parts):
+    """Each part's block (R, u) of ``blocks`` <- its units' columns of ``matrix`` (R, H)
+    (``_unit_block``); also the weight's (4H, H) for the data-gradient GEMM of each step."""
+    rows, hidden = matrix.shape
+    for part in range(parts):
+        first, last = _units(part, parts, hidden)
+        block = _unit_block(blocks, rows, 1, part, parts)
+        for r in range(rows):
+            for k in range(last - first):
+                block[r, k] = matrix[r, first + k]
+
+
+@numba.njit(cache=True)
+def _copy_blocks_to_columns(blocks, matrix, parts):
+    """The inverse of :func:`_copy_columns_to_blocks`."""
+    rows, hidden = matrix.shape
+    for part in range(parts):
+        first, last = _units(part, parts, hidden)
+        block = _unit_block(blocks, rows, 1, part, parts)
+        for r in range(rows):
+            for k in range(last - first):
+                matrix[r, first + k] = block[r, k]
 
 
 @numba.njit(cache=True)
@@ -339,15 +425,16 @@ def _weight_rows(partials, i2h_weight_grad, h2h_weight_grad, first, last):
 @numba.njit(cache=True)
 def _backward_phase(frame, part):
     """Part ``part`` of a phase of :func:`lstm_backward`: 0, its share of the step rows
-    (read by the weight GEMM after the loop), then its batch rows back through time; 1, the
-    data gradient and its partial of both weight gradients, ``dz.T @ [x | h_prev]``, over
-    its block of the T*N rows; 2, its block of the weight gradients' rows, the partials
-    added in part order (the same bits on every run), and of the bias gradient."""
+    (read by the weight GEMM after the loop); 1, step ``step`` back through time for its
+    block of hidden units (:func:`_backward_step`); 2, the data gradient and its partial of
+    both weight gradients, ``dz.T @ [x | h_prev]``, over its block of the T*N rows; 3, its
+    block of the weight gradients' rows, the partials added in part order (the same bits on
+    every run), and of the bias gradient."""
     (
         d_output, _, _, data, _, h2h_weight, _, _, _, _, output, gates, cells,
         data_grad, i2h_weight_grad, h2h_weight_grad, i2h_bias_grad, _, _, _,
-        d_gates, step_rows, weight_partials, i2h_weight_c, h2h_weight_c,
-        h_initial, c_initial, dh_next, dc_next, parts, _, phase,
+        d_gates, step_rows, weight_partials, i2h_weight_c, h2h_blocks,
+        h_initial, c_initial, dh_blocks, dc_blocks, parts, _, phase, step,
     ) = frame_arguments(frame)  # fmt: skip
     steps, batch, features = data.shape
     rows = steps * batch
@@ -356,17 +443,17 @@ def _backward_phase(frame, part):
     zero = d_gates.dtype.type(0.0)
     if phase == 0:
         # Step r's input and the hidden state it started from, side by side: (T*N, I + H).
-        row_first, row_last = row_range(part, parts, rows)
+        first, last = row_range(part, parts, rows)
         _step_rows(
             data, output, h_initial, step_rows[:, :features], step_rows[:, features:],
-            row_first, row_last,
-        )  # fmt: skip
-        first, last = row_range(part, parts, batch)
-        _backward_part(
-            d_output, gates, cells, c_initial, d_gates, dh_next, dc_next, h2h_weight_c,
             first, last,
         )  # fmt: skip
     elif phase == 1:
+        _backward_step(
+            d_output, gates, cells, c_initial, d_gates, dh_blocks, dc_blocks, h2h_blocks,
+            step, part, parts,
+        )  # fmt: skip
+    elif phase == 2:
         dz_rows = d_gates.reshape((rows, gate_width))
         first, last = row_range(part, parts, rows)
         data_grad_rows = data_grad.reshape((rows, features))
@@ -384,33 +471,44 @@ def lstm_backward(
     state, state_cell, has_state, has_state_cell, output, gates, cells,
     data_grad, i2h_weight_grad, h2h_weight_grad, i2h_bias_grad, h2h_bias_grad,
     state_grad, state_cell_grad,
-    d_gates, step_rows, weight_partials, i2h_weight_c, h2h_weight_c,
-    h_initial, c_initial, dh_next, dc_next, parts, parts_entry,
+    d_gates, step_rows, weight_partials, i2h_weight_c, h2h_blocks,
+    h_initial, c_initial, dh_blocks, dc_blocks, parts, parts_entry,
 ):  # fmt: skip
     """Backpropagation through time from the given states, or zeros; the gradients at the
-    given states last. Three phases split into ``parts`` (:func:`_backward_phase`)."""
+    given states last. The phases of :func:`_backward_phase`, each split into ``parts``:
+    the step rows, every step from the last (and, for a given initial state, the gradient
+    at it), the GEMMs over all steps, the sums of their partials."""
     _initial_state(h_initial, state, has_state)
     _initial_state(c_initial, state_cell, has_state_cell)
     _copy(i2h_weight, i2h_weight_c)
-    _copy(h2h_weight, h2h_weight_c)
-    _copy(d_state, dh_next)
-    _copy(d_state_cell, dc_next)
-    for phase in range(3):
+    _copy_columns_to_blocks(h2h_weight, h2h_blocks, parts)
+    _copy_columns_to_blocks(d_state, dh_blocks, parts)
+    _copy_columns_to_blocks(d_state_cell, dc_blocks, parts)
+    steps = data.shape[0]
+    # Regions: phase 0, then phase 1 for steps T-1, ..., 0 (and -1, the gradient at a given
+    # initial h), then phases 2 and 3.
+    time_regions = steps + 1 if has_state else steps
+    for index in range(time_regions + 3):
+        phase, step = 0, 0
+        if 0 < index <= time_regions:
+            phase, step = 1, steps - index
+        elif index > time_regions:
+            phase = index - time_regions + 1
         arguments = (
             d_output, d_state, d_state_cell, data, i2h_weight, h2h_weight,
             state, state_cell, has_state, has_state_cell, output, gates, cells,
             data_grad, i2h_weight_grad, h2h_weight_grad, i2h_bias_grad, h2h_bias_grad,
             state_grad, state_cell_grad,
-            d_gates, step_rows, weight_partials, i2h_weight_c, h2h_weight_c,
-            h_initial, c_initial, dh_next, dc_next, parts, parts_entry, phase,
+            d_gates, step_rows, weight_partials, i2h_weight_c, h2h_blocks,
+            h_initial, c_initial, dh_blocks, dc_blocks, parts, parts_entry, phase, step,
         )  # fmt: skip
         run_parts(parts_entry, part_frame(parts_entry, arguments), parts)
     for k in range(h2h_bias_grad.shape[0]):
         h2h_bias_grad[k] = i2h_bias_grad[k]
     if has_state:
-        _copy(dh_next, state_grad)
+        _copy_blocks_to_columns(dh_blocks, state_grad, parts)
     if has_state_cell:
-        _copy(dc_next, state_cell_grad)
+        _copy_blocks_to_columns(dc_blocks, state_cell_grad, parts)
 
 
 # -- lowerings ---------------------------------------------------------------------------------
@@ -426,10 +524,11 @@ def _optional(values: list, given: bool, stand_in):
 
 
 def _parts(spec: NodeSpec, steps: int, batch: int, features: int, hidden: int) -> int:
-    """Threads' parts of the batch: the bound count, unless the forward's GEMMs are below
+    """Threads' parts (of the hidden units in the time loop, of rows elsewhere): the bound
+    count, at most one per hidden unit, unless the forward's GEMMs are below
     ``PARALLEL_FLOPS``."""
     flops = 2 * steps * batch * (features + hidden) * 4 * hidden
-    return parallel_parts(spec.options, batch, flops, PARALLEL_FLOPS)
+    return parallel_parts(spec.options, hidden, flops, PARALLEL_FLOPS)
 
 
 def _forward_prepare(has_state: bool, has_state_cell: bool, parts: int):
@@ -464,10 +563,10 @@ def _backward_prepare(has_state: bool, has_state_cell: bool, parts: int):
 
 def _phases(part_function):
     """``Kernel.address_calls``: the part function of every phase, whose frame holds the
-    kernel's arguments (its cell last) and the phase."""
+    kernel's arguments (its cell last), the phase and the step."""
 
     def address_calls(arguments: tuple) -> list:
-        return [parts_call(arguments[-1], part_function, (*arguments, 0))]
+        return [parts_call(arguments[-1], part_function, (*arguments, 0, 0))]
 
     return address_calls
 
@@ -478,8 +577,10 @@ def _source(*functions) -> str:
 
 @lowering(TARGET, "LSTM")
 def lower_lstm(spec: NodeSpec) -> Kernel:
-    """The forward kernel of one LSTM node; its workspace is data as (T*N, I) rows, both
-    weights transposed, one step's recurrent product (N, 4H) and the initial states.
+    """The forward kernel of one LSTM node; its workspace is data as (T*N, I) rows, the
+    input weight transposed, the recurrent weight in each part's block
+    (``_copy_unit_blocks``), one step's recurrent product (N, 4H), as each part's block,
+    and the initial states.
 
     >>> import numpy as np
     >>> spec = NodeSpec("LSTM", "rnn", {"num_hidden": 2, "has_state": False,
@@ -502,7 +603,7 @@ def lower_lstm(spec: NodeSpec) -> Kernel:
     )
     return Kernel(
         fn=lstm_forward, workspace=workspace, name="lstm_forward",
-        source=_source(lstm_forward, _forward_phase, _forward_part, _gate_rows),
+        source=_source(lstm_forward, _forward_phase, _forward_step, _gate_units),
         prepare=_forward_prepare(*_flags(spec), _parts(spec, steps, batch, features, hidden)),
         address_calls=_phases(_forward_phase),
     )  # fmt: skip
@@ -512,8 +613,9 @@ def lower_lstm(spec: NodeSpec) -> Kernel:
 def lower_lstm_backward(spec: NodeSpec) -> Kernel:
     """The backward kernel of one _lstm_backward node; its workspace is every step's dz
     (T, N, 4H), data and the previous hidden states side by side as rows (T*N, I + H), one
-    partial sum of both weight gradients (4H, I + H) per part, contiguous copies of both
-    weights, the initial states and the gradients flowing to the previous step.
+    partial sum of both weight gradients (4H, I + H) per part, a contiguous copy of the
+    input weight and the recurrent weight's columns in each part's block, the initial
+    states, and the gradients flowing to the previous step, in each part's block.
 
     >>> import numpy as np
     >>> spec = NodeSpec("_lstm_backward", "rnn_backward", {"num_hidden": 2,
@@ -541,7 +643,7 @@ def lower_lstm_backward(spec: NodeSpec) -> Kernel:
     )
     return Kernel(
         fn=lstm_backward, workspace=workspace, name="lstm_backward",
-        source=_source(lstm_backward, _backward_phase, _backward_part, _gate_gradient_rows),
+        source=_source(lstm_backward, _backward_phase, _backward_step, _gate_gradient_units),
         prepare=_backward_prepare(*_flags(spec), parts),
         address_calls=_phases(_backward_phase),
     )  # fmt: skip

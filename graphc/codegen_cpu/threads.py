@@ -8,7 +8,7 @@ OpenBLAS of its own: two thread pools that spin against each other when calls al
 and a threaded GEMM next to im2col, pooling and gate loops that stay on one core (LeNet's
 convolution passes reached 0.41-0.73 of NumPy's matmul at 2 threads that way). So graphc
 partitions the work itself: every kernel that pays for it splits its rows (images, output
-rows, batch rows of an LSTM) into ``num_threads`` parts, one per thread of Numba's
+rows, hidden units of an LSTM) into ``num_threads`` parts, one per thread of Numba's
 parallel loop, and each part calls single-threaded BLAS on its own slice of the workspace.
 One pool (Numba's) runs everything in parallel; SciPy's OpenBLAS is held at one thread for
 the duration of each compiled call and given back its own count afterwards, so a user's
