@@ -31,6 +31,8 @@ from graphc.codegen_cpu.target import TARGET
 from graphc.codegen_cpu.threads import parallel_parts
 
 _JIT = {"cache": True, "error_model": "numpy"}
+# Indices known to be non-negative, so that Numba adds no wraparound select (conv.py).
+_u = numba.uint64
 
 # GEMM flops from which a product splits its output rows over threads (``threads.py``).
 # A parallel region costs about 2 us; a 1 Mflop GEMM takes about 7 us on one core here.
@@ -47,10 +49,11 @@ def _add_bias_rows(out, bias, first, last):
     if bias is None:
         return
     cols = out.shape[1]
+    # Rows indexed in place: a view per row counts a reference on ``out``, and the parts'
+    # threads counting on one array row after row contend for it (pool.py).
     for i in range(first, last):
-        row = out[i]
         for j in range(cols):
-            row[j] += bias[j]
+            out[_u(i), _u(j)] += bias[_u(j)]
 
 
 @numba.njit(**_JIT)

@@ -32,6 +32,7 @@ from __future__ import annotations
 import inspect
 
 import numba
+import numpy as np
 
 from graphc.backend.lowering import Kernel, NodeSpec, lowering, uniform_float_dtype
 from graphc.codegen_cpu.blas import gemm, row_range
@@ -78,13 +79,6 @@ def _copy_transposed(matrix, transposed):
             transposed[k, r] = matrix[r, k]
 
 
-@numba.njit(**_GATES)
-def _sigmoid(x, half, one):
-    # The reference's tanh form: never overflows, unlike 1 / (1 + exp(-x)). The constants
-    # arrive typed as the data so that float32 math stays float32.
-    return half * (fast_tanh(half * x) + one)
-
-
 # -- LSTM --------------------------------------------------------------------------------------
 #
 # The time loop splits the hidden units into ``parts`` ranges, one per thread: at each step
@@ -105,13 +99,20 @@ def _units(part, parts, hidden):
     return row_range(part, parts, hidden)
 
 
+# Widths of a block per unit, typed int64: a literal 4 or 1 in the calls made Numba compile
+# _unit_block once for each.
+_GATE_COUNT = np.int64(4)
+_ONE_COLUMN = np.int64(1)
+
+
 @numba.njit(cache=True)
-def _unit_block(buffer, rows, width, part, parts):
-    """Part ``part``'s block of ``buffer``, which holds for every part in order a
-    contiguous (rows, width * its units) matrix (``_units``)."""
-    flat = buffer.reshape(buffer.size)
-    first, last = _units(part, parts, buffer.size // (rows * width))
-    return flat[rows * width * first : rows * width * last].reshape(rows, width * (last - first))
+def _unit_block(blocks, rows, width, part, parts):
+    """Part ``part``'s block of the flat buffer ``blocks``, which holds for every part in
+    order a contiguous (rows, width * its units) matrix (``_units``). The buffers are
+    declared flat, so this is one reshape of a slice (two made Numba compile the general
+    reshape twice, 0.4 s of a cold CharLM start)."""
+    first, last = _units(part, parts, blocks.size // (rows * width))
+    return blocks[rows * width * first : rows * width * last].reshape(rows, width * (last - first))
 
 
 @numba.njit(cache=True)
@@ -122,7 +123,7 @@ def _copy_unit_blocks(h2h_weight, blocks, parts):
     for part in range(parts):
         first, last = _units(part, parts, hidden)
         units = last - first
-        block = _unit_block(blocks, hidden, 4, part, parts)
+        block = _unit_block(blocks, hidden, _GATE_COUNT, part, parts)
         for k in range(hidden):
             for gate in range(4):
                 for j in range(units):
@@ -143,6 +144,7 @@ def _gate_units(z, recurrent, i2h_bias, h2h_bias, c_prev, cells, output, first, 
     array, and two threads counting on one array row after row contend for it (pool.py)."""
     hidden = cells.shape[1]
     units = last - first
+    zero = z.dtype.type(0.0)
     half = z.dtype.type(0.5)
     one = z.dtype.type(1.0)
     own = _u(first)
@@ -151,16 +153,18 @@ def _gate_units(z, recurrent, i2h_bias, h2h_bias, c_prev, cells, output, first, 
         for gate in range(4):
             column = _u(gate * hidden + first)
             line = _u(gate * units)
-            if gate == 2:
-                for k in range(units):
-                    u = _u(k)
-                    total = z[row, column + u] + i2h_bias[column + u] + h2h_bias[column + u]
-                    recurrent[row, line + u] = fast_tanh(total + recurrent[row, line + u])
-            else:
-                for k in range(units):
-                    u = _u(k)
-                    total = z[row, column + u] + i2h_bias[column + u] + h2h_bias[column + u]
-                    recurrent[row, line + u] = _sigmoid(total + recurrent[row, line + u], half, one)
+            # One loop for both nonlinearities: sigmoid(x) = 0.5 tanh(0.5 x) + 0.5, the same
+            # bits as the reference's 0.5 (tanh(0.5 x) + 1), which never overflows, unlike
+            # 1 / (1 + exp(-x)) (halving is exact); tanh(x) = 1 tanh(1 x) + 0. A loop for
+            # each cost a second vectorized copy to compile. The constants are typed as the
+            # data, so that float32 math stays float32.
+            scale = one if gate == 2 else half
+            shift = zero if gate == 2 else half
+            for k in range(units):
+                u = _u(k)
+                total = z[row, column + u] + i2h_bias[column + u] + h2h_bias[column + u]
+                total = total + recurrent[row, line + u]
+                recurrent[row, line + u] = scale * fast_tanh(scale * total) + shift
             for k in range(units):
                 z[row, column + _u(k)] = recurrent[row, line + _u(k)]
         forget, cell_gate, out_gate = _u(units), _u(2 * units), _u(3 * units)
@@ -185,8 +189,8 @@ def _forward_step(
     zero = gates.dtype.type(0.0)
     batch, hidden = h_initial.shape
     first, last = _units(part, parts, hidden)
-    product = _unit_block(recurrent, batch, 4, part, parts)
-    weight = _unit_block(h2h_blocks, hidden, 4, part, parts)
+    product = _unit_block(recurrent, batch, _GATE_COUNT, part, parts)
+    weight = _unit_block(h2h_blocks, hidden, _GATE_COUNT, part, parts)
     if step == 0:
         gemm(one, h_initial, weight, zero, product)
         _gate_units(
@@ -332,10 +336,10 @@ def _backward_step(d_output, gates, cells, c_initial, d_gates, dh_blocks, dc_blo
     zero = d_gates.dtype.type(0.0)
     steps, batch, hidden = cells.shape
     first, last = _units(part, parts, hidden)
-    dh = _unit_block(dh_blocks, batch, 1, part, parts)
-    dc = _unit_block(dc_blocks, batch, 1, part, parts)
+    dh = _unit_block(dh_blocks, batch, _ONE_COLUMN, part, parts)
+    dc = _unit_block(dc_blocks, batch, _ONE_COLUMN, part, parts)
     if step < steps - 1:  # the last step starts from the gradient at the final state
-        weight = _unit_block(h2h_blocks, 4 * hidden, 1, part, parts)
+        weight = _unit_block(h2h_blocks, 4 * hidden, _ONE_COLUMN, part, parts)
         gemm(one, d_gates[step + 1], weight, zero, dh)
     if step == 0:
         _gate_gradient_units(
@@ -351,11 +355,12 @@ def _backward_step(d_output, gates, cells, c_initial, d_gates, dh_blocks, dc_blo
 @numba.njit(cache=True)
 def _copy_columns_to_blocks(matrix, blocks, parts):
     """Each part's block (R, u) of ``blocks`` <- its units' columns of ``matrix`` (R, H)
-    (``_unit_block``); also the weight's (4H, H) for the data-gradient GEMM of each step."""
+    (``_unit_block``): the recurrent weight (4H, H) for the GEMM of each step, and the
+    gradients arriving at the final states."""
     rows, hidden = matrix.shape
     for part in range(parts):
         first, last = _units(part, parts, hidden)
-        block = _unit_block(blocks, rows, 1, part, parts)
+        block = _unit_block(blocks, rows, _ONE_COLUMN, part, parts)
         for r in range(rows):
             for k in range(last - first):
                 block[r, k] = matrix[r, first + k]
@@ -363,11 +368,12 @@ def _copy_columns_to_blocks(matrix, blocks, parts):
 
 @numba.njit(cache=True)
 def _copy_blocks_to_columns(blocks, matrix, parts):
-    """The inverse of :func:`_copy_columns_to_blocks`."""
+    """The inverse of :func:`_copy_columns_to_blocks` (a function of its own: ``matrix``
+    there may be read-only)."""
     rows, hidden = matrix.shape
     for part in range(parts):
         first, last = _units(part, parts, hidden)
-        block = _unit_block(blocks, rows, 1, part, parts)
+        block = _unit_block(blocks, rows, _ONE_COLUMN, part, parts)
         for r in range(rows):
             for k in range(last - first):
                 matrix[r, first + k] = block[r, k]
@@ -391,10 +397,9 @@ def _step_rows(data, output, h_initial, data_rows, h_prev_rows, first, last):
 def _column_sums(matrix, sums, first, last):
     """sums[r] = the sum of column r of matrix, rows in order, for r in [first, last)."""
     sums[first:last] = 0
-    for row in range(matrix.shape[0]):
-        values = matrix[row]
+    for row in range(matrix.shape[0]):  # in place, no view per row (_gate_units)
         for r in range(first, last):
-            sums[_u(r)] += values[_u(r)]
+            sums[_u(r)] += matrix[_u(row), _u(r)]
 
 
 @numba.njit(cache=True)
@@ -547,11 +552,12 @@ def _backward_prepare(has_state: bool, has_state_cell: bool, parts: int):
     def prepare(inputs, outputs, workspace):
         states = list(inputs[6:-3])
         grads = list(outputs[5:])
-        h_initial, c_initial, dh_next, dc_next = workspace[-4:]
+        h_initial, c_initial = workspace[-4:-2]
         state = _optional(states, has_state, h_initial)
         state_cell = _optional(states, has_state_cell, c_initial)
-        state_grad = _optional(grads, has_state, dh_next)
-        state_cell_grad = _optional(grads, has_state_cell, dc_next)
+        # Stand-ins of the initial states' shape, never written without the state.
+        state_grad = _optional(grads, has_state, h_initial)
+        state_cell_grad = _optional(grads, has_state_cell, c_initial)
         flags = (has_state, has_state_cell)
         return (
             *inputs[:6], state, state_cell, *flags, *inputs[-3:],
@@ -588,7 +594,7 @@ def lower_lstm(spec: NodeSpec) -> Kernel:
     ...     (np.dtype("float64"),) * 5, ((3, 1, 2), (1, 2), (1, 2), (3, 1, 8), (3, 1, 2)),
     ...     (np.dtype("float64"),) * 5)
     >>> [shape for shape, dtype in lower_lstm(spec).workspace]
-    [(3, 5), (5, 8), (2, 8), (1, 8), (1, 2), (1, 2)]
+    [(3, 5), (5, 8), (16,), (8,), (1, 2), (1, 2)]
     """
     dtype = uniform_float_dtype(spec)
     steps, batch, features = spec.in_shapes[0]
@@ -596,8 +602,8 @@ def lower_lstm(spec: NodeSpec) -> Kernel:
     workspace = (
         ((steps * batch, features), dtype),
         ((features, 4 * hidden), dtype),
-        ((hidden, 4 * hidden), dtype),
-        ((batch, 4 * hidden), dtype),
+        ((hidden * 4 * hidden,), dtype),
+        ((batch * 4 * hidden,), dtype),
         ((batch, hidden), dtype),
         ((batch, hidden), dtype),
     )
@@ -635,11 +641,11 @@ def lower_lstm_backward(spec: NodeSpec) -> Kernel:
         ((steps * batch, features + hidden), dtype),
         ((parts, 4 * hidden, features + hidden), dtype),
         ((4 * hidden, features), dtype),
-        ((4 * hidden, hidden), dtype),
+        ((4 * hidden * hidden,), dtype),
         ((batch, hidden), dtype),
         ((batch, hidden), dtype),
-        ((batch, hidden), dtype),
-        ((batch, hidden), dtype),
+        ((batch * hidden,), dtype),
+        ((batch * hidden,), dtype),
     )
     return Kernel(
         fn=lstm_backward, workspace=workspace, name="lstm_backward",
