@@ -142,13 +142,20 @@ CONV_CASES = {
     "3x1x7x5-k1-s2": ((3, 1, 7, 5), (1, 1), (2, 2), (0, 0), 1, False),
     "1x3x1x7-k2x3-s2-p1-nobias": ((1, 3, 1, 7), (2, 3), (2, 2), (1, 1), 2, True),
     "3x3x11x11-k3-s2x1-p1": ((3, 3, 11, 11), (3, 3), (2, 1), (1, 1), 5, False),
+    # No padding and unit stride along the width: conv.py's dense loops, which move 8
+    # columns at a time and the rest one by one. W' = 12 (8 + 4) with stride 2 down the
+    # height; W' = 16 (two blocks, no rest) from one channel; W' = 8 at 3 images of 5 rows,
+    # so that 2 and 3 parts start mid-image.
+    "3x3x10x13-k3x2-s2x1": ((3, 3, 10, 13), (3, 2), (2, 1), (0, 0), 4, False),
+    "2x1x6x20-k2x5-nobias": ((2, 1, 6, 20), (2, 5), (1, 1), (0, 0), 3, True),
+    "3x2x9x12-k5": ((3, 2, 9, 12), (5, 5), (1, 1), (0, 0), 2, False),
 }
 CONV_PARAMS = [
     pytest.param(case, np.float64, id=f"{name}-f64") for name, case in CONV_CASES.items()
 ]
 CONV_PARAMS += [
     pytest.param(CONV_CASES[name], np.float32, id=f"{name}-f32")
-    for name in ("3x3x11x5-k3-s2-p1", "3x3x5x11-k2x3-s1x2-p1x0-nobias")
+    for name in ("3x3x11x5-k3-s2-p1", "3x3x5x11-k2x3-s1x2-p1x0-nobias", "3x3x10x13-k3x2-s2x1")
 ]
 
 
@@ -170,9 +177,11 @@ def test_convolution_kernels_match_reference(case, dtype, options):
     check_kernels(group, conv_inputs(conv, data_shape, dtype), CONV_OPS, options)
 
 
-def test_convolution_kernels_read_non_contiguous_inputs():
-    conv, group = conv_graph((3, 3), (2, 2), (1, 1), 4, False)
-    check_kernels(group, conv_inputs(conv, (3, 3, 11, 5), np.float64), CONV_OPS, views=True)
+@pytest.mark.parametrize("name", ["3x3x11x5-k3-s2-p1", "3x3x10x13-k3x2-s2x1"])
+def test_convolution_kernels_read_non_contiguous_inputs(name):
+    data_shape, kernel, stride, pad, num_filter, no_bias = CONV_CASES[name]
+    conv, group = conv_graph(kernel, stride, pad, num_filter, no_bias)
+    check_kernels(group, conv_inputs(conv, data_shape, np.float64), CONV_OPS, views=True)
 
 
 @pytest.mark.parametrize("threads", [1, 2])

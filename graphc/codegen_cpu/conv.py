@@ -47,6 +47,8 @@ import math
 
 import numba
 import numpy as np
+from numba.core import types
+from numba.extending import overload
 
 from graphc.backend.lowering import Kernel, NodeSpec, lowering, uniform_float_dtype
 from graphc.codegen_cpu.blas import gemm, row_range
@@ -99,11 +101,138 @@ def _valid_columns(j, stride_w, pad_w, width, out_w):
     return low, max(low, high)
 
 
+# -- the dense case: no padding, unit stride along the width --------------------------------------
+#
+# Every convolution of LeNet (and any "valid" one) is this case: each tap row of a chunk is one
+# contiguous run of W' input cells per output row, with nothing to zero. The general loops
+# below spend their time on the per-row bookkeeping (bounds, three loops, divmod) rather than
+# the copy, and a run of 8 cells (LeNet's conv2) is below the trip count at which LLVM's
+# vectorised loop starts, so it was copied one float at a time. The dense loops index flat
+# views with a running offset per row, and move 8 cells at a time as 8 loads, then 8 stores,
+# which LLVM packs into one vector load and store (loads first: it may not reorder a load
+# past a store to an array it cannot prove distinct). LeNet's conv2 im2col, one part of 50
+# images, one thread: 0.67 -> 0.27 ms; conv1 0.11 -> 0.07 ms.
+
+
+def _flat_c(a):
+    """``a`` as a flat view where Numba types it C-contiguous, else None (the general loops
+    then run)."""
+
+
+@overload(_flat_c)
+def _flat_c_overload(a):
+    if isinstance(a, types.Array) and a.layout == "C":
+        return lambda a: a.reshape(a.size)
+    return lambda a: None
+
+
+@numba.njit(cache=True, inline="always")
+def _move8(source, s, target, t, add):
+    """target[t:t+8] = source[s:s+8], or += with ``add``: all loads before any store."""
+    a0 = source[s]
+    a1 = source[s + _u(1)]
+    a2 = source[s + _u(2)]
+    a3 = source[s + _u(3)]
+    a4 = source[s + _u(4)]
+    a5 = source[s + _u(5)]
+    a6 = source[s + _u(6)]
+    a7 = source[s + _u(7)]
+    if add:
+        a0 += target[t]
+        a1 += target[t + _u(1)]
+        a2 += target[t + _u(2)]
+        a3 += target[t + _u(3)]
+        a4 += target[t + _u(4)]
+        a5 += target[t + _u(5)]
+        a6 += target[t + _u(6)]
+        a7 += target[t + _u(7)]
+    target[t] = a0
+    target[t + _u(1)] = a1
+    target[t + _u(2)] = a2
+    target[t + _u(3)] = a3
+    target[t + _u(4)] = a4
+    target[t + _u(5)] = a5
+    target[t + _u(6)] = a6
+    target[t + _u(7)] = a7
+
+
+@numba.njit(cache=True, inline="always")
+def _dense_columns(image, matrix, s, t, rows, oh, sizes, low, high, to_image):
+    """Columns [low, high) of ``rows`` output rows of one tap: from the flat image at offset
+    ``s`` into the matrix at ``t`` (``to_image``: added back), ``oh`` the first row's h';
+    8 at a time where ``low`` and ``high`` are (see :func:`_dense_taps`)."""
+    out_h, out_w, step, image_size = sizes
+    for r in range(rows):
+        if (high - low) % 8 == 0:
+            for ow in range(low, high, 8):
+                if to_image:
+                    _move8(matrix, _u(t + ow), image, _u(s + ow), True)
+                else:
+                    _move8(image, _u(s + ow), matrix, _u(t + ow), False)
+        else:
+            for ow in range(low, high):
+                if to_image:
+                    image[_u(s + ow)] += matrix[_u(t + ow)]
+                else:
+                    matrix[_u(t + ow)] = image[_u(s + ow)]
+        t += out_w
+        s += step
+        oh += 1
+        if oh == out_h:
+            oh = 0
+            s += image_size - out_h * step
+
+
+@numba.njit(cache=True)
+def _dense_taps(image, matrix, shape, first_row, kernel, stride_h, out_h, out_w, to_image):
+    """im2col (``to_image`` False: matrix rows from the flat image) or col2im (True: matrix
+    rows added into it) of the dense case; ``shape`` is the image's (C, H, W).
+
+    Each tap's rows go in two sweeps, the first W' // 8 * 8 columns in blocks of 8, then
+    the rest one by one, so that the hot loop has no remainder: a remainder loop in it
+    (which LLVM vectorises too, with its own checks) measured 0.34 against 0.27 ms."""
+    channels, height, width = shape
+    kernel_h, kernel_w = kernel
+    columns = matrix.size // (channels * kernel_h * kernel_w)
+    rows = columns // out_w
+    plane = height * width
+    step = stride_h * width
+    sizes = (out_h, out_w, step, channels * plane)
+    n, oh = divmod(first_row, out_h)
+    wide = out_w - out_w % 8
+    for c in range(channels):
+        for i in range(kernel_h):
+            for j in range(kernel_w):
+                s = n * channels * plane + oh * step + c * plane + i * width + j
+                t = ((c * kernel_h + i) * kernel_w + j) * columns
+                _dense_columns(image, matrix, s, t, rows, oh, sizes, 0, wide, to_image)
+                if wide < out_w:
+                    _dense_columns(image, matrix, s, t, rows, oh, sizes, wide, out_w, to_image)
+
+
+@numba.njit(cache=True)
+def _dense(image, shape, matrix, first_row, geometry, out_h, out_w, to_image):
+    """:func:`_dense_taps` where ``image`` and ``matrix`` are flat views (``_flat_c``: None
+    for an array of other strides) and the geometry has no padding and unit stride along
+    the width; False, with nothing done, otherwise."""
+    if image is None or matrix is None:
+        return False
+    kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w = geometry
+    if pad_h != 0 or pad_w != 0 or stride_w != 1:
+        return False
+    _dense_taps(
+        image, matrix, shape, first_row, (kernel_h, kernel_w), stride_h, out_h, out_w, to_image
+    )
+    return True
+
+
 @numba.njit(cache=True)
 def _im2col(data, cols, first_row, geometry, out_h, out_w):
     """Fill ``cols`` (C*kh*kw, rows*W') with the windows of output rows first_row, ...
 
     The innermost loop runs along an output row, over contiguous columns of ``cols``."""
+    if _dense(_flat_c(data), data.shape[1:], _flat_c(cols), first_row, geometry, out_h, out_w, False):  # fmt: skip
+        return
     kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w = geometry
     channels, height, width = data.shape[1], data.shape[2], data.shape[3]
     rows = cols.shape[1] // out_w
@@ -138,6 +267,8 @@ def _im2col(data, cols, first_row, geometry, out_h, out_w):
 def _col2im(cols, data_grad, first_row, geometry, out_h, out_w):
     """The adjoint of :func:`_im2col`: add every entry of ``cols`` into the input cell it
     was read from (entries read from the padding are dropped)."""
+    if _dense(_flat_c(data_grad), data_grad.shape[1:], _flat_c(cols), first_row, geometry, out_h, out_w, True):  # fmt: skip
+        return
     kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w = geometry
     channels, height, width = data_grad.shape[1], data_grad.shape[2], data_grad.shape[3]
     rows = cols.shape[1] // out_w
