@@ -162,7 +162,7 @@ def _dense_columns(image, matrix, s, t, rows, oh, sizes, low, high, to_image):
     ``s`` into the matrix at ``t`` (``to_image``: added back), ``oh`` the first row's h';
     8 at a time where ``low`` and ``high`` are (see :func:`_dense_taps`)."""
     out_h, out_w, step, image_size = sizes
-    for r in range(rows):
+    for _ in range(rows):
         if (high - low) % 8 == 0:
             for ow in range(low, high, 8):
                 if to_image:
