@@ -64,10 +64,12 @@ def allocations(function, arrays) -> int:
     return rtsys.get_allocation_stats().alloc - before
 
 
-def check_kernels(symbol, inputs: dict, ops, options=None, views: bool = False) -> list:
+def check_kernels(
+    symbol, inputs: dict, ops, options=None, views: bool = False, read_only: bool = False
+) -> list:
     """Run the kernel of every node of ``symbol`` whose op is in ``ops`` against the
     reference; return the kernels' specs and workspaces. ``views`` passes every input to the
-    kernels as a non-contiguous view."""
+    kernels as a non-contiguous view, ``read_only`` as a read-only array."""
     values = evaluate_entries(symbol, inputs)
     checked = []
     for node in symbol.graph.nodes:
@@ -78,6 +80,10 @@ def check_kernels(symbol, inputs: dict, ops, options=None, views: bool = False) 
         arguments = [values[entry] for entry in node.inputs]
         if views:
             arguments = [strided(array) for array in arguments]
+        if read_only:
+            arguments = [array.copy() for array in arguments]
+            for array in arguments:
+                array.flags.writeable = False
         outputs = [poisoned(shape, dtype) for shape, dtype in zip(spec.out_shapes, spec.out_dtypes)]
         workspace = [poisoned(shape, dtype) for shape, dtype in kernel.workspace]
         arrays = kernel.arguments(tuple(arguments), tuple(outputs), tuple(workspace))
@@ -178,10 +184,12 @@ def test_convolution_kernels_match_reference(case, dtype, options):
 
 
 @pytest.mark.parametrize("name", ["3x3x11x5-k3-s2-p1", "3x3x10x13-k3x2-s2x1"])
-def test_convolution_kernels_read_non_contiguous_inputs(name):
+@pytest.mark.parametrize("kind", ["views", "read_only"])
+def test_convolution_kernels_read_non_contiguous_and_read_only_inputs(name, kind):
     data_shape, kernel, stride, pad, num_filter, no_bias = CONV_CASES[name]
     conv, group = conv_graph(kernel, stride, pad, num_filter, no_bias)
-    check_kernels(group, conv_inputs(conv, data_shape, np.float64), CONV_OPS, views=True)
+    inputs = conv_inputs(conv, data_shape, np.float64)
+    check_kernels(group, inputs, CONV_OPS, **{kind: True})
 
 
 @pytest.mark.parametrize("threads", [1, 2])

@@ -156,25 +156,31 @@ def _move8(source, s, target, t, add):
     target[t + _u(7)] = a7
 
 
-@numba.njit(cache=True, inline="always")
-def _dense_columns(image, matrix, s, t, rows, oh, sizes, low, high, to_image):
-    """Columns [low, high) of ``rows`` output rows of one tap: from the flat image at offset
-    ``s`` into the matrix at ``t`` (``to_image``: added back), ``oh`` the first row's h';
-    8 at a time where ``low`` and ``high`` are (see :func:`_dense_taps`)."""
+@numba.njit(cache=True)
+def _dense_columns(image, image_grad, matrix, s, t, rows, oh, sizes, low, high):
+    """Columns [low, high) of ``rows`` output rows of one tap, 8 at a time where ``low``
+    and ``high`` are (see :func:`_dense_taps`): from the flat ``image`` at offset ``s`` into
+    the matrix at ``t``, or, where ``image`` is None, from the matrix added into
+    ``image_grad``; ``oh`` is the first row's h'.
+
+    Which of the two is None is known when this compiles, and Numba drops the branch
+    that tests it (``is not None`` on the None argument: Numba prunes only by the type of
+    the argument tested). A flag tested at run time would type the store into ``image``
+    too, which fails for a read-only input."""
     out_h, out_w, step, image_size = sizes
     for _ in range(rows):
         if (high - low) % 8 == 0:
             for ow in range(low, high, 8):
-                if to_image:
-                    _move8(matrix, _u(t + ow), image, _u(s + ow), True)
-                else:
+                if image is not None:
                     _move8(image, _u(s + ow), matrix, _u(t + ow), False)
+                if image_grad is not None:
+                    _move8(matrix, _u(t + ow), image_grad, _u(s + ow), True)
         else:
             for ow in range(low, high):
-                if to_image:
-                    image[_u(s + ow)] += matrix[_u(t + ow)]
-                else:
+                if image is not None:
                     matrix[_u(t + ow)] = image[_u(s + ow)]
+                if image_grad is not None:
+                    image_grad[_u(s + ow)] += matrix[_u(t + ow)]
         t += out_w
         s += step
         oh += 1
@@ -184,9 +190,10 @@ def _dense_columns(image, matrix, s, t, rows, oh, sizes, low, high, to_image):
 
 
 @numba.njit(cache=True)
-def _dense_taps(image, matrix, shape, first_row, kernel, stride_h, out_h, out_w, to_image):
-    """im2col (``to_image`` False: matrix rows from the flat image) or col2im (True: matrix
-    rows added into it) of the dense case; ``shape`` is the image's (C, H, W).
+def _dense_taps(image, image_grad, matrix, shape, first_row, kernel, stride_h, out_h, out_w):
+    """im2col (matrix rows from the flat ``image``) or, where ``image`` is None, col2im
+    (matrix rows added into the flat ``image_grad``) of the dense case; ``shape`` is the
+    image's (C, H, W).
 
     Each tap's rows go in two sweeps, the first W' // 8 * 8 columns in blocks of 8, then
     the rest one by one, so that the hot loop has no remainder: a remainder loop in it
@@ -205,24 +212,27 @@ def _dense_taps(image, matrix, shape, first_row, kernel, stride_h, out_h, out_w,
             for j in range(kernel_w):
                 s = n * channels * plane + oh * step + c * plane + i * width + j
                 t = ((c * kernel_h + i) * kernel_w + j) * columns
-                _dense_columns(image, matrix, s, t, rows, oh, sizes, 0, wide, to_image)
+                _dense_columns(image, image_grad, matrix, s, t, rows, oh, sizes, 0, wide)
                 if wide < out_w:
-                    _dense_columns(image, matrix, s, t, rows, oh, sizes, wide, out_w, to_image)
+                    _dense_columns(image, image_grad, matrix, s, t, rows, oh, sizes, wide, out_w)
 
 
 @numba.njit(cache=True)
-def _dense(image, shape, matrix, first_row, geometry, out_h, out_w, to_image):
-    """:func:`_dense_taps` where ``image`` and ``matrix`` are flat views (``_flat_c``: None
-    for an array of other strides) and the geometry has no padding and unit stride along
-    the width; False, with nothing done, otherwise."""
-    if image is None or matrix is None:
+def _dense(image, image_grad, shape, matrix, first_row, geometry, out_h, out_w):
+    """:func:`_dense_taps` where the image (``image`` for im2col, ``image_grad`` for
+    col2im, the other None) and ``matrix`` are flat views (``_flat_c``: None for an array
+    of other strides) and the geometry has no padding and unit stride along the width;
+    False, with nothing done, otherwise."""
+    if matrix is None:
         return False
+    if image is None:
+        if image_grad is None:
+            return False
     kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w = geometry
     if pad_h != 0 or pad_w != 0 or stride_w != 1:
         return False
-    _dense_taps(
-        image, matrix, shape, first_row, (kernel_h, kernel_w), stride_h, out_h, out_w, to_image
-    )
+    kernel = (kernel_h, kernel_w)
+    _dense_taps(image, image_grad, matrix, shape, first_row, kernel, stride_h, out_h, out_w)
     return True
 
 
@@ -231,7 +241,7 @@ def _im2col(data, cols, first_row, geometry, out_h, out_w):
     """Fill ``cols`` (C*kh*kw, rows*W') with the windows of output rows first_row, ...
 
     The innermost loop runs along an output row, over contiguous columns of ``cols``."""
-    if _dense(_flat_c(data), data.shape[1:], _flat_c(cols), first_row, geometry, out_h, out_w, False):  # fmt: skip
+    if _dense(_flat_c(data), None, data.shape[1:], _flat_c(cols), first_row, geometry, out_h, out_w):  # fmt: skip
         return
     kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w = geometry
     channels, height, width = data.shape[1], data.shape[2], data.shape[3]
@@ -267,7 +277,7 @@ def _im2col(data, cols, first_row, geometry, out_h, out_w):
 def _col2im(cols, data_grad, first_row, geometry, out_h, out_w):
     """The adjoint of :func:`_im2col`: add every entry of ``cols`` into the input cell it
     was read from (entries read from the padding are dropped)."""
-    if _dense(_flat_c(data_grad), data_grad.shape[1:], _flat_c(cols), first_row, geometry, out_h, out_w, True):  # fmt: skip
+    if _dense(None, _flat_c(data_grad), data_grad.shape[1:], _flat_c(cols), first_row, geometry, out_h, out_w):  # fmt: skip
         return
     kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w = geometry
     channels, height, width = data_grad.shape[1], data_grad.shape[2], data_grad.shape[3]
