@@ -14,7 +14,9 @@ These kernels compute the same sums as three matrix products over a column matri
   into the input cell it was read from.
 
 One big GEMM (``blas.gemm``) per chunk keeps BLAS efficient whatever the image size (LeNet's second
-layer has only 8x8 outputs per image). Chunks are sized for the cache: about
+layer has only 8x8 outputs per image). Without padding and at unit stride along the width
+(every "valid" convolution, LeNet's two), im2col and col2im run dense loops that move whole
+runs of a row 8 cells at a time ("the dense case" below). Chunks are sized for the cache: about
 ``CHUNK_COLUMNS`` GEMM columns (whole output rows, across image boundaries), so BLAS reads
 the column matrix im2col has just written from cache. The workspace is also bounded:
 ``options["im2col_bytes"]`` (64 MiB by default) caps the chunk so that all the buffers the
