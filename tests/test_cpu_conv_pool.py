@@ -150,8 +150,8 @@ CONV_CASES = {
     "3x3x11x11-k3-s2x1-p1": ((3, 3, 11, 11), (3, 3), (2, 1), (1, 1), 5, False),
     # No padding and unit stride along the width: conv.py's dense loops, which move 8
     # columns at a time and the rest one by one. W' = 12 (8 + 4) with stride 2 down the
-    # height; W' = 16 (two blocks, no rest) from one channel; W' = 8 at 3 images of 5 rows,
-    # so that 2 and 3 parts start mid-image.
+    # height; W' = 16 (two blocks, no rest) from one channel, 10 rows that 3 parts split
+    # mid-image; W' = 8 at 3 images of 5 rows, which 2 parts split mid-image.
     "3x3x10x13-k3x2-s2x1": ((3, 3, 10, 13), (3, 2), (2, 1), (0, 0), 4, False),
     "2x1x6x20-k2x5-nobias": ((2, 1, 6, 20), (2, 5), (1, 1), (0, 0), 3, True),
     "3x2x9x12-k5": ((3, 2, 9, 12), (5, 5), (1, 1), (0, 0), 2, False),
@@ -190,6 +190,13 @@ def test_convolution_kernels_read_non_contiguous_and_read_only_inputs(name, kind
     conv, group = conv_graph(kernel, stride, pad, num_filter, no_bias)
     inputs = conv_inputs(conv, data_shape, np.float64)
     check_kernels(group, inputs, CONV_OPS, **{kind: True})
+
+
+def test_convolution_kernels_with_no_input_channels():
+    """Every output is the bias and every gradient zero; the dense loops, which count a
+    chunk's columns by its tap rows, have none and leave the work to the general ones."""
+    conv, group = conv_graph((3, 3), (1, 1), (0, 0), 2, False)
+    check_kernels(group, conv_inputs(conv, (2, 0, 5, 5), np.float64), CONV_OPS)
 
 
 @pytest.mark.parametrize("threads", [1, 2])

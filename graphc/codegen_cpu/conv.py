@@ -14,9 +14,9 @@ These kernels compute the same sums as three matrix products over a column matri
   into the input cell it was read from.
 
 One big GEMM (``blas.gemm``) per chunk keeps BLAS efficient whatever the image size (LeNet's second
-layer has only 8x8 outputs per image). Without padding and at unit stride along the width
-(every "valid" convolution, LeNet's two), im2col and col2im run dense loops that move whole
-runs of a row 8 cells at a time ("the dense case" below). Chunks are sized for the cache: about
+layer has only 8x8 outputs per image). Without padding, at unit stride along the width and
+on C-contiguous arrays (LeNet's two convolutions), im2col and col2im run dense loops that
+move whole runs of a row 8 cells at a time ("the dense case" below). Chunks are sized for the cache: about
 ``CHUNK_COLUMNS`` GEMM columns (whole output rows, across image boundaries), so BLAS reads
 the column matrix im2col has just written from cache. The workspace is also bounded:
 ``options["im2col_bytes"]`` (64 MiB by default) caps the chunk so that all the buffers the
@@ -105,14 +105,15 @@ def _valid_columns(j, stride_w, pad_w, width, out_w):
 
 # -- the dense case: no padding, unit stride along the width --------------------------------------
 #
-# Every convolution of LeNet (and any "valid" one) is this case: each tap row of a chunk is one
-# contiguous run of W' input cells per output row, with nothing to zero. The general loops
+# Both convolutions of LeNet are this case (on C-contiguous arrays; any other layout runs the
+# general loops): each tap row of a chunk is one contiguous run of W' input cells per output
+# row, with nothing to zero. The general loops
 # below spend their time on the per-row bookkeeping (bounds, three loops, divmod) rather than
 # the copy, and a run of 8 cells (LeNet's conv2) is below the trip count at which LLVM's
 # vectorised loop starts, so it was copied one float at a time. The dense loops index flat
 # views with a running offset per row, and move 8 cells at a time as 8 loads, then 8 stores,
-# which LLVM packs into one vector load and store (loads first: it may not reorder a load
-# past a store to an array it cannot prove distinct). LeNet's conv2 im2col, one part of 50
+# which LLVM packs into vector loads and stores (one each for float32 in 256-bit registers;
+# loads first: it may not reorder a load past a store to an array it cannot prove distinct). LeNet's conv2 im2col, one part of 50
 # images, one thread: 0.67 -> 0.27 ms; conv1 0.11 -> 0.07 ms.
 
 
@@ -160,10 +161,10 @@ def _move8(source, s, target, t, add):
 
 @numba.njit(cache=True)
 def _dense_columns(image, image_grad, matrix, s, t, rows, oh, sizes, low, high):
-    """Columns [low, high) of ``rows`` output rows of one tap, 8 at a time where ``low``
-    and ``high`` are (see :func:`_dense_taps`): from the flat ``image`` at offset ``s`` into
-    the matrix at ``t``, or, where ``image`` is None, from the matrix added into
-    ``image_grad``; ``oh`` is the first row's h'.
+    """Columns [low, high) of ``rows`` output rows of one tap, 8 at a time where
+    ``high - low`` is a multiple of 8 (see :func:`_dense_taps`): from the flat ``image``
+    at offset ``s`` into the matrix at ``t``, or, where ``image`` is None, from the matrix
+    added into ``image_grad``; ``oh`` is the first row's h'.
 
     Which of the two is None is known when this compiles, and Numba drops the branch
     that tests it (``is not None`` on the None argument: Numba prunes only by the type of
@@ -231,8 +232,8 @@ def _dense(image, image_grad, shape, matrix, first_row, geometry, out_h, out_w):
         if image_grad is None:
             return False
     kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w = geometry
-    if pad_h != 0 or pad_w != 0 or stride_w != 1:
-        return False
+    if pad_h != 0 or pad_w != 0 or stride_w != 1 or shape[0] == 0:
+        return False  # no channels: nothing to move, and no tap rows to count columns by
     kernel = (kernel_h, kernel_w)
     _dense_taps(image, image_grad, matrix, shape, first_row, kernel, stride_h, out_h, out_w)
     return True
