@@ -200,6 +200,67 @@ def test_partial_last_batches_train_as_iterating_does(fashion, handle):
         np.testing.assert_allclose(fast.get_params()[0][name], value, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("handle", ["pad", "discard"])
+def test_an_unshuffled_epoch_repeated_over_many_epochs_trains_as_iterating_does(
+    fashion, handle, monkeypatch
+):
+    """Unshuffled data: one epoch's order is handed to the loop once, with each step's
+    start, for every epoch a call spans; the padded last batch (rows that wrap) is gathered,
+    the others read in place."""
+    from graphc.training import compiled_fit
+
+    spans = []
+    steps = compiled_fit.CompiledEpochs._steps
+
+    def recording(self, plans, repeated):
+        spans.append((len(plans), repeated))
+        return steps(self, plans, repeated)
+
+    monkeypatch.setattr(compiled_fit.CompiledEpochs, "_steps", recording)
+    x, y = fashion
+    x = x.reshape(len(x), -1)[:70]
+    y = y[:70]
+    results = []
+    for compiled in (True, False):
+        model = gc.Model(gc.models.softmax_regression())
+        data = gc.io.NDArrayIter(x, y, batch_size=BATCH, last_batch_handle=handle)
+        with contextlib.nullcontext() if compiled else pytest.warns(gc.StepByStepWarning):
+            model.fit(
+                data,
+                optimizer_params={"learning_rate": 0.1, "momentum": 0.9},
+                num_epoch=7,
+                batch_end_callback=None if compiled else (lambda param: None),
+                verbose=False,
+            )
+        results.append(model)
+    fast, slow = results
+    assert max(spans) >= (6, True), f"no call spanned the later epochs: {spans}"
+    assert (
+        fast.optimizer.num_update == slow.optimizer.num_update == 7 * (4 if handle == "pad" else 3)
+    )
+    np.testing.assert_allclose(fast.history["train_loss"], slow.history["train_loss"], rtol=1e-5)
+    assert fast.history["train_accuracy"] == slow.history["train_accuracy"]
+    for name, value in slow.get_params()[0].items():
+        np.testing.assert_allclose(fast.get_params()[0][name], value, rtol=1e-5, atol=1e-7)
+
+
+def test_the_loop_refuses_starts_outside_the_order(fashion):
+    from graphc.training.compiled_loop import CompiledTraining
+
+    x, y = fashion
+    model = gc.Model(gc.models.softmax_regression())
+    model.fit(gc.io.NDArrayIter(x[:40].reshape(40, -1), y[:40], batch_size=BATCH), verbose=False)
+    trainer = model._trainer
+    assert isinstance(trainer, CompiledTraining)
+    sources = [x[:40].reshape(40, -1), y[:40].astype(np.float32)]
+    order = np.arange(40, dtype=np.int64)
+    one = np.array([BATCH])
+    with pytest.raises(ValueError, match=r"1 steps of 20 rows need a start each within the 40"):
+        trainer.run(sources, order, one, starts=np.array([21]))
+    with pytest.raises(ValueError, match=r"got 2 starts"):
+        trainer.run(sources, order, one, starts=np.array([0, 20]))
+
+
 def _in_arena(executor, array) -> bool:
     return np.shares_memory(array, executor.arena)
 

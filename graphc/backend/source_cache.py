@@ -18,6 +18,7 @@ too); it never crashes a run.
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import importlib.util
 import os
@@ -54,6 +55,7 @@ def version_salt(target: str = "cpu") -> str:
     return f"{versions};kernels={kernel_code_version()};target={target}"
 
 
+@functools.cache  # every kernel load keys by it; reading the metadata costs ~1 ms a call
 def _installed(name: str) -> str:
     try:
         return version(name)

@@ -2,7 +2,9 @@
 metric, backward, optimizer update) in one compiled call.
 
 ``train(...)`` runs ``count`` steps over in-memory data. Per step it takes the batch from
-the data set by the sample order: a run of consecutive rows is read in place (a view of
+the data set by the sample order, from ``order[starts[step]]`` on (an epoch's order that
+every epoch repeats is passed once, with a start per step, rather than copied for each of
+10,000 epochs): a run of consecutive rows is read in place (a view of
 the data that the kernels take instead of the bound input, no copy), any other batch is
 gathered into the bound input (``gather_rows``). It then calls the forward kernels,
 records the batch's loss and metric sums, stops before the backward pass when the loss or
@@ -263,11 +265,11 @@ def _header_lines(plan: LoopPlan) -> list[str]:
         "@numba.njit(cache=True, nogil=True)" if plan.allreduce else "@numba.njit(cache=True)",
         "def train(forward_entries, backward_entries, forward_frame, backward_frame, forward,"
         " backward, updates, scalars,"
-        " sources, targets, order, batch, count, rows, counter0, head, label, grad_scale,"
+        " sources, targets, order, starts, batch, count, rows, counter0, head, label, grad_scale,"
         " losses, metrics, carried, fresh, in_place, reduce_call, packed, reduced, requests,"
         " statuses, block):",
         "    for step in range(count):",
-        "        start = step * batch",
+        "        start = starts[step]",
     ]
 
 

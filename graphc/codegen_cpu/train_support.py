@@ -83,17 +83,53 @@ def softmax_stats(probabilities, labels, rows, grad_scale, floor):
 @numba.njit(**_JIT)
 def regression_stats(predictions, labels, rows, grad_scale):
     """(sum over rows of half the mean squared error * grad_scale, sum over rows of the mean
-    squared error, of the mean absolute error). Labels are read in the predictions' layout."""
+    squared error, of the mean absolute error). Labels are read in the predictions' layout.
+
+    The sums run in eight float64 lanes (element e of the first count - count % 8 in lane
+    e % 8; the rest in a sum of their own), added in a fixed tree at the end: one chain of dependent additions ran at the adder's latency (LinReg's 506
+    errors, 1.2 us of a 6.7 us step), eight vectorize. The order is fixed by the row
+    count, so the bits are the same every run."""
+    count = rows * (predictions.size // predictions.shape[0])
+    flat_predictions = predictions.reshape(predictions.size)
+    flat_labels = labels.reshape(predictions.size)
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
+    m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = 0.0
+    blocks = count // 8
+    for block in range(blocks):
+        base = block * 8
+        e0 = float(flat_predictions[base]) - float(flat_labels[base])
+        e1 = float(flat_predictions[base + 1]) - float(flat_labels[base + 1])
+        e2 = float(flat_predictions[base + 2]) - float(flat_labels[base + 2])
+        e3 = float(flat_predictions[base + 3]) - float(flat_labels[base + 3])
+        e4 = float(flat_predictions[base + 4]) - float(flat_labels[base + 4])
+        e5 = float(flat_predictions[base + 5]) - float(flat_labels[base + 5])
+        e6 = float(flat_predictions[base + 6]) - float(flat_labels[base + 6])
+        e7 = float(flat_predictions[base + 7]) - float(flat_labels[base + 7])
+        s0 += e0 * e0
+        s1 += e1 * e1
+        s2 += e2 * e2
+        s3 += e3 * e3
+        s4 += e4 * e4
+        s5 += e5 * e5
+        s6 += e6 * e6
+        s7 += e7 * e7
+        m0 += abs(e0)
+        m1 += abs(e1)
+        m2 += abs(e2)
+        m3 += abs(e3)
+        m4 += abs(e4)
+        m5 += abs(e5)
+        m6 += abs(e6)
+        m7 += abs(e7)
+    tail_squares = 0.0  # the last count % 8 errors, in sums of their own
+    tail_magnitudes = 0.0
+    for index in range(blocks * 8, count):
+        error = float(flat_predictions[index]) - float(flat_labels[index])
+        tail_squares += error * error
+        tail_magnitudes += abs(error)
     width = predictions.size // predictions.shape[0]
-    flat_predictions = predictions.reshape((predictions.shape[0], width))
-    flat_labels = labels.reshape((predictions.shape[0], width))
-    squares = 0.0
-    magnitudes = 0.0
-    for row in range(rows):  # one division at the end rather than one per row
-        for column in range(width):
-            error = float(flat_predictions[row, column]) - float(flat_labels[row, column])
-            squares += error * error
-            magnitudes += abs(error)
+    squares = (((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))) + tail_squares
+    magnitudes = (((m0 + m1) + (m2 + m3)) + ((m4 + m5) + (m6 + m7))) + tail_magnitudes
     loss = 0.5 * squares / width
     return loss * grad_scale, squares / width, magnitudes / width
 

@@ -314,13 +314,12 @@ class CompiledEpochs:
         chunk spans epochs when there are several. Raises TrainingDivergedError, and
         ValueError naming the sample when a label is one the head cannot take."""
         repeated = all(plan is plans[0] for plan in plans)  # one plan, repeated
-        order, rows, fresh, in_place, lengths = self._steps(plans, repeated)
+        order, starts, rows, fresh, in_place, lengths = self._steps(plans, repeated)
         epoch_index = np.repeat(np.arange(len(plans)), lengths)
         epoch_of = epoch_index + first_epoch
-        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-        batch_in_epoch = np.arange(len(rows)) - np.repeat(starts, lengths)
-        checked = plans[0][0] if repeated else order
-        self._check_labels(checked, epoch_of, batch_in_epoch)
+        first_steps = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        batch_in_epoch = np.arange(len(rows)) - np.repeat(first_steps, lengths)
+        self._check_labels(order, epoch_of, batch_in_epoch)  # a repeated plan: its one order
         steps = len(rows)
         losses = np.zeros(steps)
         metrics = np.zeros(steps)
@@ -335,10 +334,11 @@ class CompiledEpochs:
             ):
                 result = self.trainer.run(
                     self.sources,
-                    order[done * self.batch : (done + count) * self.batch],
+                    order,
                     rows[done : done + count],
                     fresh[done : done + count],
                     in_place[done : done + count],
+                    starts[done : done + count],
                 )
             elapsed = time.perf_counter() - start
             losses[done : done + count] = result.losses
@@ -364,22 +364,25 @@ class CompiledEpochs:
         return EpochResults(loss_sums, metric_sums, samples.astype(np.int64), times)
 
     def _steps(self, plans, repeated: bool) -> tuple[np.ndarray, ...]:
-        """The plans' rows to cut, real rows per step, fresh states, in-place steps and
-        steps per epoch, each concatenated over the epochs."""
+        """The rows to cut and where each step's rows start in them, then real rows per
+        step, fresh states, in-place steps and steps per epoch, each concatenated over the
+        epochs. A plan repeated is cut from one copy of its order: LinReg's 10,000 epochs
+        would otherwise copy its 506 rows 10,000 times (40 MB, 10 ms of a 0.08 s fit)."""
         available = min(len(source) for source in self.sources)
         if repeated:
-            order = np.tile(plans[0][0], len(plans))
-            rows = np.tile(plans[0][1], len(plans))
-            fresh = np.tile(plans[0][2], len(plans))
-            in_place = np.tile(in_place_steps(plans[0][0], self.batch, available), len(plans))
-            lengths = np.full(len(plans), len(plans[0][1]), dtype=np.int64)
-            return order, rows, fresh, in_place, lengths
+            order, rows, fresh = plans[0]
+            epochs = len(plans)
+            starts = np.tile(np.arange(len(rows), dtype=np.int64) * self.batch, epochs)
+            in_place = np.tile(in_place_steps(order, self.batch, available), epochs)
+            lengths = np.full(epochs, len(rows), dtype=np.int64)
+            return order, starts, np.tile(rows, epochs), np.tile(fresh, epochs), in_place, lengths
         order = np.concatenate([plan[0] for plan in plans])
         rows = np.concatenate([plan[1] for plan in plans])
+        starts = np.arange(len(rows), dtype=np.int64) * self.batch
         fresh = np.concatenate([plan[2] for plan in plans])
         in_place = in_place_steps(order, self.batch, available)
         lengths = np.array([len(plan[1]) for plan in plans], dtype=np.int64)
-        return order, rows, fresh, in_place, lengths
+        return order, starts, rows, fresh, in_place, lengths
 
     def _check_labels(self, order: np.ndarray, epoch_of, batch_in_epoch) -> None:
         """The head's labels of the rows ``order`` cuts (the first epochs' when every epoch

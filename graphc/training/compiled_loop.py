@@ -221,20 +221,34 @@ class CompiledTraining:
         valid_rows: np.ndarray,
         fresh: np.ndarray | None = None,
         in_place: np.ndarray | None = None,
+        starts: np.ndarray | None = None,
     ) -> ChunkResult:
         """Train ``len(valid_rows)`` steps over the batches ``order`` cuts from ``sources``
         (one array per input, as ``input_names``), the carried states zeroed before the
         steps ``fresh`` marks; counts the optimizer's updates and the executor's Dropout
-        counter for the steps completed. ``in_place``: :func:`in_place_steps` of ``order``,
-        when the caller has it (an epoch's plan repeated), else computed here."""
+        counter for the steps completed. Step i cuts the batch of rows from
+        ``order[starts[i]]`` on (by default, the i-th batch of ``order``; a plan repeated
+        over epochs passes its order once). ``in_place``: whether each step's rows are
+        consecutive (:func:`in_place_steps`), when the caller has it, else computed here."""
         count = len(valid_rows)
         batch = self.targets[0].shape[0]  # rows cut per input per step
         sources = [  # the loop reads batches in place: the data in the bound dtype
             np.ascontiguousarray(source, dtype=target.dtype)
             for source, target in zip(sources, self.targets, strict=True)
         ]
+        if starts is None:
+            starts = np.arange(count, dtype=np.int64) * batch
+        starts = np.ascontiguousarray(starts, dtype=np.int64)
+        if len(starts) != count or (
+            count and (starts.min() < 0 or starts.max() + batch > len(order))
+        ):
+            raise ValueError(
+                f"CompiledTraining.run: {count} steps of {batch} rows need a start each "
+                f"within the {len(order)} rows of the order; got {len(starts)} starts"
+            )
         if in_place is None:
-            in_place = in_place_steps(order, batch, min(len(source) for source in sources))
+            cut = order[starts[:, None] + np.arange(batch)].reshape(-1)
+            in_place = in_place_steps(cut, batch, min(len(source) for source in sources))
         losses = np.zeros(count, dtype=np.float64)
         metrics = np.zeros(count, dtype=np.float64)
         completed = self.executor.target.call(
@@ -246,6 +260,7 @@ class CompiledTraining:
             tuple(_rows(source) for source in sources),
             self.row_targets,
             np.ascontiguousarray(order, dtype=np.int64),
+            starts,
             batch,
             count,
             np.ascontiguousarray(valid_rows, dtype=np.int64),
