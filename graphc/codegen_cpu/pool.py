@@ -174,13 +174,18 @@ def _max_planes(data, out, argmax, descriptor, first, last):
 def _max_planes_2x2_tiled(data, out, argmax, first, last):
     """2x2 windows at stride 2, no padding, every window inside the input: the four cells
     read directly, with the same first-largest and first-NaN rule as ``_max_window``
-    (LeNet's pool1 on one core: 0.78 ms by the general loop, 0.56 ms so)."""
+    (LeNet's pool1 on one core: 0.78 ms by the general loop, 0.56 ms so).
+
+    A row of windows is one loop without a branch: a NaN is only noted, and the row done
+    again window by window when one was seen. The NaN test branching inside the loop kept
+    it scalar (pool1, 50 images on one core: 0.75 ms so, 0.44 ms a row at a time)."""
     channels, width = data.shape[1], data.shape[3]
     out_h, out_w = out.shape[2], out.shape[3]
     for index in range(first, last):
         n, c = divmod(index, channels)
         for oh in range(out_h):
             top = _u(2 * oh)
+            nan_seen = False
             for ow in range(out_w):
                 left = _u(2 * ow)
                 a = data[n, c, top, left]
@@ -195,12 +200,16 @@ def _max_planes_2x2_tiled(data, out, argmax, first, last):
                 best, best_index = (d, corner + width) if wins else (best, best_index)
                 wins = e > best
                 best, best_index = (e, corner + width + 1) if wins else (best, best_index)
-                if (a != a) | (b != b) | (d != d) | (e != e):
+                nan_seen |= (a != a) | (b != b) | (d != d) | (e != e)
+                out[n, c, _u(oh), _u(ow)] = best
+                argmax[n, c, _u(oh), _u(ow)] = best_index
+            if nan_seen:
+                for ow in range(out_w):
                     best, best_index = _max_window(
                         data, n, c, 2 * oh, 2 * oh + 2, 2 * ow, 2 * ow + 2
                     )
-                out[n, c, _u(oh), _u(ow)] = best
-                argmax[n, c, _u(oh), _u(ow)] = best_index
+                    out[n, c, _u(oh), _u(ow)] = best
+                    argmax[n, c, _u(oh), _u(ow)] = best_index
 
 
 @numba.njit(cache=True)
