@@ -622,12 +622,12 @@ class Executor:
         counter = self.dropout_step() if is_train else -1
         launches = self._forward_launches + (self._backward_launches if self._grad_entries else [])
         times: dict[int, list[float]] = {index: [] for index in range(len(launches))}
-        for launch in launches:  # outside the timing: call_launch's own fill is then a check
+        for launch in launches:  # outside the timing, which is the kernel's alone
             launch.kernel.fill_addresses(launch.args)
         for _ in range(max(1, repeats)):
             for index, launch in enumerate(launches):
                 start = time.perf_counter()
-                call_launch(self.target, launch, counter, is_train)
+                call_launch(self.target, launch, counter, is_train, fill=False)
                 times[index].append(time.perf_counter() - start)
         rows = [
             (provenance(launch.node), float(np.median(times[index])) * 1e3)

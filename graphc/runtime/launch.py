@@ -52,10 +52,16 @@ class CompiledSequence:
             raise
 
 
-def call_launch(target: Target, launch: Launch, counter: int, training: bool) -> None:
-    """Call one kernel from Python; an error gets a note naming its user's nodes."""
+def call_launch(
+    target: Target, launch: Launch, counter: int, training: bool, fill: bool = True
+) -> None:
+    """Call one kernel from Python; an error gets a note naming its user's nodes. ``fill``:
+    write the addresses the kernel calls through first (``Kernel.fill_addresses``); checking
+    they are written types every argument in Python, 0.4 ms for a fused kernel with parts,
+    which a caller that filled them already (``Executor.profile``, timing the kernel) skips."""
     try:
-        launch.kernel.fill_addresses(launch.args)
+        if fill:
+            launch.kernel.fill_addresses(launch.args)
         if launch.kernel.needs_counter:
             target.call(launch.kernel.fn, *launch.args, counter, training)
         else:
