@@ -1,6 +1,8 @@
 """Where one training step's time goes: every kernel of a LeNet step and a CharLM step, in
 milliseconds, with the GEMM work it does and the GFLOP/s that reaches, and the share of the
-step that is not GEMM.
+step that is not GEMM; and what NumPy's matmul takes for every GEMM of the LeNet step at
+its whole size (graphc's kernels run the same products in parts and chunks: conv1's run
+faster that way, conv2's and fc1's at NumPy's speed at best).
 
     .venv/bin/python benchmarks/profile_step.py              # graphc's default threads
     .venv/bin/python benchmarks/profile_step.py --threads 1
@@ -115,6 +117,41 @@ def numpy_peak(m: int, k: int, n: int) -> float:
     return 2.0 * m * k * n / seconds / 1e9
 
 
+# Every GEMM of a LeNet training step at batch 100, as (m, k, n) of (m, k) @ (k, n): the
+# convolutions' passes as one im2col GEMM each over the whole batch (conv2: 64 output
+# positions an image, 20 * 5 * 5 = 500 taps, 50 filters; conv1: 576 positions, 25 taps,
+# 20 filters; conv1 has no data gradient), fc1 (800 -> 500) and fc2 (500 -> 10) with their
+# two gradients each.
+LENET_GEMMS = (
+    ("conv2 forward", (6400, 500, 50)),
+    ("conv2 weight gradient", (50, 6400, 500)),
+    ("conv2 data gradient", (6400, 50, 500)),
+    ("conv1 forward", (57600, 25, 20)),
+    ("conv1 weight gradient", (20, 57600, 25)),
+    ("fc1 forward", (100, 800, 500)),
+    ("fc1 weight gradient", (500, 100, 800)),
+    ("fc1 data gradient", (100, 500, 800)),
+    ("fc2 forward", (100, 500, 10)),
+    ("fc2 weight gradient", (10, 100, 500)),
+    ("fc2 data gradient", (100, 10, 500)),
+)
+
+
+def numpy_gemms(gemms) -> None:
+    """NumPy's matmul on each GEMM, and their sum: what a step's GEMMs alone take here."""
+    rng = np.random.default_rng(0)
+    rows, total = [], 0.0
+    for name, (m, k, n) in gemms:
+        a = rng.standard_normal((m, k), dtype=np.float32)
+        b = rng.standard_normal((k, n), dtype=np.float32)
+        ms = median_seconds(lambda a=a, b=b: a @ b, repeats=20) * 1e3
+        total += ms
+        rows.append([name, f"{m} x {k} x {n}", f"{ms:.2f}", f"{2.0 * m * k * n / ms / 1e6:.0f}"])
+    rows.append(["all", "", f"{total:.2f}", ""])
+    print_table(["GEMM (NumPy matmul)", "m x k x n", "ms", "GFLOP/s"], rows)
+    print()
+
+
 def training_bind(symbol, **shapes):
     """The executor ``Model.fit`` trains: gradients of the parameters only (the data and
     the labels have none, so the first layer computes no gradient of its input)."""
@@ -144,6 +181,9 @@ def main() -> None:
     profile("LeNet, batch 100", lenet, args.repeats)
     print(f"NumPy matmul (100*8*8, 500) @ (500, 50): {numpy_peak(6400, 500, 50):.0f} GFLOP/s")
     print()
+    print("### The same step's GEMMs alone, by NumPy's matmul at the same thread count")
+    print()
+    numpy_gemms(LENET_GEMMS)
     text = gc.datasets.text()
     charlm = training_bind(gc.models.charlm(text.vocab_size), data=(100, 128))
     charlm.arg_dict["data"][:] = rng.integers(0, text.vocab_size, (100, 128))
