@@ -214,6 +214,34 @@ def test_the_loop_source_takes_its_statistics_and_constants_from_the_plan():
         _plan(LoopStatistic("softmax", (1e-12,)), LoopStatistic("f1"))
 
 
+@pytest.mark.cpu
+@pytest.mark.parametrize("shape, rows", [((3,), 3), ((13, 1), 11), ((9, 2, 3), 9)], ids=str)
+def test_the_loops_regression_statistics_are_the_heads_losses_in_float64(shape, rows):
+    """The loop's sums against the heads' own loss (``HeadDef.batch_loss``) on float32
+    outputs: errors of 1e20 (their float32 squares overflow) stay finite, as the
+    step-by-step path computes them; the row counts leave 1, 3 and 1 of eight lanes over."""
+    rng = np.random.default_rng(4)
+    output = rng.standard_normal(shape).astype(np.float32)
+    output.reshape(-1)[1] = 1e20
+    label = rng.standard_normal(shape).astype(np.float32)
+    probabilities = rng.uniform(0.0, 1.0, shape).astype(np.float32)
+    binary = rng.integers(0, 2, shape).astype(np.float32)
+    width = output.size // shape[0]
+    linear = get_op("LinearRegressionOutput").head.batch_loss
+    logistic = get_op("LogisticRegressionOutput").head.batch_loss
+    loss, squares, magnitudes = train_support.regression_stats(output, label, rows, 2.0)
+    want = linear({}, output[:rows], label[:rows], rows)
+    assert np.isfinite(loss) and loss == pytest.approx(2.0 * rows * want, rel=1e-12)
+    errors = output[:rows].astype(np.float64) - label[:rows]
+    assert squares == pytest.approx((errors**2).sum() / width, rel=1e-12)
+    assert magnitudes == pytest.approx(np.abs(errors).sum() / width, rel=1e-12)
+    entropy, _, _ = train_support.logistic_stats(
+        probabilities, binary, rows, 1.0, PROBABILITY_FLOOR
+    )
+    want = logistic({}, probabilities[:rows], binary[:rows], rows)
+    assert entropy == pytest.approx(rows * want, rel=1e-12)
+
+
 @pytest.mark.unit
 def test_check_label_names_the_head_the_label_the_value_and_where():
     head = LossHead(0, "SoftmaxOutput", {"use_ignore": True}, "y", "out")

@@ -210,24 +210,35 @@ def test_an_unshuffled_epoch_repeated_over_many_epochs_trains_as_iterating_does(
 ):
     """Unshuffled data: one epoch's order is handed to the loop once, with each step's
     start, for every epoch a call spans; the padded last batch (rows that wrap) is gathered,
-    the others read in place."""
+    the others read in place. The chunk is fixed (not timed), so that a call spans 6 of the
+    7 epochs whatever the machine's load."""
     from graphc.training import compiled_fit
 
-    spans = []
+    calls = []
     steps = compiled_fit.CompiledEpochs._steps
 
     def recording(self, plans, repeated):
-        spans.append((len(plans), repeated))
-        return steps(self, plans, repeated)
+        result = steps(self, plans, repeated)
+        calls.append((len(plans), repeated, len(result[0]), result[4].tolist()))
+        return result
 
     monkeypatch.setattr(compiled_fit.CompiledEpochs, "_steps", recording)
+    monkeypatch.setattr(compiled_fit.CompiledEpochs, "chunk_steps", lambda self: 24)
     x, y = fashion
     params = {"learning_rate": 0.1, "momentum": 0.9}
     fast, _ = _softmax_both_ways(
         x.reshape(len(x), -1)[:70], y[:70], params, 7, last_batch_handle=handle
     )
-    assert max(spans) >= (6, True), f"no call spanned the later epochs: {spans}"
-    assert fast.optimizer.num_update == 7 * (4 if handle == "pad" else 3)
+    per_epoch = 4 if handle == "pad" else 3
+    assert fast.optimizer.num_update == 7 * per_epoch
+    # 24 steps a call: 6 epochs of 4 steps, then the seventh (or all 7 epochs of 3), each
+    # call cut from one copy of the epoch's order (80 rows with the padding, or 60).
+    spanned = [call for call in calls if call[0] > 1]
+    assert spanned and all(repeated for _, repeated, _, _ in spanned), calls
+    assert {rows for _, _, rows, _ in spanned} == {per_epoch * BATCH}
+    in_place = spanned[0][3]
+    one_epoch = [True, True, True, False] if handle == "pad" else [True, True, True]
+    assert in_place == one_epoch * spanned[0][0]
 
 
 def test_the_loop_refuses_starts_outside_the_order(fashion):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 
 import numba
+import numpy as np
 
 _JIT = {"cache": True, "error_model": "numpy"}
 
@@ -85,7 +86,10 @@ def regression_stats(predictions, labels, rows, grad_scale):
     """(sum over rows of half the mean squared error * grad_scale, sum over rows of the mean
     squared error, of the mean absolute error). Labels are read in the predictions' layout.
 
-    The sums run in eight float64 lanes (element e of the first count - count % 8 in lane
+    Each error is taken in float64, as ``HeadDef.batch_loss`` takes it (Numba's ``float``
+    of a float32 stays float32: a squared error then overflowed from 1.8e19 on, and the
+    loop stopped as diverged where the step-by-step path went on). The sums run in eight
+    float64 lanes (element e of the first count - count % 8 in lane
     e % 8; the rest in a sum of their own), added in a fixed tree at the end: one chain of dependent additions ran at the adder's latency (LinReg's 506
     errors, 1.2 us of a 6.7 us step), eight vectorize. The order is fixed by the row
     count, so the bits are the same every run."""
@@ -97,14 +101,14 @@ def regression_stats(predictions, labels, rows, grad_scale):
     blocks = count // 8
     for block in range(blocks):
         base = block * 8
-        e0 = float(flat_predictions[base]) - float(flat_labels[base])
-        e1 = float(flat_predictions[base + 1]) - float(flat_labels[base + 1])
-        e2 = float(flat_predictions[base + 2]) - float(flat_labels[base + 2])
-        e3 = float(flat_predictions[base + 3]) - float(flat_labels[base + 3])
-        e4 = float(flat_predictions[base + 4]) - float(flat_labels[base + 4])
-        e5 = float(flat_predictions[base + 5]) - float(flat_labels[base + 5])
-        e6 = float(flat_predictions[base + 6]) - float(flat_labels[base + 6])
-        e7 = float(flat_predictions[base + 7]) - float(flat_labels[base + 7])
+        e0 = np.float64(flat_predictions[base]) - np.float64(flat_labels[base])
+        e1 = np.float64(flat_predictions[base + 1]) - np.float64(flat_labels[base + 1])
+        e2 = np.float64(flat_predictions[base + 2]) - np.float64(flat_labels[base + 2])
+        e3 = np.float64(flat_predictions[base + 3]) - np.float64(flat_labels[base + 3])
+        e4 = np.float64(flat_predictions[base + 4]) - np.float64(flat_labels[base + 4])
+        e5 = np.float64(flat_predictions[base + 5]) - np.float64(flat_labels[base + 5])
+        e6 = np.float64(flat_predictions[base + 6]) - np.float64(flat_labels[base + 6])
+        e7 = np.float64(flat_predictions[base + 7]) - np.float64(flat_labels[base + 7])
         s0 += e0 * e0
         s1 += e1 * e1
         s2 += e2 * e2
@@ -124,7 +128,7 @@ def regression_stats(predictions, labels, rows, grad_scale):
     tail_squares = 0.0  # the last count % 8 errors, in sums of their own
     tail_magnitudes = 0.0
     for index in range(blocks * 8, count):
-        error = float(flat_predictions[index]) - float(flat_labels[index])
+        error = np.float64(flat_predictions[index]) - np.float64(flat_labels[index])
         tail_squares += error * error
         tail_magnitudes += abs(error)
     width = predictions.size // predictions.shape[0]
@@ -146,8 +150,8 @@ def logistic_stats(probabilities, labels, rows, grad_scale, floor):
     magnitudes = 0.0
     for row in range(rows):
         for column in range(width):
-            probability = float(flat_probabilities[row, column])
-            target = float(flat_labels[row, column])
+            probability = np.float64(flat_probabilities[row, column])
+            target = np.float64(flat_labels[row, column])
             clipped = min(max(probability, floor), 1.0 - floor)
             entropy -= target * math.log(clipped) + (1.0 - target) * math.log1p(-clipped)
             error = probability - target
